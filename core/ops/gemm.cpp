@@ -1,0 +1,62 @@
+#include "core/ops/gemm.h"
+
+#include <cblas.h>
+
+#include "core/op_stats.h"
+#include "core/ops/dispatch.h"
+
+namespace linpar {
+
+template <>
+void gemm<float>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                 int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+  count_flops(2 * m * n * k);
+}
+
+template <>
+void gemm<double>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                  const double* a, int64_t lda, const double* b, int64_t ldb, double beta,
+                  double* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c, static_cast<int>(ldc));
+  count_flops(2 * m * n * k);
+}
+
+void linear_forward(const Tensor& x, const Tensor& w, Tensor& y) {
+  check_cpu_float("linear_forward", x);
+  check_same("linear_forward", x, w);
+  int64_t out = w.dim(0), in = w.dim(1), rows = x.numel() / in;
+  LINPAR_CHECK(x.dim(-1) == in, "linear_forward: x {} vs w {}", shape_string(x.shape()),
+               shape_string(w.shape()));
+  LINPAR_CHECK(y.numel() == rows * out, "linear_forward: y {}", shape_string(y.shape()));
+  LINPAR_DISPATCH_FLOAT(x.dtype(), "linear_forward", [&]<typename T>() {
+    gemm<T>(false, true, rows, out, in, T(1), x.data<T>(), in, w.data<T>(), in, T(0), y.data<T>(),
+            out);
+  });
+}
+
+void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
+                     bool accumulate_dx) {
+  check_cpu_float("linear_backward", dy);
+  int64_t out = w.dim(0), in = w.dim(1), rows = x.numel() / in;
+  LINPAR_CHECK(dy.numel() == rows * out, "linear_backward: dy {}", shape_string(dy.shape()));
+  LINPAR_DISPATCH_FLOAT(dy.dtype(), "linear_backward", [&]<typename T>() {
+    if (dx.defined()) {
+      gemm<T>(false, false, rows, in, out, T(1), dy.data<T>(), out, w.data<T>(), in,
+              accumulate_dx ? T(1) : T(0), dx.data<T>(), in);
+    }
+    if (dw.defined()) {
+      gemm<T>(true, false, out, in, rows, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
+              dw.data<T>(), in);
+    }
+  });
+}
+
+}  // namespace linpar

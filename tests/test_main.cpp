@@ -1,0 +1,12 @@
+// GoogleTest entry point shared by every test binary. MPI is initialised so that
+// code paths which query the communicator work in single-process tests too.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  int result = RUN_ALL_TESTS();
+  MPI_Finalize();
+  return result;
+}
