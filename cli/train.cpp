@@ -1,0 +1,154 @@
+// linpar train: options -> TrainOptions -> Trainer (or the --dry-run report).
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "model/trainer.h"
+#include "model/transnormer.h"
+
+namespace linpar::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kDefaultCorpusDir = "data/kjv";
+
+// --data default|DIR|FILE: a directory holds train.bin (+ val.bin); a file is
+// the training token file, with --val-data for validation.
+void resolve_data(const po::variables_map& v, TrainOptions& o) {
+  std::string data = v["data"].as<std::string>();
+  const bool is_default = data == "default";
+  if (is_default) data = kDefaultCorpusDir;
+  if (fs::is_directory(data)) {
+    o.train_path = (fs::path(data) / "train.bin").string();
+    if (fs::exists(fs::path(data) / "val.bin")) o.val_path = (fs::path(data) / "val.bin").string();
+    std::ifstream corpus(fs::path(data) / "corpus.json");
+    if (corpus) {
+      nlohmann::json info = nlohmann::json::parse(corpus, nullptr, false);
+      if (info.is_object() && info.contains("val_tokens") && info.contains("val_bytes") &&
+          info["val_bytes"].get<double>() > 0) {
+        o.val_tokens_per_byte = info["val_tokens"].get<double>() / info["val_bytes"].get<double>();
+      }
+    }
+  } else {
+    o.train_path = data;
+  }
+  if (v.count("val-data")) o.val_path = v["val-data"].as<std::string>();
+  if (!fs::exists(o.train_path)) {
+    if (is_default) {
+      user_error("--data default: {} is missing; prepare the default corpus with scripts/prepare_corpus.sh", o.train_path);
+    }
+    user_error("--data {}: no such token file or directory with train.bin", v["data"].as<std::string>());
+  }
+}
+
+void print_dry_run(const TrainOptions& o) {
+  const ModelConfig& m = o.model;
+  const int64_t params = m.parameter_count();
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  const double element = static_cast<double>(dtype_size(o.dtype));
+  const double weights = static_cast<double>(params) * element;
+  const double grads = weights;
+  const double optimizer = 2.0 * weights;  // AdamW first and second moments
+  const double activations = static_cast<double>(activation_elements_per_token(m)) *
+                             static_cast<double>(o.micro_batch * o.seq_len) * element;
+  fmt::print("model: {} (layers {}, width {}, heads {}, glu_dim {}, vocab {}, lrpe {})\n", m.name,
+             m.n_layers, m.width, m.n_heads, m.glu_dim, m.vocab_size,
+             m.lrpe == LrpeLayers::None ? "none" : (m.lrpe == LrpeLayers::First ? "first" : "all"));
+  fmt::print("parameters: {}\n", params);
+  fmt::print("layout: dp 1, tp 1, pp 1, sp 1 (1 rank); {} micro-batches of {} x {} tokens per step\n",
+             o.global_batch / o.micro_batch, o.micro_batch, o.seq_len);
+  fmt::print("memory per rank (estimate, {} on cpu):\n", dtype_name(o.dtype));
+  fmt::print("  weights      {:10.3f} GiB\n", weights / gib);
+  fmt::print("  gradients    {:10.3f} GiB\n", grads / gib);
+  fmt::print("  optimizer    {:10.3f} GiB\n", optimizer / gib);
+  fmt::print("  activations  {:10.3f} GiB (one micro-batch)\n", activations / gib);
+  fmt::print("  total        {:10.3f} GiB\n", (weights + grads + optimizer + activations) / gib);
+}
+
+}  // namespace
+
+int train_command(const std::vector<std::string>& args) {
+  po::options_description options("train options");
+  add_model_options(options);
+  options.add_options()
+      ("data", po::value<std::string>()->default_value("default"), "default (the KJV corpus in data/kjv), a directory with train.bin/val.bin, or a token file")
+      ("val-data", po::value<std::string>(), "validation token file (overrides DIR/val.bin)")
+      ("steps", po::value<int64_t>()->default_value(300), "optimizer steps")
+      ("seq-len", po::value<int64_t>()->default_value(128), "tokens per sample")
+      ("micro-batch", po::value<int64_t>()->default_value(8), "samples per forward/backward")
+      ("global-batch", po::value<int64_t>()->default_value(16), "samples per optimizer step")
+      ("lr", po::value<double>()->default_value(2e-3), "peak learning rate")
+      ("min-lr-ratio", po::value<double>()->default_value(0.1), "cosine floor as a fraction of --lr")
+      ("warmup", po::value<int64_t>()->default_value(20), "linear warmup steps")
+      ("weight-decay", po::value<double>()->default_value(0.1), "AdamW decoupled weight decay")
+      ("beta1", po::value<double>()->default_value(0.9), "AdamW beta1")
+      ("beta2", po::value<double>()->default_value(0.95), "AdamW beta2")
+      ("grad-clip", po::value<double>()->default_value(1.0), "clip the global gradient norm (0: off)")
+      ("seed", po::value<uint64_t>()->default_value(1234), "seed for initialisation and data order")
+      ("eval-every", po::value<int64_t>()->default_value(50), "validate every N steps (0: at the end only)")
+      ("eval-windows", po::value<int64_t>()->default_value(32), "validation windows of --seq-len tokens")
+      ("ckpt-dir", po::value<std::string>(), "checkpoint directory")
+      ("ckpt-every", po::value<int64_t>()->default_value(0), "checkpoint every N steps (0: never)")
+      ("resume", po::bool_switch(), "continue from the newest checkpoint in --ckpt-dir")
+      ("metrics", po::value<std::string>(), "write one JSON object per step to this file")
+      ("device", po::value<std::string>()->default_value("cpu"), "cpu (cuda arrives with the GPU backend)")
+      ("dtype", po::value<std::string>()->default_value("f32"), "CPU compute precision: f32 or f64")
+      ("progress", po::value<std::string>()->default_value("auto"), "auto|bar|lines|quiet")
+      ("dry-run", po::bool_switch(), "validate, print the parameter count and memory estimate, exit");
+  po::variables_map v;
+  if (!parse_options("train", "[options]", args, options, v)) return 0;
+
+  TrainOptions o;
+  o.model = model_config_from(v);
+  const std::string device = v["device"].as<std::string>();
+  if (device != "cpu") {
+    user_error("--device {}: this version trains on the CPU only (expected cpu)", device);
+  }
+  const std::string dtype = v["dtype"].as<std::string>();
+  if (dtype != "f32" && dtype != "f64") user_error("--dtype {}: expected f32 or f64", dtype);
+  o.dtype = dtype == "f32" ? DType::F32 : DType::F64;
+  o.seq_len = v["seq-len"].as<int64_t>();
+  o.micro_batch = v["micro-batch"].as<int64_t>();
+  o.global_batch = v["global-batch"].as<int64_t>();
+  o.steps = v["steps"].as<int64_t>();
+  o.schedule.max_lr = v["lr"].as<double>();
+  o.schedule.min_lr_ratio = v["min-lr-ratio"].as<double>();
+  o.schedule.warmup_steps = v["warmup"].as<int64_t>();
+  o.schedule.total_steps = o.steps;
+  o.adamw.weight_decay = v["weight-decay"].as<double>();
+  o.adamw.beta1 = v["beta1"].as<double>();
+  o.adamw.beta2 = v["beta2"].as<double>();
+  o.grad_clip = v["grad-clip"].as<double>();
+  o.seed = v["seed"].as<uint64_t>();
+  o.eval_every = v["eval-every"].as<int64_t>();
+  o.eval_windows = v["eval-windows"].as<int64_t>();
+  if (v.count("ckpt-dir")) o.ckpt_dir = v["ckpt-dir"].as<std::string>();
+  o.ckpt_every = v["ckpt-every"].as<int64_t>();
+  o.resume = v["resume"].as<bool>();
+  if (v.count("metrics")) o.metrics_path = v["metrics"].as<std::string>();
+  const std::string progress = v["progress"].as<std::string>();
+  if (progress == "auto") o.progress = TrainOptions::Progress::Auto;
+  else if (progress == "bar") o.progress = TrainOptions::Progress::Bar;
+  else if (progress == "lines") o.progress = TrainOptions::Progress::Lines;
+  else if (progress == "quiet") o.progress = TrainOptions::Progress::Quiet;
+  else user_error("--progress {}: expected auto, bar, lines or quiet", progress);
+  validate_train_options(o);
+
+  if (v["dry-run"].as<bool>()) {
+    print_dry_run(o);
+    return 0;
+  }
+  resolve_data(v, o);
+  Trainer trainer(o);
+  trainer.run();
+  return 0;
+}
+
+}  // namespace linpar::cli

@@ -1,0 +1,79 @@
+#include "core/ops/lrpe.h"
+
+#include <cmath>
+
+#include "core/op_stats.h"
+#include "core/ops/dispatch.h"
+
+namespace linpar {
+
+// Per input element: angle (1), cos and sin (2), two products (2).
+int64_t lrpe_forward_flops(int64_t numel) { return 5 * numel; }
+// Per input element: angle, cos, sin (3), dx (3), dθ (5).
+int64_t lrpe_backward_flops(int64_t numel) { return 11 * numel; }
+
+std::vector<double> lrpe_initial_theta(int64_t width) {
+  std::vector<double> theta(static_cast<size_t>(width));
+  for (int64_t c = 0; c < width; ++c) {
+    theta[static_cast<size_t>(c)] = std::pow(10000.0, -2.0 * static_cast<double>(c) / static_cast<double>(width));
+  }
+  return theta;
+}
+
+void lrpe_forward(const Tensor& x, const Tensor& theta, int64_t position_offset, Tensor& y) {
+  check_cpu_float("lrpe_forward", x);
+  const int64_t batch = x.dim(0), heads = x.dim(1), length = x.dim(2), d = x.dim(3);
+  check_shape("lrpe_forward", "theta", theta, {heads * d});
+  check_shape("lrpe_forward", "y", y, {batch, heads, length, 2 * d});
+  LINPAR_DISPATCH_FLOAT(x.dtype(), "lrpe_forward", [&]<typename T>() {
+    const T* xp = x.data<T>();
+    const T* tp = theta.data<T>();
+    T* yp = y.data<T>();
+    for (int64_t bh = 0; bh < batch * heads; ++bh) {
+      const int64_t h = bh % heads;
+      for (int64_t n = 0; n < length; ++n) {
+        const T p = static_cast<T>(position_offset + n);
+        const T* xr = xp + (bh * length + n) * d;
+        T* yr = yp + (bh * length + n) * 2 * d;
+        for (int64_t j = 0; j < d; ++j) {
+          const T angle = tp[h * d + j] * p;
+          yr[j] = xr[j] * std::cos(angle);
+          yr[d + j] = xr[j] * std::sin(angle);
+        }
+      }
+    }
+  });
+  count_flops(lrpe_forward_flops(x.numel()));
+}
+
+void lrpe_backward(const Tensor& dy, const Tensor& x, const Tensor& theta, int64_t position_offset,
+                   Tensor& dx, Tensor& d_theta) {
+  check_cpu_float("lrpe_backward", dy);
+  const int64_t batch = x.dim(0), heads = x.dim(1), length = x.dim(2), d = x.dim(3);
+  check_shape("lrpe_backward", "dy", dy, {batch, heads, length, 2 * d});
+  LINPAR_DISPATCH_FLOAT(x.dtype(), "lrpe_backward", [&]<typename T>() {
+    const T* dyp = dy.data<T>();
+    const T* xp = x.data<T>();
+    const T* tp = theta.data<T>();
+    T* dxp = dx.data<T>();
+    T* dtp = d_theta.data<T>();
+    for (int64_t bh = 0; bh < batch * heads; ++bh) {
+      const int64_t h = bh % heads;
+      for (int64_t n = 0; n < length; ++n) {
+        const T p = static_cast<T>(position_offset + n);
+        const T* xr = xp + (bh * length + n) * d;
+        const T* dyr = dyp + (bh * length + n) * 2 * d;
+        T* dxr = dxp + (bh * length + n) * d;
+        for (int64_t j = 0; j < d; ++j) {
+          const T angle = tp[h * d + j] * p;
+          const T c = std::cos(angle), s = std::sin(angle);
+          dxr[j] = dyr[j] * c + dyr[d + j] * s;
+          dtp[h * d + j] += p * xr[j] * (dyr[d + j] * c - dyr[j] * s);
+        }
+      }
+    }
+  });
+  count_flops(lrpe_backward_flops(x.numel()));
+}
+
+}  // namespace linpar

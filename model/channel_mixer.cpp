@@ -1,0 +1,63 @@
+#include "model/channel_mixer.h"
+
+#include "core/ops/activation.h"
+#include "core/ops/gemm.h"
+
+namespace linpar {
+
+ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params,
+                           uint64_t seed, DType dtype)
+    : prefix_(fmt::format("layers.{}.channel_mixer.", layer)),
+      width_(config.width),
+      glu_dim_(config.glu_dim),
+      l1_(params.add_normal(prefix_ + "l1", {config.glu_dim, config.width}, dtype, seed,
+                            config.init_std)),
+      l2_(params.add_normal(prefix_ + "l2", {config.glu_dim, config.width}, dtype, seed,
+                            config.init_std)),
+      l3_(params.add_normal(prefix_ + "l3", {config.width, config.glu_dim}, dtype, seed,
+                            config.init_std)) {}
+
+void ChannelMixer::forward(const Tensor& x, Tensor& out, ChannelMixerCache& c) const {
+  const int64_t B = x.dim(0), N = x.dim(1), F = glu_dim_;
+  c.a1 = Tensor::empty({B, N, F}, x.dtype());
+  c.a2 = Tensor::empty({B, N, F}, x.dtype());
+  c.gated = Tensor::empty({B, N, F}, x.dtype());
+  linear_forward(x, l1_.value, c.a1);
+  linear_forward(x, l2_.value, c.a2);
+  mul_forward(c.a1, c.a2, c.gated);
+  linear_forward(c.gated, l3_.value, out);
+}
+
+void ChannelMixer::backward(const Tensor& d_out, const Tensor& x, const ChannelMixerCache& c,
+                            Tensor& dx) const {
+  const int64_t B = x.dim(0), N = x.dim(1), F = glu_dim_;
+  Tensor d_gated = Tensor::empty({B, N, F}, x.dtype());
+  linear_backward(d_out, c.gated, l3_.value, d_gated, l3_.grad);
+  Tensor da1 = Tensor::empty({B, N, F}, x.dtype()), da2 = Tensor::empty({B, N, F}, x.dtype());
+  mul_backward(d_gated, c.a1, c.a2, da1, da2);
+  linear_backward(da1, x, l1_.value, dx, l1_.grad);
+  linear_backward(da2, x, l2_.value, dx, l2_.grad, /*accumulate_dx=*/true);
+}
+
+void ChannelMixer::plan(const StepShape& s, const ShardLayout& layout, bool backward,
+                        OpPlan& plan) const {
+  const int64_t rows = s.batch * s.length, D = width_, F = glu_dim_ / layout.tp,
+                e = s.element_bytes;
+  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
+    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, {}});
+  };
+  const int64_t act = rows * F;
+  if (!backward) {
+    op("l1.forward", 2 * rows * D * F, rows * D + F * D, act);
+    op("l2.forward", 2 * rows * D * F, rows * D + F * D, act);
+    op("gate.forward", mul_forward_flops(act), 2 * act, act);
+    op("l3.forward", 2 * rows * F * D, act + D * F, rows * D);
+    return;
+  }
+  op("l3.backward", 2 * (2 * rows * F * D), rows * D + act + D * F, act + D * F);
+  op("gate.backward", mul_backward_flops(act), 3 * act, 2 * act);
+  op("l1.backward", 2 * (2 * rows * D * F), act + rows * D + F * D, rows * D + F * D);
+  op("l2.backward", 2 * (2 * rows * D * F), act + rows * D + F * D, rows * D + F * D);
+}
+
+}  // namespace linpar

@@ -1,0 +1,40 @@
+// The channel mixer: SGLU, a gated linear unit with no activation
+// (MODEL.md): SGLU(x) = ((x W_1) ⊙ (x W_2)) W_3; released names l1, l2, l3.
+#pragma once
+
+#include <string>
+
+#include "model/config.h"
+#include "model/op_plan.h"
+#include "model/parameters.h"
+
+namespace linpar {
+
+struct ChannelMixerCache {
+  Tensor a1, a2;  // x W_1ᵀ, x W_2ᵀ: [B, N, F]
+  Tensor gated;   // a1 ⊙ a2: [B, N, F]
+};
+
+class ChannelMixer {
+ public:
+  ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
+               DType dtype);
+
+  // x: [B, N, D] (already normalised) -> out: [B, N, D]
+  void forward(const Tensor& x, Tensor& out, ChannelMixerCache& cache) const;
+  // d_out: [B, N, D] -> dx: [B, N, D] (overwritten); parameter grads accumulate.
+  void backward(const Tensor& d_out, const Tensor& x, const ChannelMixerCache& cache,
+                Tensor& dx) const;
+
+  // Ops of forward or backward (in execution order) for the given shard layout.
+  void plan(const StepShape& shape, const ShardLayout& layout, bool backward, OpPlan& plan) const;
+
+ private:
+  std::string prefix_;
+  int64_t width_, glu_dim_;
+  Parameter& l1_;
+  Parameter& l2_;
+  Parameter& l3_;
+};
+
+}  // namespace linpar

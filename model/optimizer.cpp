@@ -1,0 +1,72 @@
+#include "model/optimizer.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/ops/dispatch.h"
+#include "core/ops/elementwise.h"
+
+namespace linpar {
+
+double LrSchedule::at(int64_t step) const {
+  if (warmup_steps > 0 && step < warmup_steps) {
+    return max_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
+  }
+  const double min_lr = max_lr * min_lr_ratio;
+  const int64_t decay_steps = total_steps - warmup_steps;
+  if (decay_steps <= 1) return max_lr;
+  const double progress =
+      std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps - 1));
+  return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + std::cos(std::numbers::pi * progress));
+}
+
+AdamW::AdamW(const AdamWConfig& config, ParameterSet& params) : config_(config), params_(params) {
+  for (const Parameter& p : params.all()) {
+    m_.push_back(Tensor::zeros(p.value.shape(), p.value.dtype()));
+    v_.push_back(Tensor::zeros(p.value.shape(), p.value.dtype()));
+  }
+}
+
+void AdamW::step(double lr) {
+  ++step_;
+  const double bias1 = 1.0 - std::pow(config_.beta1, static_cast<double>(step_));
+  const double bias2 = 1.0 - std::pow(config_.beta2, static_cast<double>(step_));
+  size_t index = 0;
+  for (Parameter& p : params_.all()) {
+    Tensor& m = m_[index];
+    Tensor& v = v_[index];
+    ++index;
+    const double decay = p.weight_decay ? config_.weight_decay : 0.0;
+    LINPAR_DISPATCH_FLOAT(p.value.dtype(), "adamw", [&]<typename T>() {
+      T* w = p.value.data<T>();
+      const T* g = p.grad.data<T>();
+      T* mp = m.data<T>();
+      T* vp = v.data<T>();
+      const T b1 = static_cast<T>(config_.beta1), b2 = static_cast<T>(config_.beta2);
+      for (int64_t i = 0; i < p.value.numel(); ++i) {
+        mp[i] = b1 * mp[i] + (T(1) - b1) * g[i];
+        vp[i] = b2 * vp[i] + (T(1) - b2) * g[i] * g[i];
+        const T m_hat = mp[i] / static_cast<T>(bias1);
+        const T v_hat = vp[i] / static_cast<T>(bias2);
+        w[i] -= static_cast<T>(lr) *
+                (m_hat / (std::sqrt(v_hat) + static_cast<T>(config_.eps)) + static_cast<T>(decay) * w[i]);
+      }
+    });
+  }
+}
+
+double global_grad_norm(const ParameterSet& params) {
+  double total = 0;
+  for (const Parameter& p : params.all()) total += sum_squares(p.grad);
+  return std::sqrt(total);
+}
+
+double clip_grad_norm(ParameterSet& params, double max_norm) {
+  const double norm = global_grad_norm(params);
+  if (max_norm > 0 && norm > max_norm) {
+    for (Parameter& p : params.all()) scale(max_norm / (norm + 1e-6), p.grad);
+  }
+  return norm;
+}
+
+}  // namespace linpar

@@ -1,0 +1,56 @@
+// AdamW (Loshchilov & Hutter, decoupled weight decay), the learning-rate
+// schedule (linear warmup, cosine decay to a floor) and global-norm clipping.
+#pragma once
+
+#include <cstdint>
+
+#include "model/parameters.h"
+
+namespace linpar {
+
+struct AdamWConfig {
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+};
+
+struct LrSchedule {
+  double max_lr = 3e-4;
+  double min_lr_ratio = 0.1;  // cosine decays to max_lr · min_lr_ratio
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 1;
+  // lr for step (0-based): linear warmup over warmup_steps to max_lr, then
+  // cosine to the floor at total_steps.
+  double at(int64_t step) const;
+};
+
+class AdamW {
+ public:
+  AdamW(const AdamWConfig& config, ParameterSet& params);
+
+  // One update with the gradients currently in params (f32/f64 CPU):
+  //   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  m̂ = m/(1−β1^t);  v̂ = v/(1−β2^t)
+  //   p −= lr · (m̂ / (√v̂ + ε) + wd · p)     (wd only for parameters that decay)
+  void step(double lr);
+
+  int64_t steps_taken() const { return step_; }
+  void set_steps_taken(int64_t step) { step_ = step; }
+  // Moment tensors, in parameter order (checkpoints save and restore them).
+  std::vector<Tensor>& first_moments() { return m_; }
+  std::vector<Tensor>& second_moments() { return v_; }
+
+ private:
+  AdamWConfig config_;
+  ParameterSet& params_;
+  std::vector<Tensor> m_, v_;
+  int64_t step_ = 0;
+};
+
+// √(Σ g²) over every parameter's gradient.
+double global_grad_norm(const ParameterSet& params);
+// Scales every gradient by max_norm / norm when norm > max_norm (max_norm ≤ 0
+// disables clipping). Returns the norm before clipping.
+double clip_grad_norm(ParameterSet& params, double max_norm);
+
+}  // namespace linpar

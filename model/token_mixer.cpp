@@ -1,0 +1,158 @@
+#include "model/token_mixer.h"
+
+#include "core/ops/activation.h"
+#include "core/ops/gemm.h"
+#include "core/ops/layout.h"
+#include "core/ops/lightning_attention.h"
+#include "core/ops/lrpe.h"
+#include "core/ops/srmsnorm.h"
+
+namespace linpar {
+
+TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params,
+                       uint64_t seed, DType dtype)
+    : prefix_(fmt::format("layers.{}.token_mixer.", layer)),
+      n_heads_(config.n_heads),
+      head_dim_(config.head_dim()),
+      width_(config.width),
+      attention_block_(config.attention_block),
+      norm_eps_(config.norm_eps),
+      use_lrpe_(config.layer_uses_lrpe(layer)),
+      slopes_(config.layer_slopes(layer)),
+      qkvu_proj_(params.add_normal(prefix_ + "qkvu_proj", {4 * config.width, config.width}, dtype,
+                                   seed, config.init_std)),
+      out_proj_(params.add_normal(prefix_ + "out_proj", {config.width, config.width}, dtype, seed,
+                                  config.init_std)) {
+  if (use_lrpe_) {
+    std::vector<double> theta = lrpe_initial_theta(config.width);
+    lrpe_theta_ = &params.add_values(prefix_ + "lrpe.theta",
+                                     Tensor::from_vector<double>({config.width}, theta).to(dtype),
+                                     /*weight_decay=*/false);
+  }
+}
+
+void TokenMixer::forward(const Tensor& x, int64_t position_offset, Tensor& out,
+                         TokenMixerCache& c) const {
+  const int64_t B = x.dim(0), N = x.dim(1), D = width_, H = n_heads_, d = head_dim_;
+  const DType dt = x.dtype();
+  c.qkvu = Tensor::empty({B, N, 4 * D}, dt);
+  linear_forward(x, qkvu_proj_.value, c.qkvu);
+
+  c.q_raw = Tensor::empty({B, H, N, d}, dt);
+  c.k_raw = Tensor::empty({B, H, N, d}, dt);
+  c.v = Tensor::empty({B, H, N, d}, dt);
+  c.u = Tensor::empty({B, N, D}, dt);
+  heads_from_columns(c.qkvu, 0, c.q_raw);
+  heads_from_columns(c.qkvu, D, c.k_raw);
+  heads_from_columns(c.qkvu, 2 * D, c.v);
+  Tensor u_as_one_head = c.u.reshape({B, 1, N, D});  // [B, N, D] viewed as one head
+  heads_from_columns(c.qkvu, 3 * D, u_as_one_head);
+
+  c.q = Tensor::empty({B, H, N, d}, dt);
+  c.k = Tensor::empty({B, H, N, d}, dt);
+  silu_forward(c.q_raw, c.q);
+  silu_forward(c.k_raw, c.k);
+
+  const Tensor* q_att = &c.q;
+  const Tensor* k_att = &c.k;
+  if (use_lrpe_) {
+    c.q_rot = Tensor::empty({B, H, N, 2 * d}, dt);
+    c.k_rot = Tensor::empty({B, H, N, 2 * d}, dt);
+    lrpe_forward(c.q, lrpe_theta_->value, position_offset, c.q_rot);
+    lrpe_forward(c.k, lrpe_theta_->value, position_offset, c.k_rot);
+    q_att = &c.q_rot;
+    k_att = &c.k_rot;
+  }
+
+  Tensor attention = Tensor::empty({B, H, N, d}, dt);
+  Tensor no_state;
+  lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, c.kv_in, attention,
+                              no_state);
+  Tensor attention_columns = Tensor::empty({B, N, D}, dt);
+  heads_to_columns(attention, 0, attention_columns);
+
+  c.attention_norm = Tensor::empty({B, N, D}, dt);
+  c.attention_rstd = Tensor::empty({B * N}, dt);
+  srmsnorm_forward(attention_columns, norm_eps_, c.attention_norm, c.attention_rstd);
+  c.gated = Tensor::empty({B, N, D}, dt);
+  mul_forward(c.u, c.attention_norm, c.gated);
+  linear_forward(c.gated, out_proj_.value, out);
+}
+
+void TokenMixer::backward(const Tensor& d_out, const Tensor& x, int64_t position_offset,
+                          const TokenMixerCache& c, Tensor& dx) const {
+  const int64_t B = x.dim(0), N = x.dim(1), D = width_, H = n_heads_, d = head_dim_;
+  const DType dt = x.dtype();
+
+  Tensor d_gated = Tensor::empty({B, N, D}, dt);
+  linear_backward(d_out, c.gated, out_proj_.value, d_gated, out_proj_.grad);
+
+  Tensor du = Tensor::empty({B, N, D}, dt), d_norm = Tensor::empty({B, N, D}, dt);
+  mul_backward(d_gated, c.u, c.attention_norm, du, d_norm);
+  Tensor d_attention_columns = Tensor::empty({B, N, D}, dt);
+  srmsnorm_backward(d_norm, c.attention_norm, c.attention_rstd, d_attention_columns);
+  Tensor d_attention = Tensor::empty({B, H, N, d}, dt);
+  heads_from_columns(d_attention_columns, 0, d_attention);
+
+  const int64_t dk = use_lrpe_ ? 2 * d : d;
+  Tensor dq_att = Tensor::empty({B, H, N, dk}, dt), dk_att = Tensor::empty({B, H, N, dk}, dt);
+  Tensor dv = Tensor::empty({B, H, N, d}, dt);
+  Tensor no_state, no_state_grad;
+  lightning_attention_backward(use_lrpe_ ? c.q_rot : c.q, use_lrpe_ ? c.k_rot : c.k, c.v, slopes_,
+                               attention_block_, c.kv_in, d_attention, no_state, dq_att, dk_att, dv,
+                               no_state_grad);
+
+  Tensor dq = dq_att, dk_ = dk_att;
+  if (use_lrpe_) {
+    dq = Tensor::empty({B, H, N, d}, dt);
+    dk_ = Tensor::empty({B, H, N, d}, dt);
+    lrpe_backward(dq_att, c.q, lrpe_theta_->value, position_offset, dq, lrpe_theta_->grad);
+    lrpe_backward(dk_att, c.k, lrpe_theta_->value, position_offset, dk_, lrpe_theta_->grad);
+  }
+  Tensor dq_raw = Tensor::empty({B, H, N, d}, dt), dk_raw = Tensor::empty({B, H, N, d}, dt);
+  silu_backward(dq, c.q_raw, dq_raw);
+  silu_backward(dk_, c.k_raw, dk_raw);
+
+  Tensor d_qkvu = Tensor::empty({B, N, 4 * D}, dt);
+  heads_to_columns(dq_raw, 0, d_qkvu);
+  heads_to_columns(dk_raw, D, d_qkvu);
+  heads_to_columns(dv, 2 * D, d_qkvu);
+  heads_to_columns(du.reshape({B, 1, N, D}), 3 * D, d_qkvu);
+  linear_backward(d_qkvu, x, qkvu_proj_.value, dx, qkvu_proj_.grad);
+}
+
+void TokenMixer::plan(const StepShape& s, const ShardLayout& layout, bool backward,
+                      OpPlan& plan) const {
+  const int64_t B = s.batch, N = s.length, e = s.element_bytes;
+  const int64_t D = width_, H = n_heads_ / layout.tp, d = head_dim_, Dl = H * d;
+  const int64_t rows = B * N;
+  const int64_t dk = use_lrpe_ ? 2 * d : d;
+  const int64_t act = rows * Dl;  // elements of one [B, N, D/tp] activation
+  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
+    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, {}});
+  };
+  if (!backward) {
+    op("qkvu_proj.forward", 2 * rows * D * 4 * Dl, rows * D + 4 * Dl * D, rows * 4 * Dl);
+    op("silu.forward", 2 * silu_forward_flops(act), 2 * act, 2 * act);
+    if (use_lrpe_) op("lrpe.forward", 2 * lrpe_forward_flops(act), 2 * act + Dl, 4 * act);
+    op("lightning_attention.forward",
+       lightning_attention_forward_flops(B, H, N, dk, d, attention_block_, false, false),
+       B * H * N * (2 * dk + d), act);
+    op("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act, act + rows);
+    op("gate.forward", mul_forward_flops(act), 2 * act, act);
+    op("out_proj.forward", 2 * rows * Dl * D, act + D * Dl, rows * D);
+    return;
+  }
+  op("out_proj.backward", 2 * (2 * rows * Dl * D), rows * D + act + D * Dl, act + D * Dl);
+  op("gate.backward", mul_backward_flops(act), 3 * act, 2 * act);
+  op("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), 2 * act + rows, act);
+  op("lightning_attention.backward",
+     lightning_attention_backward_flops(B, H, N, dk, d, attention_block_, false, false, false),
+     B * H * N * (2 * dk + 2 * d), B * H * N * (2 * dk + d));
+  if (use_lrpe_) op("lrpe.backward", 2 * lrpe_backward_flops(act), 6 * act + Dl, 2 * act + Dl);
+  op("silu.backward", 2 * silu_backward_flops(act), 4 * act, 2 * act);
+  op("qkvu_proj.backward", 2 * (2 * rows * D * 4 * Dl), rows * 4 * Dl + rows * D + 4 * Dl * D,
+     rows * D + 4 * Dl * D);
+}
+
+}  // namespace linpar

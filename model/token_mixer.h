@@ -1,0 +1,56 @@
+// The token mixer: gated linear attention (GLA) with per-head exponential decay
+// and optional LRPE, computed by lightning attention (MODEL.md, "GLA"):
+//   q, k, v, u = split4(x W_qkvu);  q, k = SiLU(q), SiLU(k);  (LRPE on q, k)
+//   a = LinearAttentionWithDecay(q, k, v);  o = SRMSNorm(concat_heads(a))
+//   out = (u ⊙ o) W_o
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/op_plan.h"
+#include "model/parameters.h"
+
+namespace linpar {
+
+// Activations saved by forward for backward.
+struct TokenMixerCache {
+  Tensor qkvu;              // [B, N, 4D]
+  Tensor q_raw, k_raw;      // [B, H, N, d] before SiLU
+  Tensor q, k, v;           // [B, H, N, d] (q, k after SiLU)
+  Tensor q_rot, k_rot;      // [B, H, N, 2d] after LRPE (undefined without LRPE)
+  Tensor u;                 // [B, N, D]
+  Tensor attention_norm;    // o = SRMSNorm(a): [B, N, D]
+  Tensor attention_rstd;    // [B·N]
+  Tensor gated;             // u ⊙ o: [B, N, D]
+  Tensor kv_in;             // state entering this rank's chunk (undefined on one process)
+};
+
+class TokenMixer {
+ public:
+  TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
+             DType dtype);
+
+  // x: [B, N, D] (already normalised) -> out: [B, N, D]. position_offset is the
+  // global position of token 0 (non-zero when the sequence is split over ranks).
+  void forward(const Tensor& x, int64_t position_offset, Tensor& out, TokenMixerCache& cache) const;
+  // d_out: [B, N, D] -> dx: [B, N, D] (overwritten); parameter grads accumulate.
+  void backward(const Tensor& d_out, const Tensor& x, int64_t position_offset,
+                const TokenMixerCache& cache, Tensor& dx) const;
+
+  // Ops of forward or backward (in execution order) for the given shard layout.
+  void plan(const StepShape& shape, const ShardLayout& layout, bool backward, OpPlan& plan) const;
+
+ private:
+  std::string prefix_;
+  int64_t n_heads_, head_dim_, width_, attention_block_;
+  double norm_eps_;
+  bool use_lrpe_;
+  std::vector<double> slopes_;
+  Parameter& qkvu_proj_;
+  Parameter& out_proj_;
+  Parameter* lrpe_theta_ = nullptr;
+};
+
+}  // namespace linpar

@@ -1,0 +1,132 @@
+#include "model/transnormer.h"
+
+#include "core/ops/cross_entropy.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/embedding.h"
+#include "core/ops/gemm.h"
+#include "core/ops/srmsnorm.h"
+
+namespace linpar {
+
+TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype)
+    : config_(config), dtype_(dtype) {
+  config_.validate();
+  embedding_ = &params_.add_normal("embedding", {config.vocab_size, config.width}, dtype, seed,
+                                   config.init_std);
+  token_mixers_.reserve(static_cast<size_t>(config.n_layers));
+  channel_mixers_.reserve(static_cast<size_t>(config.n_layers));
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    token_mixers_.emplace_back(config, l, params_, seed, dtype);
+    channel_mixers_.emplace_back(config, l, params_, seed, dtype);
+  }
+  lm_head_ = config.tie_embeddings
+                 ? embedding_
+                 : &params_.add_normal("lm_head", {config.vocab_size, config.width}, dtype, seed,
+                                       config.init_std);
+}
+
+double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cache& c) const {
+  const int64_t B = tokens.dim(0), N = tokens.dim(1), D = config_.width, V = config_.vocab_size;
+  c.tokens = tokens;
+  c.targets = targets;
+  Tensor x = Tensor::empty({B, N, D}, dtype_);
+  embedding_forward(tokens, embedding_->value, config_.embedding_scale(), x);
+
+  c.layers.resize(static_cast<size_t>(config_.n_layers));
+  Tensor branch = Tensor::empty({B, N, D}, dtype_);
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    LayerCache& lc = c.layers[static_cast<size_t>(l)];
+    lc.token_norm = Tensor::empty({B, N, D}, dtype_);
+    lc.token_rstd = Tensor::empty({B * N}, dtype_);
+    srmsnorm_forward(x, config_.norm_eps, lc.token_norm, lc.token_rstd);
+    token_mixers_[static_cast<size_t>(l)].forward(lc.token_norm, 0, branch, lc.token_mixer);
+    axpy(1.0, branch, x);  // x += GLA(SRMSNorm(x))
+
+    lc.channel_norm = Tensor::empty({B, N, D}, dtype_);
+    lc.channel_rstd = Tensor::empty({B * N}, dtype_);
+    srmsnorm_forward(x, config_.norm_eps, lc.channel_norm, lc.channel_rstd);
+    channel_mixers_[static_cast<size_t>(l)].forward(lc.channel_norm, branch, lc.channel_mixer);
+    axpy(1.0, branch, x);  // x += SGLU(SRMSNorm(x))
+  }
+
+  c.final_norm = Tensor::empty({B, N, D}, dtype_);
+  c.final_rstd = Tensor::empty({B * N}, dtype_);
+  srmsnorm_forward(x, config_.norm_eps, c.final_norm, c.final_rstd);
+  c.logits = Tensor::empty({B * N, V}, dtype_);
+  linear_forward(c.final_norm, lm_head_->value, c.logits);
+  Tensor losses = Tensor::empty({B * N}, dtype_);
+  cross_entropy_forward(c.logits, targets, losses);
+  double total = 0;
+  for (double v : losses.to(DType::F64).to_vector<double>()) total += v;
+  return total / static_cast<double>(B * N);
+}
+
+void TransNormerLLM::backward(const Cache& c, double loss_scale) {
+  const int64_t B = c.tokens.dim(0), N = c.tokens.dim(1), D = config_.width, V = config_.vocab_size;
+  Tensor d_logits = Tensor::empty({B * N, V}, dtype_);
+  cross_entropy_backward(c.logits, c.targets, loss_scale / static_cast<double>(B * N), d_logits);
+  Tensor d_norm = Tensor::empty({B, N, D}, dtype_);
+  linear_backward(d_logits, c.final_norm, lm_head_->value, d_norm, lm_head_->grad);
+  Tensor dx = Tensor::empty({B, N, D}, dtype_);  // gradient of the residual stream
+  srmsnorm_backward(d_norm, c.final_norm, c.final_rstd, dx);
+
+  for (int64_t l = config_.n_layers - 1; l >= 0; --l) {
+    const LayerCache& lc = c.layers[static_cast<size_t>(l)];
+    // x += SGLU(SRMSNorm(x)): the residual passes dx through; the branch adds.
+    channel_mixers_[static_cast<size_t>(l)].backward(dx, lc.channel_norm, lc.channel_mixer, d_norm);
+    srmsnorm_backward(d_norm, lc.channel_norm, lc.channel_rstd, dx, /*accumulate=*/true);
+    token_mixers_[static_cast<size_t>(l)].backward(dx, lc.token_norm, 0, lc.token_mixer, d_norm);
+    srmsnorm_backward(d_norm, lc.token_norm, lc.token_rstd, dx, /*accumulate=*/true);
+  }
+  embedding_backward(dx, c.tokens, config_.embedding_scale(), embedding_->grad);
+}
+
+OpPlan TransNormerLLM::plan(const StepShape& s, const ShardLayout& layout) const {
+  OpPlan plan;
+  const int64_t rows = s.batch * s.length, D = config_.width, V = config_.vocab_size / layout.tp;
+  const int64_t e = s.element_bytes, act = rows * D;
+  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
+    plan.add(PlannedOp{name, flops, read * e, written * e, {}});
+  };
+  op("embedding.forward", embedding_forward_flops(rows, D), rows * D, act);
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    const std::string prefix = fmt::format("layers.{}.", l);
+    op(prefix + "token_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
+    token_mixers_[static_cast<size_t>(l)].plan(s, layout, false, plan);
+    op(prefix + "token_residual.forward", axpy_flops(act), 2 * act, act);
+    op(prefix + "channel_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
+    channel_mixers_[static_cast<size_t>(l)].plan(s, layout, false, plan);
+    op(prefix + "channel_residual.forward", axpy_flops(act), 2 * act, act);
+  }
+  op("final_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
+  op("lm_head.forward", 2 * rows * D * V, act + V * D, rows * V);
+  op("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V, rows);
+  op("cross_entropy.backward", cross_entropy_backward_flops(rows, V), rows * V, rows * V);
+  op("lm_head.backward", 2 * (2 * rows * D * V), rows * V + act + V * D, act + V * D);
+  op("final_norm.backward", srmsnorm_backward_flops(rows, D), 2 * act + rows, act);
+  for (int64_t l = config_.n_layers - 1; l >= 0; --l) {
+    const std::string prefix = fmt::format("layers.{}.", l);
+    channel_mixers_[static_cast<size_t>(l)].plan(s, layout, true, plan);
+    op(prefix + "channel_norm.backward", srmsnorm_backward_flops(rows, D), 3 * act + rows, act);
+    token_mixers_[static_cast<size_t>(l)].plan(s, layout, true, plan);
+    op(prefix + "token_norm.backward", srmsnorm_backward_flops(rows, D), 3 * act + rows, act);
+  }
+  op("embedding.backward", embedding_backward_flops(rows, D), act, act);
+  return plan;
+}
+
+int64_t activation_elements_per_token(const ModelConfig& config) {
+  const int64_t D = config.width, F = config.glu_dim, V = config.vocab_size;
+  int64_t per_token = 0;
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    per_token += 2 * D + 2;                       // two SRMSNorm outputs and rstds
+    per_token += 4 * D + 5 * D + 3 * D;           // qkvu; q_raw, k_raw, q, k, v; u, norm, gate
+    if (config.layer_uses_lrpe(l)) per_token += 4 * D;  // q_rot, k_rot
+    per_token += 1;                                // attention rstd
+    per_token += 3 * F;                            // a1, a2, gate
+  }
+  per_token += D + 1 + V;                          // final norm, rstd, logits
+  return per_token;
+}
+
+}  // namespace linpar

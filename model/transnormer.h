@@ -1,0 +1,62 @@
+// TransNormerLLM: embedding → L pre-norm blocks → final SRMSNorm → LM head →
+// cross-entropy (MODEL.md). Forward and backward are written out by hand, block
+// by block, as llm.c does; the activations backward needs live in Cache.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "model/channel_mixer.h"
+#include "model/config.h"
+#include "model/op_plan.h"
+#include "model/parameters.h"
+#include "model/token_mixer.h"
+
+namespace linpar {
+
+class TransNormerLLM {
+ public:
+  struct LayerCache {
+    Tensor token_norm, token_rstd;      // SRMSNorm before the token mixer
+    TokenMixerCache token_mixer;
+    Tensor channel_norm, channel_rstd;  // SRMSNorm before the channel mixer
+    ChannelMixerCache channel_mixer;
+  };
+  struct Cache {
+    Tensor tokens, targets;             // [B, N] i32
+    std::vector<LayerCache> layers;
+    Tensor final_norm, final_rstd;      // [B, N, D], [B·N]
+    Tensor logits;                      // [B·N, V]
+  };
+
+  TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32);
+
+  const ModelConfig& config() const { return config_; }
+  ParameterSet& params() { return params_; }
+  const ParameterSet& params() const { return params_; }
+  DType dtype() const { return dtype_; }
+
+  // tokens, targets: [B, N] i32 -> mean cross-entropy over the B·N targets (nats).
+  double forward(const Tensor& tokens, const Tensor& targets, Cache& cache) const;
+  // Accumulates parameter gradients of loss_scale · mean loss (loss_scale =
+  // 1/micro-batches for gradient accumulation).
+  void backward(const Cache& cache, double loss_scale);
+
+  // Ops of one micro-batch's forward and backward, in execution order.
+  OpPlan plan(const StepShape& shape, const ShardLayout& layout = {}) const;
+
+ private:
+  ModelConfig config_;
+  DType dtype_;
+  ParameterSet params_;
+  Parameter* embedding_ = nullptr;
+  Parameter* lm_head_ = nullptr;  // the embedding itself when tied
+  std::vector<TokenMixer> token_mixers_;
+  std::vector<ChannelMixer> channel_mixers_;
+};
+
+// Activation memory of one micro-batch's forward kept for backward, per token
+// (elements), as the Cache above holds it; used by the --dry-run estimate.
+int64_t activation_elements_per_token(const ModelConfig& config);
+
+}  // namespace linpar
