@@ -97,6 +97,8 @@ int train_command(const std::vector<std::string>& args) {
       ("ckpt-dir", po::value<std::string>(), "checkpoint directory")
       ("ckpt-every", po::value<int64_t>()->default_value(0), "checkpoint every N steps (0: never)")
       ("resume", po::bool_switch(), "continue from the newest checkpoint in --ckpt-dir")
+      ("init-from", po::value<std::string>(), "start from the weights of this checkpoint (optimizer and step start fresh)")
+      ("exit-after", po::value<int64_t>()->default_value(0), "stop (and checkpoint, with --ckpt-dir) after N steps of this invocation")
       ("metrics", po::value<std::string>(), "write one JSON object per step to this file")
       ("device", po::value<std::string>()->default_value("cpu"), "cpu (cuda arrives with the GPU backend)")
       ("dtype", po::value<std::string>()->default_value("f32"), "CPU compute precision: f32 or f64")
@@ -132,6 +134,8 @@ int train_command(const std::vector<std::string>& args) {
   if (v.count("ckpt-dir")) o.ckpt_dir = v["ckpt-dir"].as<std::string>();
   o.ckpt_every = v["ckpt-every"].as<int64_t>();
   o.resume = v["resume"].as<bool>();
+  o.exit_after = v["exit-after"].as<int64_t>();
+  if (v.count("init-from")) o.init_from = v["init-from"].as<std::string>();
   if (v.count("metrics")) o.metrics_path = v["metrics"].as<std::string>();
   const std::string progress = v["progress"].as<std::string>();
   if (progress == "auto") o.progress = TrainOptions::Progress::Auto;

@@ -39,6 +39,8 @@ void validate_train_options(const TrainOptions& o) {
   if (o.ckpt_every < 0) user_error("--ckpt-every {}: must be >= 0", o.ckpt_every);
   if (o.ckpt_every > 0 && o.ckpt_dir.empty()) user_error("--ckpt-every {} needs --ckpt-dir", o.ckpt_every);
   if (o.resume && o.ckpt_dir.empty()) user_error("--resume needs --ckpt-dir");
+  if (o.resume && !o.init_from.empty()) user_error("--resume and --init-from exclude each other");
+  if (o.exit_after < 0) user_error("--exit-after {}: must be >= 0", o.exit_after);
 }
 
 Trainer::Trainer(const TrainOptions& options) : options_(options) {
@@ -141,9 +143,22 @@ void Trainer::run() {
     step_ = meta.step;
     loader_->set_position(meta.data_position);
     log::info("resumed from {} at step {}", dir, step_);
-  } else if (!options_.metrics_path.empty()) {
-    std::ofstream truncate(options_.metrics_path, std::ios::trunc);
-    if (!truncate) user_error("--metrics {}: cannot write", options_.metrics_path);
+  } else {
+    if (!options_.init_from.empty()) {
+      // Weights only: optimizer state and step start fresh (fine-tuning from
+      // released weights converted by `linpar convert`).
+      std::string dir = options_.init_from;
+      if (!std::filesystem::exists(std::filesystem::path(dir) / "meta.json")) {
+        const std::string latest = latest_checkpoint(dir);
+        if (!latest.empty()) dir = latest;
+      }
+      load_checkpoint(dir, *model_, nullptr);
+      log::info("initialised weights from {}", dir);
+    }
+    if (!options_.metrics_path.empty()) {
+      std::ofstream truncate(options_.metrics_path, std::ios::trunc);
+      if (!truncate) user_error("--metrics {}: cannot write", options_.metrics_path);
+    }
   }
   if (step_ >= options_.steps) {
     log::info("nothing to do: step {} >= --steps {}", step_, options_.steps);
@@ -153,8 +168,19 @@ void Trainer::run() {
   if (options_.progress == TrainOptions::Progress::Bar) mode = ProgressBar::Mode::Bar;
   if (options_.progress == TrainOptions::Progress::Lines) mode = ProgressBar::Mode::Lines;
   if (options_.progress == TrainOptions::Progress::Quiet) mode = ProgressBar::Mode::Quiet;
+  const int64_t last_step =
+      options_.exit_after > 0 ? std::min(options_.steps, step_ + options_.exit_after) : options_.steps;
   ProgressBar bar(step_, options_.steps, mode);
-  while (step_ < options_.steps) {
+  if (val_file_ && step_ == 0) {
+    // The untrained model's validation score: the baseline the run improves on.
+    EvalResult eval = evaluate();
+    bar.message(fmt::format("step 0: val_loss {:.4f} val_bpb {:.4f}", eval.loss, eval.bits_per_byte));
+    if (!options_.metrics_path.empty()) {
+      std::ofstream out(options_.metrics_path, std::ios::app);
+      out << nlohmann::json{{"step", 0}, {"val_loss", eval.loss}, {"val_bpb", eval.bits_per_byte}}.dump() << "\n";
+    }
+  }
+  while (step_ < last_step) {
     StepResult r = train_step();
     std::optional<EvalResult> eval;
     const bool eval_now = val_file_ && ((options_.eval_every > 0 && step_ % options_.eval_every == 0) ||
@@ -165,9 +191,9 @@ void Trainer::run() {
     }
     write_metrics(r, eval);
     bar.update(step_, fmt::format("loss {:.4f} lr {:.2e} {:.0f} tok/s", r.loss, r.lr, r.tokens_per_s));
-    if (options_.ckpt_every > 0 && step_ % options_.ckpt_every == 0) {
-      bar.message("checkpoint " + save());
-    }
+    const bool checkpoint_now = (options_.ckpt_every > 0 && step_ % options_.ckpt_every == 0) ||
+                                (!options_.ckpt_dir.empty() && step_ == last_step && last_step < options_.steps);
+    if (checkpoint_now) bar.message("checkpoint " + save());
   }
   bar.finish();
 }

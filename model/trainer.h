@@ -36,6 +36,8 @@ struct TrainOptions {
   std::string ckpt_dir;
   int64_t ckpt_every = 0;
   bool resume = false;
+  std::string init_from;      // start from these weights (a checkpoint dir, e.g. from `linpar convert`)
+  int64_t exit_after = 0;     // stop after this many steps in this invocation (0: run to --steps)
   std::string metrics_path;
   enum class Progress { Auto, Bar, Lines, Quiet } progress = Progress::Auto;
 };

@@ -1,0 +1,79 @@
+// The error contract: bad input gives one line on stderr naming the value and
+// the rule, exit status 2, and nothing written.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "run_linpar.h"
+
+namespace linpar {
+
+using testing::run_linpar;
+using testing::TempDir;
+
+namespace {
+void expect_user_error(const std::string& args, const std::string& must_mention) {
+  auto r = run_linpar(args);
+  EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+  EXPECT_NE(r.err.find(must_mention), std::string::npos) << args << "\n" << r.err;
+  EXPECT_EQ(r.err.rfind("linpar: error: ", 0), 0u) << r.err;
+}
+}  // namespace
+
+TEST(CliErrors, UnknownCommandAndOption) {
+  expect_user_error("frobnicate", "frobnicate");
+  expect_user_error("train --no-such-option 3", "no-such-option");
+}
+
+TEST(CliErrors, BadNumbersNameTheOption) {
+  expect_user_error("train --dry-run --steps abc", "steps");
+  expect_user_error("train --dry-run --steps 0", "--steps 0");
+  expect_user_error("train --dry-run --seq-len -5", "--seq-len -5");
+  expect_user_error("train --dry-run --micro-batch 3 --global-batch 8", "multiple of --micro-batch 3");
+  expect_user_error("train --dry-run --lr -1", "--lr -1");
+}
+
+TEST(CliErrors, BadModelOptions) {
+  expect_user_error("train --dry-run --model tnl-nope", "tnl-nope");
+  expect_user_error("train --dry-run --model tnl-tiny --heads 3", "divisible by heads 3");
+  expect_user_error("train --dry-run --lrpe sometimes", "sometimes");
+  expect_user_error("train --dry-run --device tpu", "--device tpu");
+}
+
+TEST(CliErrors, MissingDataAndConfig) {
+  TempDir dir;
+  expect_user_error("train --data " + (dir / "nothing.bin") + " --steps 1", "nothing.bin");
+  expect_user_error("train --config " + (dir / "missing.ini") + " --dry-run", "missing.ini");
+  std::ofstream(dir / "bad.ini") << "steps = many\n";
+  expect_user_error("train --config " + (dir / "bad.ini") + " --dry-run", "steps");
+}
+
+TEST(CliErrors, ConfigFileValuesAndCommandLineWins) {
+  TempDir dir;
+  std::ofstream(dir / "run.ini") << "model = tnl-385m\nseq-len = 2048\n";
+  auto from_file = run_linpar("train --config " + (dir / "run.ini") + " --dry-run");
+  ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
+  EXPECT_NE(from_file.out.find("model: tnl-385m"), std::string::npos) << from_file.out;
+  auto overridden = run_linpar("train --config " + (dir / "run.ini") + " --model tnl-tiny --dry-run");
+  ASSERT_EQ(overridden.exit_code, 0) << overridden.err;
+  EXPECT_NE(overridden.out.find("model: tnl-tiny"), std::string::npos) << overridden.out;
+}
+
+TEST(CliErrors, HelpForEachCommand) {
+  for (const char* command : {"train", "inspect", "convert", "prepare-data", "presets"}) {
+    auto r = run_linpar(std::string(command) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << command << r.err;
+    EXPECT_NE(r.out.find("usage: linpar " + std::string(command)), std::string::npos) << r.out;
+  }
+}
+
+TEST(CliDryRun, PrintsTheParameterCountAndMemory) {
+  auto r = run_linpar("train --model tnl-tiny --dry-run");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("parameters: "), std::string::npos);
+  EXPECT_NE(r.out.find("total"), std::string::npos);
+}
+
+}  // namespace linpar
