@@ -1,0 +1,163 @@
+#include "core/ops/lightning_attention.h"
+
+#include <algorithm>
+
+#include "core/ops/dispatch.h"
+#include "core/ops/lightning_attention_blocks.h"
+
+namespace linpar {
+
+using lightning::DecayTables;
+
+namespace lightning {
+
+Dims check_dims(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                const std::vector<double>& slopes, int64_t block_size, const Tensor& kv_in) {
+  check_cpu_float(op, q);
+  check_same(op, q, k);
+  check_same(op, q, v);
+  LINPAR_CHECK(q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4, "{}: q {} k {} v {}", op,
+               shape_string(q.shape()), shape_string(k.shape()), shape_string(v.shape()));
+  Dims d{q.dim(0), q.dim(1), q.dim(2), q.dim(3), v.dim(3)};
+  check_shape(op, "k", k, {d.batch, d.heads, d.length, d.dk});
+  check_shape(op, "v", v, {d.batch, d.heads, d.length, d.dv});
+  LINPAR_CHECK(static_cast<int64_t>(slopes.size()) == d.heads, "{}: {} slopes for {} heads", op,
+               slopes.size(), d.heads);
+  LINPAR_CHECK(block_size > 0, "{}: block size {}", op, block_size);
+  if (kv_in.defined()) check_shape(op, "kv_in", kv_in, {d.batch, d.heads, d.dk, d.dv});
+  return d;
+}
+
+}  // namespace lightning
+
+namespace {
+
+// One (batch, head): the forward recurrence over blocks of the chunk.
+template <typename T>
+void forward_head(const T* q, const T* k, const T* v, int64_t n, int64_t dk, int64_t dv,
+                  const DecayTables<T>& decay, const T* kv_in, T* o, T* kv_out, std::vector<T>& kv,
+                  std::vector<T>& s, std::vector<T>& scaled, std::vector<T>& k_decay) {
+  const int64_t b = decay.block;
+  bool have_state = kv_in != nullptr;
+  if (have_state) std::copy(kv_in, kv_in + dk * dv, kv.begin());
+  for (int64_t t0 = 0; t0 < n; t0 += b) {
+    const int64_t m = std::min(b, n - t0);
+    const T* qb = q + t0 * dk;
+    const T* kb = k + t0 * dk;
+    const T* vb = v + t0 * dv;
+    T* ob = o + t0 * dv;
+    // O_intra = ((Q Kᵀ) ⊙ M) V
+    lightning::masked_product(qb, kb, m, dk, decay, s.data());
+    gemm<T>(false, false, m, dv, m, T(1), s.data(), m, vb, dv, T(0), ob, dv);
+    // O_inter = Λ Q KV_{t−1}
+    if (have_state) {
+      lightning::scale_rows(qb, decay.q_decay.data(), m, dk, scaled.data());
+      gemm<T>(false, false, m, dv, dk, T(1), scaled.data(), dk, kv.data(), dv, T(1), ob, dv);
+    }
+    // KV_t = λ^m KV_{t−1} + (diag(λ^{m−1..0}) K)ᵀ V
+    const bool last = t0 + m >= n;
+    if (!last || kv_out != nullptr) {
+      if (have_state) lightning::scale_in_place(kv.data(), decay.power(m), dk * dv);
+      decay.k_decay(m, k_decay);
+      lightning::scale_rows(kb, k_decay.data(), m, dk, scaled.data());
+      gemm<T>(true, false, dk, dv, m, T(1), scaled.data(), dk, vb, dv, have_state ? T(1) : T(0), kv.data(), dv);
+      have_state = true;
+    }
+  }
+  if (kv_out != nullptr) {
+    if (have_state) std::copy(kv.begin(), kv.end(), kv_out);
+    else std::fill(kv_out, kv_out + dk * dv, T(0));  // N = 0 and no KV_in
+  }
+}
+
+}  // namespace
+
+void lightning_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const std::vector<double>& slopes, int64_t block_size,
+                                 const Tensor& kv_in, Tensor& o, Tensor& kv_out) {
+  const auto d = lightning::check_dims("lightning_attention_forward", q, k, v, slopes, block_size, kv_in);
+  check_shape("lightning_attention_forward", "o", o, {d.batch, d.heads, d.length, d.dv});
+  if (kv_out.defined()) check_shape("lightning_attention_forward", "kv_out", kv_out, {d.batch, d.heads, d.dk, d.dv});
+  const int64_t b = std::max<int64_t>(1, std::min(block_size, d.length));
+  LINPAR_DISPATCH_FLOAT(q.dtype(), "lightning_attention_forward", [&]<typename T>() {
+    std::vector<T> kv(static_cast<size_t>(d.dk * d.dv)), s(static_cast<size_t>(b * b)),
+        scaled(static_cast<size_t>(b * d.dk)), k_decay;
+    for (int64_t h = 0; h < d.heads; ++h) {
+      const DecayTables<T> decay(slopes[static_cast<size_t>(h)], b);
+      for (int64_t bi = 0; bi < d.batch; ++bi) {
+        const int64_t head = bi * d.heads + h;
+        forward_head<T>(q.data<T>() + head * d.length * d.dk, k.data<T>() + head * d.length * d.dk,
+                        v.data<T>() + head * d.length * d.dv, d.length, d.dk, d.dv, decay,
+                        kv_in.defined() ? kv_in.data<T>() + head * d.dk * d.dv : nullptr,
+                        o.data<T>() + head * d.length * d.dv,
+                        kv_out.defined() ? kv_out.data<T>() + head * d.dk * d.dv : nullptr, kv, s, scaled,
+                        k_decay);
+      }
+    }
+  });
+}
+
+int64_t lightning_attention_forward_flops(int64_t batch, int64_t heads, int64_t length, int64_t dk,
+                                          int64_t dv, int64_t block_size, bool has_kv_in,
+                                          bool want_kv_out) {
+  const int64_t b = std::max<int64_t>(1, std::min(block_size, length));
+  int64_t flops = 0;
+  bool have_state = has_kv_in;
+  for (int64_t t0 = 0; t0 < length; t0 += b) {
+    const int64_t m = std::min(b, length - t0);
+    flops += lightning::masked_product_flops(m, dk) + 2 * m * m * dv;
+    if (have_state) flops += m * dk + 2 * m * dk * dv;
+    if (t0 + m < length || want_kv_out) {
+      if (have_state) flops += dk * dv;
+      flops += m * dk + 2 * m * dk * dv;
+      have_state = true;
+    }
+  }
+  return batch * heads * flops;
+}
+
+void linear_attention_reference_forward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                        const std::vector<double>& slopes, const Tensor& kv_in,
+                                        Tensor& o, Tensor& kv_out) {
+  const auto d = lightning::check_dims("linear_attention_reference_forward", q, k, v, slopes, 1, kv_in);
+  LINPAR_DISPATCH_FLOAT(q.dtype(), "linear_attention_reference_forward", [&]<typename T>() {
+    for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
+      const double s = slopes[static_cast<size_t>(bh % d.heads)];
+      const T* qh = q.data<T>() + bh * d.length * d.dk;
+      const T* kh = k.data<T>() + bh * d.length * d.dk;
+      const T* vh = v.data<T>() + bh * d.length * d.dv;
+      const T* state = kv_in.defined() ? kv_in.data<T>() + bh * d.dk * d.dv : nullptr;
+      T* oh = o.data<T>() + bh * d.length * d.dv;
+      for (int64_t t = 0; t < d.length; ++t) {
+        for (int64_t c = 0; c < d.dv; ++c) {
+          double acc = 0;
+          for (int64_t j = 0; j <= t; ++j) {
+            double dot = 0;
+            for (int64_t e = 0; e < d.dk; ++e) dot += static_cast<double>(qh[t * d.dk + e]) * kh[j * d.dk + e];
+            acc += std::exp(-s * static_cast<double>(t - j)) * dot * vh[j * d.dv + c];
+          }
+          if (state != nullptr) {
+            double inter = 0;
+            for (int64_t e = 0; e < d.dk; ++e) inter += static_cast<double>(qh[t * d.dk + e]) * state[e * d.dv + c];
+            acc += std::exp(-s * static_cast<double>(t + 1)) * inter;
+          }
+          oh[t * d.dv + c] = static_cast<T>(acc);
+        }
+      }
+      if (kv_out.defined()) {
+        T* out = kv_out.data<T>() + bh * d.dk * d.dv;
+        for (int64_t e = 0; e < d.dk; ++e) {
+          for (int64_t c = 0; c < d.dv; ++c) {
+            double acc = state != nullptr ? std::exp(-s * static_cast<double>(d.length)) * state[e * d.dv + c] : 0.0;
+            for (int64_t j = 0; j < d.length; ++j) {
+              acc += std::exp(-s * static_cast<double>(d.length - 1 - j)) * kh[j * d.dk + e] * vh[j * d.dv + c];
+            }
+            out[e * d.dv + c] = static_cast<T>(acc);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace linpar
