@@ -52,12 +52,12 @@ void import_safetensors(const std::vector<std::string>& files, const ModelConfig
                  name.released, config.name, config.n_layers, lrpe_name(config.lrpe), config.tie_embeddings);
     }
     Tensor value = holder->read(name.released, DType::F32);
-    Parameter& p = model.params().get(name.linpar);
-    if (value.shape() != p.value.shape()) {
+    if (value.shape() != name.released_shape) {
       user_error("convert: {} has shape {}, --model {} expects {}", name.released, shape_string(value.shape()),
-                 config.name, shape_string(p.value.shape()));
+                 config.name, shape_string(name.released_shape));
     }
-    p.value.copy_from(value);
+    Parameter& p = model.params().get(name.linpar);
+    p.value.copy_from(value.reshape(p.value.shape()));
     used.insert(name.released);
   }
   for (const auto& reader : readers) {
@@ -84,7 +84,7 @@ void export_checkpoint(const std::string& input, const std::string& out_file, co
   load_checkpoint(dir, model, nullptr);
   SafetensorsWriter writer;
   for (const NamePair& name : released_parameter_names(config)) {
-    writer.add(name.released, model.params().get(name.linpar).value, disk_dtype);
+    writer.add(name.released, model.params().get(name.linpar).value.reshape(name.released_shape), disk_dtype);
   }
   writer.set_metadata("format", "pt");  // what transformers' loader expects
   writer.set_metadata("linpar_model", config_to_json(config).dump());

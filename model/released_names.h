@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
 #include "model/config.h"
 
 namespace linpar {
@@ -15,9 +16,12 @@ namespace linpar {
 struct NamePair {
   std::string linpar;    // e.g. "layers.0.token_mixer.qkvu_proj"
   std::string released;  // e.g. "model.layers.0.token_mixer.qkvu_proj.weight"
+  Shape released_shape;  // the tensor's shape in the released files
 };
 
 // Every parameter of a model with this config, in linpar's parameter order.
+// Shapes equal linpar's except LRPE's θ: linpar keeps it flat [D], the
+// released Lrpe module stores it as [H, 1, d] (same element order).
 std::vector<NamePair> released_parameter_names(const ModelConfig& config);
 
 }  // namespace linpar

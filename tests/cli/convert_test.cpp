@@ -20,7 +20,7 @@ const std::vector<std::pair<std::string, Shape>> kTinyReleased = {
     {"model.embed_tokens.weight", {256, 64}},
     {"model.layers.0.token_mixer.qkvu_proj.weight", {256, 64}},
     {"model.layers.0.token_mixer.out_proj.weight", {64, 64}},
-    {"model.layers.0.token_mixer.lrpe.theta", {64}},
+    {"model.layers.0.token_mixer.lrpe.theta", {4, 1, 16}},  // the released Lrpe's [H, 1, d]
     {"model.layers.0.channel_mixer.l1.weight", {128, 64}},
     {"model.layers.0.channel_mixer.l2.weight", {128, 64}},
     {"model.layers.0.channel_mixer.l3.weight", {64, 128}},
@@ -55,7 +55,8 @@ TEST(Convert, ImportsASyntheticReleasedFileAndTrainsFromIt) {
   Tensor qkvu = file.read("params/layers.1.token_mixer.qkvu_proj");
   EXPECT_EQ(qkvu.to_vector<float>(), pattern({256, 64}, 7).to(DType::BF16).to(DType::F32).to_vector<float>());
   Tensor theta = file.read("params/layers.0.token_mixer.lrpe.theta");
-  EXPECT_EQ(theta.to_vector<float>(), pattern({64}, 3).to(DType::BF16).to(DType::F32).to_vector<float>());
+  EXPECT_EQ(theta.shape(), (Shape{64}));
+  EXPECT_EQ(theta.to_vector<float>(), pattern({4, 1, 16}, 3).to(DType::BF16).to(DType::F32).to_vector<float>());
 
   auto train = run_linpar("train --model tnl-tiny --init-from " + (dir / "ckpt") + " --data " +
                           std::string(LINPAR_SOURCE_DIR) + "/data/kjv --steps 2 --seq-len 16 --micro-batch 2"
