@@ -1,0 +1,79 @@
+// Presets, parameter counting and the decay schedule.
+#include "model/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/error.h"
+#include "model/transnormer.h"
+
+namespace linpar {
+
+TEST(Presets, PaperSizesMatchTheirPublishedParameterCounts) {
+  int checked = 0;
+  for (const PresetInfo& p : model_presets()) {
+    if (p.published_parameters <= 0) continue;
+    const double computed = static_cast<double>(p.config.parameter_count());
+    // The published sizes are rounded names (385M, 1B, ..., 14.83B): within 5%.
+    EXPECT_NEAR(computed / p.published_parameters, 1.0, 0.05) << p.config.name << " " << computed;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 8);
+}
+
+TEST(Presets, ReleasedDefaultShapeAndExactCount) {
+  const ModelConfig c = preset_config("tnl-385m");
+  // 24 · (D·4D + D·D + 3·D·F) + V·D with D = 1024, F = 2816, V = 64000 (tied head).
+  EXPECT_EQ(c.parameter_count(), 24 * (1024 * 4096 + 1024 * 1024 + 3 * 1024 * 2816) + 64000 * 1024);
+  EXPECT_THROW(preset_config("tnl-9000b"), UserError);
+}
+
+TEST(ParameterCount, EqualsTheElementsTheModelAllocates) {
+  for (const char* name : {"tnl-tiny", "tnl-small"}) {
+    ModelConfig c = preset_config(name);
+    for (bool tied : {false, true}) {
+      c.tie_embeddings = tied;
+      TransNormerLLM model(c, 1);
+      EXPECT_EQ(model.params().numel(), c.parameter_count()) << name << " tied " << tied;
+    }
+  }
+}
+
+TEST(Decay, AlibiSlopesForPowerOfTwoAndOtherHeadCounts) {
+  const auto eight = alibi_slopes(8);
+  for (int i = 0; i < 8; ++i) EXPECT_DOUBLE_EQ(eight[static_cast<size_t>(i)], std::pow(2.0, -(i + 1)));
+  // 12 heads: the 8-head slopes, then every other slope of 16 heads (2^-0.5, 2^-1.5, ...).
+  const auto twelve = alibi_slopes(12);
+  ASSERT_EQ(twelve.size(), 12u);
+  EXPECT_DOUBLE_EQ(twelve[7], std::pow(2.0, -8));
+  EXPECT_DOUBLE_EQ(twelve[8], std::pow(2.0, -0.5));
+  EXPECT_DOUBLE_EQ(twelve[11], std::pow(2.0, -3.5));
+}
+
+TEST(Decay, ReleasedRuleDecaysTheFirstLayerFastestAndTheLastAlmostNot) {
+  ModelConfig c;
+  c.n_layers = 5;
+  c.n_heads = 4;
+  const auto first = c.layer_slopes(0), middle = c.layer_slopes(2), last = c.layer_slopes(4);
+  EXPECT_DOUBLE_EQ(first[0], std::pow(2.0, -2) * (1 + 1e-5));
+  EXPECT_DOUBLE_EQ(middle[0], std::pow(2.0, -2) * (0.5 + 1e-5));
+  EXPECT_DOUBLE_EQ(last[0], std::pow(2.0, -2) * 1e-5);
+  c.decay = DecayRule::Paper;
+  EXPECT_DOUBLE_EQ(c.layer_slopes(0)[3], 8.0);                  // 8h/H with h = H
+  EXPECT_DOUBLE_EQ(c.layer_slopes(4)[0], 8.0 / 4 * (1 - 4.0 / 5));
+}
+
+TEST(ModelConfig, ValidationNamesTheField) {
+  ModelConfig c;
+  c.width = 66;
+  c.n_heads = 4;
+  try {
+    c.validate();
+    FAIL();
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("width 66 must be divisible by heads 4"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace linpar
