@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build, prepare the default corpus
-# (King James Bible, byte tokens) and train the tiny TransNormerLLM on it with
+# (King James Bible, byte tokens) and train a small TransNormerLLM on it with
 # a progress bar, validation in bits per byte and a final checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,7 @@ scripts/prepare_corpus.sh data/kjv
 run_dir="runs/demo"
 rm -rf "$run_dir"
 mkdir -p "$run_dir"
-build/cli/linpar train --model tnl-tiny --data default --steps "${STEPS:-300}" \
+build/cli/linpar train --model tnl-small --data default --steps "${STEPS:-300}" \
   --seq-len 128 --micro-batch 8 --global-batch 16 --eval-every 50 \
   --ckpt-dir "$run_dir/ckpt" --ckpt-every "${STEPS:-300}" --metrics "$run_dir/metrics.jsonl" "$@"
 echo "metrics: $run_dir/metrics.jsonl; checkpoint: $(ls -d "$run_dir"/ckpt/step_* | tail -1)"
