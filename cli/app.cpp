@@ -31,7 +31,9 @@ const std::map<std::string, Command>& commands() {
 }
 
 void print_usage() {
-  fmt::print("usage: linpar <command> [options]   (linpar <command> --help for its options)\n\ncommands:\n");
+  fmt::print(
+      "usage: linpar <command> [options]   (linpar <command> --help for its "
+      "options)\n\ncommands:\n");
   for (const auto& [name, command] : commands()) fmt::print("  {:<14} {}\n", name, command.summary);
 }
 
@@ -46,7 +48,9 @@ int run_main(int argc, char** argv) {
   try {
     auto it = commands().find(args[0]);
     if (it == commands().end()) {
-      user_error("unknown command '{}': expected one of train, inspect, convert, prepare-data, presets", args[0]);
+      user_error(
+          "unknown command '{}': expected one of train, inspect, convert, prepare-data, presets",
+          args[0]);
     }
     return it->second.run(std::vector<std::string>(args.begin() + 1, args.end()));
   } catch (const UserError& e) {

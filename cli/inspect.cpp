@@ -14,8 +14,9 @@ namespace linpar::cli {
 
 int inspect_command(const std::vector<std::string>& args) {
   po::options_description options("inspect options");
-  options.add_options()("checkpoint", po::value<std::string>()->required(),
-                        "checkpoint directory (a step_N directory, or a --ckpt-dir: its newest step)");
+  options.add_options()(
+      "checkpoint", po::value<std::string>()->required(),
+      "checkpoint directory (a step_N directory, or a --ckpt-dir: its newest step)");
   po::positional_options_description positional;
   positional.add("checkpoint", 1);
   po::variables_map v;
@@ -29,7 +30,8 @@ int inspect_command(const std::vector<std::string>& args) {
   const nlohmann::json meta = read_checkpoint_meta(dir);
   const ModelConfig config = config_from_json(meta.at("model"));
   fmt::print("checkpoint: {}\n", dir);
-  fmt::print("format: {}\nstep: {}\n", meta.at("format").get<std::string>(), meta.at("step").get<int64_t>());
+  fmt::print("format: {}\nstep: {}\n", meta.at("format").get<std::string>(),
+             meta.at("step").get<int64_t>());
   fmt::print("model: {} (layers {}, width {}, heads {}, glu_dim {}, vocab {})\n", config.name,
              config.n_layers, config.width, config.n_heads, config.glu_dim, config.vocab_size);
   fmt::print("parameters: {}\n", config.parameter_count());
@@ -44,7 +46,8 @@ int inspect_command(const std::vector<std::string>& args) {
     for (const std::string& dataset : datasets) {
       const auto info = file.info(dataset);
       fmt::print("  {:<48} {:<5} shard {:<14} of {:<14} at {}\n", dataset, dtype_name(info.dtype),
-                 shape_string(info.shard_shape), shape_string(info.global_shape), shape_string(info.offset));
+                 shape_string(info.shard_shape), shape_string(info.global_shape),
+                 shape_string(info.offset));
     }
   }
   return 0;

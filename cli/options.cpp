@@ -12,9 +12,11 @@ namespace linpar::cli {
 
 bool parse_options(const std::string& command, const std::string& usage,
                    const std::vector<std::string>& args, po::options_description& options,
-                   po::variables_map& values, const po::positional_options_description* positional) {
+                   po::variables_map& values,
+                   const po::positional_options_description* positional) {
   options.add_options()("help,h", "show this help")(
-      "config", po::value<std::string>(), "INI file with option = value lines (the command line wins)");
+      "config", po::value<std::string>(),
+      "INI file with option = value lines (the command line wins)");
   try {
     po::command_line_parser parser(args);
     parser.options(options);
@@ -39,17 +41,17 @@ bool parse_options(const std::string& command, const std::string& usage,
 }
 
 void add_model_options(po::options_description& options) {
-  options.add_options()
-      ("model", po::value<std::string>()->default_value("tnl-tiny"), "model preset (see `linpar presets`)")
-      ("layers", po::value<int64_t>(), "override: number of layers")
-      ("width", po::value<int64_t>(), "override: model width D")
-      ("heads", po::value<int64_t>(), "override: attention heads H")
-      ("glu-dim", po::value<int64_t>(), "override: SGLU width F")
-      ("vocab-size", po::value<int64_t>(), "override: vocabulary size V")
-      ("lrpe", po::value<std::string>(), "override: LRPE layers: none|first|all")
-      ("decay", po::value<std::string>(), "override: decay rule: released|paper")
-      ("tie-embeddings", po::value<bool>(), "override: tie LM head to the embedding (true|false)")
-      ("attention-block", po::value<int64_t>(), "lightning-attention block size");
+  options.add_options()("model", po::value<std::string>()->default_value("tnl-tiny"),
+                        "model preset (see `linpar presets`)")("layers", po::value<int64_t>(),
+                                                               "override: number of layers")(
+      "width", po::value<int64_t>(), "override: model width D")("heads", po::value<int64_t>(),
+                                                                "override: attention heads H")(
+      "glu-dim", po::value<int64_t>(), "override: SGLU width F")("vocab-size", po::value<int64_t>(),
+                                                                 "override: vocabulary size V")(
+      "lrpe", po::value<std::string>(), "override: LRPE layers: none|first|all")(
+      "decay", po::value<std::string>(), "override: decay rule: released|paper")(
+      "tie-embeddings", po::value<bool>(), "override: tie LM head to the embedding (true|false)")(
+      "attention-block", po::value<int64_t>(), "lightning-attention block size");
 }
 
 ModelConfig model_config_from(const po::variables_map& v) {

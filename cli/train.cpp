@@ -42,9 +42,13 @@ void resolve_data(const po::variables_map& v, TrainOptions& o) {
   if (v.count("val-data")) o.val_path = v["val-data"].as<std::string>();
   if (!fs::exists(o.train_path)) {
     if (is_default) {
-      user_error("--data default: {} is missing; prepare the default corpus with scripts/prepare_corpus.sh", o.train_path);
+      user_error(
+          "--data default: {} is missing; prepare the default corpus with "
+          "scripts/prepare_corpus.sh",
+          o.train_path);
     }
-    user_error("--data {}: no such token file or directory with train.bin", v["data"].as<std::string>());
+    user_error("--data {}: no such token file or directory with train.bin",
+               v["data"].as<std::string>());
   }
 }
 
@@ -62,8 +66,9 @@ void print_dry_run(const TrainOptions& o) {
              m.n_layers, m.width, m.n_heads, m.glu_dim, m.vocab_size,
              m.lrpe == LrpeLayers::None ? "none" : (m.lrpe == LrpeLayers::First ? "first" : "all"));
   fmt::print("parameters: {}\n", params);
-  fmt::print("layout: dp 1, tp 1, pp 1, sp 1 (1 rank); {} micro-batches of {} x {} tokens per step\n",
-             o.global_batch / o.micro_batch, o.micro_batch, o.seq_len);
+  fmt::print(
+      "layout: dp 1, tp 1, pp 1, sp 1 (1 rank); {} micro-batches of {} x {} tokens per step\n",
+      o.global_batch / o.micro_batch, o.micro_batch, o.seq_len);
   fmt::print("memory per rank (estimate, {} on cpu):\n", dtype_name(o.dtype));
   fmt::print("  weights      {:10.3f} GiB\n", weights / gib);
   fmt::print("  gradients    {:10.3f} GiB\n", grads / gib);
@@ -77,33 +82,42 @@ void print_dry_run(const TrainOptions& o) {
 int train_command(const std::vector<std::string>& args) {
   po::options_description options("train options");
   add_model_options(options);
-  options.add_options()
-      ("data", po::value<std::string>()->default_value("default"), "default (the KJV corpus in data/kjv), a directory with train.bin/val.bin, or a token file")
-      ("val-data", po::value<std::string>(), "validation token file (overrides DIR/val.bin)")
-      ("steps", po::value<int64_t>()->default_value(300), "optimizer steps")
-      ("seq-len", po::value<int64_t>()->default_value(128), "tokens per sample")
-      ("micro-batch", po::value<int64_t>()->default_value(8), "samples per forward/backward")
-      ("global-batch", po::value<int64_t>()->default_value(16), "samples per optimizer step")
-      ("lr", po::value<double>()->default_value(2e-3), "peak learning rate")
-      ("min-lr-ratio", po::value<double>()->default_value(0.1), "cosine floor as a fraction of --lr")
-      ("warmup", po::value<int64_t>()->default_value(20), "linear warmup steps")
-      ("weight-decay", po::value<double>()->default_value(0.1), "AdamW decoupled weight decay")
-      ("beta1", po::value<double>()->default_value(0.9), "AdamW beta1")
-      ("beta2", po::value<double>()->default_value(0.95), "AdamW beta2")
-      ("grad-clip", po::value<double>()->default_value(1.0), "clip the global gradient norm (0: off)")
-      ("seed", po::value<uint64_t>()->default_value(1234), "seed for initialisation and data order")
-      ("eval-every", po::value<int64_t>()->default_value(50), "validate every N steps (0: at the end only)")
-      ("eval-windows", po::value<int64_t>()->default_value(32), "validation windows of --seq-len tokens")
-      ("ckpt-dir", po::value<std::string>(), "checkpoint directory")
-      ("ckpt-every", po::value<int64_t>()->default_value(0), "checkpoint every N steps (0: never)")
-      ("resume", po::bool_switch(), "continue from the newest checkpoint in --ckpt-dir")
-      ("init-from", po::value<std::string>(), "start from the weights of this checkpoint (optimizer and step start fresh)")
-      ("exit-after", po::value<int64_t>()->default_value(0), "stop (and checkpoint, with --ckpt-dir) after N steps of this invocation")
-      ("metrics", po::value<std::string>(), "write one JSON object per step to this file")
-      ("device", po::value<std::string>()->default_value("cpu"), "cpu (cuda arrives with the GPU backend)")
-      ("dtype", po::value<std::string>()->default_value("f32"), "CPU compute precision: f32 or f64")
-      ("progress", po::value<std::string>()->default_value("auto"), "auto|bar|lines|quiet")
-      ("dry-run", po::bool_switch(), "validate, print the parameter count and memory estimate, exit");
+  options.add_options()(
+      "data", po::value<std::string>()->default_value("default"),
+      "default (the KJV corpus in data/kjv), a directory with train.bin/val.bin, or a token file")(
+      "val-data", po::value<std::string>(), "validation token file (overrides DIR/val.bin)")(
+      "steps", po::value<int64_t>()->default_value(300), "optimizer steps")(
+      "seq-len", po::value<int64_t>()->default_value(128), "tokens per sample")(
+      "micro-batch", po::value<int64_t>()->default_value(8), "samples per forward/backward")(
+      "global-batch", po::value<int64_t>()->default_value(16), "samples per optimizer step")(
+      "lr", po::value<double>()->default_value(2e-3), "peak learning rate")(
+      "min-lr-ratio", po::value<double>()->default_value(0.1),
+      "cosine floor as a fraction of --lr")("warmup", po::value<int64_t>()->default_value(20),
+                                            "linear warmup steps")(
+      "weight-decay", po::value<double>()->default_value(0.1), "AdamW decoupled weight decay")(
+      "beta1", po::value<double>()->default_value(0.9), "AdamW beta1")(
+      "beta2", po::value<double>()->default_value(0.95), "AdamW beta2")(
+      "grad-clip", po::value<double>()->default_value(1.0),
+      "clip the global gradient norm (0: off)")("seed", po::value<uint64_t>()->default_value(1234),
+                                                "seed for initialisation and data order")(
+      "eval-every", po::value<int64_t>()->default_value(50),
+      "validate every N steps (0: at the end only)")("eval-windows",
+                                                     po::value<int64_t>()->default_value(32),
+                                                     "validation windows of --seq-len tokens")(
+      "ckpt-dir", po::value<std::string>(), "checkpoint directory")(
+      "ckpt-every", po::value<int64_t>()->default_value(0), "checkpoint every N steps (0: never)")(
+      "resume", po::bool_switch(), "continue from the newest checkpoint in --ckpt-dir")(
+      "init-from", po::value<std::string>(),
+      "start from the weights of this checkpoint (optimizer and step start fresh)")(
+      "exit-after", po::value<int64_t>()->default_value(0),
+      "stop (and checkpoint, with --ckpt-dir) after N steps of this invocation")(
+      "metrics", po::value<std::string>(), "write one JSON object per step to this file")(
+      "device", po::value<std::string>()->default_value("cpu"),
+      "cpu (cuda arrives with the GPU backend)")(
+      "dtype", po::value<std::string>()->default_value("f32"), "CPU compute precision: f32 or f64")(
+      "progress", po::value<std::string>()->default_value("auto"), "auto|bar|lines|quiet")(
+      "dry-run", po::bool_switch(),
+      "validate, print the parameter count and memory estimate, exit");
   po::variables_map v;
   if (!parse_options("train", "[options]", args, options, v)) return 0;
 
@@ -138,11 +152,16 @@ int train_command(const std::vector<std::string>& args) {
   if (v.count("init-from")) o.init_from = v["init-from"].as<std::string>();
   if (v.count("metrics")) o.metrics_path = v["metrics"].as<std::string>();
   const std::string progress = v["progress"].as<std::string>();
-  if (progress == "auto") o.progress = TrainOptions::Progress::Auto;
-  else if (progress == "bar") o.progress = TrainOptions::Progress::Bar;
-  else if (progress == "lines") o.progress = TrainOptions::Progress::Lines;
-  else if (progress == "quiet") o.progress = TrainOptions::Progress::Quiet;
-  else user_error("--progress {}: expected auto, bar, lines or quiet", progress);
+  if (progress == "auto")
+    o.progress = TrainOptions::Progress::Auto;
+  else if (progress == "bar")
+    o.progress = TrainOptions::Progress::Bar;
+  else if (progress == "lines")
+    o.progress = TrainOptions::Progress::Lines;
+  else if (progress == "quiet")
+    o.progress = TrainOptions::Progress::Quiet;
+  else
+    user_error("--progress {}: expected auto, bar, lines or quiet", progress);
   validate_train_options(o);
 
   if (v["dry-run"].as<bool>()) {

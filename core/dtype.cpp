@@ -6,10 +6,14 @@ namespace linpar {
 
 std::string_view dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "f32";
-    case DType::BF16: return "bf16";
-    case DType::F64: return "f64";
-    case DType::I32: return "i32";
+    case DType::F32:
+      return "f32";
+    case DType::BF16:
+      return "bf16";
+    case DType::F64:
+      return "f64";
+    case DType::I32:
+      return "i32";
   }
   return "?";
 }
@@ -22,8 +26,6 @@ DType dtype_from_name(std::string_view name) {
   user_error("unknown dtype '{}': expected f32, bf16, f64 or i32", name);
 }
 
-std::string_view device_name(Device device) {
-  return device == Device::CPU ? "cpu" : "cuda";
-}
+std::string_view device_name(Device device) { return device == Device::CPU ? "cpu" : "cuda"; }
 
 }  // namespace linpar

@@ -20,35 +20,35 @@ template <typename... Args>
 
 // LINPAR_CHECK(cond, "fmt", args...): internal invariant; throws InternalError
 // naming file and line.
-#define LINPAR_CHECK(cond, ...)                                                         \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      ::linpar::internal_error(__FILE__, __LINE__,                                      \
-                               std::string("check failed: " #cond ": ") +               \
-                                   ::fmt::format(__VA_ARGS__));                         \
-    }                                                                                   \
+#define LINPAR_CHECK(cond, ...)                                                   \
+  do {                                                                            \
+    if (!(cond)) {                                                                \
+      ::linpar::internal_error(                                                   \
+          __FILE__, __LINE__,                                                     \
+          std::string("check failed: " #cond ": ") + ::fmt::format(__VA_ARGS__)); \
+    }                                                                             \
   } while (0)
 
 // MPI_CHECK(MPI_Xxx(...)): every MPI call, with MPI's error string.
-#define MPI_CHECK(call)                                                                 \
-  do {                                                                                  \
-    int linpar_mpi_status_ = (call);                                                    \
-    if (linpar_mpi_status_ != 0) {                                                      \
-      ::linpar::internal_error(__FILE__, __LINE__,                                      \
-                               std::string(#call ": ") +                                \
-                                   ::linpar::mpi_error_string(linpar_mpi_status_));     \
-    }                                                                                   \
+#define MPI_CHECK(call)                                                              \
+  do {                                                                               \
+    int linpar_mpi_status_ = (call);                                                 \
+    if (linpar_mpi_status_ != 0) {                                                   \
+      ::linpar::internal_error(                                                      \
+          __FILE__, __LINE__,                                                        \
+          std::string(#call ": ") + ::linpar::mpi_error_string(linpar_mpi_status_)); \
+    }                                                                                \
   } while (0)
 
 // H5_CHECK(H5Xxx(...)): HDF5 returns a negative value on failure.
-#define H5_CHECK(call)                                                                  \
-  ([&]() {                                                                              \
-    auto linpar_h5_result_ = (call);                                                    \
-    if (linpar_h5_result_ < 0) {                                                        \
-      ::linpar::internal_error(__FILE__, __LINE__,                                      \
+#define H5_CHECK(call)                                                                   \
+  ([&]() {                                                                               \
+    auto linpar_h5_result_ = (call);                                                     \
+    if (linpar_h5_result_ < 0) {                                                         \
+      ::linpar::internal_error(__FILE__, __LINE__,                                       \
                                std::string(#call ": ") + ::linpar::hdf5_error_string()); \
-    }                                                                                   \
-    return linpar_h5_result_;                                                           \
+    }                                                                                    \
+    return linpar_h5_result_;                                                            \
   }())
 
 namespace linpar {

@@ -48,7 +48,7 @@ class H5Handle {
 
 class Hdf5File {
  public:
-  static Hdf5File create(const std::string& path);     // truncates
+  static Hdf5File create(const std::string& path);  // truncates
   // UserError naming the path if missing, truncated, corrupt or not HDF5.
   static Hdf5File open_read(const std::string& path);
 
@@ -76,7 +76,8 @@ class Hdf5File {
   // [begin, begin + count) into `out` (shape = count, the dataset's dtype) at
   // the matching place; returns the number of elements copied. Only the
   // overlapping rectangle is read from disk (hyperslab selections).
-  int64_t read_overlap(const std::string& name, const Shape& begin, const Shape& count, Tensor& out) const;
+  int64_t read_overlap(const std::string& name, const Shape& begin, const Shape& count,
+                       Tensor& out) const;
 
   // Attributes on the root group; setting an existing key replaces it.
   void set_attr(const std::string& key, const std::string& value);

@@ -10,7 +10,8 @@ FlopScope::FlopScope() : outer_(innermost) { innermost = this; }
 FlopScope::~FlopScope() { innermost = outer_; }
 
 void count_flops(int64_t flops) {
-  for (FlopScope* scope = innermost; scope != nullptr; scope = scope->outer_) scope->flops_ += flops;
+  for (FlopScope* scope = innermost; scope != nullptr; scope = scope->outer_)
+    scope->flops_ += flops;
 }
 
 }  // namespace linpar

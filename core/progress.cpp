@@ -26,17 +26,20 @@ std::string format_duration(double seconds) {
 std::string ProgressBar::eta(int64_t done) const {
   const int64_t finished = done - first_;
   if (finished <= 0) return "?";
-  return format_duration(timer_.elapsed_s() / static_cast<double>(finished) * static_cast<double>(total_ - done));
+  return format_duration(timer_.elapsed_s() / static_cast<double>(finished) *
+                         static_cast<double>(total_ - done));
 }
 
 void ProgressBar::update(int64_t done, const std::string& status) {
   if (mode_ == Mode::Quiet) return;
   if (mode_ == Mode::Bar) {
     constexpr int kWidth = 30;
-    const double fraction = total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1.0;
+    const double fraction =
+        total_ > 0 ? static_cast<double>(done) / static_cast<double>(total_) : 1.0;
     const int filled = static_cast<int>(fraction * kWidth);
-    fmt::print(stdout, "\r[{}{}] {}/{} {} ETA {}\033[K", std::string(static_cast<size_t>(filled), '#'),
-               std::string(static_cast<size_t>(kWidth - filled), '.'), done, total_, status, eta(done));
+    fmt::print(
+        stdout, "\r[{}{}] {}/{} {} ETA {}\033[K", std::string(static_cast<size_t>(filled), '#'),
+        std::string(static_cast<size_t>(kWidth - filled), '.'), done, total_, status, eta(done));
     bar_drawn_ = true;
   } else if (done % line_every_ == 0 || done == total_ || done == first_ + 1) {
     fmt::print(stdout, "step {}/{} {} ETA {}\n", done, total_, status, eta(done));

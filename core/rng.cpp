@@ -44,9 +44,10 @@ CounterRng::CounterRng(uint64_t seed, std::string_view stream)
       stream_hash_(fnv1a64(stream)) {}
 
 std::array<uint32_t, 4> CounterRng::block(uint64_t index) const {
-  return philox4x32({static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32),
-                     static_cast<uint32_t>(stream_hash_), static_cast<uint32_t>(stream_hash_ >> 32)},
-                    key_);
+  return philox4x32(
+      {static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32),
+       static_cast<uint32_t>(stream_hash_), static_cast<uint32_t>(stream_hash_ >> 32)},
+      key_);
 }
 
 double CounterRng::uniform(uint64_t index) const {

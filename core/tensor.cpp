@@ -56,8 +56,7 @@ void* Tensor::raw_data() const {
 void Tensor::check_access(DType wanted, bool host) const {
   LINPAR_CHECK(wanted == dtype_, "tensor holds {}, accessed as {}", dtype_name(dtype_),
                dtype_name(wanted));
-  LINPAR_CHECK(!host || device_ == Device::CPU, "host access to a {} tensor",
-               device_name(device_));
+  LINPAR_CHECK(!host || device_ == Device::CPU, "host access to a {} tensor", device_name(device_));
 }
 
 Tensor Tensor::slice0(int64_t begin, int64_t end) const {
@@ -113,9 +112,13 @@ double as_double(int32_t v) { return v; }
 double as_double(bf16 v) { return static_cast<float>(v); }
 
 template <typename To>
-To from_double(double v) { return static_cast<To>(v); }
+To from_double(double v) {
+  return static_cast<To>(v);
+}
 template <>
-bf16 from_double<bf16>(double v) { return bf16(static_cast<float>(v)); }
+bf16 from_double<bf16>(double v) {
+  return bf16(static_cast<float>(v));
+}
 
 template <typename From, typename To>
 void convert(const void* src, void* dst, int64_t n) {
@@ -127,10 +130,18 @@ void convert(const void* src, void* dst, int64_t n) {
 template <typename From>
 void convert_from(DType to, const void* src, void* dst, int64_t n) {
   switch (to) {
-    case DType::F32: convert<From, float>(src, dst, n); break;
-    case DType::F64: convert<From, double>(src, dst, n); break;
-    case DType::BF16: convert<From, bf16>(src, dst, n); break;
-    case DType::I32: convert<From, int32_t>(src, dst, n); break;
+    case DType::F32:
+      convert<From, float>(src, dst, n);
+      break;
+    case DType::F64:
+      convert<From, double>(src, dst, n);
+      break;
+    case DType::BF16:
+      convert<From, bf16>(src, dst, n);
+      break;
+    case DType::I32:
+      convert<From, int32_t>(src, dst, n);
+      break;
   }
 }
 }  // namespace
@@ -140,10 +151,18 @@ Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return clone();
   Tensor t = empty(shape_, dtype, device_);
   switch (dtype_) {
-    case DType::F32: convert_from<float>(dtype, raw_data(), t.raw_data(), numel_); break;
-    case DType::F64: convert_from<double>(dtype, raw_data(), t.raw_data(), numel_); break;
-    case DType::BF16: convert_from<bf16>(dtype, raw_data(), t.raw_data(), numel_); break;
-    case DType::I32: convert_from<int32_t>(dtype, raw_data(), t.raw_data(), numel_); break;
+    case DType::F32:
+      convert_from<float>(dtype, raw_data(), t.raw_data(), numel_);
+      break;
+    case DType::F64:
+      convert_from<double>(dtype, raw_data(), t.raw_data(), numel_);
+      break;
+    case DType::BF16:
+      convert_from<bf16>(dtype, raw_data(), t.raw_data(), numel_);
+      break;
+    case DType::I32:
+      convert_from<int32_t>(dtype, raw_data(), t.raw_data(), numel_);
+      break;
   }
   return t;
 }

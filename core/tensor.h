@@ -74,12 +74,12 @@ class Tensor {
   // Views (share storage).
   Tensor slice0(int64_t begin, int64_t end) const;  // rows [begin, end) of dim 0
   Tensor select0(int64_t index) const;              // row `index`, one dim fewer
-  Tensor reshape(const Shape& shape) const;          // same numel; -1 infers one dim
+  Tensor reshape(const Shape& shape) const;         // same numel; -1 infers one dim
 
   // Copies.
   Tensor clone() const;
   Tensor to(Device device) const;
-  Tensor to(DType dtype) const;  // CPU only: converts element by element
+  Tensor to(DType dtype) const;          // CPU only: converts element by element
   void copy_from(const Tensor& source);  // same shape and dtype, any devices
   void fill_zero();
 

@@ -32,14 +32,15 @@ std::string save_checkpoint(const std::string& ckpt_dir, const TransNormerLLM& m
   std::error_code ec;
   fs::create_directories(ckpt_dir, ec);
   if (ec) user_error("--ckpt-dir {}: cannot create it: {}", ckpt_dir, ec.message());
-  if (fs::exists(final_dir)) user_error("checkpoint {} exists already; refusing to overwrite it", final_dir.string());
+  if (fs::exists(final_dir))
+    user_error("checkpoint {} exists already; refusing to overwrite it", final_dir.string());
   fs::remove_all(temp_dir);
   fs::create_directories(temp_dir);
 
   {
     Hdf5File file = Hdf5File::create((temp_dir / rank_file_name(0)).string());
-    auto& moments_m = const_cast<AdamW&>(optimizer).first_moments();
-    auto& moments_v = const_cast<AdamW&>(optimizer).second_moments();
+    const auto& moments_m = optimizer.first_moments();
+    const auto& moments_v = optimizer.second_moments();
     size_t index = 0;
     for (const Parameter& p : model.params().all()) {
       // One process holds every tensor whole: offset 0, global shape = its shape.
@@ -64,7 +65,8 @@ std::string save_checkpoint(const std::string& ckpt_dir, const TransNormerLLM& m
   };
   write_json(temp_dir / "meta.json", json);
   fs::rename(temp_dir, final_dir, ec);
-  if (ec) user_error("cannot rename {} to {}: {}", temp_dir.string(), final_dir.string(), ec.message());
+  if (ec)
+    user_error("cannot rename {} to {}: {}", temp_dir.string(), final_dir.string(), ec.message());
   return final_dir.string();
 }
 
@@ -111,13 +113,15 @@ CheckpointMeta load_checkpoint(const std::string& dir, TransNormerLLM& model, Ad
   std::vector<std::unique_ptr<Hdf5File>> files;
   std::vector<const Hdf5File*> views;
   for (const auto& name : json.at("files")) {
-    files.push_back(std::make_unique<Hdf5File>(Hdf5File::open_read((fs::path(dir) / name.get<std::string>()).string())));
+    files.push_back(std::make_unique<Hdf5File>(
+        Hdf5File::open_read((fs::path(dir) / name.get<std::string>()).string())));
     views.push_back(files.back().get());
   }
   // Every tensor is read as the global box this rank holds (here: all of it);
   // read_global_box assembles it from whichever shards of the saved layout cover it.
   auto read_into = [&](const std::string& dataset, Tensor& target) {
-    if (!files.front()->has(dataset)) user_error("checkpoint {}: dataset {} is missing", dir, dataset);
+    if (!files.front()->has(dataset))
+      user_error("checkpoint {}: dataset {} is missing", dir, dataset);
     const auto info = files.front()->info(dataset);
     if (info.global_shape != target.shape()) {
       user_error("checkpoint {}: {} has global shape {}, the model expects {}", dir, dataset,
@@ -140,7 +144,8 @@ CheckpointMeta load_checkpoint(const std::string& dir, TransNormerLLM& model, Ad
   meta.step = json.at("step").get<int64_t>();
   meta.data_position = json.at("data").at("position").get<int64_t>();
   meta.extra = json.value("extra", nlohmann::json::object());
-  if (optimizer != nullptr) optimizer->set_steps_taken(json.at("optimizer").at("steps_taken").get<int64_t>());
+  if (optimizer != nullptr)
+    optimizer->set_steps_taken(json.at("optimizer").at("steps_taken").get<int64_t>());
   return meta;
 }
 

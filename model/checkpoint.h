@@ -16,9 +16,9 @@ namespace linpar {
 inline constexpr const char* kCheckpointFormat = "linpar-checkpoint-1";
 
 struct CheckpointMeta {
-  int64_t step = 0;              // optimizer steps completed
-  int64_t data_position = 0;     // samples drawn by the training data loader
-  nlohmann::json extra;          // run options worth recording (schedule, seed, ...)
+  int64_t step = 0;           // optimizer steps completed
+  int64_t data_position = 0;  // samples drawn by the training data loader
+  nlohmann::json extra;       // run options worth recording (schedule, seed, ...)
 };
 
 // Writes <ckpt_dir>/step_<step>/ (replacing nothing: refuses if it exists).

@@ -19,17 +19,17 @@ enum class LrpeLayers { None, First, All };
 struct ModelConfig {
   std::string name = "custom";
   int64_t n_layers = 2;
-  int64_t width = 64;         // D (decoder_embed_dim)
-  int64_t n_heads = 4;        // H; head dim d = D / H
-  int64_t glu_dim = 128;      // F (SGLU inner width)
-  int64_t vocab_size = 256;   // V
+  int64_t width = 64;        // D (decoder_embed_dim)
+  int64_t n_heads = 4;       // H; head dim d = D / H
+  int64_t glu_dim = 128;     // F (SGLU inner width)
+  int64_t vocab_size = 256;  // V
   LrpeLayers lrpe = LrpeLayers::None;
   DecayRule decay = DecayRule::Released;
-  bool scale_embedding = true;    // multiply embeddings by √D (released: !no_scale_embedding)
-  bool tie_embeddings = false;    // LM head shares the embedding table
+  bool scale_embedding = true;  // multiply embeddings by √D (released: !no_scale_embedding)
+  bool tie_embeddings = false;  // LM head shares the embedding table
   double init_std = 0.02;
   double norm_eps = 1e-6;
-  int64_t attention_block = 64;   // lightning-attention block size b
+  int64_t attention_block = 64;  // lightning-attention block size b
 
   int64_t head_dim() const { return width / n_heads; }
   bool layer_uses_lrpe(int64_t layer) const {

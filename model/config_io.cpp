@@ -6,9 +6,12 @@ namespace linpar {
 
 std::string lrpe_name(LrpeLayers lrpe) {
   switch (lrpe) {
-    case LrpeLayers::None: return "none";
-    case LrpeLayers::First: return "first";
-    case LrpeLayers::All: return "all";
+    case LrpeLayers::None:
+      return "none";
+    case LrpeLayers::First:
+      return "first";
+    case LrpeLayers::All:
+      return "all";
   }
   return "?";
 }
@@ -20,7 +23,9 @@ LrpeLayers lrpe_from_name(const std::string& name) {
   user_error("--lrpe {}: expected none, first or all", name);
 }
 
-std::string decay_name(DecayRule rule) { return rule == DecayRule::Released ? "released" : "paper"; }
+std::string decay_name(DecayRule rule) {
+  return rule == DecayRule::Released ? "released" : "paper";
+}
 
 DecayRule decay_from_name(const std::string& name) {
   if (name == "released") return DecayRule::Released;

@@ -12,7 +12,8 @@ nlohmann::json config_to_json(const ModelConfig& config);
 ModelConfig config_from_json(const nlohmann::json& json);  // UserError on missing fields
 // UserError "<what>: model mismatch: layers is 4 in the checkpoint, 2 in this run" for the
 // first architectural field that differs (name and init do not count).
-void check_same_architecture(const ModelConfig& saved, const ModelConfig& current, const std::string& what);
+void check_same_architecture(const ModelConfig& saved, const ModelConfig& current,
+                             const std::string& what);
 
 std::string lrpe_name(LrpeLayers lrpe);
 LrpeLayers lrpe_from_name(const std::string& name);  // UserError on unknown names

@@ -8,13 +8,16 @@ namespace linpar {
 DataLoader::DataLoader(const TokenFile& file, int64_t seq_len, uint64_t seed)
     : file_(file), seq_len_(seq_len), seed_(seed) {
   if (file.size() < seq_len + 1) {
-    user_error("token file {} holds {} tokens, fewer than --seq-len + 1 = {}", file.path(), file.size(), seq_len + 1);
+    user_error("token file {} holds {} tokens, fewer than --seq-len + 1 = {}", file.path(),
+               file.size(), seq_len + 1);
   }
 }
 
 int64_t DataLoader::window_start(int64_t sample_index) const {
-  const uint64_t choices = static_cast<uint64_t>(file_.size() - seq_len_);  // starts 0 .. size − seq_len − 1
-  return static_cast<int64_t>(CounterRng(seed_, "data").below(static_cast<uint64_t>(sample_index), choices));
+  const uint64_t choices =
+      static_cast<uint64_t>(file_.size() - seq_len_);  // starts 0 .. size − seq_len − 1
+  return static_cast<int64_t>(
+      CounterRng(seed_, "data").below(static_cast<uint64_t>(sample_index), choices));
 }
 
 void DataLoader::sample_at(int64_t sample_index, int32_t* inputs, int32_t* targets) const {
@@ -24,7 +27,8 @@ void DataLoader::sample_at(int64_t sample_index, int32_t* inputs, int32_t* targe
 }
 
 void DataLoader::next_batch(int64_t batch, int32_t* inputs, int32_t* targets) {
-  for (int64_t b = 0; b < batch; ++b) sample_at(position_ + b, inputs + b * seq_len_, targets + b * seq_len_);
+  for (int64_t b = 0; b < batch; ++b)
+    sample_at(position_ + b, inputs + b * seq_len_, targets + b * seq_len_);
   position_ += batch;
 }
 

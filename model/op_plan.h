@@ -17,7 +17,7 @@ struct PlannedCollective {
 };
 
 struct PlannedOp {
-  std::string name;   // e.g. "layers.0.token_mixer.qkvu_proj.forward"
+  std::string name;  // e.g. "layers.0.token_mixer.qkvu_proj.forward"
   int64_t flops = 0;
   int64_t bytes_read = 0;
   int64_t bytes_written = 0;
@@ -32,8 +32,8 @@ struct ShardLayout {
 };
 
 struct StepShape {
-  int64_t batch = 1;    // micro-batch size per rank
-  int64_t length = 1;   // tokens per sample on this rank
+  int64_t batch = 1;   // micro-batch size per rank
+  int64_t length = 1;  // tokens per sample on this rank
   int64_t element_bytes = 4;
 };
 

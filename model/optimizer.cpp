@@ -15,8 +15,8 @@ double LrSchedule::at(int64_t step) const {
   const double min_lr = max_lr * min_lr_ratio;
   const int64_t decay_steps = total_steps - warmup_steps;
   if (decay_steps <= 1) return max_lr;
-  const double progress =
-      std::min(1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps - 1));
+  const double progress = std::min(
+      1.0, static_cast<double>(step - warmup_steps) / static_cast<double>(decay_steps - 1));
   return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + std::cos(std::numbers::pi * progress));
 }
 
@@ -48,8 +48,8 @@ void AdamW::step(double lr) {
         vp[i] = b2 * vp[i] + (T(1) - b2) * g[i] * g[i];
         const T m_hat = mp[i] / static_cast<T>(bias1);
         const T v_hat = vp[i] / static_cast<T>(bias2);
-        w[i] -= static_cast<T>(lr) *
-                (m_hat / (std::sqrt(v_hat) + static_cast<T>(config_.eps)) + static_cast<T>(decay) * w[i]);
+        w[i] -= static_cast<T>(lr) * (m_hat / (std::sqrt(v_hat) + static_cast<T>(config_.eps)) +
+                                      static_cast<T>(decay) * w[i]);
       }
     });
   }

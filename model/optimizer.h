@@ -39,6 +39,8 @@ class AdamW {
   // Moment tensors, in parameter order (checkpoints save and restore them).
   std::vector<Tensor>& first_moments() { return m_; }
   std::vector<Tensor>& second_moments() { return v_; }
+  const std::vector<Tensor>& first_moments() const { return m_; }
+  const std::vector<Tensor>& second_moments() const { return v_; }
 
  private:
   AdamWConfig config_;

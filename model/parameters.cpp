@@ -13,10 +13,11 @@ Parameter& ParameterSet::add_normal(const std::string& name, const Shape& shape,
   return add_values(name, value.to(dtype), true);
 }
 
-Parameter& ParameterSet::add_values(const std::string& name, const Tensor& value, bool weight_decay) {
+Parameter& ParameterSet::add_values(const std::string& name, const Tensor& value,
+                                    bool weight_decay) {
   LINPAR_CHECK(!contains(name), "parameter {} added twice", name);
-  params_.push_back(Parameter{name, value, Tensor::zeros(value.shape(), value.dtype(), value.device()),
-                              weight_decay});
+  params_.push_back(Parameter{
+      name, value, Tensor::zeros(value.shape(), value.dtype(), value.device()), weight_decay});
   return params_.back();
 }
 
@@ -29,7 +30,11 @@ Parameter& ParameterSet::get(const std::string& name) {
 }
 
 const Parameter& ParameterSet::get(const std::string& name) const {
-  return const_cast<ParameterSet*>(this)->get(name);
+  for (const Parameter& p : params_) {
+    if (p.name == name) return p;
+  }
+  LINPAR_CHECK(false, "no parameter named {}", name);
+  __builtin_unreachable();
 }
 
 bool ParameterSet::contains(const std::string& name) const {

@@ -3,8 +3,8 @@
 // the released-weights converter key on them.
 #pragma once
 
-#include <string>
 #include <deque>
+#include <string>
 #include <vector>
 
 #include "core/tensor.h"

@@ -12,10 +12,13 @@ std::vector<NamePair> released_parameter_names(const ModelConfig& config) {
   for (int64_t l = 0; l < config.n_layers; ++l) {
     const std::string ours = fmt::format("layers.{}.", l);
     const std::string theirs = fmt::format("model.layers.{}.", l);
-    names.push_back({ours + "token_mixer.qkvu_proj", theirs + "token_mixer.qkvu_proj.weight", {4 * D, D}});
-    names.push_back({ours + "token_mixer.out_proj", theirs + "token_mixer.out_proj.weight", {D, D}});
+    names.push_back(
+        {ours + "token_mixer.qkvu_proj", theirs + "token_mixer.qkvu_proj.weight", {4 * D, D}});
+    names.push_back(
+        {ours + "token_mixer.out_proj", theirs + "token_mixer.out_proj.weight", {D, D}});
     if (config.layer_uses_lrpe(l)) {
-      names.push_back({ours + "token_mixer.lrpe.theta", theirs + "token_mixer.lrpe.theta",
+      names.push_back({ours + "token_mixer.lrpe.theta",
+                       theirs + "token_mixer.lrpe.theta",
                        {config.n_heads, 1, config.head_dim()}});
     }
     names.push_back({ours + "channel_mixer.l1", theirs + "channel_mixer.l1.weight", {F, D}});

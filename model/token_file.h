@@ -17,7 +17,8 @@ inline constexpr size_t kTokenFileHeaderBytes = 32;
 
 // uint16 tokens when vocab_size <= 65536, else uint32. Written to path + ".tmp"
 // and renamed, so no half-written file is left under the final name.
-void write_token_file(const std::string& path, const std::vector<uint32_t>& tokens, int64_t vocab_size);
+void write_token_file(const std::string& path, const std::vector<uint32_t>& tokens,
+                      int64_t vocab_size);
 
 // A validated token file held in memory (UserError naming the path and the rule
 // for a missing file, a bad header, a size that does not match, or a token
@@ -41,7 +42,7 @@ class TokenFile {
 // Tokenizes a text file into out_dir/train.bin and out_dir/val.bin (validation
 // = the last val_fraction of the text, cut at a line boundary, so the two do
 // not overlap) and out_dir/corpus.json describing them.
-void prepare_text_corpus(const std::string& text_path, const std::string& out_dir, double val_fraction,
-                         const Tokenizer& tokenizer);
+void prepare_text_corpus(const std::string& text_path, const std::string& out_dir,
+                         double val_fraction, const Tokenizer& tokenizer);
 
 }  // namespace linpar

@@ -16,15 +16,15 @@ namespace linpar {
 
 // Activations saved by forward for backward.
 struct TokenMixerCache {
-  Tensor qkvu;              // [B, N, 4D]
-  Tensor q_raw, k_raw;      // [B, H, N, d] before SiLU
-  Tensor q, k, v;           // [B, H, N, d] (q, k after SiLU)
-  Tensor q_rot, k_rot;      // [B, H, N, 2d] after LRPE (undefined without LRPE)
-  Tensor u;                 // [B, N, D]
-  Tensor attention_norm;    // o = SRMSNorm(a): [B, N, D]
-  Tensor attention_rstd;    // [B·N]
-  Tensor gated;             // u ⊙ o: [B, N, D]
-  Tensor kv_in;             // state entering this rank's chunk (undefined on one process)
+  Tensor qkvu;            // [B, N, 4D]
+  Tensor q_raw, k_raw;    // [B, H, N, d] before SiLU
+  Tensor q, k, v;         // [B, H, N, d] (q, k after SiLU)
+  Tensor q_rot, k_rot;    // [B, H, N, 2d] after LRPE (undefined without LRPE)
+  Tensor u;               // [B, N, D]
+  Tensor attention_norm;  // o = SRMSNorm(a): [B, N, D]
+  Tensor attention_rstd;  // [B·N]
+  Tensor gated;           // u ⊙ o: [B, N, D]
+  Tensor kv_in;           // state entering this rank's chunk (undefined on one process)
 };
 
 class TokenMixer {

@@ -24,20 +24,24 @@ void validate_train_options(const TrainOptions& o) {
   positive("--global-batch", o.global_batch);
   positive("--steps", o.steps);
   if (o.global_batch % o.micro_batch != 0) {
-    user_error("--global-batch {} must be a multiple of --micro-batch {}", o.global_batch, o.micro_batch);
+    user_error("--global-batch {} must be a multiple of --micro-batch {}", o.global_batch,
+               o.micro_batch);
   }
   if (!(o.schedule.max_lr > 0)) user_error("--lr {}: must be positive", o.schedule.max_lr);
   if (o.schedule.min_lr_ratio < 0 || o.schedule.min_lr_ratio > 1) {
     user_error("--min-lr-ratio {}: must be in [0, 1]", o.schedule.min_lr_ratio);
   }
   if (o.schedule.warmup_steps < 0) user_error("--warmup {}: must be >= 0", o.schedule.warmup_steps);
-  if (o.adamw.beta1 < 0 || o.adamw.beta1 >= 1) user_error("--beta1 {}: must be in [0, 1)", o.adamw.beta1);
-  if (o.adamw.beta2 < 0 || o.adamw.beta2 >= 1) user_error("--beta2 {}: must be in [0, 1)", o.adamw.beta2);
+  if (o.adamw.beta1 < 0 || o.adamw.beta1 >= 1)
+    user_error("--beta1 {}: must be in [0, 1)", o.adamw.beta1);
+  if (o.adamw.beta2 < 0 || o.adamw.beta2 >= 1)
+    user_error("--beta2 {}: must be in [0, 1)", o.adamw.beta2);
   if (o.adamw.weight_decay < 0) user_error("--weight-decay {}: must be >= 0", o.adamw.weight_decay);
   if (o.eval_every < 0) user_error("--eval-every {}: must be >= 0", o.eval_every);
   if (o.eval_windows <= 0) user_error("--eval-windows {}: must be positive", o.eval_windows);
   if (o.ckpt_every < 0) user_error("--ckpt-every {}: must be >= 0", o.ckpt_every);
-  if (o.ckpt_every > 0 && o.ckpt_dir.empty()) user_error("--ckpt-every {} needs --ckpt-dir", o.ckpt_every);
+  if (o.ckpt_every > 0 && o.ckpt_dir.empty())
+    user_error("--ckpt-every {} needs --ckpt-dir", o.ckpt_every);
   if (o.resume && o.ckpt_dir.empty()) user_error("--resume needs --ckpt-dir");
   if (o.resume && !o.init_from.empty()) user_error("--resume and --init-from exclude each other");
   if (o.exit_after < 0) user_error("--exit-after {}: must be >= 0", o.exit_after);
@@ -86,11 +90,15 @@ EvalResult Trainer::evaluate() {
   LINPAR_CHECK(val_file_ != nullptr, "evaluate() without a validation file");
   const int64_t N = options_.seq_len;
   std::vector<int64_t> starts = eval_window_starts(val_file_->size(), N, options_.eval_windows);
-  if (starts.empty()) user_error("validation file {} holds fewer than --seq-len + 1 = {} tokens", options_.val_path, N + 1);
+  if (starts.empty())
+    user_error("validation file {} holds fewer than --seq-len + 1 = {} tokens", options_.val_path,
+               N + 1);
   double total = 0;
   TransNormerLLM::Cache cache;
-  for (size_t first = 0; first < starts.size(); first += static_cast<size_t>(options_.micro_batch)) {
-    const int64_t B = std::min<int64_t>(options_.micro_batch, static_cast<int64_t>(starts.size() - first));
+  for (size_t first = 0; first < starts.size();
+       first += static_cast<size_t>(options_.micro_batch)) {
+    const int64_t B =
+        std::min<int64_t>(options_.micro_batch, static_cast<int64_t>(starts.size() - first));
     Tensor inputs = Tensor::empty({B, N}, DType::I32), targets = Tensor::empty({B, N}, DType::I32);
     for (int64_t b = 0; b < B; ++b) {
       const int64_t s = starts[first + static_cast<size_t>(b)];
@@ -168,31 +176,39 @@ void Trainer::run() {
   if (options_.progress == TrainOptions::Progress::Bar) mode = ProgressBar::Mode::Bar;
   if (options_.progress == TrainOptions::Progress::Lines) mode = ProgressBar::Mode::Lines;
   if (options_.progress == TrainOptions::Progress::Quiet) mode = ProgressBar::Mode::Quiet;
-  const int64_t last_step =
-      options_.exit_after > 0 ? std::min(options_.steps, step_ + options_.exit_after) : options_.steps;
+  const int64_t last_step = options_.exit_after > 0
+                                ? std::min(options_.steps, step_ + options_.exit_after)
+                                : options_.steps;
   ProgressBar bar(step_, options_.steps, mode);
   if (val_file_ && step_ == 0) {
     // The untrained model's validation score: the baseline the run improves on.
     EvalResult eval = evaluate();
-    bar.message(fmt::format("step 0: val_loss {:.4f} val_bpb {:.4f}", eval.loss, eval.bits_per_byte));
+    bar.message(
+        fmt::format("step 0: val_loss {:.4f} val_bpb {:.4f}", eval.loss, eval.bits_per_byte));
     if (!options_.metrics_path.empty()) {
       std::ofstream out(options_.metrics_path, std::ios::app);
-      out << nlohmann::json{{"step", 0}, {"val_loss", eval.loss}, {"val_bpb", eval.bits_per_byte}}.dump() << "\n";
+      out << nlohmann::json{{"step", 0}, {"val_loss", eval.loss}, {"val_bpb", eval.bits_per_byte}}
+                 .dump()
+          << "\n";
     }
   }
   while (step_ < last_step) {
     StepResult r = train_step();
     std::optional<EvalResult> eval;
-    const bool eval_now = val_file_ && ((options_.eval_every > 0 && step_ % options_.eval_every == 0) ||
-                                        step_ == options_.steps);
+    const bool eval_now =
+        val_file_ &&
+        ((options_.eval_every > 0 && step_ % options_.eval_every == 0) || step_ == options_.steps);
     if (eval_now) {
       eval = evaluate();
-      bar.message(fmt::format("step {}: val_loss {:.4f} val_bpb {:.4f}", step_, eval->loss, eval->bits_per_byte));
+      bar.message(fmt::format("step {}: val_loss {:.4f} val_bpb {:.4f}", step_, eval->loss,
+                              eval->bits_per_byte));
     }
     write_metrics(r, eval);
-    bar.update(step_, fmt::format("loss {:.4f} lr {:.2e} {:.0f} tok/s", r.loss, r.lr, r.tokens_per_s));
-    const bool checkpoint_now = (options_.ckpt_every > 0 && step_ % options_.ckpt_every == 0) ||
-                                (!options_.ckpt_dir.empty() && step_ == last_step && last_step < options_.steps);
+    bar.update(step_,
+               fmt::format("loss {:.4f} lr {:.2e} {:.0f} tok/s", r.loss, r.lr, r.tokens_per_s));
+    const bool checkpoint_now =
+        (options_.ckpt_every > 0 && step_ % options_.ckpt_every == 0) ||
+        (!options_.ckpt_dir.empty() && step_ == last_step && last_step < options_.steps);
     if (checkpoint_now) bar.message("checkpoint " + save());
   }
   bar.finish();

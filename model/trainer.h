@@ -20,12 +20,12 @@ class DataLoader;
 struct TrainOptions {
   ModelConfig model;
   DType dtype = DType::F32;
-  std::string train_path;     // token file
-  std::string val_path;       // token file, or "" for no validation
+  std::string train_path;            // token file
+  std::string val_path;              // token file, or "" for no validation
   double val_tokens_per_byte = 1.0;  // converts nats/token into bits/byte
   int64_t seq_len = 128;
   int64_t micro_batch = 8;
-  int64_t global_batch = 8;   // samples per optimizer step (a multiple of micro_batch)
+  int64_t global_batch = 8;  // samples per optimizer step (a multiple of micro_batch)
   int64_t steps = 100;
   LrSchedule schedule;
   AdamWConfig adamw;
@@ -36,22 +36,22 @@ struct TrainOptions {
   std::string ckpt_dir;
   int64_t ckpt_every = 0;
   bool resume = false;
-  std::string init_from;      // start from these weights (a checkpoint dir, e.g. from `linpar convert`)
-  int64_t exit_after = 0;     // stop after this many steps in this invocation (0: run to --steps)
+  std::string init_from;  // start from these weights (a checkpoint dir, e.g. from `linpar convert`)
+  int64_t exit_after = 0;  // stop after this many steps in this invocation (0: run to --steps)
   std::string metrics_path;
   enum class Progress { Auto, Bar, Lines, Quiet } progress = Progress::Auto;
 };
 
 struct StepResult {
-  int64_t step = 0;           // 1-based index of the step just taken
-  double loss = 0;            // mean over the global batch
+  int64_t step = 0;  // 1-based index of the step just taken
+  double loss = 0;   // mean over the global batch
   double lr = 0;
-  double grad_norm = 0;       // before clipping
+  double grad_norm = 0;  // before clipping
   double tokens_per_s = 0;
 };
 
 struct EvalResult {
-  double loss = 0;            // nats per token
+  double loss = 0;  // nats per token
   double bits_per_byte = 0;
 };
 

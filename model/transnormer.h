@@ -17,16 +17,16 @@ namespace linpar {
 class TransNormerLLM {
  public:
   struct LayerCache {
-    Tensor token_norm, token_rstd;      // SRMSNorm before the token mixer
+    Tensor token_norm, token_rstd;  // SRMSNorm before the token mixer
     TokenMixerCache token_mixer;
     Tensor channel_norm, channel_rstd;  // SRMSNorm before the channel mixer
     ChannelMixerCache channel_mixer;
   };
   struct Cache {
-    Tensor tokens, targets;             // [B, N] i32
+    Tensor tokens, targets;  // [B, N] i32
     std::vector<LayerCache> layers;
-    Tensor final_norm, final_rstd;      // [B, N, D], [B·N]
-    Tensor logits;                      // [B·N, V]
+    Tensor final_norm, final_rstd;  // [B, N, D], [B·N]
+    Tensor logits;                  // [B·N, V]
   };
 
   TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32);

@@ -19,7 +19,8 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, double std = 1.0,
                             DType dtype = DType::F64) {
   Tensor t = Tensor::empty(shape, DType::F64);
   CounterRng rng(seed, "test");
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<double>()[i] = std * rng.normal(static_cast<uint64_t>(i));
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.data<double>()[i] = std * rng.normal(static_cast<uint64_t>(i));
   return dtype == DType::F64 ? t : t.to(dtype);
 }
 

@@ -8,12 +8,11 @@
 
 #include "core/error_types.h"
 
-#define CUDA_CHECK(call)                                                              \
-  do {                                                                                \
-    cudaError_t linpar_cuda_status_ = (call);                                         \
-    if (linpar_cuda_status_ != cudaSuccess) {                                         \
-      ::linpar::internal_error(__FILE__, __LINE__,                                    \
-                               std::string(#call ": ") +                              \
-                                   cudaGetErrorString(linpar_cuda_status_));          \
-    }                                                                                 \
+#define CUDA_CHECK(call)                                                                           \
+  do {                                                                                             \
+    cudaError_t linpar_cuda_status_ = (call);                                                      \
+    if (linpar_cuda_status_ != cudaSuccess) {                                                      \
+      ::linpar::internal_error(__FILE__, __LINE__,                                                 \
+                               std::string(#call ": ") + cudaGetErrorString(linpar_cuda_status_)); \
+    }                                                                                              \
   } while (0)

@@ -9,7 +9,8 @@ namespace linpar::cuda {
 
 namespace {
 [[noreturn]] void no_cuda() {
-  user_error("--device cuda: this linpar was built without CUDA (no nvcc was found at configure time)");
+  user_error(
+      "--device cuda: this linpar was built without CUDA (no nvcc was found at configure time)");
 }
 }  // namespace
 

@@ -22,7 +22,8 @@ void row_softmax_stats(const T* row, int64_t vocab, T& max_value, T& sum) {
 
 int32_t checked_target(const int32_t* targets, int64_t r, int64_t vocab) {
   int32_t t = targets[r];
-  if (t < 0 || t >= vocab) user_error("target token id {} is outside the vocabulary [0, {})", t, vocab);
+  if (t < 0 || t >= vocab)
+    user_error("target token id {} is outside the vocabulary [0, {})", t, vocab);
   return t;
 }
 }  // namespace

@@ -6,16 +6,20 @@
 #include "core/tensor.h"
 
 // LINPAR_DISPATCH_FLOAT(dtype, "op", [&]<typename T>() { ... });
-#define LINPAR_DISPATCH_FLOAT(dtype, op_name, ...)                                          \
-  do {                                                                                      \
-    auto linpar_body_ = __VA_ARGS__;                                                        \
-    switch (dtype) {                                                                        \
-      case ::linpar::DType::F32: linpar_body_.template operator()<float>(); break;          \
-      case ::linpar::DType::F64: linpar_body_.template operator()<double>(); break;         \
-      default:                                                                              \
-        LINPAR_CHECK(false, "{}: no CPU kernel for dtype {}", op_name,                      \
-                     ::linpar::dtype_name(dtype));                                          \
-    }                                                                                       \
+#define LINPAR_DISPATCH_FLOAT(dtype, op_name, ...)                     \
+  do {                                                                 \
+    auto linpar_body_ = __VA_ARGS__;                                   \
+    switch (dtype) {                                                   \
+      case ::linpar::DType::F32:                                       \
+        linpar_body_.template operator()<float>();                     \
+        break;                                                         \
+      case ::linpar::DType::F64:                                       \
+        linpar_body_.template operator()<double>();                    \
+        break;                                                         \
+      default:                                                         \
+        LINPAR_CHECK(false, "{}: no CPU kernel for dtype {}", op_name, \
+                     ::linpar::dtype_name(dtype));                     \
+    }                                                                  \
   } while (0)
 
 namespace linpar {

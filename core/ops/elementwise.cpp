@@ -27,9 +27,11 @@ void axpy(double alpha, const Tensor& x, Tensor& y) {
   if (y.device() == Device::CUDA) {
 #ifdef LINPAR_HAVE_CUDA
     if (y.dtype() == DType::F32) {
-      cuda::axpy_f32(static_cast<float>(alpha), x.device_data<float>(), y.device_data<float>(), y.numel());
+      cuda::axpy_f32(static_cast<float>(alpha), x.device_data<float>(), y.device_data<float>(),
+                     y.numel());
     } else if (y.dtype() == DType::BF16) {
-      cuda::axpy_bf16(static_cast<float>(alpha), reinterpret_cast<const uint16_t*>(x.device_data<bf16>()),
+      cuda::axpy_bf16(static_cast<float>(alpha),
+                      reinterpret_cast<const uint16_t*>(x.device_data<bf16>()),
                       reinterpret_cast<uint16_t*>(y.device_data<bf16>()), y.numel());
     } else {
       no_cuda_kernel("axpy", y.dtype());

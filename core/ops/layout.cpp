@@ -16,8 +16,10 @@ void move_heads(T* columns, T* heads, int64_t batch, int64_t length, int64_t wid
       for (int64_t n = 0; n < length; ++n) {
         T* c = columns + (b * length + n) * width + column + h * head_dim;
         T* hp = heads + ((b * n_heads + h) * length + n) * head_dim;
-        if (to_heads) std::copy(c, c + head_dim, hp);
-        else std::copy(hp, hp + head_dim, c);
+        if (to_heads)
+          std::copy(c, c + head_dim, hp);
+        else
+          std::copy(hp, hp + head_dim, c);
       }
     }
   }

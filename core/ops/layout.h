@@ -9,7 +9,8 @@ namespace linpar {
 
 // x: [B, N, W] -> y: [B, H, N, d];  y[b,h,n,j] = x[b, n, column + h·d + j]
 void heads_from_columns(const Tensor& x, int64_t column, Tensor& y);
-// y: [B, H, N, d] -> x: [B, N, W];  x[b, n, column + h·d + j] = y[b,h,n,j] (other columns untouched)
+// y: [B, H, N, d] -> x: [B, N, W];  x[b, n, column + h·d + j] = y[b,h,n,j] (other columns
+// untouched)
 void heads_to_columns(const Tensor& y, int64_t column, Tensor& x);
 
 }  // namespace linpar

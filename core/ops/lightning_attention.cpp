@@ -60,13 +60,16 @@ void forward_head(const T* q, const T* k, const T* v, int64_t n, int64_t dk, int
       if (have_state) lightning::scale_in_place(kv.data(), decay.power(m), dk * dv);
       decay.k_decay(m, k_decay);
       lightning::scale_rows(kb, k_decay.data(), m, dk, scaled.data());
-      gemm<T>(true, false, dk, dv, m, T(1), scaled.data(), dk, vb, dv, have_state ? T(1) : T(0), kv.data(), dv);
+      gemm<T>(true, false, dk, dv, m, T(1), scaled.data(), dk, vb, dv, have_state ? T(1) : T(0),
+              kv.data(), dv);
       have_state = true;
     }
   }
   if (kv_out != nullptr) {
-    if (have_state) std::copy(kv.begin(), kv.end(), kv_out);
-    else std::fill(kv_out, kv_out + dk * dv, T(0));  // N = 0 and no KV_in
+    if (have_state)
+      std::copy(kv.begin(), kv.end(), kv_out);
+    else
+      std::fill(kv_out, kv_out + dk * dv, T(0));  // N = 0 and no KV_in
   }
 }
 
@@ -75,9 +78,11 @@ void forward_head(const T* q, const T* k, const T* v, int64_t n, int64_t dk, int
 void lightning_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                  const std::vector<double>& slopes, int64_t block_size,
                                  const Tensor& kv_in, Tensor& o, Tensor& kv_out) {
-  const auto d = lightning::check_dims("lightning_attention_forward", q, k, v, slopes, block_size, kv_in);
+  const auto d =
+      lightning::check_dims("lightning_attention_forward", q, k, v, slopes, block_size, kv_in);
   check_shape("lightning_attention_forward", "o", o, {d.batch, d.heads, d.length, d.dv});
-  if (kv_out.defined()) check_shape("lightning_attention_forward", "kv_out", kv_out, {d.batch, d.heads, d.dk, d.dv});
+  if (kv_out.defined())
+    check_shape("lightning_attention_forward", "kv_out", kv_out, {d.batch, d.heads, d.dk, d.dv});
   const int64_t b = std::max<int64_t>(1, std::min(block_size, d.length));
   LINPAR_DISPATCH_FLOAT(q.dtype(), "lightning_attention_forward", [&]<typename T>() {
     std::vector<T> kv(static_cast<size_t>(d.dk * d.dv)), s(static_cast<size_t>(b * b)),
@@ -90,8 +95,8 @@ void lightning_attention_forward(const Tensor& q, const Tensor& k, const Tensor&
                         v.data<T>() + head * d.length * d.dv, d.length, d.dk, d.dv, decay,
                         kv_in.defined() ? kv_in.data<T>() + head * d.dk * d.dv : nullptr,
                         o.data<T>() + head * d.length * d.dv,
-                        kv_out.defined() ? kv_out.data<T>() + head * d.dk * d.dv : nullptr, kv, s, scaled,
-                        k_decay);
+                        kv_out.defined() ? kv_out.data<T>() + head * d.dk * d.dv : nullptr, kv, s,
+                        scaled, k_decay);
       }
     }
   });
@@ -119,7 +124,8 @@ int64_t lightning_attention_forward_flops(int64_t batch, int64_t heads, int64_t 
 void linear_attention_reference_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                         const std::vector<double>& slopes, const Tensor& kv_in,
                                         Tensor& o, Tensor& kv_out) {
-  const auto d = lightning::check_dims("linear_attention_reference_forward", q, k, v, slopes, 1, kv_in);
+  const auto d =
+      lightning::check_dims("linear_attention_reference_forward", q, k, v, slopes, 1, kv_in);
   LINPAR_DISPATCH_FLOAT(q.dtype(), "linear_attention_reference_forward", [&]<typename T>() {
     for (int64_t bh = 0; bh < d.batch * d.heads; ++bh) {
       const double s = slopes[static_cast<size_t>(bh % d.heads)];
@@ -133,12 +139,14 @@ void linear_attention_reference_forward(const Tensor& q, const Tensor& k, const 
           double acc = 0;
           for (int64_t j = 0; j <= t; ++j) {
             double dot = 0;
-            for (int64_t e = 0; e < d.dk; ++e) dot += static_cast<double>(qh[t * d.dk + e]) * kh[j * d.dk + e];
+            for (int64_t e = 0; e < d.dk; ++e)
+              dot += static_cast<double>(qh[t * d.dk + e]) * kh[j * d.dk + e];
             acc += std::exp(-s * static_cast<double>(t - j)) * dot * vh[j * d.dv + c];
           }
           if (state != nullptr) {
             double inter = 0;
-            for (int64_t e = 0; e < d.dk; ++e) inter += static_cast<double>(qh[t * d.dk + e]) * state[e * d.dv + c];
+            for (int64_t e = 0; e < d.dk; ++e)
+              inter += static_cast<double>(qh[t * d.dk + e]) * state[e * d.dv + c];
             acc += std::exp(-s * static_cast<double>(t + 1)) * inter;
           }
           oh[t * d.dv + c] = static_cast<T>(acc);
@@ -148,9 +156,12 @@ void linear_attention_reference_forward(const Tensor& q, const Tensor& k, const 
         T* out = kv_out.data<T>() + bh * d.dk * d.dv;
         for (int64_t e = 0; e < d.dk; ++e) {
           for (int64_t c = 0; c < d.dv; ++c) {
-            double acc = state != nullptr ? std::exp(-s * static_cast<double>(d.length)) * state[e * d.dv + c] : 0.0;
+            double acc = state != nullptr
+                             ? std::exp(-s * static_cast<double>(d.length)) * state[e * d.dv + c]
+                             : 0.0;
             for (int64_t j = 0; j < d.length; ++j) {
-              acc += std::exp(-s * static_cast<double>(d.length - 1 - j)) * kh[j * d.dk + e] * vh[j * d.dv + c];
+              acc += std::exp(-s * static_cast<double>(d.length - 1 - j)) * kh[j * d.dk + e] *
+                     vh[j * d.dv + c];
             }
             out[e * d.dv + c] = static_cast<T>(acc);
           }

@@ -21,8 +21,11 @@ template <typename T>
 struct Scratch {
   std::vector<T> state, s, ds, scaled, tmp, k_decay;
   Scratch(int64_t b, int64_t dk, int64_t dv)
-      : state(static_cast<size_t>(dk * dv)), s(static_cast<size_t>(b * b)), ds(static_cast<size_t>(b * b)),
-        scaled(static_cast<size_t>(b * std::max(dk, dv))), tmp(static_cast<size_t>(b * std::max(dk, dv))) {}
+      : state(static_cast<size_t>(dk * dv)),
+        s(static_cast<size_t>(b * b)),
+        ds(static_cast<size_t>(b * b)),
+        scaled(static_cast<size_t>(b * std::max(dk, dv))),
+        tmp(static_cast<size_t>(b * std::max(dk, dv))) {}
 };
 
 // dQ: forward over the blocks, recomputing the states KV_{t−1} it needs.
@@ -38,14 +41,15 @@ void dq_sweep(const T* q, const T* k, const T* v, const T* d_o, int64_t n, int64
     gemm<T>(false, false, m, dk, m, T(1), w.ds.data(), m, k + t0 * dk, dk, T(0), dq + t0 * dk, dk);
     if (have_state) {
       lightning::scale_rows(d_o + t0 * dv, decay.q_decay.data(), m, dv, w.scaled.data());
-      gemm<T>(false, true, m, dk, dv, T(1), w.scaled.data(), dv, w.state.data(), dv, T(1), dq + t0 * dk, dk);
+      gemm<T>(false, true, m, dk, dv, T(1), w.scaled.data(), dv, w.state.data(), dv, T(1),
+              dq + t0 * dk, dk);
     }
     if (t0 + m < n) {  // the state after this block feeds the next block's queries
       if (have_state) lightning::scale_in_place(w.state.data(), decay.power(m), dk * dv);
       decay.k_decay(m, w.k_decay);
       lightning::scale_rows(k + t0 * dk, w.k_decay.data(), m, dk, w.scaled.data());
-      gemm<T>(true, false, dk, dv, m, T(1), w.scaled.data(), dk, v + t0 * dv, dv, have_state ? T(1) : T(0),
-              w.state.data(), dv);
+      gemm<T>(true, false, dk, dv, m, T(1), w.scaled.data(), dk, v + t0 * dv, dv,
+              have_state ? T(1) : T(0), w.state.data(), dv);
       have_state = true;
     }
   }
@@ -86,8 +90,10 @@ void dkv_sweep(const T* q, const T* k, const T* v, const T* d_o, int64_t n, int6
     }
   }
   if (d_kv_in != nullptr) {
-    if (have_grad) std::copy(w.state.begin(), w.state.end(), d_kv_in);
-    else std::fill(d_kv_in, d_kv_in + dk * dv, T(0));
+    if (have_grad)
+      std::copy(w.state.begin(), w.state.end(), d_kv_in);
+    else
+      std::fill(d_kv_in, d_kv_in + dk * dv, T(0));
   }
 }
 
@@ -116,7 +122,8 @@ void lightning_attention_backward(const Tensor& q, const Tensor& k, const Tensor
                       state_offset = head * d.dk * d.dv;
         dq_sweep<T>(q.data<T>() + qk_offset, k.data<T>() + qk_offset, v.data<T>() + v_offset,
                     d_o.data<T>() + v_offset, d.length, d.dk, d.dv, decay,
-                    kv_in.defined() ? kv_in.data<T>() + state_offset : nullptr, dq.data<T>() + qk_offset, work);
+                    kv_in.defined() ? kv_in.data<T>() + state_offset : nullptr,
+                    dq.data<T>() + qk_offset, work);
         dkv_sweep<T>(q.data<T>() + qk_offset, k.data<T>() + qk_offset, v.data<T>() + v_offset,
                      d_o.data<T>() + v_offset, d.length, d.dk, d.dv, decay,
                      d_kv_out.defined() ? d_kv_out.data<T>() + state_offset : nullptr,

@@ -20,25 +20,36 @@ struct DecayTables {
   std::vector<T> mask;     // [b, b]: λ^{i−j} for i ≥ j, else 0
   std::vector<T> q_decay;  // [b]: λ^{i+1} (a query's distance to the state before its block)
 
-  DecayTables(double s, int64_t b) : block(b), slope(s), mask(static_cast<size_t>(b * b), T(0)), q_decay(static_cast<size_t>(b)) {
+  DecayTables(double s, int64_t b)
+      : block(b),
+        slope(s),
+        mask(static_cast<size_t>(b * b), T(0)),
+        q_decay(static_cast<size_t>(b)) {
     for (int64_t i = 0; i < b; ++i) {
-      for (int64_t j = 0; j <= i; ++j) mask[static_cast<size_t>(i * b + j)] = static_cast<T>(std::exp(-s * static_cast<double>(i - j)));
+      for (int64_t j = 0; j <= i; ++j)
+        mask[static_cast<size_t>(i * b + j)] =
+            static_cast<T>(std::exp(-s * static_cast<double>(i - j)));
       q_decay[static_cast<size_t>(i)] = static_cast<T>(std::exp(-s * static_cast<double>(i + 1)));
     }
   }
   // λ^{m−1−j}, j < m: a key's distance to the end of its block of length m.
   void k_decay(int64_t m, std::vector<T>& out) const {
     out.resize(static_cast<size_t>(m));
-    for (int64_t j = 0; j < m; ++j) out[static_cast<size_t>(j)] = static_cast<T>(std::exp(-slope * static_cast<double>(m - 1 - j)));
+    for (int64_t j = 0; j < m; ++j)
+      out[static_cast<size_t>(j)] =
+          static_cast<T>(std::exp(-slope * static_cast<double>(m - 1 - j)));
   }
   T power(int64_t n) const { return static_cast<T>(std::exp(-slope * static_cast<double>(n))); }
 };
 
-inline int64_t masked_product_flops(int64_t m, int64_t d) { return 2 * m * m * d + m * (m + 1) / 2; }
+inline int64_t masked_product_flops(int64_t m, int64_t d) {
+  return 2 * m * m * d + m * (m + 1) / 2;
+}
 
 // s[m, m] = (a[m, d] · b[m, d]ᵀ) ⊙ M (causal decay mask of the block).
 template <typename T>
-void masked_product(const T* a, const T* b, int64_t m, int64_t d, const DecayTables<T>& decay, T* s) {
+void masked_product(const T* a, const T* b, int64_t m, int64_t d, const DecayTables<T>& decay,
+                    T* s) {
   gemm<T>(false, true, m, m, d, T(1), a, d, b, d, T(0), s, m);
   for (int64_t i = 0; i < m; ++i) {
     const T* mask_row = decay.mask.data() + i * decay.block;

@@ -15,7 +15,8 @@ int64_t lrpe_backward_flops(int64_t numel) { return 11 * numel; }
 std::vector<double> lrpe_initial_theta(int64_t width) {
   std::vector<double> theta(static_cast<size_t>(width));
   for (int64_t c = 0; c < width; ++c) {
-    theta[static_cast<size_t>(c)] = std::pow(10000.0, -2.0 * static_cast<double>(c) / static_cast<double>(width));
+    theta[static_cast<size_t>(c)] =
+        std::pow(10000.0, -2.0 * static_cast<double>(c) / static_cast<double>(width));
   }
   return theta;
 }

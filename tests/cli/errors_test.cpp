@@ -31,7 +31,8 @@ TEST(CliErrors, BadNumbersNameTheOption) {
   expect_user_error("train --dry-run --steps abc", "steps");
   expect_user_error("train --dry-run --steps 0", "--steps 0");
   expect_user_error("train --dry-run --seq-len -5", "--seq-len -5");
-  expect_user_error("train --dry-run --micro-batch 3 --global-batch 8", "multiple of --micro-batch 3");
+  expect_user_error("train --dry-run --micro-batch 3 --global-batch 8",
+                    "multiple of --micro-batch 3");
   expect_user_error("train --dry-run --lr -1", "--lr -1");
 }
 
@@ -56,7 +57,8 @@ TEST(CliErrors, ConfigFileValuesAndCommandLineWins) {
   auto from_file = run_linpar("train --config " + (dir / "run.ini") + " --dry-run");
   ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
   EXPECT_NE(from_file.out.find("model: tnl-385m"), std::string::npos) << from_file.out;
-  auto overridden = run_linpar("train --config " + (dir / "run.ini") + " --model tnl-tiny --dry-run");
+  auto overridden =
+      run_linpar("train --config " + (dir / "run.ini") + " --model tnl-tiny --dry-run");
   ASSERT_EQ(overridden.exit_code, 0) << overridden.err;
   EXPECT_NE(overridden.out.find("model: tnl-tiny"), std::string::npos) << overridden.out;
 }

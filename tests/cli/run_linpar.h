@@ -2,6 +2,7 @@
 #pragma once
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -9,7 +10,6 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <unistd.h>
 
 #include "temp_dir.h"
 
@@ -26,7 +26,8 @@ struct RunResult {
 inline RunResult run_linpar(const std::string& args) {
   TempDir scratch;
   const std::string out = scratch / "out", err = scratch / "err";
-  const std::string command = std::string(LINPAR_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  const std::string command =
+      std::string(LINPAR_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
   const int status = std::system(command.c_str());
   RunResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

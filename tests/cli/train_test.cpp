@@ -51,10 +51,11 @@ const std::string kQuickRun =
 TEST(Train, TinyPresetLowersValidationBitsPerByte) {
   require_corpus();
   TempDir dir;
-  auto r = run_linpar("train --model tnl-tiny --steps 250 --seq-len 64 --micro-batch 8"
-                      " --global-batch 8 --lr 3e-3 --warmup 20 --eval-every 125 --eval-windows 16"
-                      " --progress lines --metrics " + (dir / "m.jsonl") +
-                      " --data " + default_corpus_dir());
+  auto r = run_linpar(
+      "train --model tnl-tiny --steps 250 --seq-len 64 --micro-batch 8"
+      " --global-batch 8 --lr 3e-3 --warmup 20 --eval-every 125 --eval-windows 16"
+      " --progress lines --metrics " +
+      (dir / "m.jsonl") + " --data " + default_corpus_dir());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto metrics = read_metrics(dir / "m.jsonl");
   ASSERT_EQ(metrics.front()["step"], 0);
@@ -78,14 +79,15 @@ TEST(Train, ResumeIsBitExact) {
   TempDir dir;
   auto whole = run_linpar("train" + kQuickRun + " --steps 8 --metrics " + (dir / "whole.jsonl"));
   ASSERT_EQ(whole.exit_code, 0) << whole.err;
-  auto first = run_linpar("train" + kQuickRun + " --steps 8 --exit-after 3 --ckpt-dir " + (dir / "ckpt") +
-                          " --metrics " + (dir / "part.jsonl"));
+  auto first = run_linpar("train" + kQuickRun + " --steps 8 --exit-after 3 --ckpt-dir " +
+                          (dir / "ckpt") + " --metrics " + (dir / "part.jsonl"));
   ASSERT_EQ(first.exit_code, 0) << first.err;
   ASSERT_TRUE(fs::exists(dir / "ckpt/step_00000003/meta.json"));
-  auto second = run_linpar("train" + kQuickRun + " --steps 8 --resume --ckpt-dir " + (dir / "ckpt") +
-                           " --metrics " + (dir / "part.jsonl"));
+  auto second = run_linpar("train" + kQuickRun + " --steps 8 --resume --ckpt-dir " +
+                           (dir / "ckpt") + " --metrics " + (dir / "part.jsonl"));
   ASSERT_EQ(second.exit_code, 0) << second.err;
-  auto a = step_lines(read_metrics(dir / "whole.jsonl")), b = step_lines(read_metrics(dir / "part.jsonl"));
+  auto a = step_lines(read_metrics(dir / "whole.jsonl")),
+       b = step_lines(read_metrics(dir / "part.jsonl"));
   ASSERT_EQ(a.size(), 8u);
   ASSERT_EQ(b.size(), 8u);
   for (size_t i = 0; i < a.size(); ++i) {
@@ -99,20 +101,23 @@ TEST(Train, ResumeIsBitExact) {
 TEST(Train, BrokenOrForeignCheckpointsAreRefused) {
   require_corpus();
   TempDir dir;
-  auto r = run_linpar("train" + kQuickRun + " --steps 2 --ckpt-dir " + (dir / "ckpt") + " --ckpt-every 2");
+  auto r = run_linpar("train" + kQuickRun + " --steps 2 --ckpt-dir " + (dir / "ckpt") +
+                      " --ckpt-every 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const fs::path step_dir = dir.path() / "ckpt/step_00000002";
   ASSERT_TRUE(fs::exists(step_dir / "rank_00000.h5"));
 
   // Another model: a clear mismatch naming the field.
-  auto other = run_linpar("train" + kQuickRun + " --width 32 --steps 4 --resume --ckpt-dir " + (dir / "ckpt"));
+  auto other = run_linpar("train" + kQuickRun + " --width 32 --steps 4 --resume --ckpt-dir " +
+                          (dir / "ckpt"));
   EXPECT_EQ(other.exit_code, 2);
   EXPECT_NE(other.err.find("model mismatch: width"), std::string::npos) << other.err;
 
   // Truncated shard file.
   const auto size = fs::file_size(step_dir / "rank_00000.h5");
   fs::resize_file(step_dir / "rank_00000.h5", size / 2);
-  auto truncated = run_linpar("train" + kQuickRun + " --steps 4 --resume --ckpt-dir " + (dir / "ckpt"));
+  auto truncated =
+      run_linpar("train" + kQuickRun + " --steps 4 --resume --ckpt-dir " + (dir / "ckpt"));
   EXPECT_EQ(truncated.exit_code, 2) << truncated.err;
   EXPECT_NE(truncated.err.find("rank_00000.h5"), std::string::npos) << truncated.err;
   EXPECT_EQ(std::count(truncated.err.begin(), truncated.err.end(), '\n'), 1) << truncated.err;
@@ -131,7 +136,8 @@ TEST(Train, BrokenOrForeignCheckpointsAreRefused) {
 TEST(Train, InspectListsTheShards) {
   require_corpus();
   TempDir dir;
-  auto r = run_linpar("train" + kQuickRun + " --steps 1 --ckpt-dir " + (dir / "ckpt") + " --ckpt-every 1");
+  auto r = run_linpar("train" + kQuickRun + " --steps 1 --ckpt-dir " + (dir / "ckpt") +
+                      " --ckpt-every 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto inspect = run_linpar("inspect " + (dir / "ckpt"));
   ASSERT_EQ(inspect.exit_code, 0) << inspect.err;

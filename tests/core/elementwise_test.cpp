@@ -13,7 +13,8 @@ namespace {
 Tensor random_tensor(int64_t n, uint64_t seed) {
   CounterRng rng(seed, "elementwise_test");
   std::vector<float> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<float>(rng.normal(static_cast<uint64_t>(i)));
+  for (int64_t i = 0; i < n; ++i)
+    v[static_cast<size_t>(i)] = static_cast<float>(rng.normal(static_cast<uint64_t>(i)));
   return Tensor::from_vector<float>({n}, v);
 }
 }  // namespace
@@ -35,7 +36,9 @@ TEST(Elementwise, AxpyCudaMatchesCpu) {
   axpy(-1.25, x.to(Device::CUDA), y_gpu);
   axpy(-1.25, x, y);
   std::vector<float> got = y_gpu.to_vector<float>();
-  for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[static_cast<size_t>(i)], y.data<float>()[i], 1e-5f * (1 + std::abs(y.data<float>()[i])));
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_NEAR(got[static_cast<size_t>(i)], y.data<float>()[i],
+                1e-5f * (1 + std::abs(y.data<float>()[i])));
 }
 
 TEST(Elementwise, AxpyCudaBf16MatchesCpuWithinBf16Rounding) {
@@ -46,7 +49,9 @@ TEST(Elementwise, AxpyCudaBf16MatchesCpuWithinBf16Rounding) {
   axpy(2.0, x.to(DType::BF16).to(Device::CUDA), y_gpu);
   std::vector<float> got = y_gpu.to(Device::CPU).to(DType::F32).to_vector<float>();
   axpy(2.0, x, y);
-  for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[static_cast<size_t>(i)], y.data<float>()[i], 2e-2f * (1 + std::abs(y.data<float>()[i])));
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_NEAR(got[static_cast<size_t>(i)], y.data<float>()[i],
+                2e-2f * (1 + std::abs(y.data<float>()[i])));
 }
 
 TEST(Elementwise, SumSquaresAccumulatesInDouble) {

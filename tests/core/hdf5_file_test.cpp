@@ -72,13 +72,15 @@ TEST(Hdf5File, GlobalTensorAssembledFromUnevenShardsInFourFiles) {
     Tensor shard = Tensor::empty(shape, DType::F32);
     for (int64_t i = 0; i < shape[0]; ++i) {
       for (int64_t j = 0; j < shape[1]; ++j) {
-        shard.data<float>()[i * shape[1] + j] = global.data<float>()[(offset[0] + i) * 10 + offset[1] + j];
+        shard.data<float>()[i * shape[1] + j] =
+            global.data<float>()[(offset[0] + i) * 10 + offset[1] + j];
       }
     }
     Hdf5File f = Hdf5File::create(dir / ("rank" + std::to_string(r) + ".h5"));
     f.write_shard("w", shard, {6, 10}, offset);
   }
-  for (size_t r = 0; r < boxes.size(); ++r) files.push_back(Hdf5File::open_read(dir / ("rank" + std::to_string(r) + ".h5")));
+  for (size_t r = 0; r < boxes.size(); ++r)
+    files.push_back(Hdf5File::open_read(dir / ("rank" + std::to_string(r) + ".h5")));
   std::vector<const Hdf5File*> views;
   for (const auto& f : files) views.push_back(&f);
 
@@ -87,7 +89,8 @@ TEST(Hdf5File, GlobalTensorAssembledFromUnevenShardsInFourFiles) {
   // An inner box crossing all four shard borders, converted to f64.
   Tensor inner = read_global_box(views, "w", {2, 1}, {3, 5}, DType::F64);
   for (int64_t i = 0; i < 3; ++i) {
-    for (int64_t j = 0; j < 5; ++j) EXPECT_EQ(inner.data<double>()[i * 5 + j], (2 + i) * 10 + 1 + j);
+    for (int64_t j = 0; j < 5; ++j)
+      EXPECT_EQ(inner.data<double>()[i * 5 + j], (2 + i) * 10 + 1 + j);
   }
   // Without the last shard the box is not covered.
   views.pop_back();
@@ -111,7 +114,8 @@ TEST(Hdf5File, MissingTruncatedAndForeignFilesAreUserErrors) {
   };
   expect_refused(dir / "missing.h5");
   std::filesystem::copy_file(dir / "good.h5", dir / "truncated.h5");
-  std::filesystem::resize_file(dir / "truncated.h5", std::filesystem::file_size(dir / "good.h5") / 2);
+  std::filesystem::resize_file(dir / "truncated.h5",
+                               std::filesystem::file_size(dir / "good.h5") / 2);
   expect_refused(dir / "truncated.h5");
   std::ofstream(dir / "text.h5") << "this is not HDF5\n";
   expect_refused(dir / "text.h5");

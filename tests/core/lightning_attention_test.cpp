@@ -32,7 +32,8 @@ double max_relative_difference(const Tensor& a, const Tensor& b) {
   double worst = 0, scale = 0;
   for (int64_t i = 0; i < a.numel(); ++i) scale = std::max(scale, std::abs(a.data<double>()[i]));
   for (int64_t i = 0; i < a.numel(); ++i) {
-    worst = std::max(worst, std::abs(a.data<double>()[i] - b.data<double>()[i]) / std::max(scale, 1e-300));
+    worst = std::max(worst,
+                     std::abs(a.data<double>()[i] - b.data<double>()[i]) / std::max(scale, 1e-300));
   }
   return worst;
 }
@@ -40,7 +41,7 @@ double max_relative_difference(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 TEST(LightningAttention, BlockwiseEqualsQuadraticReference) {
-  const std::vector<Case> cases = {{2, 2, 16, 4, 4, 4}, {1, 3, 13, 5, 3, 4}, {1, 2, 7, 4, 6, 16},
+  const std::vector<Case> cases = {{2, 2, 16, 4, 4, 4}, {1, 3, 13, 5, 3, 4},  {1, 2, 7, 4, 6, 16},
                                    {2, 1, 9, 3, 3, 1},  {1, 2, 64, 8, 8, 16}, {1, 1, 1, 2, 2, 8}};
   uint64_t seed = 1;
   for (const Case& c : cases) {
@@ -50,14 +51,17 @@ TEST(LightningAttention, BlockwiseEqualsQuadraticReference) {
         Tensor q = random_tensor({c.batch, c.heads, c.length, c.dk}, seed++);
         Tensor k = random_tensor({c.batch, c.heads, c.length, c.dk}, seed++);
         Tensor v = random_tensor({c.batch, c.heads, c.length, c.dv}, seed++);
-        Tensor kv_in = with_state ? random_tensor({c.batch, c.heads, c.dk, c.dv}, seed++) : Tensor();
+        Tensor kv_in =
+            with_state ? random_tensor({c.batch, c.heads, c.dk, c.dv}, seed++) : Tensor();
         Tensor o = Tensor::empty(v.shape(), DType::F64), o_ref = o.clone();
         Tensor kv = Tensor::empty({c.batch, c.heads, c.dk, c.dv}, DType::F64), kv_ref = kv.clone();
         lightning_attention_forward(q, k, v, slopes, c.block, kv_in, o, kv);
         linear_attention_reference_forward(q, k, v, slopes, kv_in, o_ref, kv_ref);
         EXPECT_LT(max_relative_difference(o, o_ref), 1e-12)
-            << "N " << c.length << " b " << c.block << " slope " << first_slope << " state " << with_state;
-        EXPECT_LT(max_relative_difference(kv, kv_ref), 1e-12) << "N " << c.length << " b " << c.block;
+            << "N " << c.length << " b " << c.block << " slope " << first_slope << " state "
+            << with_state;
+        EXPECT_LT(max_relative_difference(kv, kv_ref), 1e-12)
+            << "N " << c.length << " b " << c.block;
       }
     }
   }
@@ -67,9 +71,11 @@ TEST(LightningAttention, Float32MatchesFloat64) {
   const auto slopes = slopes_for(2, 0.5);
   Tensor q = random_tensor({1, 2, 37, 8}, 50), k = random_tensor({1, 2, 37, 8}, 51),
          v = random_tensor({1, 2, 37, 8}, 52);
-  Tensor o64 = Tensor::empty(v.shape(), DType::F64), o32 = Tensor::empty(v.shape(), DType::F32), none;
+  Tensor o64 = Tensor::empty(v.shape(), DType::F64), o32 = Tensor::empty(v.shape(), DType::F32),
+         none;
   lightning_attention_forward(q, k, v, slopes, 8, none, o64, none);
-  lightning_attention_forward(q.to(DType::F32), k.to(DType::F32), v.to(DType::F32), slopes, 8, none, o32, none);
+  lightning_attention_forward(q.to(DType::F32), k.to(DType::F32), v.to(DType::F32), slopes, 8, none,
+                              o32, none);
   EXPECT_LT(max_relative_difference(o64, o32.to(DType::F64)), 1e-5);
 }
 
@@ -104,13 +110,18 @@ TEST(LightningAttention, ChunksChainThroughTheState) {
   EXPECT_LT(max_relative_difference(part(o, 0, m), o1), 1e-13);
   EXPECT_LT(max_relative_difference(part(o, m, N), o2), 1e-13);
 
-  Tensor dq = Tensor::empty(q.shape(), DType::F64), dk_ = dq.clone(), dv = Tensor::empty(v.shape(), DType::F64);
+  Tensor dq = Tensor::empty(q.shape(), DType::F64), dk_ = dq.clone(),
+         dv = Tensor::empty(v.shape(), DType::F64);
   lightning_attention_backward(q, k, v, slopes, block, none, d_o, none, dq, dk_, dv, none);
-  Tensor dq2 = Tensor::empty(q2.shape(), DType::F64), dk2 = dq2.clone(), dv2 = Tensor::empty(v2.shape(), DType::F64);
+  Tensor dq2 = Tensor::empty(q2.shape(), DType::F64), dk2 = dq2.clone(),
+         dv2 = Tensor::empty(v2.shape(), DType::F64);
   Tensor d_state = Tensor::empty({B, H, dk, d}, DType::F64);
-  lightning_attention_backward(q2, k2, v2, slopes, block, state, part(d_o, m, N), none, dq2, dk2, dv2, d_state);
-  Tensor dq1 = Tensor::empty(q1.shape(), DType::F64), dk1 = dq1.clone(), dv1 = Tensor::empty(v1.shape(), DType::F64);
-  lightning_attention_backward(q1, k1, v1, slopes, block, none, part(d_o, 0, m), d_state, dq1, dk1, dv1, none);
+  lightning_attention_backward(q2, k2, v2, slopes, block, state, part(d_o, m, N), none, dq2, dk2,
+                               dv2, d_state);
+  Tensor dq1 = Tensor::empty(q1.shape(), DType::F64), dk1 = dq1.clone(),
+         dv1 = Tensor::empty(v1.shape(), DType::F64);
+  lightning_attention_backward(q1, k1, v1, slopes, block, none, part(d_o, 0, m), d_state, dq1, dk1,
+                               dv1, none);
   EXPECT_LT(max_relative_difference(part(dq, 0, m), dq1), 1e-12);
   EXPECT_LT(max_relative_difference(part(dk_, 0, m), dk1), 1e-12);
   EXPECT_LT(max_relative_difference(part(dv, 0, m), dv1), 1e-12);
@@ -131,12 +142,14 @@ TEST(LightningAttention, FiniteDifferenceGradients) {
       Tensor kv_in = random_tensor({c.batch, c.heads, c.dk, c.dv}, seed++);
       Tensor r = random_tensor({c.batch, c.heads, c.length, c.dv}, seed++);
       Tensor s = random_tensor({c.batch, c.heads, c.dk, c.dv}, seed++);
-      Tensor o = Tensor::empty(v.shape(), DType::F64), kv_out = Tensor::empty(kv_in.shape(), DType::F64);
+      Tensor o = Tensor::empty(v.shape(), DType::F64),
+             kv_out = Tensor::empty(kv_in.shape(), DType::F64);
       auto loss = [&] {
         lightning_attention_forward(q, k, v, slopes, c.block, kv_in, o, kv_out);
         return dot(o, r) + dot(kv_out, s);  // dL/do = r, dL/dkv_out = s
       };
-      Tensor dq = Tensor::empty(q.shape(), DType::F64), dk = dq.clone(), dv = Tensor::empty(v.shape(), DType::F64);
+      Tensor dq = Tensor::empty(q.shape(), DType::F64), dk = dq.clone(),
+             dv = Tensor::empty(v.shape(), DType::F64);
       Tensor d_kv_in = Tensor::empty(kv_in.shape(), DType::F64);
       lightning_attention_backward(q, k, v, slopes, c.block, kv_in, r, s, dq, dk, dv, d_kv_in);
       EXPECT_LT(max_gradient_error(loss, q, dq), 1e-6) << "dq N " << c.length;
@@ -161,14 +174,17 @@ TEST(LightningAttention, CountedFlopsEqualTheFormulas) {
       {
         FlopScope scope;
         lightning_attention_forward(q, k, v, slopes, block, kv_in, o, kv_out);
-        EXPECT_EQ(scope.flops(), lightning_attention_forward_flops(B, H, N, dk, dv, block, has_in, has_out));
+        EXPECT_EQ(scope.flops(),
+                  lightning_attention_forward_flops(B, H, N, dk, dv, block, has_in, has_out));
       }
-      Tensor dq = Tensor::empty(q.shape(), DType::F64), dk_ = dq.clone(), dv_ = Tensor::empty(v.shape(), DType::F64);
+      Tensor dq = Tensor::empty(q.shape(), DType::F64), dk_ = dq.clone(),
+             dv_ = Tensor::empty(v.shape(), DType::F64);
       Tensor d_in = has_out ? Tensor::empty(state.shape(), DType::F64) : Tensor();
       FlopScope scope;
-      lightning_attention_backward(q, k, v, slopes, block, kv_in, d_o, has_in ? state : none, dq, dk_, dv_, d_in);
-      EXPECT_EQ(scope.flops(),
-                lightning_attention_backward_flops(B, H, N, dk, dv, block, has_in, has_in, has_out));
+      lightning_attention_backward(q, k, v, slopes, block, kv_in, d_o, has_in ? state : none, dq,
+                                   dk_, dv_, d_in);
+      EXPECT_EQ(scope.flops(), lightning_attention_backward_flops(B, H, N, dk, dv, block, has_in,
+                                                                  has_in, has_out));
     }
   }
 }

@@ -74,8 +74,9 @@ TEST(OpsGradient, LinearLayerBothGradients) {
 
 TEST(OpsGradient, SgluChannelMixerComposition) {
   // SGLU(x) = ((x W1ᵀ) ⊙ (x W2ᵀ)) W3ᵀ through the same op calls the model makes.
-  Tensor x = random_tensor({4, 6}, 10), w1 = random_tensor({10, 6}, 11), w2 = random_tensor({10, 6}, 12),
-         w3 = random_tensor({6, 10}, 13), r = random_tensor({4, 6}, 14);
+  Tensor x = random_tensor({4, 6}, 10), w1 = random_tensor({10, 6}, 11),
+         w2 = random_tensor({10, 6}, 12), w3 = random_tensor({6, 10}, 13),
+         r = random_tensor({4, 6}, 14);
   Tensor a1 = Tensor::empty({4, 10}, DType::F64), a2 = a1.clone(), g = a1.clone();
   Tensor y = Tensor::empty({4, 6}, DType::F64);
   auto loss = [&] {

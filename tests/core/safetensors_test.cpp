@@ -59,10 +59,12 @@ TEST(Safetensors, RoundTripPerDtypeWithMetadataAndAlignment) {
 
   SafetensorsReader reader(dir / "m.safetensors");
   EXPECT_EQ(reader.metadata().at("format"), "pt");
-  EXPECT_EQ(reader.read("model.embed_tokens.weight", DType::F32).to_vector<float>(), a.to_vector<float>());
+  EXPECT_EQ(reader.read("model.embed_tokens.weight", DType::F32).to_vector<float>(),
+            a.to_vector<float>());
   EXPECT_EQ(reader.read("b64", DType::F64).to_vector<double>(), b.to_vector<double>());
   EXPECT_EQ(reader.entry("b16").dtype, "BF16");
-  EXPECT_EQ(reader.read("b16", DType::F32).to_vector<float>(), a.to(DType::BF16).to(DType::F32).to_vector<float>());
+  EXPECT_EQ(reader.read("b16", DType::F32).to_vector<float>(),
+            a.to(DType::BF16).to(DType::F32).to_vector<float>());
   std::vector<float> h = reader.read("h16", DType::F32).to_vector<float>();
   EXPECT_EQ(h[0], 1.0f);
   EXPECT_EQ(h[2], 3.5f);
@@ -115,15 +117,19 @@ TEST(Safetensors, CorruptFilesAreRefusedWithTheReason) {
   expect_refused(dir / "json.safetensors", "not a JSON object");
   write_raw(dir / "fields.safetensors", R"({"a": {"dtype": "F32", "shape": [1]}})", floats({1}));
   expect_refused(dir / "fields.safetensors", "data_offsets");
-  write_raw(dir / "dtype.safetensors", R"({"a": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}})", floats({1}));
+  write_raw(dir / "dtype.safetensors",
+            R"({"a": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}})", floats({1}));
   expect_refused(dir / "dtype.safetensors", "unknown dtype Q7");
-  write_raw(dir / "size.safetensors", R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})", floats({1}));
+  write_raw(dir / "size.safetensors",
+            R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}})", floats({1}));
   expect_refused(dir / "size.safetensors", "data_offsets [0, 4]");
-  write_raw(dir / "trunc.safetensors", R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", floats({1}));
+  write_raw(dir / "trunc.safetensors",
+            R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", floats({1}));
   expect_refused(dir / "trunc.safetensors", "truncated");
-  write_raw(dir / "overlap.safetensors",
-            R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
-            floats({1, 2, 3}));
+  write_raw(
+      dir / "overlap.safetensors",
+      R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+      floats({1, 2, 3}));
   expect_refused(dir / "overlap.safetensors", "overlap");
 }
 

@@ -42,7 +42,8 @@ TEST(ParameterCount, EqualsTheElementsTheModelAllocates) {
 
 TEST(Decay, AlibiSlopesForPowerOfTwoAndOtherHeadCounts) {
   const auto eight = alibi_slopes(8);
-  for (int i = 0; i < 8; ++i) EXPECT_DOUBLE_EQ(eight[static_cast<size_t>(i)], std::pow(2.0, -(i + 1)));
+  for (int i = 0; i < 8; ++i)
+    EXPECT_DOUBLE_EQ(eight[static_cast<size_t>(i)], std::pow(2.0, -(i + 1)));
   // 12 heads: the 8-head slopes, then every other slope of 16 heads (2^-0.5, 2^-1.5, ...).
   const auto twelve = alibi_slopes(12);
   ASSERT_EQ(twelve.size(), 12u);
@@ -60,7 +61,7 @@ TEST(Decay, ReleasedRuleDecaysTheFirstLayerFastestAndTheLastAlmostNot) {
   EXPECT_DOUBLE_EQ(middle[0], std::pow(2.0, -2) * (0.5 + 1e-5));
   EXPECT_DOUBLE_EQ(last[0], std::pow(2.0, -2) * 1e-5);
   c.decay = DecayRule::Paper;
-  EXPECT_DOUBLE_EQ(c.layer_slopes(0)[3], 8.0);                  // 8h/H with h = H
+  EXPECT_DOUBLE_EQ(c.layer_slopes(0)[3], 8.0);  // 8h/H with h = H
   EXPECT_DOUBLE_EQ(c.layer_slopes(4)[0], 8.0 / 4 * (1 - 4.0 / 5));
 }
 
@@ -72,7 +73,9 @@ TEST(ModelConfig, ValidationNamesTheField) {
     c.validate();
     FAIL();
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find("width 66 must be divisible by heads 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("width 66 must be divisible by heads 4"),
+              std::string::npos)
+        << e.what();
   }
 }
 

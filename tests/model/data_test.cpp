@@ -71,7 +71,8 @@ TEST(TokenFile, InvalidFilesNameThePathAndTheRule) {
   std::string width = good;
   width[12] = 3;
   expect_refused(write_bytes("width.bin", width), "token width 3");
-  expect_refused(write_bytes("truncated.bin", good.substr(0, good.size() - 1)), "header says 3 tokens");
+  expect_refused(write_bytes("truncated.bin", good.substr(0, good.size() - 1)),
+                 "header says 3 tokens");
   std::string vocab = good;
   vocab[24] = 2;  // vocabulary 2, but tokens 2 and 3 appear
   vocab[25] = 0;
@@ -101,7 +102,8 @@ TEST(DataLoader, DeterministicResumableAndShifted) {
   resumed.set_position(batch);
   resumed.next_batch(batch, in_b.data(), tg_b.data());
   EXPECT_EQ(in_a, in_b);
-  EXPECT_NE(other.window_start(0) * 1000 + other.window_start(1), a.window_start(0) * 1000 + a.window_start(1));
+  EXPECT_NE(other.window_start(0) * 1000 + other.window_start(1),
+            a.window_start(0) * 1000 + a.window_start(1));
   for (int64_t i = 0; i < 10000; ++i) {
     ASSERT_GE(a.window_start(i), 0);
     ASSERT_LE(a.window_start(i) + seq + 1, file.size());
@@ -132,7 +134,8 @@ TEST(PrepareCorpus, SplitsAtALineBoundaryWithValidationLast) {
   auto info = nlohmann::json::parse(testing::read_file(dir / "out/corpus.json"));
   EXPECT_EQ(info["val_tokens"].get<int64_t>(), val.size());
   EXPECT_THROW(prepare_text_corpus(dir / "t.txt", dir / "out2", 0.9, ByteTokenizer()), UserError);
-  EXPECT_THROW(prepare_text_corpus(dir / "none.txt", dir / "out3", 0.1, ByteTokenizer()), UserError);
+  EXPECT_THROW(prepare_text_corpus(dir / "none.txt", dir / "out3", 0.1, ByteTokenizer()),
+               UserError);
 }
 
 }  // namespace linpar

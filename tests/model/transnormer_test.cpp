@@ -91,7 +91,8 @@ TEST(TransNormer, InitialisationDependsOnlyOnSeedAndName) {
   const auto& wa = a.params().get("layers.0.channel_mixer.l2").value;
   const auto& wb = b.params().get("layers.0.channel_mixer.l2").value;
   EXPECT_EQ(wa.to_vector<float>(), wb.to_vector<float>());
-  EXPECT_NE(wa.to_vector<float>(), other.params().get("layers.0.channel_mixer.l2").value.to_vector<float>());
+  EXPECT_NE(wa.to_vector<float>(),
+            other.params().get("layers.0.channel_mixer.l2").value.to_vector<float>());
 }
 
 TEST(OpPlan, PlannedFlopsEqualCountedFlops) {
@@ -109,7 +110,8 @@ TEST(OpPlan, PlannedFlopsEqualCountedFlops) {
       model.forward(inputs, targets, cache);
       model.backward(cache, 1.0);
       OpPlan plan = model.plan(StepShape{B, N, 4});
-      EXPECT_EQ(plan.total_flops(), scope.flops()) << "lrpe " << static_cast<int>(lrpe) << " tied " << tied;
+      EXPECT_EQ(plan.total_flops(), scope.flops())
+          << "lrpe " << static_cast<int>(lrpe) << " tied " << tied;
       EXPECT_GT(plan.total_bytes(), 0);
     }
   }
