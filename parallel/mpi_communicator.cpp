@@ -1,0 +1,135 @@
+#include <utility>
+
+#include "core/error.h"
+#include "parallel/communicator.h"
+
+namespace linpar {
+
+const char* collective_name(CollectiveKind kind) {
+  static const char* names[] = {"all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "send_recv"};
+  return names[static_cast<int>(kind)];
+}
+
+int64_t wire_bytes(CollectiveKind kind, int64_t n, int64_t b) {
+  if (n <= 1) return kind == CollectiveKind::SendRecv ? b : 0;
+  switch (kind) {
+    case CollectiveKind::AllReduce: return 2 * (n - 1) * b / n;
+    case CollectiveKind::AllGather: return (n - 1) * b;       // b: this rank's input
+    case CollectiveKind::ReduceScatter: return (n - 1) * b;   // b: this rank's output
+    case CollectiveKind::Broadcast: return (n - 1) * b / n;
+    case CollectiveKind::AllToAll: return (n - 1) * b / n;
+    case CollectiveKind::SendRecv: return b;
+  }
+  return 0;
+}
+
+int64_t CommCounters::total_bytes() const {
+  int64_t total = 0;
+  for (int64_t b : bytes) total += b;
+  return total;
+}
+
+void CommCounters::add(CollectiveKind kind, int64_t wire) {
+  bytes[static_cast<size_t>(kind)] += wire;
+  calls[static_cast<size_t>(kind)] += 1;
+}
+
+namespace {
+
+MPI_Datatype mpi_type(const Tensor& t) {
+  LINPAR_CHECK(t.device() == Device::CPU, "MPI communicator: tensor on {}", device_name(t.device()));
+  switch (t.dtype()) {
+    case DType::F32: return MPI_FLOAT;
+    case DType::F64: return MPI_DOUBLE;
+    case DType::I32: return MPI_INT32_T;
+    case DType::BF16: break;
+  }
+  LINPAR_CHECK(false, "MPI communicator: no reduction for dtype {}", dtype_name(t.dtype()));
+  return MPI_DATATYPE_NULL;
+}
+
+int count_of(const Tensor& t) {
+  LINPAR_CHECK(t.numel() < (int64_t{1} << 31), "MPI message of {} elements", t.numel());
+  return static_cast<int>(t.numel());
+}
+
+class MpiRequest final : public CommRequest {
+ public:
+  explicit MpiRequest(MPI_Request request) : request_(request) {}
+  ~MpiRequest() override {
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+  void wait() override { MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE)); }
+
+ private:
+  MPI_Request request_;
+};
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string group) : Communicator(std::move(group)), comm_(comm) {
+  MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  MPI_CHECK(MPI_Comm_size(comm_, &size_));
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+void MpiCommunicator::all_reduce(Tensor& t) { all_reduce_async(t)->wait(); }
+
+std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(Tensor& t) {
+  MPI_Request request;
+  MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), count_of(t), mpi_type(t), MPI_SUM, comm_, &request));
+  counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, static_cast<int64_t>(t.nbytes())));
+  return std::make_unique<MpiRequest>(request);
+}
+
+void MpiCommunicator::all_gather(const Tensor& in, Tensor& out) {
+  LINPAR_CHECK(out.numel() == in.numel() * size_ && out.dtype() == in.dtype(), "all_gather {} -> {}",
+               shape_string(in.shape()), shape_string(out.shape()));
+  MPI_CHECK(MPI_Allgather(in.raw_data(), count_of(in), mpi_type(in), out.raw_data(), count_of(in), mpi_type(out), comm_));
+  counters_.add(CollectiveKind::AllGather, wire_bytes(CollectiveKind::AllGather, size_, static_cast<int64_t>(in.nbytes())));
+}
+
+void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
+  LINPAR_CHECK(in.numel() == out.numel() * size_ && out.dtype() == in.dtype(), "reduce_scatter {} -> {}",
+               shape_string(in.shape()), shape_string(out.shape()));
+  MPI_CHECK(MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count_of(out), mpi_type(in), MPI_SUM, comm_));
+  counters_.add(CollectiveKind::ReduceScatter,
+                wire_bytes(CollectiveKind::ReduceScatter, size_, static_cast<int64_t>(out.nbytes())));
+}
+
+void MpiCommunicator::broadcast(Tensor& t, int root) {
+  MPI_CHECK(MPI_Bcast(t.raw_data(), count_of(t), mpi_type(t), root, comm_));
+  counters_.add(CollectiveKind::Broadcast, wire_bytes(CollectiveKind::Broadcast, size_, static_cast<int64_t>(t.nbytes())));
+}
+
+void MpiCommunicator::all_to_all(const Tensor& in, Tensor& out) {
+  LINPAR_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0, "all_to_all {} -> {}", shape_string(in.shape()),
+               shape_string(out.shape()));
+  const int block = count_of(in) / size_;
+  MPI_CHECK(MPI_Alltoall(in.raw_data(), block, mpi_type(in), out.raw_data(), block, mpi_type(out), comm_));
+  counters_.add(CollectiveKind::AllToAll, wire_bytes(CollectiveKind::AllToAll, size_, static_cast<int64_t>(in.nbytes())));
+}
+
+void MpiCommunicator::send(const Tensor& t, int peer) { send_async(t, peer)->wait(); }
+
+void MpiCommunicator::recv(Tensor& t, int peer) { recv_async(t, peer)->wait(); }
+
+std::unique_ptr<CommRequest> MpiCommunicator::send_async(const Tensor& t, int peer) {
+  MPI_Request request;
+  MPI_CHECK(MPI_Isend(t.raw_data(), count_of(t), mpi_type(t), peer, 0, comm_, &request));
+  counters_.add(CollectiveKind::SendRecv, static_cast<int64_t>(t.nbytes()));
+  return std::make_unique<MpiRequest>(request);
+}
+
+std::unique_ptr<CommRequest> MpiCommunicator::recv_async(Tensor& t, int peer) {
+  MPI_Request request;
+  MPI_CHECK(MPI_Irecv(t.raw_data(), count_of(t), mpi_type(t), peer, 0, comm_, &request));
+  return std::make_unique<MpiRequest>(request);  // bytes are counted by the sender
+}
+
+void MpiCommunicator::barrier() { MPI_CHECK(MPI_Barrier(comm_)); }
+
+}  // namespace linpar

@@ -1,0 +1,56 @@
+#include "parallel/process_grid.h"
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace linpar {
+
+std::string ParallelLayout::describe() const { return fmt::format("dp {}, tp {}, pp {}, sp {}", dp, tp, pp, sp); }
+
+int grid_rank(const ParallelLayout& l, const GridCoordinates& c) {
+  return ((c.pp * l.dp + c.dp) * l.sp + c.sp) * l.tp + c.tp;
+}
+
+GridCoordinates grid_coordinates(const ParallelLayout& l, int rank) {
+  GridCoordinates c;
+  c.tp = rank % l.tp;
+  rank /= l.tp;
+  c.sp = rank % l.sp;
+  rank /= l.sp;
+  c.dp = rank % l.dp;
+  c.pp = rank / l.dp;
+  return c;
+}
+
+namespace {
+// Ranks sharing every coordinate but the group's own form one communicator;
+// the colour encodes the other coordinates, the key orders by the group's.
+std::unique_ptr<MpiCommunicator> split(MPI_Comm world, int colour, int key, const char* name) {
+  MPI_Comm comm;
+  MPI_CHECK(MPI_Comm_split(world, colour, key, &comm));
+  return std::make_unique<MpiCommunicator>(comm, name);
+}
+}  // namespace
+
+ProcessGrid::ProcessGrid(const ParallelLayout& layout, MPI_Comm world) : layout_(layout) {
+  int world_size = 0;
+  MPI_CHECK(MPI_Comm_size(world, &world_size));
+  MPI_CHECK(MPI_Comm_rank(world, &rank_));
+  if (layout.world() != world_size) {
+    user_error("layout {} needs {} processes, but {} were started (dp·tp·pp·sp must equal the world size)",
+               layout.describe(), layout.world(), world_size);
+  }
+  coordinates_ = grid_coordinates(layout, rank_);
+  const auto& c = coordinates_;
+  const auto& l = layout_;
+  MPI_Comm world_copy;
+  MPI_CHECK(MPI_Comm_dup(world, &world_copy));
+  world_ = std::make_unique<MpiCommunicator>(world_copy, "world");
+  tp_ = split(world, (c.pp * l.dp + c.dp) * l.sp + c.sp, c.tp, "tp");
+  sp_ = split(world, (c.pp * l.dp + c.dp) * l.tp + c.tp, c.sp, "sp");
+  dp_ = split(world, (c.pp * l.sp + c.sp) * l.tp + c.tp, c.dp, "dp");
+  pp_ = split(world, (c.dp * l.sp + c.sp) * l.tp + c.tp, c.pp, "pp");
+}
+
+}  // namespace linpar

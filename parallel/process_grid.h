@@ -1,0 +1,51 @@
+// The process grid (Megatron's parallel state): world = pp × dp × sp × tp with
+// tp varying fastest, then sp, then dp, then pp, so a tensor-parallel group
+// sits inside a node. One object owns a communicator per group and answers
+// "who are my peers".
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "parallel/communicator.h"
+
+namespace linpar {
+
+struct ParallelLayout {
+  int dp = 1, tp = 1, pp = 1, sp = 1;
+  int world() const { return dp * tp * pp * sp; }
+  std::string describe() const;  // "dp 2, tp 2, pp 1, sp 1"
+};
+
+struct GridCoordinates {
+  int dp = 0, tp = 0, pp = 0, sp = 0;
+};
+
+// rank = ((pp·DP + dp)·SP + sp)·TP + tp
+int grid_rank(const ParallelLayout& layout, const GridCoordinates& c);
+GridCoordinates grid_coordinates(const ParallelLayout& layout, int rank);
+
+class ProcessGrid {
+ public:
+  // UserError when the world size is not dp·tp·pp·sp.
+  ProcessGrid(const ParallelLayout& layout, MPI_Comm world);
+
+  const ParallelLayout& layout() const { return layout_; }
+  const GridCoordinates& coordinates() const { return coordinates_; }
+  int rank() const { return rank_; }
+  bool is_first_rank() const { return rank_ == 0; }
+
+  Communicator& world() { return *world_; }
+  Communicator& dp() { return *dp_; }
+  Communicator& tp() { return *tp_; }
+  Communicator& pp() { return *pp_; }
+  Communicator& sp() { return *sp_; }
+
+ private:
+  ParallelLayout layout_;
+  GridCoordinates coordinates_;
+  int rank_ = 0;
+  std::unique_ptr<MpiCommunicator> world_, dp_, tp_, pp_, sp_;
+};
+
+}  // namespace linpar
