@@ -1,6 +1,7 @@
 #include "cli/app.h"
 
 #include <fmt/format.h>
+#include <mpi.h>
 
 #include <functional>
 #include <map>
@@ -39,7 +40,35 @@ void print_usage() {
 
 }  // namespace
 
+namespace {
+// MPI for the process's lifetime: linpar started without mpirun is a world of one.
+class MpiSession {
+ public:
+  MpiSession(int* argc, char*** argv) { MPI_Init(argc, argv); }
+  ~MpiSession() { MPI_Finalize(); }
+  int rank() const {
+    int r = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return r;
+  }
+  int size() const {
+    int n = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    return n;
+  }
+};
+
+// One line from the first rank; a multi-process run is aborted as a whole so
+// no rank waits forever on a peer that stopped.
+int fail(const MpiSession& mpi, int status, const std::string& line) {
+  if (mpi.rank() == 0) fmt::print(stderr, "{}\n", line);
+  if (mpi.size() > 1) MPI_Abort(MPI_COMM_WORLD, status);
+  return status;
+}
+}  // namespace
+
 int run_main(int argc, char** argv) {
+  MpiSession mpi(&argc, &argv);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     print_usage();
@@ -54,11 +83,9 @@ int run_main(int argc, char** argv) {
     }
     return it->second.run(std::vector<std::string>(args.begin() + 1, args.end()));
   } catch (const UserError& e) {
-    fmt::print(stderr, "linpar: error: {}\n", e.what());
-    return 2;
+    return fail(mpi, 2, fmt::format("linpar: error: {}", e.what()));
   } catch (const std::exception& e) {
-    fmt::print(stderr, "linpar: internal error: {}\n", e.what());
-    return 1;
+    return fail(mpi, 1, fmt::format("linpar: internal error: {}", e.what()));
   }
 }
 

@@ -8,8 +8,8 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/error.h"
-#include "model/trainer.h"
 #include "model/transnormer.h"
+#include "parallel/trainer.h"
 
 namespace linpar::cli {
 
@@ -59,7 +59,8 @@ void print_dry_run(const TrainOptions& o) {
   const double element = static_cast<double>(dtype_size(o.dtype));
   const double weights = static_cast<double>(params) * element;
   const double grads = weights;
-  const double optimizer = 2.0 * weights;  // AdamW first and second moments
+  // AdamW first and second moments, sharded over the DP group with ZeRO-1.
+  const double optimizer = 2.0 * weights / (o.zero ? o.layout.dp : 1);
   const double activations = static_cast<double>(activation_elements_per_token(m)) *
                              static_cast<double>(o.micro_batch * o.seq_len) * element;
   fmt::print("model: {} (layers {}, width {}, heads {}, glu_dim {}, vocab {}, lrpe {})\n", m.name,
@@ -118,11 +119,22 @@ int train_command(const std::vector<std::string>& args) {
       "progress", po::value<std::string>()->default_value("auto"), "auto|bar|lines|quiet")(
       "dry-run", po::bool_switch(),
       "validate, print the parameter count and memory estimate, exit");
+  // clang-format off
+  options.add_options()
+      ("dp", po::value<int>()->default_value(1), "data-parallel degree (ranks of mpirun)")
+      ("zero", po::value<int>()->default_value(0), "1: ZeRO-1 (optimizer state sharded over the DP group)")
+      ("bucket-mb", po::value<double>()->default_value(4.0), "DP gradient all-reduce bucket size, MiB");
+  // clang-format on
   po::variables_map v;
   if (!parse_options("train", "[options]", args, options, v)) return 0;
 
   TrainOptions o;
   o.model = model_config_from(v);
+  o.layout.dp = v["dp"].as<int>();
+  o.zero = v["zero"].as<int>();
+  const double bucket_mb = v["bucket-mb"].as<double>();
+  if (!(bucket_mb > 0)) user_error("--bucket-mb {}: must be positive", bucket_mb);
+  o.bucket_bytes = static_cast<int64_t>(bucket_mb * 1024 * 1024);
   const std::string device = v["device"].as<std::string>();
   if (device != "cpu") {
     user_error("--device {}: this version trains on the CPU only (expected cpu)", device);
@@ -168,8 +180,9 @@ int train_command(const std::vector<std::string>& args) {
     print_dry_run(o);
     return 0;
   }
+  ProcessGrid grid(o.layout, MPI_COMM_WORLD);  // refuses a world of the wrong size
   resolve_data(v, o);
-  Trainer trainer(o);
+  Trainer trainer(o, grid);
   trainer.run();
   return 0;
 }

@@ -3,71 +3,89 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 
 #include "core/error.h"
-#include "core/hdf5_file.h"
+#include "core/file_io.h"
 #include "model/config_io.h"
 
 namespace linpar {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 std::string rank_file_name(int rank) { return fmt::format("rank_{:05d}.h5", rank); }
 
-void write_json(const fs::path& path, const nlohmann::json& json) {
-  std::ofstream out(path);
-  out << json.dump(2) << "\n";
-  if (!out) user_error("cannot write {}", path.string());
+namespace {
+fs::path final_dir(const std::string& ckpt_dir, int64_t step) {
+  return fs::path(ckpt_dir) / fmt::format("step_{:08d}", step);
 }
-
 }  // namespace
 
-std::string save_checkpoint(const std::string& ckpt_dir, const TransNormerLLM& model,
-                            const AdamW& optimizer, const CheckpointMeta& meta) {
-  const fs::path final_dir = fs::path(ckpt_dir) / fmt::format("step_{:08d}", meta.step);
-  const fs::path temp_dir = fs::path(ckpt_dir) / fmt::format(".step_{:08d}.tmp", meta.step);
+std::string checkpoint_temp_dir(const std::string& ckpt_dir, int64_t step) {
+  return (fs::path(ckpt_dir) / fmt::format(".step_{:08d}.tmp", step)).string();
+}
+
+std::string begin_checkpoint(const std::string& ckpt_dir, int64_t step) {
   std::error_code ec;
   fs::create_directories(ckpt_dir, ec);
   if (ec) user_error("--ckpt-dir {}: cannot create it: {}", ckpt_dir, ec.message());
-  if (fs::exists(final_dir))
-    user_error("checkpoint {} exists already; refusing to overwrite it", final_dir.string());
-  fs::remove_all(temp_dir);
-  fs::create_directories(temp_dir);
-
-  {
-    Hdf5File file = Hdf5File::create((temp_dir / rank_file_name(0)).string());
-    const auto& moments_m = optimizer.first_moments();
-    const auto& moments_v = optimizer.second_moments();
-    size_t index = 0;
-    for (const Parameter& p : model.params().all()) {
-      // One process holds every tensor whole: offset 0, global shape = its shape.
-      file.write_tensor("params/" + p.name, p.value);
-      file.write_tensor("optimizer/m/" + p.name, moments_m[index]);
-      file.write_tensor("optimizer/v/" + p.name, moments_v[index]);
-      ++index;
-    }
-    file.flush();
+  if (fs::exists(final_dir(ckpt_dir, step))) {
+    user_error("checkpoint {} exists already; refusing to overwrite it",
+               final_dir(ckpt_dir, step).string());
   }
+  const std::string temp = checkpoint_temp_dir(ckpt_dir, step);
+  fs::remove_all(temp);
+  fs::create_directories(temp);
+  return temp;
+}
 
-  nlohmann::json json = {
-      {"format", kCheckpointFormat},
-      {"step", meta.step},
-      {"model", config_to_json(model.config())},
-      {"dtype", std::string(dtype_name(model.dtype()))},
-      {"layout", {{"dp", 1}, {"tp", 1}, {"pp", 1}, {"sp", 1}}},
-      {"files", {rank_file_name(0)}},
-      {"optimizer", {{"name", "adamw"}, {"steps_taken", optimizer.steps_taken()}}},
-      {"data", {{"position", meta.data_position}}},
-      {"extra", meta.extra},
-  };
-  write_json(temp_dir / "meta.json", json);
-  fs::rename(temp_dir, final_dir, ec);
-  if (ec)
-    user_error("cannot rename {} to {}: {}", temp_dir.string(), final_dir.string(), ec.message());
-  return final_dir.string();
+std::string commit_checkpoint(const std::string& ckpt_dir, int64_t step,
+                              const nlohmann::json& meta) {
+  const std::string temp = checkpoint_temp_dir(ckpt_dir, step);
+  write_file_atomically((fs::path(temp) / "meta.json").string(),
+                        [&](std::ostream& out) { out << meta.dump(2) << "\n"; });
+  const fs::path target = final_dir(ckpt_dir, step);
+  std::error_code ec;
+  fs::rename(temp, target, ec);
+  if (ec) user_error("cannot rename {} to {}: {}", temp, target.string(), ec.message());
+  return target.string();
+}
+
+nlohmann::json checkpoint_meta(const TransNormerLLM& model, const CheckpointMeta& meta,
+                               int64_t optimizer_steps) {
+  return {{"format", kCheckpointFormat},
+          {"step", meta.step},
+          {"model", config_to_json(model.config())},
+          {"dtype", std::string(dtype_name(model.dtype()))},
+          {"optimizer", {{"name", "adamw"}, {"steps_taken", optimizer_steps}}},
+          {"data", {{"position", meta.data_position}}},
+          {"extra", meta.extra}};
+}
+
+void write_parameters(Hdf5File& file, const ParameterSet& params) {
+  for (const Parameter& p : params.all()) file.write_tensor("params/" + p.name, p.value);
+}
+
+void write_optimizer_state(Hdf5File& file, const ParameterSet& params, const AdamW& optimizer) {
+  size_t index = 0;
+  for (const Parameter& p : params.all()) {
+    file.write_tensor("optimizer/m/" + p.name, optimizer.first_moments()[index]);
+    file.write_tensor("optimizer/v/" + p.name, optimizer.second_moments()[index]);
+    ++index;
+  }
+}
+
+std::string save_checkpoint(const std::string& ckpt_dir, const TransNormerLLM& model,
+                            const AdamW& optimizer, const CheckpointMeta& meta) {
+  const std::string temp = begin_checkpoint(ckpt_dir, meta.step);
+  {
+    Hdf5File file = Hdf5File::create((fs::path(temp) / rank_file_name(0)).string());
+    write_parameters(file, model.params());
+    write_optimizer_state(file, model.params(), optimizer);
+  }
+  nlohmann::json json = checkpoint_meta(model, meta, optimizer.steps_taken());
+  json["layout"] = {{"dp", 1}, {"tp", 1}, {"pp", 1}, {"sp", 1}, {"zero", 0}};
+  json["files"] = {rank_file_name(0)};
+  return commit_checkpoint(ckpt_dir, meta.step, json);
 }
 
 std::string latest_checkpoint(const std::string& ckpt_dir) {
@@ -81,17 +99,19 @@ std::string latest_checkpoint(const std::string& ckpt_dir) {
   return *std::max_element(steps.begin(), steps.end());  // zero-padded: lexical = numeric
 }
 
+std::string resolve_checkpoint_dir(const std::string& dir) {
+  if (fs::exists(fs::path(dir) / "meta.json")) return dir;
+  const std::string latest = latest_checkpoint(dir);
+  return latest.empty() ? dir : latest;
+}
+
 nlohmann::json read_checkpoint_meta(const std::string& dir) {
   const fs::path meta_path = fs::path(dir) / "meta.json";
   if (!fs::is_directory(dir)) user_error("checkpoint {}: no such directory", dir);
   std::ifstream in(meta_path);
   if (!in) user_error("checkpoint {}: meta.json is missing", dir);
-  nlohmann::json json;
-  try {
-    in >> json;
-  } catch (const nlohmann::json::exception& e) {
-    user_error("checkpoint {}: meta.json is not valid JSON ({})", dir, e.what());
-  }
+  nlohmann::json json = nlohmann::json::parse(in, nullptr, false);
+  if (json.is_discarded()) user_error("checkpoint {}: meta.json is not valid JSON", dir);
   if (!json.is_object() || json.value("format", "") != kCheckpointFormat) {
     user_error("checkpoint {}: meta.json is not a {} file", dir, kCheckpointFormat);
   }
@@ -106,47 +126,60 @@ nlohmann::json read_checkpoint_meta(const std::string& dir) {
   return json;
 }
 
-CheckpointMeta load_checkpoint(const std::string& dir, TransNormerLLM& model, AdamW* optimizer) {
-  const nlohmann::json json = read_checkpoint_meta(dir);
-  check_same_architecture(config_from_json(json.at("model")), model.config(), "checkpoint " + dir);
-
-  std::vector<std::unique_ptr<Hdf5File>> files;
-  std::vector<const Hdf5File*> views;
-  for (const auto& name : json.at("files")) {
-    files.push_back(std::make_unique<Hdf5File>(
+CheckpointReader::CheckpointReader(const std::string& dir)
+    : dir_(dir), meta_(read_checkpoint_meta(dir)) {
+  for (const auto& name : meta_.at("files")) {
+    files_.push_back(std::make_unique<Hdf5File>(
         Hdf5File::open_read((fs::path(dir) / name.get<std::string>()).string())));
-    views.push_back(files.back().get());
   }
-  // Every tensor is read as the global box this rank holds (here: all of it);
-  // read_global_box assembles it from whichever shards of the saved layout cover it.
-  auto read_into = [&](const std::string& dataset, Tensor& target) {
-    if (!files.front()->has(dataset))
-      user_error("checkpoint {}: dataset {} is missing", dir, dataset);
-    const auto info = files.front()->info(dataset);
-    if (info.global_shape != target.shape()) {
-      user_error("checkpoint {}: {} has global shape {}, the model expects {}", dir, dataset,
-                 shape_string(info.global_shape), shape_string(target.shape()));
+}
+
+CheckpointMeta CheckpointReader::run_state() const {
+  CheckpointMeta state;
+  state.step = meta_.at("step").get<int64_t>();
+  state.data_position = meta_.at("data").at("position").get<int64_t>();
+  state.extra = meta_.value("extra", nlohmann::json::object());
+  return state;
+}
+
+Tensor CheckpointReader::read(const std::string& dataset, const Shape& global_shape,
+                              const Shape& begin, const Shape& count, DType dtype) const {
+  std::vector<const Hdf5File*> holders;
+  for (const auto& file : files_) {
+    if (!file->has(dataset)) continue;
+    const auto info = file->info(dataset);
+    if (info.global_shape != global_shape) {
+      user_error("checkpoint {}: {} has global shape {}, the model expects {}", dir_, dataset,
+                 shape_string(info.global_shape), shape_string(global_shape));
     }
-    Shape begin(target.shape().size(), 0);
-    Tensor value = read_global_box(views, dataset, begin, target.shape(), target.dtype());
-    target.copy_from(value);
-  };
+    holders.push_back(file.get());
+  }
+  if (holders.empty()) user_error("checkpoint {}: dataset {} is missing", dir_, dataset);
+  return read_global_box(holders, dataset, begin, count, dtype);
+}
+
+void CheckpointReader::read_whole(const std::string& dataset, Tensor& target) const {
+  target.copy_from(read(dataset, target.shape(), Shape(target.shape().size(), 0), target.shape(),
+                        target.dtype()));
+}
+
+CheckpointMeta load_checkpoint(const std::string& dir, TransNormerLLM& model, AdamW* optimizer) {
+  CheckpointReader reader(dir);
+  check_same_architecture(config_from_json(reader.meta().at("model")), model.config(),
+                          "checkpoint " + dir);
   size_t index = 0;
   for (Parameter& p : model.params().all()) {
-    read_into("params/" + p.name, p.value);
+    reader.read_whole("params/" + p.name, p.value);
     if (optimizer != nullptr) {
-      read_into("optimizer/m/" + p.name, optimizer->first_moments()[index]);
-      read_into("optimizer/v/" + p.name, optimizer->second_moments()[index]);
+      reader.read_whole("optimizer/m/" + p.name, optimizer->first_moments()[index]);
+      reader.read_whole("optimizer/v/" + p.name, optimizer->second_moments()[index]);
     }
     ++index;
   }
-  CheckpointMeta meta;
-  meta.step = json.at("step").get<int64_t>();
-  meta.data_position = json.at("data").at("position").get<int64_t>();
-  meta.extra = json.value("extra", nlohmann::json::object());
-  if (optimizer != nullptr)
-    optimizer->set_steps_taken(json.at("optimizer").at("steps_taken").get<int64_t>());
-  return meta;
+  if (optimizer != nullptr) {
+    optimizer->set_steps_taken(reader.meta().at("optimizer").at("steps_taken").get<int64_t>());
+  }
+  return reader.run_state();
 }
 
 }  // namespace linpar

@@ -20,10 +20,26 @@ double LrSchedule::at(int64_t step) const {
   return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + std::cos(std::numbers::pi * progress));
 }
 
-AdamW::AdamW(const AdamWConfig& config, ParameterSet& params) : config_(config), params_(params) {
-  for (const Parameter& p : params.all()) {
-    m_.push_back(Tensor::zeros(p.value.shape(), p.value.dtype()));
-    v_.push_back(Tensor::zeros(p.value.shape(), p.value.dtype()));
+namespace {
+std::vector<AdamWSegment> whole_parameters(ParameterSet& params) {
+  std::vector<AdamWSegment> segments;
+  for (Parameter& p : params.all()) {
+    segments.push_back({p.value.reshape({-1}), p.grad.reshape({-1}), p.weight_decay});
+  }
+  return segments;
+}
+}  // namespace
+
+AdamW::AdamW(const AdamWConfig& config, ParameterSet& params)
+    : AdamW(config, whole_parameters(params)) {}
+
+AdamW::AdamW(const AdamWConfig& config, std::vector<AdamWSegment> segments)
+    : config_(config), segments_(std::move(segments)) {
+  for (const AdamWSegment& s : segments_) {
+    LINPAR_CHECK(s.value.numel() == s.grad.numel(), "AdamW segment: {} values, {} grads",
+                 s.value.numel(), s.grad.numel());
+    m_.push_back(Tensor::zeros(s.value.shape(), s.value.dtype()));
+    v_.push_back(Tensor::zeros(s.value.shape(), s.value.dtype()));
   }
 }
 
@@ -31,19 +47,16 @@ void AdamW::step(double lr) {
   ++step_;
   const double bias1 = 1.0 - std::pow(config_.beta1, static_cast<double>(step_));
   const double bias2 = 1.0 - std::pow(config_.beta2, static_cast<double>(step_));
-  size_t index = 0;
-  for (Parameter& p : params_.all()) {
-    Tensor& m = m_[index];
-    Tensor& v = v_[index];
-    ++index;
-    const double decay = p.weight_decay ? config_.weight_decay : 0.0;
-    LINPAR_DISPATCH_FLOAT(p.value.dtype(), "adamw", [&]<typename T>() {
-      T* w = p.value.data<T>();
-      const T* g = p.grad.data<T>();
-      T* mp = m.data<T>();
-      T* vp = v.data<T>();
+  for (size_t index = 0; index < segments_.size(); ++index) {
+    AdamWSegment& s = segments_[index];
+    const double decay = s.weight_decay ? config_.weight_decay : 0.0;
+    LINPAR_DISPATCH_FLOAT(s.value.dtype(), "adamw", [&]<typename T>() {
+      T* w = s.value.data<T>();
+      const T* g = s.grad.data<T>();
+      T* mp = m_[index].data<T>();
+      T* vp = v_[index].data<T>();
       const T b1 = static_cast<T>(config_.beta1), b2 = static_cast<T>(config_.beta2);
-      for (int64_t i = 0; i < p.value.numel(); ++i) {
+      for (int64_t i = 0; i < s.value.numel(); ++i) {
         mp[i] = b1 * mp[i] + (T(1) - b1) * g[i];
         vp[i] = b2 * vp[i] + (T(1) - b2) * g[i] * g[i];
         const T m_hat = mp[i] / static_cast<T>(bias1);

@@ -25,9 +25,18 @@ struct LrSchedule {
   double at(int64_t step) const;
 };
 
+// A run of elements AdamW updates together: views of a parameter's values and
+// gradients (a whole parameter, or the part of it inside a ZeRO shard).
+struct AdamWSegment {
+  Tensor value;  // 1-d view, updated in place
+  Tensor grad;   // 1-d view, same length
+  bool weight_decay = true;
+};
+
 class AdamW {
  public:
-  AdamW(const AdamWConfig& config, ParameterSet& params);
+  AdamW(const AdamWConfig& config, ParameterSet& params);  // one segment per parameter
+  AdamW(const AdamWConfig& config, std::vector<AdamWSegment> segments);
 
   // One update with the gradients currently in params (f32/f64 CPU):
   //   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  m̂ = m/(1−β1^t);  v̂ = v/(1−β2^t)
@@ -36,7 +45,7 @@ class AdamW {
 
   int64_t steps_taken() const { return step_; }
   void set_steps_taken(int64_t step) { step_ = step; }
-  // Moment tensors, in parameter order (checkpoints save and restore them).
+  // Moment tensors, one per segment in order (checkpoints save and restore them).
   std::vector<Tensor>& first_moments() { return m_; }
   std::vector<Tensor>& second_moments() { return v_; }
   const std::vector<Tensor>& first_moments() const { return m_; }
@@ -44,7 +53,7 @@ class AdamW {
 
  private:
   AdamWConfig config_;
-  ParameterSet& params_;
+  std::vector<AdamWSegment> segments_;
   std::vector<Tensor> m_, v_;
   int64_t step_ = 0;
 };

@@ -16,8 +16,12 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
   token_mixers_.reserve(static_cast<size_t>(config.n_layers));
   channel_mixers_.reserve(static_cast<size_t>(config.n_layers));
   for (int64_t l = 0; l < config.n_layers; ++l) {
+    const size_t before = params_.all().size();
     token_mixers_.emplace_back(config, l, params_, seed, dtype);
     channel_mixers_.emplace_back(config, l, params_, seed, dtype);
+    std::vector<Parameter*> added;
+    for (size_t i = before; i < params_.all().size(); ++i) added.push_back(&params_.all()[i]);
+    layer_params_.push_back(std::move(added));
   }
   lm_head_ = config.tie_embeddings
                  ? embedding_
@@ -61,12 +65,13 @@ double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cach
   return total / static_cast<double>(B * N);
 }
 
-void TransNormerLLM::backward(const Cache& c, double loss_scale) {
+void TransNormerLLM::backward(const Cache& c, double loss_scale, const GradientsReady& ready) {
   const int64_t B = c.tokens.dim(0), N = c.tokens.dim(1), D = config_.width, V = config_.vocab_size;
   Tensor d_logits = Tensor::empty({B * N, V}, dtype_);
   cross_entropy_backward(c.logits, c.targets, loss_scale / static_cast<double>(B * N), d_logits);
   Tensor d_norm = Tensor::empty({B, N, D}, dtype_);
   linear_backward(d_logits, c.final_norm, lm_head_->value, d_norm, lm_head_->grad);
+  if (ready && lm_head_ != embedding_) ready({lm_head_});
   Tensor dx = Tensor::empty({B, N, D}, dtype_);  // gradient of the residual stream
   srmsnorm_backward(d_norm, c.final_norm, c.final_rstd, dx);
 
@@ -77,8 +82,10 @@ void TransNormerLLM::backward(const Cache& c, double loss_scale) {
     srmsnorm_backward(d_norm, lc.channel_norm, lc.channel_rstd, dx, /*accumulate=*/true);
     token_mixers_[static_cast<size_t>(l)].backward(dx, lc.token_norm, 0, lc.token_mixer, d_norm);
     srmsnorm_backward(d_norm, lc.token_norm, lc.token_rstd, dx, /*accumulate=*/true);
+    if (ready) ready(layer_params_[static_cast<size_t>(l)]);
   }
   embedding_backward(dx, c.tokens, config_.embedding_scale(), embedding_->grad);
+  if (ready) ready({embedding_});
 }
 
 OpPlan TransNormerLLM::plan(const StepShape& s, const ShardLayout& layout) const {

@@ -3,6 +3,7 @@
 // by block, as llm.c does; the activations backward needs live in Cache.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -38,9 +39,15 @@ class TransNormerLLM {
 
   // tokens, targets: [B, N] i32 -> mean cross-entropy over the B·N targets (nats).
   double forward(const Tensor& tokens, const Tensor& targets, Cache& cache) const;
+  // Called during backward with each group of parameters whose gradients this
+  // backward has finished (LM head, then each layer from the last, then the
+  // embedding), so data parallelism can start reducing them while the rest of
+  // backward runs.
+  using GradientsReady = std::function<void(const std::vector<Parameter*>&)>;
+
   // Accumulates parameter gradients of loss_scale · mean loss (loss_scale =
   // 1/micro-batches for gradient accumulation).
-  void backward(const Cache& cache, double loss_scale);
+  void backward(const Cache& cache, double loss_scale, const GradientsReady& ready = {});
 
   // Ops of one micro-batch's forward and backward, in execution order.
   OpPlan plan(const StepShape& shape, const ShardLayout& layout = {}) const;
@@ -53,6 +60,7 @@ class TransNormerLLM {
   Parameter* lm_head_ = nullptr;  // the embedding itself when tied
   std::vector<TokenMixer> token_mixers_;
   std::vector<ChannelMixer> channel_mixers_;
+  std::vector<std::vector<Parameter*>> layer_params_;  // per layer, for GradientsReady
 };
 
 // Activation memory of one micro-batch's forward kept for backward, per token

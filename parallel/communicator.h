@@ -16,7 +16,14 @@
 
 namespace linpar {
 
-enum class CollectiveKind : int { AllReduce, AllGather, ReduceScatter, Broadcast, AllToAll, SendRecv };
+enum class CollectiveKind : int {
+  AllReduce,
+  AllGather,
+  ReduceScatter,
+  Broadcast,
+  AllToAll,
+  SendRecv
+};
 inline constexpr int kCollectiveKinds = 6;
 const char* collective_name(CollectiveKind kind);
 

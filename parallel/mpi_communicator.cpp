@@ -6,19 +6,26 @@
 namespace linpar {
 
 const char* collective_name(CollectiveKind kind) {
-  static const char* names[] = {"all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all", "send_recv"};
+  static const char* names[] = {"all_reduce", "all_gather", "reduce_scatter",
+                                "broadcast",  "all_to_all", "send_recv"};
   return names[static_cast<int>(kind)];
 }
 
 int64_t wire_bytes(CollectiveKind kind, int64_t n, int64_t b) {
   if (n <= 1) return kind == CollectiveKind::SendRecv ? b : 0;
   switch (kind) {
-    case CollectiveKind::AllReduce: return 2 * (n - 1) * b / n;
-    case CollectiveKind::AllGather: return (n - 1) * b;       // b: this rank's input
-    case CollectiveKind::ReduceScatter: return (n - 1) * b;   // b: this rank's output
-    case CollectiveKind::Broadcast: return (n - 1) * b / n;
-    case CollectiveKind::AllToAll: return (n - 1) * b / n;
-    case CollectiveKind::SendRecv: return b;
+    case CollectiveKind::AllReduce:
+      return 2 * (n - 1) * b / n;
+    case CollectiveKind::AllGather:
+      return (n - 1) * b;  // b: this rank's input
+    case CollectiveKind::ReduceScatter:
+      return (n - 1) * b;  // b: this rank's output
+    case CollectiveKind::Broadcast:
+      return (n - 1) * b / n;
+    case CollectiveKind::AllToAll:
+      return (n - 1) * b / n;
+    case CollectiveKind::SendRecv:
+      return b;
   }
   return 0;
 }
@@ -37,12 +44,17 @@ void CommCounters::add(CollectiveKind kind, int64_t wire) {
 namespace {
 
 MPI_Datatype mpi_type(const Tensor& t) {
-  LINPAR_CHECK(t.device() == Device::CPU, "MPI communicator: tensor on {}", device_name(t.device()));
+  LINPAR_CHECK(t.device() == Device::CPU, "MPI communicator: tensor on {}",
+               device_name(t.device()));
   switch (t.dtype()) {
-    case DType::F32: return MPI_FLOAT;
-    case DType::F64: return MPI_DOUBLE;
-    case DType::I32: return MPI_INT32_T;
-    case DType::BF16: break;
+    case DType::F32:
+      return MPI_FLOAT;
+    case DType::F64:
+      return MPI_DOUBLE;
+    case DType::I32:
+      return MPI_INT32_T;
+    case DType::BF16:
+      break;
   }
   LINPAR_CHECK(false, "MPI communicator: no reduction for dtype {}", dtype_name(t.dtype()));
   return MPI_DATATYPE_NULL;
@@ -67,7 +79,8 @@ class MpiRequest final : public CommRequest {
 
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string group) : Communicator(std::move(group)), comm_(comm) {
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string group)
+    : Communicator(std::move(group)), comm_(comm) {
   MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
   MPI_CHECK(MPI_Comm_size(comm_, &size_));
 }
@@ -80,37 +93,45 @@ void MpiCommunicator::all_reduce(Tensor& t) { all_reduce_async(t)->wait(); }
 
 std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(Tensor& t) {
   MPI_Request request;
-  MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), count_of(t), mpi_type(t), MPI_SUM, comm_, &request));
-  counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, static_cast<int64_t>(t.nbytes())));
+  MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), count_of(t), mpi_type(t), MPI_SUM, comm_,
+                           &request));
+  counters_.add(CollectiveKind::AllReduce,
+                wire_bytes(CollectiveKind::AllReduce, size_, static_cast<int64_t>(t.nbytes())));
   return std::make_unique<MpiRequest>(request);
 }
 
 void MpiCommunicator::all_gather(const Tensor& in, Tensor& out) {
-  LINPAR_CHECK(out.numel() == in.numel() * size_ && out.dtype() == in.dtype(), "all_gather {} -> {}",
-               shape_string(in.shape()), shape_string(out.shape()));
-  MPI_CHECK(MPI_Allgather(in.raw_data(), count_of(in), mpi_type(in), out.raw_data(), count_of(in), mpi_type(out), comm_));
-  counters_.add(CollectiveKind::AllGather, wire_bytes(CollectiveKind::AllGather, size_, static_cast<int64_t>(in.nbytes())));
+  LINPAR_CHECK(out.numel() == in.numel() * size_ && out.dtype() == in.dtype(),
+               "all_gather {} -> {}", shape_string(in.shape()), shape_string(out.shape()));
+  MPI_CHECK(MPI_Allgather(in.raw_data(), count_of(in), mpi_type(in), out.raw_data(), count_of(in),
+                          mpi_type(out), comm_));
+  counters_.add(CollectiveKind::AllGather,
+                wire_bytes(CollectiveKind::AllGather, size_, static_cast<int64_t>(in.nbytes())));
 }
 
 void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
-  LINPAR_CHECK(in.numel() == out.numel() * size_ && out.dtype() == in.dtype(), "reduce_scatter {} -> {}",
-               shape_string(in.shape()), shape_string(out.shape()));
-  MPI_CHECK(MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count_of(out), mpi_type(in), MPI_SUM, comm_));
-  counters_.add(CollectiveKind::ReduceScatter,
-                wire_bytes(CollectiveKind::ReduceScatter, size_, static_cast<int64_t>(out.nbytes())));
+  LINPAR_CHECK(in.numel() == out.numel() * size_ && out.dtype() == in.dtype(),
+               "reduce_scatter {} -> {}", shape_string(in.shape()), shape_string(out.shape()));
+  MPI_CHECK(MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count_of(out), mpi_type(in),
+                                     MPI_SUM, comm_));
+  counters_.add(CollectiveKind::ReduceScatter, wire_bytes(CollectiveKind::ReduceScatter, size_,
+                                                          static_cast<int64_t>(out.nbytes())));
 }
 
 void MpiCommunicator::broadcast(Tensor& t, int root) {
   MPI_CHECK(MPI_Bcast(t.raw_data(), count_of(t), mpi_type(t), root, comm_));
-  counters_.add(CollectiveKind::Broadcast, wire_bytes(CollectiveKind::Broadcast, size_, static_cast<int64_t>(t.nbytes())));
+  counters_.add(CollectiveKind::Broadcast,
+                wire_bytes(CollectiveKind::Broadcast, size_, static_cast<int64_t>(t.nbytes())));
 }
 
 void MpiCommunicator::all_to_all(const Tensor& in, Tensor& out) {
-  LINPAR_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0, "all_to_all {} -> {}", shape_string(in.shape()),
-               shape_string(out.shape()));
+  LINPAR_CHECK(in.numel() == out.numel() && in.numel() % size_ == 0, "all_to_all {} -> {}",
+               shape_string(in.shape()), shape_string(out.shape()));
   const int block = count_of(in) / size_;
-  MPI_CHECK(MPI_Alltoall(in.raw_data(), block, mpi_type(in), out.raw_data(), block, mpi_type(out), comm_));
-  counters_.add(CollectiveKind::AllToAll, wire_bytes(CollectiveKind::AllToAll, size_, static_cast<int64_t>(in.nbytes())));
+  MPI_CHECK(MPI_Alltoall(in.raw_data(), block, mpi_type(in), out.raw_data(), block, mpi_type(out),
+                         comm_));
+  counters_.add(CollectiveKind::AllToAll,
+                wire_bytes(CollectiveKind::AllToAll, size_, static_cast<int64_t>(in.nbytes())));
 }
 
 void MpiCommunicator::send(const Tensor& t, int peer) { send_async(t, peer)->wait(); }

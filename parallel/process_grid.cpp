@@ -6,7 +6,9 @@
 
 namespace linpar {
 
-std::string ParallelLayout::describe() const { return fmt::format("dp {}, tp {}, pp {}, sp {}", dp, tp, pp, sp); }
+std::string ParallelLayout::describe() const {
+  return fmt::format("dp {}, tp {}, pp {}, sp {}", dp, tp, pp, sp);
+}
 
 int grid_rank(const ParallelLayout& l, const GridCoordinates& c) {
   return ((c.pp * l.dp + c.dp) * l.sp + c.sp) * l.tp + c.tp;
@@ -38,8 +40,9 @@ ProcessGrid::ProcessGrid(const ParallelLayout& layout, MPI_Comm world) : layout_
   MPI_CHECK(MPI_Comm_size(world, &world_size));
   MPI_CHECK(MPI_Comm_rank(world, &rank_));
   if (layout.world() != world_size) {
-    user_error("layout {} needs {} processes, but {} were started (dp·tp·pp·sp must equal the world size)",
-               layout.describe(), layout.world(), world_size);
+    user_error(
+        "layout {} needs {} processes, but {} were started (dp·tp·pp·sp must equal the world size)",
+        layout.describe(), layout.world(), world_size);
   }
   coordinates_ = grid_coordinates(layout, rank_);
   const auto& c = coordinates_;

@@ -17,7 +17,8 @@ void check_collectives(Communicator& comm) {
   comm.all_reduce(t);
   const float rank_sum = static_cast<float>(n * (n - 1) / 2);
   EXPECT_EQ(t.to_vector<float>(), (std::vector<float>{rank_sum, 2.0f * n, -rank_sum}));
-  EXPECT_EQ(comm.counters().bytes[static_cast<int>(CollectiveKind::AllReduce)], 2 * (n - 1) * 12 / n);
+  EXPECT_EQ(comm.counters().bytes[static_cast<int>(CollectiveKind::AllReduce)],
+            2 * (n - 1) * 12 / n);
 
   Tensor mine = Tensor::from_vector<double>({2}, {1.0 * r, 10.0 * r});
   Tensor all = Tensor::empty({2 * n}, DType::F64);

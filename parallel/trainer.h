@@ -3,6 +3,7 @@
 // JSON-lines metrics, a progress bar, checkpoints and bit-exact resume.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -11,6 +12,8 @@
 #include "model/config.h"
 #include "model/optimizer.h"
 #include "model/transnormer.h"
+#include "parallel/data_parallel.h"
+#include "parallel/process_grid.h"
 
 namespace linpar {
 
@@ -19,6 +22,9 @@ class DataLoader;
 
 struct TrainOptions {
   ModelConfig model;
+  ParallelLayout layout;           // dp only, for now
+  int zero = 0;                    // 1: ZeRO-1 over the DP group
+  int64_t bucket_bytes = 4 << 20;  // DDP gradient bucket size
   DType dtype = DType::F32;
   std::string train_path;            // token file
   std::string val_path;              // token file, or "" for no validation
@@ -48,6 +54,7 @@ struct StepResult {
   double lr = 0;
   double grad_norm = 0;  // before clipping
   double tokens_per_s = 0;
+  std::array<int64_t, 4> comm_bytes{};  // dp, tp, pp, sp: bytes sent this step, summed over ranks
 };
 
 struct EvalResult {
@@ -57,7 +64,7 @@ struct EvalResult {
 
 class Trainer {
  public:
-  explicit Trainer(const TrainOptions& options);
+  Trainer(const TrainOptions& options, ProcessGrid& grid);
   ~Trainer();
 
   // The whole run: resume if asked, steps with evaluation, metrics, checkpoints.
@@ -66,14 +73,23 @@ class Trainer {
   StepResult train_step();
   EvalResult evaluate();
   std::string save();  // a checkpoint of the current state; returns its directory
+  // Loads a checkpoint written under any layout: weights, and with
+  // with_optimizer the optimizer state, step and data position.
+  void load(const std::string& dir, bool with_optimizer);
 
   int64_t step() const { return step_; }
   TransNormerLLM& model() { return *model_; }
 
  private:
   void write_metrics(const StepResult& result, const std::optional<EvalResult>& eval);
+  AdamW& optimizer() { return zero_ ? zero_->optimizer() : *optimizer_; }
+  // Sum over the world of per-rank values (metrics; not counted as training traffic).
+  std::vector<double> world_sum(std::vector<double> values);
 
   TrainOptions options_;
+  ProcessGrid& grid_;
+  std::unique_ptr<GradientBuckets> buckets_;
+  std::unique_ptr<Zero1> zero_;
   std::unique_ptr<TokenFile> train_file_, val_file_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<TransNormerLLM> model_;

@@ -1,0 +1,144 @@
+#include "parallel/data_parallel.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/ops/elementwise.h"
+
+namespace linpar {
+
+namespace {
+size_t index_of(ParameterSet& params, const Parameter* p) {
+  for (size_t i = 0; i < params.all().size(); ++i) {
+    if (&params.all()[i] == p) return i;
+  }
+  LINPAR_CHECK(false, "parameter {} is not in this set", p->name);
+  return 0;
+}
+}  // namespace
+
+GradientBuckets::GradientBuckets(ParameterSet& params, Communicator& dp, int64_t bucket_bytes)
+    : dp_(dp), bucket_of_(params.all().size()), params_(params) {
+  // Backward finishes parameters roughly in reverse order of creation: fill
+  // buckets from the last parameter so the first bucket is ready first.
+  Bucket current;
+  int64_t bytes = 0;
+  for (size_t i = params.all().size(); i-- > 0;) {
+    Parameter& p = params.all()[i];
+    current.params.push_back(&p);
+    bucket_of_[i] = buckets_.size();
+    bytes += static_cast<int64_t>(p.grad.nbytes());
+    if (bytes >= bucket_bytes || i == 0) {
+      int64_t elements = 0;
+      for (Parameter* q : current.params) elements += q->grad.numel();
+      current.flat = Tensor::empty({elements}, current.params.front()->grad.dtype());
+      current.pending = current.params.size();
+      buckets_.push_back(std::move(current));
+      current = Bucket{};
+      bytes = 0;
+    }
+  }
+}
+
+GradientBuckets::~GradientBuckets() = default;
+
+void GradientBuckets::start(Bucket& bucket) {
+  size_t offset = 0;
+  for (Parameter* p : bucket.params) {
+    std::memcpy(static_cast<char*>(bucket.flat.raw_data()) + offset, p->grad.raw_data(),
+                p->grad.nbytes());
+    offset += p->grad.nbytes();
+  }
+  bucket.request = dp_.all_reduce_async(bucket.flat);
+}
+
+void GradientBuckets::ready(const std::vector<Parameter*>& params) {
+  for (Parameter* p : params) {
+    Bucket& bucket = buckets_[bucket_of_[index_of(params_, p)]];
+    LINPAR_CHECK(bucket.pending > 0, "gradient of {} reported ready twice", p->name);
+    if (--bucket.pending == 0) start(bucket);
+  }
+}
+
+void GradientBuckets::finish() {
+  for (Bucket& bucket : buckets_) {
+    if (!bucket.request) start(bucket);
+  }
+  const double average = 1.0 / static_cast<double>(dp_.size());
+  for (Bucket& bucket : buckets_) {
+    bucket.request->wait();
+    bucket.request.reset();
+    scale(average, bucket.flat);
+    size_t offset = 0;
+    for (Parameter* p : bucket.params) {
+      std::memcpy(p->grad.raw_data(), static_cast<const char*>(bucket.flat.raw_data()) + offset,
+                  p->grad.nbytes());
+      offset += p->grad.nbytes();
+    }
+    bucket.pending = bucket.params.size();
+  }
+}
+
+Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config)
+    : params_(params), dp_(dp) {
+  const DType dtype = params.all().front().value.dtype();
+  for (const Parameter& p : params.all()) {
+    offsets_.push_back(total_);
+    total_ += p.value.numel();
+  }
+  const int64_t n = dp.size();
+  shard_ = (total_ + n - 1) / n;
+  flat_grads_ = Tensor::zeros({shard_ * n}, dtype);  // the padding stays zero
+  flat_values_ = Tensor::zeros({shard_ * n}, dtype);
+  shard_grads_ = Tensor::zeros({shard_}, dtype);
+  const int64_t first = dp.rank() * shard_, last = first + shard_;
+  std::vector<AdamWSegment> segments;
+  for (size_t i = 0; i < params.all().size(); ++i) {
+    const int64_t begin = std::max(first, offsets_[i]);
+    const int64_t end = std::min(last, offsets_[i] + params.all()[i].value.numel());
+    if (begin >= end) continue;
+    slices_.push_back({i, begin - offsets_[i], end - offsets_[i]});
+    segments.push_back({flat_values_.slice0(begin, end),
+                        shard_grads_.slice0(begin - first, end - first),
+                        params.all()[i].weight_decay});
+  }
+  optimizer_ = std::make_unique<AdamW>(config, std::move(segments));
+}
+
+double Zero1::reduce_gradients() {
+  for (size_t i = 0; i < params_.all().size(); ++i) {
+    const Tensor& g = params_.all()[i].grad;
+    std::memcpy(static_cast<char*>(flat_grads_.raw_data()) +
+                    offsets_[i] * static_cast<int64_t>(dtype_size(g.dtype())),
+                g.raw_data(), g.nbytes());
+  }
+  dp_.reduce_scatter(flat_grads_, shard_grads_);
+  scale(1.0 / static_cast<double>(dp_.size()), shard_grads_);
+  Tensor norm_sq = Tensor::from_vector<double>({1}, {sum_squares(shard_grads_)});
+  dp_.all_reduce(norm_sq);
+  return std::sqrt(norm_sq.data<double>()[0]);
+}
+
+void Zero1::step(double lr, double norm, double max_norm) {
+  if (max_norm > 0 && norm > max_norm)
+    scale(max_norm / (norm + 1e-6), shard_grads_);  // as clip_grad_norm
+  for (size_t i = 0; i < params_.all().size(); ++i) {
+    const Tensor& v = params_.all()[i].value;
+    std::memcpy(static_cast<char*>(flat_values_.raw_data()) +
+                    offsets_[i] * static_cast<int64_t>(dtype_size(v.dtype())),
+                v.raw_data(), v.nbytes());
+  }
+  optimizer_->step(lr);
+  Tensor mine = flat_values_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_).clone();
+  dp_.all_gather(mine, flat_values_);
+  for (size_t i = 0; i < params_.all().size(); ++i) {
+    Tensor& v = params_.all()[i].value;
+    std::memcpy(v.raw_data(),
+                static_cast<const char*>(flat_values_.raw_data()) +
+                    offsets_[i] * static_cast<int64_t>(dtype_size(v.dtype())),
+                v.nbytes());
+  }
+}
+
+}  // namespace linpar

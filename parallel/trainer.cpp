@@ -1,0 +1,365 @@
+#include "parallel/trainer.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+
+#include "core/hdf5_file.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/timer.h"
+#include "model/checkpoint.h"
+#include "model/config_io.h"
+#include "model/data_loader.h"
+#include "model/token_file.h"
+
+namespace linpar {
+
+void validate_train_options(const TrainOptions& o) {
+  o.model.validate();
+  auto positive = [](const char* option, int64_t v) {
+    if (v <= 0) user_error("{} {}: must be positive", option, v);
+  };
+  positive("--seq-len", o.seq_len);
+  positive("--micro-batch", o.micro_batch);
+  positive("--global-batch", o.global_batch);
+  positive("--steps", o.steps);
+  if (o.global_batch % o.micro_batch != 0) {
+    user_error("--global-batch {} must be a multiple of --micro-batch {}", o.global_batch,
+               o.micro_batch);
+  }
+  if (!(o.schedule.max_lr > 0)) user_error("--lr {}: must be positive", o.schedule.max_lr);
+  if (o.schedule.min_lr_ratio < 0 || o.schedule.min_lr_ratio > 1) {
+    user_error("--min-lr-ratio {}: must be in [0, 1]", o.schedule.min_lr_ratio);
+  }
+  if (o.schedule.warmup_steps < 0) user_error("--warmup {}: must be >= 0", o.schedule.warmup_steps);
+  if (o.adamw.beta1 < 0 || o.adamw.beta1 >= 1)
+    user_error("--beta1 {}: must be in [0, 1)", o.adamw.beta1);
+  if (o.adamw.beta2 < 0 || o.adamw.beta2 >= 1)
+    user_error("--beta2 {}: must be in [0, 1)", o.adamw.beta2);
+  if (o.adamw.weight_decay < 0) user_error("--weight-decay {}: must be >= 0", o.adamw.weight_decay);
+  if (o.eval_every < 0) user_error("--eval-every {}: must be >= 0", o.eval_every);
+  if (o.eval_windows <= 0) user_error("--eval-windows {}: must be positive", o.eval_windows);
+  if (o.ckpt_every < 0) user_error("--ckpt-every {}: must be >= 0", o.ckpt_every);
+  if (o.ckpt_every > 0 && o.ckpt_dir.empty())
+    user_error("--ckpt-every {} needs --ckpt-dir", o.ckpt_every);
+  if (o.resume && o.ckpt_dir.empty()) user_error("--resume needs --ckpt-dir");
+  if (o.resume && !o.init_from.empty()) user_error("--resume and --init-from exclude each other");
+  if (o.exit_after < 0) user_error("--exit-after {}: must be >= 0", o.exit_after);
+}
+
+Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid) : options_(options), grid_(grid) {
+  validate_train_options(options_);
+  train_file_ = std::make_unique<TokenFile>(options_.train_path);
+  if (train_file_->vocab_size() > options_.model.vocab_size) {
+    user_error("--data {}: tokens come from a vocabulary of {}, larger than the model's {}",
+               options_.train_path, train_file_->vocab_size(), options_.model.vocab_size);
+  }
+  if (!options_.val_path.empty()) val_file_ = std::make_unique<TokenFile>(options_.val_path);
+  loader_ = std::make_unique<DataLoader>(*train_file_, options_.seq_len, options_.seed);
+  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, options_.dtype);
+  if (options_.zero == 1) {
+    zero_ = std::make_unique<Zero1>(model_->params(), grid_.dp(), options_.adamw);
+  } else {
+    optimizer_ = std::make_unique<AdamW>(options_.adamw, model_->params());
+    if (grid_.dp().size() > 1) {
+      buckets_ =
+          std::make_unique<GradientBuckets>(model_->params(), grid_.dp(), options_.bucket_bytes);
+    }
+  }
+}
+
+Trainer::~Trainer() = default;
+
+std::vector<double> Trainer::world_sum(std::vector<double> values) {
+  if (grid_.world().size() == 1) return values;
+  Tensor t = Tensor::from_vector<double>({static_cast<int64_t>(values.size())}, values);
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.raw_data(), static_cast<int>(values.size()), MPI_DOUBLE,
+                          MPI_SUM, static_cast<MpiCommunicator&>(grid_.world()).comm()));
+  return t.to_vector<double>();
+}
+
+StepResult Trainer::train_step() {
+  Timer timer;
+  const int64_t dp = grid_.dp().size();
+  const int64_t local_batch = options_.global_batch / dp;
+  const int64_t micro_steps = local_batch / options_.micro_batch;
+  const int64_t B = options_.micro_batch, N = options_.seq_len;
+  // Sample i of this step is global sample position + i; DP rank d takes the
+  // d-th contiguous block of local_batch, so any dp splits the same global batch.
+  const int64_t first_sample = loader_->position() + grid_.coordinates().dp * local_batch;
+  Tensor inputs = Tensor::empty({B, N}, DType::I32), targets = Tensor::empty({B, N}, DType::I32);
+  std::array<int64_t, 4> bytes_before{
+      grid_.dp().counters().total_bytes(), grid_.tp().counters().total_bytes(),
+      grid_.pp().counters().total_bytes(), grid_.sp().counters().total_bytes()};
+  model_->params().zero_grad();
+  double loss = 0;
+  TransNormerLLM::Cache cache;
+  for (int64_t micro = 0; micro < micro_steps; ++micro) {
+    for (int64_t b = 0; b < B; ++b) {
+      loader_->sample_at(first_sample + micro * B + b, inputs.data<int32_t>() + b * N,
+                         targets.data<int32_t>() + b * N);
+    }
+    loss += model_->forward(inputs, targets, cache) / static_cast<double>(micro_steps);
+    const bool last = micro + 1 == micro_steps;
+    TransNormerLLM::GradientsReady ready;
+    if (last && buckets_)
+      ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
+    model_->backward(cache, 1.0 / static_cast<double>(micro_steps), ready);
+  }
+  loader_->set_position(loader_->position() + options_.global_batch);
+
+  StepResult result;
+  result.lr = options_.schedule.at(step_);
+  if (zero_) {
+    result.grad_norm = zero_->reduce_gradients();
+    zero_->step(result.lr, result.grad_norm, options_.grad_clip);
+  } else {
+    if (buckets_) buckets_->finish();
+    result.grad_norm = clip_grad_norm(model_->params(), options_.grad_clip);
+    optimizer_->step(result.lr);
+  }
+  ++step_;
+  result.step = step_;
+  const std::vector<double> totals =
+      world_sum({loss, static_cast<double>(grid_.dp().counters().total_bytes() - bytes_before[0]),
+                 static_cast<double>(grid_.tp().counters().total_bytes() - bytes_before[1]),
+                 static_cast<double>(grid_.pp().counters().total_bytes() - bytes_before[2]),
+                 static_cast<double>(grid_.sp().counters().total_bytes() - bytes_before[3])});
+  // Every rank of a DP replica reports the same loss; average over replicas.
+  result.loss = totals[0] / static_cast<double>(grid_.world().size());
+  for (int g = 0; g < 4; ++g)
+    result.comm_bytes[static_cast<size_t>(g)] =
+        static_cast<int64_t>(totals[static_cast<size_t>(g) + 1]);
+  result.tokens_per_s = static_cast<double>(options_.global_batch * N) / timer.elapsed_s();
+  return result;
+}
+
+EvalResult Trainer::evaluate() {
+  LINPAR_CHECK(val_file_ != nullptr, "evaluate() without a validation file");
+  const int64_t N = options_.seq_len;
+  std::vector<int64_t> starts = eval_window_starts(val_file_->size(), N, options_.eval_windows);
+  if (starts.empty())
+    user_error("validation file {} holds fewer than --seq-len + 1 = {} tokens", options_.val_path,
+               N + 1);
+  // DP ranks split the windows (every d-th); the sum over the world / the
+  // number of windows is the mean loss. Windows are evaluated one micro-batch
+  // at a time in the same grouping on every layout.
+  const int64_t dp = grid_.dp().size(), d = grid_.coordinates().dp;
+  double total = 0;
+  TransNormerLLM::Cache cache;
+  std::vector<int64_t> mine;
+  for (size_t i = 0; i < starts.size(); ++i) {
+    if (static_cast<int64_t>(i) % dp == d) mine.push_back(starts[i]);
+  }
+  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(options_.micro_batch)) {
+    const int64_t B =
+        std::min<int64_t>(options_.micro_batch, static_cast<int64_t>(mine.size() - first));
+    Tensor inputs = Tensor::empty({B, N}, DType::I32), targets = Tensor::empty({B, N}, DType::I32);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t s = mine[first + static_cast<size_t>(b)];
+      val_file_->copy(s, N, inputs.data<int32_t>() + b * N);
+      val_file_->copy(s + 1, N, targets.data<int32_t>() + b * N);
+    }
+    total += model_->forward(inputs, targets, cache) * static_cast<double>(B);
+  }
+  // Sum over DP replicas only: every other rank of a replica holds the same sum.
+  const double replicas_per_world =
+      static_cast<double>(grid_.world().size()) / static_cast<double>(dp);
+  total = world_sum({total})[0] / replicas_per_world;
+  EvalResult result;
+  result.loss = total / static_cast<double>(starts.size());
+  result.bits_per_byte = result.loss / std::numbers::ln2 * options_.val_tokens_per_byte;
+  return result;
+}
+
+std::string Trainer::save() {
+  CheckpointMeta meta;
+  meta.step = step_;
+  meta.data_position = loader_->position();
+  meta.extra = {{"seed", options_.seed},
+                {"seq_len", options_.seq_len},
+                {"global_batch", options_.global_batch},
+                {"micro_batch", options_.micro_batch},
+                {"train_data", options_.train_path}};
+  // Rank 0 begins; the others learn whether it could (an existing step_N is refused).
+  std::string problem;
+  if (grid_.is_first_rank()) {
+    try {
+      begin_checkpoint(options_.ckpt_dir, step_);
+    } catch (const UserError& e) {
+      problem = e.what();
+    }
+  }
+  if (world_sum({problem.empty() ? 0.0 : 1.0})[0] > 0) {
+    user_error("{}",
+               problem.empty() ? "checkpoint: rank 0 could not begin the checkpoint" : problem);
+  }
+  const std::string temp = checkpoint_temp_dir(options_.ckpt_dir, step_);
+  // DP replicas hold identical parameters: the first DP rank writes them; with
+  // ZeRO-1 every DP rank writes its slice of the optimizer state.
+  const bool first_dp = grid_.coordinates().dp == 0;
+  const bool writes = first_dp || zero_ != nullptr;
+  if (writes) {
+    Hdf5File file =
+        Hdf5File::create((std::filesystem::path(temp) / rank_file_name(grid_.rank())).string());
+    if (first_dp) write_parameters(file, model_->params());
+    if (zero_) {
+      const auto& slices = zero_->slices();
+      for (size_t k = 0; k < slices.size(); ++k) {
+        const Parameter& p = model_->params().all()[slices[k].parameter];
+        const Shape global{p.value.numel()}, offset{slices[k].begin};
+        file.write_shard("optimizer/m/" + p.name, zero_->optimizer().first_moments()[k], global,
+                         offset);
+        file.write_shard("optimizer/v/" + p.name, zero_->optimizer().second_moments()[k], global,
+                         offset);
+      }
+    } else {
+      write_optimizer_state(file, model_->params(), *optimizer_);
+    }
+  }
+  const double writers = world_sum({writes ? 1.0 : 0.0})[0];  // also the barrier before the commit
+  std::string dir =
+      (std::filesystem::path(options_.ckpt_dir) / fmt::format("step_{:08d}", step_)).string();
+  if (grid_.is_first_rank()) {
+    nlohmann::json json = checkpoint_meta(*model_, meta, optimizer().steps_taken());
+    const auto& l = grid_.layout();
+    json["layout"] = {
+        {"dp", l.dp}, {"tp", l.tp}, {"pp", l.pp}, {"sp", l.sp}, {"zero", options_.zero}};
+    nlohmann::json files = nlohmann::json::array();
+    for (int r = 0; r < grid_.world().size(); ++r) {
+      const GridCoordinates c = grid_coordinates(l, r);
+      if (c.dp == 0 || zero_) files.push_back(rank_file_name(r));
+    }
+    LINPAR_CHECK(static_cast<double>(files.size()) == writers,
+                 "checkpoint: {} files listed, {} written", files.size(), writers);
+    json["files"] = files;
+    dir = commit_checkpoint(options_.ckpt_dir, step_, json);
+  }
+  world_sum({0.0});  // nobody continues (or exits) before the commit
+  return dir;
+}
+
+// Any layout loads any other's checkpoint: parameters are read whole, and the
+// optimizer state (stored flat per parameter) is read for exactly the elements
+// this rank's optimizer segments hold.
+void Trainer::load(const std::string& dir, bool with_optimizer) {
+  CheckpointReader reader(dir);
+  check_same_architecture(config_from_json(reader.meta().at("model")), model_->config(),
+                          "checkpoint " + dir);
+  for (Parameter& p : model_->params().all()) reader.read_whole("params/" + p.name, p.value);
+  if (!with_optimizer) return;
+  AdamW& opt = optimizer();
+  for (size_t k = 0; k < opt.first_moments().size(); ++k) {
+    size_t parameter = k;
+    int64_t begin = 0;
+    if (zero_) {
+      parameter = zero_->slices()[k].parameter;
+      begin = zero_->slices()[k].begin;
+    }
+    const Parameter& p = model_->params().all()[parameter];
+    Tensor& m = opt.first_moments()[k];
+    Tensor& v = opt.second_moments()[k];
+    const Shape global{p.value.numel()}, at{begin}, count{m.numel()};
+    m.copy_from(reader.read("optimizer/m/" + p.name, global, at, count, m.dtype()));
+    v.copy_from(reader.read("optimizer/v/" + p.name, global, at, count, v.dtype()));
+  }
+  opt.set_steps_taken(reader.meta().at("optimizer").at("steps_taken").get<int64_t>());
+  const CheckpointMeta state = reader.run_state();
+  step_ = state.step;
+  loader_->set_position(state.data_position);
+}
+
+void Trainer::write_metrics(const StepResult& r, const std::optional<EvalResult>& eval) {
+  if (options_.metrics_path.empty() || !grid_.is_first_rank()) return;
+  nlohmann::json line = {{"step", r.step},
+                         {"loss", r.loss},
+                         {"lr", r.lr},
+                         {"grad_norm", r.grad_norm},
+                         {"tokens_per_s", r.tokens_per_s},
+                         // Bytes sent this step, summed over ranks, per group.
+                         {"comm_bytes",
+                          {{"dp", r.comm_bytes[0]},
+                           {"tp", r.comm_bytes[1]},
+                           {"pp", r.comm_bytes[2]},
+                           {"sp", r.comm_bytes[3]}}}};
+  if (eval) {
+    line["val_loss"] = eval->loss;
+    line["val_bpb"] = eval->bits_per_byte;
+  }
+  std::ofstream out(options_.metrics_path, std::ios::app);
+  out << line.dump() << "\n";
+  if (!out) user_error("--metrics {}: cannot write", options_.metrics_path);
+}
+
+void Trainer::run() {
+  const bool first = grid_.is_first_rank();
+  if (options_.resume) {
+    const std::string dir = latest_checkpoint(options_.ckpt_dir);
+    if (dir.empty()) user_error("--resume: no checkpoint under --ckpt-dir {}", options_.ckpt_dir);
+    load(dir, /*with_optimizer=*/true);
+    if (first) log::info("resumed from {} at step {}", dir, step_);
+  } else {
+    if (!options_.init_from.empty()) {
+      // Weights only: optimizer state and step start fresh (fine-tuning from
+      // released weights converted by `linpar convert`).
+      const std::string dir = resolve_checkpoint_dir(options_.init_from);
+      load(dir, /*with_optimizer=*/false);
+      if (first) log::info("initialised weights from {}", dir);
+    }
+    if (first && !options_.metrics_path.empty()) {
+      std::ofstream truncate(options_.metrics_path, std::ios::trunc);
+      if (!truncate) user_error("--metrics {}: cannot write", options_.metrics_path);
+    }
+  }
+  if (step_ >= options_.steps) {
+    if (first) log::info("nothing to do: step {} >= --steps {}", step_, options_.steps);
+    return;
+  }
+  ProgressBar::Mode mode = ProgressBar::mode_for_stdout();
+  if (options_.progress == TrainOptions::Progress::Bar) mode = ProgressBar::Mode::Bar;
+  if (options_.progress == TrainOptions::Progress::Lines) mode = ProgressBar::Mode::Lines;
+  if (options_.progress == TrainOptions::Progress::Quiet || !first) mode = ProgressBar::Mode::Quiet;
+  const int64_t last_step = options_.exit_after > 0
+                                ? std::min(options_.steps, step_ + options_.exit_after)
+                                : options_.steps;
+  ProgressBar bar(step_, options_.steps, mode);
+  if (val_file_ && step_ == 0) {
+    // The untrained model's validation score: the baseline the run improves on.
+    EvalResult eval = evaluate();
+    bar.message(
+        fmt::format("step 0: val_loss {:.4f} val_bpb {:.4f}", eval.loss, eval.bits_per_byte));
+    if (first && !options_.metrics_path.empty()) {
+      std::ofstream out(options_.metrics_path, std::ios::app);
+      out << nlohmann::json{{"step", 0}, {"val_loss", eval.loss}, {"val_bpb", eval.bits_per_byte}}
+                 .dump()
+          << "\n";
+    }
+  }
+  while (step_ < last_step) {
+    StepResult r = train_step();
+    std::optional<EvalResult> eval;
+    const bool eval_now =
+        val_file_ &&
+        ((options_.eval_every > 0 && step_ % options_.eval_every == 0) || step_ == options_.steps);
+    if (eval_now) {
+      eval = evaluate();
+      bar.message(fmt::format("step {}: val_loss {:.4f} val_bpb {:.4f}", step_, eval->loss,
+                              eval->bits_per_byte));
+    }
+    write_metrics(r, eval);
+    bar.update(step_,
+               fmt::format("loss {:.4f} lr {:.2e} {:.0f} tok/s", r.loss, r.lr, r.tokens_per_s));
+    const bool checkpoint_now =
+        (options_.ckpt_every > 0 && step_ % options_.ckpt_every == 0) ||
+        (!options_.ckpt_dir.empty() && step_ == last_step && last_step < options_.steps);
+    if (checkpoint_now) {
+      const std::string dir = save();
+      bar.message("checkpoint " + dir);
+    }
+  }
+  bar.finish();
+}
+
+}  // namespace linpar
