@@ -1,0 +1,217 @@
+// Data parallelism under mpirun: dp2 (and dp4) training equals one process
+// step by step, ZeRO-1 equals plain DP, the counted DP bytes equal the
+// closed-form volumes, and checkpoints move between layouts.
+#include "parallel/data_parallel.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "model/checkpoint.h"
+#include "parallel/trainer.h"
+#include "temp_dir.h"
+
+namespace linpar {
+
+namespace {
+
+TrainOptions quick_options(int dp, int zero) {
+  TrainOptions o;
+  o.model = preset_config("tnl-tiny");
+  o.layout.dp = dp;
+  o.zero = zero;
+  o.train_path = std::string(LINPAR_SOURCE_DIR) + "/data/kjv/train.bin";
+  o.seq_len = 24;
+  o.micro_batch = 2;
+  o.global_batch = 8;
+  o.steps = 4;
+  o.schedule.max_lr = 3e-3;
+  o.schedule.warmup_steps = 1;
+  o.schedule.total_steps = 4;
+  o.progress = TrainOptions::Progress::Quiet;
+  return o;
+}
+
+struct TrainingRun {
+  std::vector<StepResult> steps;
+  std::vector<std::vector<double>> params;
+  std::vector<std::vector<double>> grads;  // of the last step (averaged over DP)
+};
+
+TrainingRun train(const TrainOptions& o, ProcessGrid& grid, int steps) {
+  Trainer trainer(o, grid);
+  TrainingRun run;
+  for (int s = 0; s < steps; ++s) run.steps.push_back(trainer.train_step());
+  for (const Parameter& p : trainer.model().params().all()) {
+    run.params.push_back(p.value.to(DType::F64).to_vector<double>());
+    run.grads.push_back(p.grad.to(DType::F64).to_vector<double>());
+  }
+  return run;
+}
+
+double relative(double a, double b) {
+  return std::abs(a - b) / std::max({std::abs(a), std::abs(b), 1e-12});
+}
+
+// Largest |a − b| over a tensor, relative to the tensor's largest |a|.
+double tensor_difference(const std::vector<double>& a, const std::vector<double>& b) {
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(a[i] - b[i]));
+    scale = std::max(scale, std::abs(a[i]));
+  }
+  return worst / std::max(scale, 1e-30);
+}
+
+void expect_same_losses(const TrainingRun& a, const TrainingRun& b, double tolerance) {
+  ASSERT_EQ(a.steps.size(), b.steps.size());
+  for (size_t s = 0; s < a.steps.size(); ++s) {
+    EXPECT_LT(relative(a.steps[s].loss, b.steps[s].loss), tolerance) << "step " << s + 1;
+    EXPECT_LT(relative(a.steps[s].grad_norm, b.steps[s].grad_norm), tolerance) << "step " << s + 1;
+  }
+}
+
+void expect_same_tensors(const std::vector<std::vector<double>>& a,
+                         const std::vector<std::vector<double>>& b, double tolerance,
+                         const char* what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t p = 0; p < a.size(); ++p)
+    EXPECT_LT(tensor_difference(a[p], b[p]), tolerance) << what << " " << p;
+}
+
+void expect_same_training(const TrainingRun& a, const TrainingRun& b, double tolerance) {
+  expect_same_losses(a, b, tolerance);
+  expect_same_tensors(a.params, b.params, tolerance, "parameter");
+}
+
+int world_size() {
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+// In f32: every step's loss and gradient norm, and (plain DP) every averaged
+// gradient of the last step, within 1e-5 relative. In f64, where summation
+// order no longer shows, the parameters after 4 AdamW steps within 1e-10 (in
+// f32, Adam's m/√v turns reduction-order rounding of near-zero gradients into
+// differences of order lr, so parameters are compared where arithmetic is exact
+// enough to say something).
+void check_equivalence(int zero) {
+  const int n = world_size();
+  ProcessGrid single({1, 1, 1, 1}, MPI_COMM_SELF);  // every rank computes the reference itself
+  ProcessGrid grid({n, 1, 1, 1}, MPI_COMM_WORLD);
+  for (DType dtype : {DType::F32, DType::F64}) {
+    TrainOptions reference_options = quick_options(1, 0), options = quick_options(n, zero);
+    reference_options.dtype = options.dtype = dtype;
+    options.bucket_bytes = 64 << 10;  // several buckets in flight during backward
+    const TrainingRun reference = train(reference_options, single, 4);
+    const TrainingRun parallel = train(options, grid, 4);
+    if (dtype == DType::F32) {
+      expect_same_losses(reference, parallel, 1e-5);
+      if (zero == 0) expect_same_tensors(reference.grads, parallel.grads, 1e-5, "gradient");
+    } else {
+      expect_same_losses(reference, parallel, 1e-10);
+      expect_same_tensors(reference.params, parallel.params, 1e-10, "parameter");
+    }
+  }
+}
+
+// Bytes sent per step, summed over the n ranks of the DP group, for P f32
+// parameters in a single bucket: plain DP n · 2(n−1)/n · 4P; ZeRO-1 with shard
+// S = ⌈P/n⌉: n · [(n−1)·4S reduce-scatter + (n−1)·4S all-gather + 2(n−1)·8/n
+// for the squared-norm all-reduce].
+void check_bytes() {
+  const int64_t n = world_size();
+  ProcessGrid grid({static_cast<int>(n), 1, 1, 1}, MPI_COMM_WORLD);
+  const int64_t P = preset_config("tnl-tiny").parameter_count();
+  TrainOptions plain = quick_options(static_cast<int>(n), 0);
+  plain.bucket_bytes = int64_t{1} << 40;
+  EXPECT_EQ(train(plain, grid, 1).steps[0].comm_bytes[0], n * (2 * (n - 1) * 4 * P / n));
+  const int64_t S = (P + n - 1) / n;
+  EXPECT_EQ(train(quick_options(static_cast<int>(n), 1), grid, 1).steps[0].comm_bytes[0],
+            n * ((n - 1) * 4 * S + (n - 1) * 4 * S + 2 * (n - 1) * 8 / n));
+}
+
+}  // namespace
+
+TEST(DataParallelNp2, EqualsOneProcess) { check_equivalence(0); }
+TEST(DataParallelNp2, Zero1EqualsOneProcess) { check_equivalence(1); }
+TEST(DataParallelNp2, CountedBytesEqualClosedForm) { check_bytes(); }
+TEST(DataParallelNp4, EqualsOneProcess) { check_equivalence(0); }
+TEST(DataParallelNp4, Zero1EqualsOneProcess) { check_equivalence(1); }
+TEST(DataParallelNp4, CountedBytesEqualClosedForm) { check_bytes(); }
+
+TEST(DataParallelNp2, BucketsStartDuringBackward) {
+  ProcessGrid grid({2, 1, 1, 1}, MPI_COMM_WORLD);
+  TransNormerLLM model(preset_config("tnl-tiny"), 1);
+  GradientBuckets buckets(model.params(), grid.dp(), 16 << 10);
+  EXPECT_GT(buckets.bucket_count(), 3u);
+  std::vector<int32_t> ids(2 * 16);
+  for (size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<int32_t>((i * 31 + grid.rank()) % 256);
+  Tensor tokens = Tensor::from_vector<int32_t>({2, 16}, ids);
+  TransNormerLLM::Cache cache;
+  model.params().zero_grad();
+  model.forward(tokens, tokens, cache);
+  int64_t calls_at_last_layer = -1;
+  model.backward(cache, 1.0, [&](const std::vector<Parameter*>& ready) {
+    buckets.ready(ready);
+    if (ready.front()->name.rfind("layers.0.", 0) == 0) {
+      calls_at_last_layer = grid.dp().counters().calls[static_cast<int>(CollectiveKind::AllReduce)];
+    }
+  });
+  // Buckets of the LM head and layer 1 were started before layer 0's backward ended.
+  EXPECT_GT(calls_at_last_layer, 0);
+  buckets.finish();
+}
+
+TEST(DataParallelNp2, CheckpointsMoveBetweenLayouts) {
+  // dp2 (plain and ZeRO-1) saves after 2 steps; one process loads and trains 2
+  // more; the result equals 4 uninterrupted single-process steps.
+  ProcessGrid single({1, 1, 1, 1}, MPI_COMM_SELF);
+  ProcessGrid grid({2, 1, 1, 1}, MPI_COMM_WORLD);
+  const TrainingRun reference = train(quick_options(1, 0), single, 4);
+  for (int zero : {0, 1}) {
+    testing::TempDir dir;  // a different path per rank; rank 0's is the one used
+    std::string ckpt = dir / "ckpt";
+    int length = static_cast<int>(ckpt.size());
+    MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    ckpt.resize(static_cast<size_t>(length));
+    MPI_Bcast(ckpt.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+    TrainOptions options = quick_options(2, zero);
+    options.ckpt_dir = ckpt;
+    {
+      Trainer trainer(options, grid);
+      trainer.train_step();
+      trainer.train_step();
+      trainer.save();
+    }
+    if (grid.rank() == 0) {
+      Trainer resumed(quick_options(1, 0), single);
+      resumed.load(latest_checkpoint(ckpt), true);
+      TrainingRun run;
+      run.steps = {reference.steps[0], reference.steps[1], resumed.train_step(),
+                   resumed.train_step()};
+      for (const Parameter& p : resumed.model().params().all()) {
+        run.params.push_back(p.value.to(DType::F64).to_vector<double>());
+      }
+      expect_same_training(reference, run, 1e-5);
+      // And back: one process's checkpoint loads under ZeRO-1 on dp2 (below).
+      TrainOptions single_options = quick_options(1, 0);
+      single_options.ckpt_dir = ckpt + "_single";
+      Trainer writer(single_options, single);
+      writer.train_step();
+      writer.train_step();
+      writer.save();
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    Trainer loaded(quick_options(2, zero), grid);
+    loaded.load(latest_checkpoint(ckpt + "_single"), true);
+    const StepResult third = loaded.train_step();
+    EXPECT_LT(relative(third.loss, reference.steps[2].loss), 1e-5) << "zero " << zero;
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
+}  // namespace linpar
