@@ -67,9 +67,9 @@ void print_dry_run(const TrainOptions& o) {
              m.n_layers, m.width, m.n_heads, m.glu_dim, m.vocab_size,
              m.lrpe == LrpeLayers::None ? "none" : (m.lrpe == LrpeLayers::First ? "first" : "all"));
   fmt::print("parameters: {}\n", params);
-  fmt::print(
-      "layout: dp 1, tp 1, pp 1, sp 1 (1 rank); {} micro-batches of {} x {} tokens per step\n",
-      o.global_batch / o.micro_batch, o.micro_batch, o.seq_len);
+  fmt::print("layout: {} ({} ranks{}); {} micro-batches of {} x {} tokens per step per rank\n",
+             o.layout.describe(), o.layout.world(), o.zero ? ", ZeRO-1" : "",
+             o.global_batch / o.layout.dp / o.micro_batch, o.micro_batch, o.seq_len);
   fmt::print("memory per rank (estimate, {} on cpu):\n", dtype_name(o.dtype));
   fmt::print("  weights      {:10.3f} GiB\n", weights / gib);
   fmt::print("  gradients    {:10.3f} GiB\n", grads / gib);

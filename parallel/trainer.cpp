@@ -25,9 +25,15 @@ void validate_train_options(const TrainOptions& o) {
   positive("--micro-batch", o.micro_batch);
   positive("--global-batch", o.global_batch);
   positive("--steps", o.steps);
-  if (o.global_batch % o.micro_batch != 0) {
-    user_error("--global-batch {} must be a multiple of --micro-batch {}", o.global_batch,
-               o.micro_batch);
+  if (o.layout.dp <= 0) user_error("--dp {}: must be positive", o.layout.dp);
+  if (o.zero != 0 && o.zero != 1) user_error("--zero {}: expected 0 or 1", o.zero);
+  const int64_t per_step = static_cast<int64_t>(o.layout.dp) * o.micro_batch;
+  if (o.global_batch % per_step != 0) {
+    if (o.layout.dp == 1) {
+      user_error("--global-batch {} must be a multiple of --micro-batch {}", o.global_batch, o.micro_batch);
+    }
+    user_error("--global-batch {} must be a multiple of --dp {} × --micro-batch {} = {}", o.global_batch,
+               o.layout.dp, o.micro_batch, per_step);
   }
   if (!(o.schedule.max_lr > 0)) user_error("--lr {}: must be positive", o.schedule.max_lr);
   if (o.schedule.min_lr_ratio < 0 || o.schedule.min_lr_ratio > 1) {

@@ -43,6 +43,14 @@ TEST(CliErrors, BadModelOptions) {
   expect_user_error("train --dry-run --device tpu", "--device tpu");
 }
 
+TEST(CliErrors, LayoutsThatDoNotFitAreRefusedBeforeAnyCompute) {
+  expect_user_error("train --dp 2 --global-batch 8 --micro-batch 2 --steps 1", "needs 2 processes, but 1 were started");
+  expect_user_error("train --dry-run --dp 2 --global-batch 6 --micro-batch 2",
+                    "--global-batch 6 must be a multiple of --dp 2 × --micro-batch 2 = 4");
+  expect_user_error("train --dry-run --dp 0", "--dp 0");
+  expect_user_error("train --dry-run --zero 2", "--zero 2");
+}
+
 TEST(CliErrors, MissingDataAndConfig) {
   TempDir dir;
   expect_user_error("train --data " + (dir / "nothing.bin") + " --steps 1", "nothing.bin");
