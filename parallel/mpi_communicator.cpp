@@ -5,42 +5,6 @@
 
 namespace linpar {
 
-const char* collective_name(CollectiveKind kind) {
-  static const char* names[] = {"all_reduce", "all_gather", "reduce_scatter",
-                                "broadcast",  "all_to_all", "send_recv"};
-  return names[static_cast<int>(kind)];
-}
-
-int64_t wire_bytes(CollectiveKind kind, int64_t n, int64_t b) {
-  if (n <= 1) return kind == CollectiveKind::SendRecv ? b : 0;
-  switch (kind) {
-    case CollectiveKind::AllReduce:
-      return 2 * (n - 1) * b / n;
-    case CollectiveKind::AllGather:
-      return (n - 1) * b;  // b: this rank's input
-    case CollectiveKind::ReduceScatter:
-      return (n - 1) * b;  // b: this rank's output
-    case CollectiveKind::Broadcast:
-      return (n - 1) * b / n;
-    case CollectiveKind::AllToAll:
-      return (n - 1) * b / n;
-    case CollectiveKind::SendRecv:
-      return b;
-  }
-  return 0;
-}
-
-int64_t CommCounters::total_bytes() const {
-  int64_t total = 0;
-  for (int64_t b : bytes) total += b;
-  return total;
-}
-
-void CommCounters::add(CollectiveKind kind, int64_t wire) {
-  bytes[static_cast<size_t>(kind)] += wire;
-  calls[static_cast<size_t>(kind)] += 1;
-}
-
 namespace {
 
 MPI_Datatype mpi_type(const Tensor& t) {
@@ -90,6 +54,11 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 void MpiCommunicator::all_reduce(Tensor& t) { all_reduce_async(t)->wait(); }
+
+void MpiCommunicator::all_reduce_max(Tensor& t) {
+  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.raw_data(), count_of(t), mpi_type(t), MPI_MAX, comm_));
+  counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, static_cast<int64_t>(t.nbytes())));
+}
 
 std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(Tensor& t) {
   MPI_Request request;
