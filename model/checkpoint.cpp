@@ -62,16 +62,27 @@ nlohmann::json checkpoint_meta(const TransNormerLLM& model, const CheckpointMeta
 }
 
 void write_parameters(Hdf5File& file, const ParameterSet& params) {
-  for (const Parameter& p : params.all()) file.write_tensor("params/" + p.name, p.value);
+  for (const Parameter& p : params.all()) {
+    file.write_shard("params/" + p.name, p.value_box(), p.global_shape, p.offset);
+  }
 }
 
-void write_optimizer_state(Hdf5File& file, const ParameterSet& params, const AdamW& optimizer) {
+void write_optimizer_state(Hdf5File& file, const ParameterSet& params, const std::vector<Tensor>& m,
+                           const std::vector<Tensor>& v) {
   size_t index = 0;
   for (const Parameter& p : params.all()) {
-    file.write_tensor("optimizer/m/" + p.name, optimizer.first_moments()[index]);
-    file.write_tensor("optimizer/v/" + p.name, optimizer.second_moments()[index]);
+    file.write_shard("optimizer/m/" + p.name, m[index].reshape(p.box_shape), p.global_shape,
+                     p.offset);
+    file.write_shard("optimizer/v/" + p.name, v[index].reshape(p.box_shape), p.global_shape,
+                     p.offset);
     ++index;
   }
+}
+
+void read_parameter_box(const CheckpointReader& reader, const std::string& dataset,
+                        const Parameter& p, Tensor& target) {
+  target.copy_from(reader.read(dataset, p.global_shape, p.offset, p.box_shape, target.dtype())
+                       .reshape(target.shape()));
 }
 
 std::string save_checkpoint(const std::string& ckpt_dir, const TransNormerLLM& model,
@@ -80,7 +91,8 @@ std::string save_checkpoint(const std::string& ckpt_dir, const TransNormerLLM& m
   {
     Hdf5File file = Hdf5File::create((fs::path(temp) / rank_file_name(0)).string());
     write_parameters(file, model.params());
-    write_optimizer_state(file, model.params(), optimizer);
+    write_optimizer_state(file, model.params(), optimizer.first_moments(),
+                          optimizer.second_moments());
   }
   nlohmann::json json = checkpoint_meta(model, meta, optimizer.steps_taken());
   json["layout"] = {{"dp", 1}, {"tp", 1}, {"pp", 1}, {"sp", 1}, {"zero", 0}};
@@ -169,10 +181,10 @@ CheckpointMeta load_checkpoint(const std::string& dir, TransNormerLLM& model, Ad
                           "checkpoint " + dir);
   size_t index = 0;
   for (Parameter& p : model.params().all()) {
-    reader.read_whole("params/" + p.name, p.value);
+    read_parameter_box(reader, "params/" + p.name, p, p.value);
     if (optimizer != nullptr) {
-      reader.read_whole("optimizer/m/" + p.name, optimizer->first_moments()[index]);
-      reader.read_whole("optimizer/v/" + p.name, optimizer->second_moments()[index]);
+      read_parameter_box(reader, "optimizer/m/" + p.name, p, optimizer->first_moments()[index]);
+      read_parameter_box(reader, "optimizer/v/" + p.name, p, optimizer->second_moments()[index]);
     }
     ++index;
   }

@@ -4,9 +4,9 @@
 // data position, seed). Written under a temporary name and renamed when
 // complete, so a directory named step_N is always whole.
 //
-// Layout of the datasets: params/<name> in the parameter's own shape;
-// optimizer/m/<name> and optimizer/v/<name> flattened to 1-d ([numel]), so a
-// ZeRO shard holding part of a parameter's state stores it as a 1-d slice.
+// Datasets: params/<name>, optimizer/m/<name> and optimizer/v/<name>, each the
+// box of the global tensor this rank holds (Parameter::global_shape, offset,
+// box_shape), so any layout reads the boxes it needs from any other's files.
 #pragma once
 
 #include <functional>
@@ -43,9 +43,11 @@ std::string commit_checkpoint(const std::string& ckpt_dir, int64_t step,
 nlohmann::json checkpoint_meta(const TransNormerLLM& model, const CheckpointMeta& meta,
                                int64_t optimizer_steps);
 
-// Datasets of whole parameters and of whole optimizer segments.
+// Every parameter's box, and the AdamW moments of every parameter (m[i], v[i]
+// hold parameter i's moments, any shape with its number of elements).
 void write_parameters(Hdf5File& file, const ParameterSet& params);
-void write_optimizer_state(Hdf5File& file, const ParameterSet& params, const AdamW& optimizer);
+void write_optimizer_state(Hdf5File& file, const ParameterSet& params, const std::vector<Tensor>& m,
+                           const std::vector<Tensor>& v);
 
 // One process, plain AdamW: all three phases (convert and tests use it).
 std::string save_checkpoint(const std::string& ckpt_dir, const TransNormerLLM& model,
@@ -77,6 +79,10 @@ class CheckpointReader {
   nlohmann::json meta_;
   std::vector<std::unique_ptr<Hdf5File>> files_;
 };
+
+// Reads parameter p's box of `dataset` into target (p.value, or a moment of p).
+void read_parameter_box(const CheckpointReader& reader, const std::string& dataset,
+                        const Parameter& p, Tensor& target);
 
 // Loads parameters (and the optimizer state when `optimizer` is given, whole
 // parameters as segments) into a model of the same architecture; UserError for

@@ -4,21 +4,49 @@
 
 namespace linpar {
 
-Parameter& ParameterSet::add_normal(const std::string& name, const Shape& shape, DType dtype,
-                                    uint64_t seed, double std) {
-  Tensor value = Tensor::empty(shape, DType::F64);
+Parameter& ParameterSet::add_normal(const std::string& name, const ShardBox& box,
+                                    const Shape& local_shape, DType dtype, uint64_t seed,
+                                    double std) {
+  const size_t rank = box.global_shape.size();
+  LINPAR_CHECK(box.offset.size() == rank && box.box_shape.size() == rank, "parameter {}: box rank",
+               name);
+  Tensor value = Tensor::empty(box.box_shape, DType::F64);
   CounterRng rng(seed, name);
   double* p = value.data<double>();
-  for (int64_t i = 0; i < value.numel(); ++i) p[i] = std * rng.normal(static_cast<uint64_t>(i));
-  return add_values(name, value.to(dtype), true);
+  // Walk the box in row-major order, tracking the global row-major index.
+  std::vector<int64_t> index(rank, 0);
+  for (int64_t i = 0; i < value.numel(); ++i) {
+    int64_t global = 0;
+    for (size_t d = 0; d < rank; ++d)
+      global = global * box.global_shape[d] + box.offset[d] + index[d];
+    p[i] = std * rng.normal(static_cast<uint64_t>(global));
+    for (size_t d = rank; d-- > 0;) {
+      if (++index[d] < box.box_shape[d]) break;
+      index[d] = 0;
+    }
+  }
+  return add_values(name, value.reshape(local_shape).to(dtype), true, box);
+}
+
+Parameter& ParameterSet::add_normal(const std::string& name, const Shape& shape, DType dtype,
+                                    uint64_t seed, double std) {
+  return add_normal(name, ShardBox::whole(shape), shape, dtype, seed, std);
+}
+
+Parameter& ParameterSet::add_values(const std::string& name, const Tensor& value, bool weight_decay,
+                                    const ShardBox& box) {
+  LINPAR_CHECK(!contains(name), "parameter {} added twice", name);
+  LINPAR_CHECK(shape_numel(box.box_shape) == value.numel(), "parameter {}: box {} for {} values",
+               name, shape_string(box.box_shape), value.numel());
+  params_.push_back(Parameter{name, value,
+                              Tensor::zeros(value.shape(), value.dtype(), value.device()),
+                              weight_decay, box.global_shape, box.offset, box.box_shape});
+  return params_.back();
 }
 
 Parameter& ParameterSet::add_values(const std::string& name, const Tensor& value,
                                     bool weight_decay) {
-  LINPAR_CHECK(!contains(name), "parameter {} added twice", name);
-  params_.push_back(Parameter{
-      name, value, Tensor::zeros(value.shape(), value.dtype(), value.device()), weight_decay});
-  return params_.back();
+  return add_values(name, value, weight_decay, ShardBox::whole(value.shape()));
 }
 
 Parameter& ParameterSet::get(const std::string& name) {

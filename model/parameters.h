@@ -1,6 +1,11 @@
 // Named model parameters with their gradients. Names are linpar's own
 // ("layers.3.token_mixer.qkvu_proj"), stable across layouts; checkpoints and
 // the released-weights converter key on them.
+//
+// Under tensor parallelism a rank holds one box of each global tensor: the box
+// [offset, offset + box_shape) of a tensor of global_shape, stored in `value`
+// (whose own shape may differ, e.g. qkvu_proj's box [4, D/tp, D] is used as a
+// [4·D/tp, D] matrix). Checkpoints store and read exactly these boxes.
 #pragma once
 
 #include <deque>
@@ -16,14 +21,35 @@ struct Parameter {
   Tensor value;
   Tensor grad;
   bool weight_decay = true;  // matrices decay; 1-d angles (LRPE θ) do not
+  Shape global_shape;        // of the whole tensor, in the box's coordinates
+  Shape offset;              // where this rank's box starts
+  Shape box_shape;           // the box; numel(box_shape) == value.numel()
+
+  Tensor value_box() const { return value.reshape(box_shape); }
+  bool is_sharded() const { return box_shape != global_shape; }
+};
+
+// A box of a global tensor (all of it when offset is zero and box = global).
+struct ShardBox {
+  Shape global_shape;
+  Shape offset;
+  Shape box_shape;
+  static ShardBox whole(const Shape& shape) { return {shape, Shape(shape.size(), 0), shape}; }
 };
 
 class ParameterSet {
  public:
-  // Adds a parameter initialised from N(0, std) drawn by the counter RNG keyed by
-  // (seed, name, element index): layout-independent initialisation.
+  // Adds this rank's box of a global parameter initialised from N(0, std) drawn
+  // by the counter RNG keyed by (seed, name, global element index): every
+  // layout starts from bit-identical global weights. `local_shape` is how the
+  // box is used (same element order).
+  Parameter& add_normal(const std::string& name, const ShardBox& box, const Shape& local_shape,
+                        DType dtype, uint64_t seed, double std);
   Parameter& add_normal(const std::string& name, const Shape& shape, DType dtype, uint64_t seed,
                         double std);
+  // A parameter with given values (its box of the global tensor).
+  Parameter& add_values(const std::string& name, const Tensor& value, bool weight_decay,
+                        const ShardBox& box);
   Parameter& add_values(const std::string& name, const Tensor& value, bool weight_decay);
 
   Parameter& get(const std::string& name);

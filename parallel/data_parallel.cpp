@@ -141,4 +141,33 @@ void Zero1::step(double lr, double norm, double max_norm) {
   }
 }
 
+void Zero1::gather(const std::vector<Tensor>& segments, std::vector<Tensor>& whole) {
+  const DType dtype = flat_values_.dtype();
+  Tensor shard = Tensor::zeros({shard_}, dtype);
+  const int64_t first = dp_.rank() * shard_;
+  for (size_t k = 0; k < slices_.size(); ++k) {
+    const int64_t at = offsets_[slices_[k].parameter] + slices_[k].begin - first;
+    shard.slice0(at, at + segments[k].numel()).copy_from(segments[k]);
+  }
+  Tensor flat = Tensor::empty({shard_ * dp_.size()}, dtype);
+  dp_.all_gather(shard, flat);
+  whole.clear();
+  for (size_t i = 0; i < params_.all().size(); ++i) {
+    whole.push_back(flat.slice0(offsets_[i], offsets_[i] + params_.all()[i].value.numel()).clone());
+  }
+}
+
+void Zero1::gather_moments(std::vector<Tensor>& m, std::vector<Tensor>& v) {
+  gather(optimizer_->first_moments(), m);
+  gather(optimizer_->second_moments(), v);
+}
+
+void Zero1::scatter_moments(const std::vector<Tensor>& m, const std::vector<Tensor>& v) {
+  for (size_t k = 0; k < slices_.size(); ++k) {
+    const Slice& s = slices_[k];
+    optimizer_->first_moments()[k].copy_from(m[s.parameter].reshape({-1}).slice0(s.begin, s.end));
+    optimizer_->second_moments()[k].copy_from(v[s.parameter].reshape({-1}).slice0(s.begin, s.end));
+  }
+}
+
 }  // namespace linpar

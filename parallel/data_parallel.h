@@ -68,6 +68,11 @@ class Zero1 {
     int64_t begin, end;
   };
   const std::vector<Slice>& slices() const { return slices_; }
+  // Every parameter's whole AdamW moments, all-gathered over the DP group
+  // (checkpoints store per-parameter boxes, the same under any layout).
+  void gather_moments(std::vector<Tensor>& m, std::vector<Tensor>& v);
+  // The inverse: keep this rank's slices of whole per-parameter moments.
+  void scatter_moments(const std::vector<Tensor>& m, const std::vector<Tensor>& v);
   int64_t shard_elements() const { return shard_; }
 
  private:
@@ -78,6 +83,7 @@ class Zero1 {
   Tensor flat_grads_, shard_grads_, flat_values_;
   std::vector<Slice> slices_;
   std::unique_ptr<AdamW> optimizer_;
+  void gather(const std::vector<Tensor>& segments, std::vector<Tensor>& whole);
 };
 
 }  // namespace linpar

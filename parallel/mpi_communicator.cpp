@@ -57,7 +57,8 @@ void MpiCommunicator::all_reduce(Tensor& t) { all_reduce_async(t)->wait(); }
 
 void MpiCommunicator::all_reduce_max(Tensor& t) {
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.raw_data(), count_of(t), mpi_type(t), MPI_MAX, comm_));
-  counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, static_cast<int64_t>(t.nbytes())));
+  counters_.add(CollectiveKind::AllReduce,
+                wire_bytes(CollectiveKind::AllReduce, size_, static_cast<int64_t>(t.nbytes())));
 }
 
 std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(Tensor& t) {

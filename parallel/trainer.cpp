@@ -30,10 +30,11 @@ void validate_train_options(const TrainOptions& o) {
   const int64_t per_step = static_cast<int64_t>(o.layout.dp) * o.micro_batch;
   if (o.global_batch % per_step != 0) {
     if (o.layout.dp == 1) {
-      user_error("--global-batch {} must be a multiple of --micro-batch {}", o.global_batch, o.micro_batch);
+      user_error("--global-batch {} must be a multiple of --micro-batch {}", o.global_batch,
+                 o.micro_batch);
     }
-    user_error("--global-batch {} must be a multiple of --dp {} × --micro-batch {} = {}", o.global_batch,
-               o.layout.dp, o.micro_batch, per_step);
+    user_error("--global-batch {} must be a multiple of --dp {} × --micro-batch {} = {}",
+               o.global_batch, o.layout.dp, o.micro_batch, per_step);
   }
   if (!(o.schedule.max_lr > 0)) user_error("--lr {}: must be positive", o.schedule.max_lr);
   if (o.schedule.min_lr_ratio < 0 || o.schedule.min_lr_ratio > 1) {
@@ -203,27 +204,22 @@ std::string Trainer::save() {
                problem.empty() ? "checkpoint: rank 0 could not begin the checkpoint" : problem);
   }
   const std::string temp = checkpoint_temp_dir(options_.ckpt_dir, step_);
-  // DP replicas hold identical parameters: the first DP rank writes them; with
-  // ZeRO-1 every DP rank writes its slice of the optimizer state.
-  const bool first_dp = grid_.coordinates().dp == 0;
-  const bool writes = first_dp || zero_ != nullptr;
+  // DP replicas hold identical parameters: the first rank of each DP group
+  // writes its boxes. With ZeRO-1 the moments are first gathered over the DP
+  // group, so the files hold per-parameter boxes under every layout.
+  std::vector<Tensor> m, v;
+  if (zero_) {
+    zero_->gather_moments(m, v);
+  } else {
+    m = optimizer_->first_moments();
+    v = optimizer_->second_moments();
+  }
+  const bool writes = grid_.coordinates().dp == 0;
   if (writes) {
     Hdf5File file =
         Hdf5File::create((std::filesystem::path(temp) / rank_file_name(grid_.rank())).string());
-    if (first_dp) write_parameters(file, model_->params());
-    if (zero_) {
-      const auto& slices = zero_->slices();
-      for (size_t k = 0; k < slices.size(); ++k) {
-        const Parameter& p = model_->params().all()[slices[k].parameter];
-        const Shape global{p.value.numel()}, offset{slices[k].begin};
-        file.write_shard("optimizer/m/" + p.name, zero_->optimizer().first_moments()[k], global,
-                         offset);
-        file.write_shard("optimizer/v/" + p.name, zero_->optimizer().second_moments()[k], global,
-                         offset);
-      }
-    } else {
-      write_optimizer_state(file, model_->params(), *optimizer_);
-    }
+    write_parameters(file, model_->params());
+    write_optimizer_state(file, model_->params(), m, v);
   }
   const double writers = world_sum({writes ? 1.0 : 0.0})[0];  // also the barrier before the commit
   std::string dir =
@@ -236,7 +232,7 @@ std::string Trainer::save() {
     nlohmann::json files = nlohmann::json::array();
     for (int r = 0; r < grid_.world().size(); ++r) {
       const GridCoordinates c = grid_coordinates(l, r);
-      if (c.dp == 0 || zero_) files.push_back(rank_file_name(r));
+      if (c.dp == 0) files.push_back(rank_file_name(r));
     }
     LINPAR_CHECK(static_cast<double>(files.size()) == writers,
                  "checkpoint: {} files listed, {} written", files.size(), writers);
@@ -247,31 +243,32 @@ std::string Trainer::save() {
   return dir;
 }
 
-// Any layout loads any other's checkpoint: parameters are read whole, and the
-// optimizer state (stored flat per parameter) is read for exactly the elements
-// this rank's optimizer segments hold.
+// Any layout loads any other's checkpoint: every parameter, and each of its
+// AdamW moments, is read as the box this rank holds.
 void Trainer::load(const std::string& dir, bool with_optimizer) {
   CheckpointReader reader(dir);
   check_same_architecture(config_from_json(reader.meta().at("model")), model_->config(),
                           "checkpoint " + dir);
-  for (Parameter& p : model_->params().all()) reader.read_whole("params/" + p.name, p.value);
-  if (!with_optimizer) return;
-  AdamW& opt = optimizer();
-  for (size_t k = 0; k < opt.first_moments().size(); ++k) {
-    size_t parameter = k;
-    int64_t begin = 0;
-    if (zero_) {
-      parameter = zero_->slices()[k].parameter;
-      begin = zero_->slices()[k].begin;
+  std::vector<Tensor> m, v;
+  for (Parameter& p : model_->params().all()) {
+    read_parameter_box(reader, "params/" + p.name, p, p.value);
+    if (with_optimizer) {
+      m.push_back(Tensor::empty(p.value.shape(), p.value.dtype()));
+      v.push_back(Tensor::empty(p.value.shape(), p.value.dtype()));
+      read_parameter_box(reader, "optimizer/m/" + p.name, p, m.back());
+      read_parameter_box(reader, "optimizer/v/" + p.name, p, v.back());
     }
-    const Parameter& p = model_->params().all()[parameter];
-    Tensor& m = opt.first_moments()[k];
-    Tensor& v = opt.second_moments()[k];
-    const Shape global{p.value.numel()}, at{begin}, count{m.numel()};
-    m.copy_from(reader.read("optimizer/m/" + p.name, global, at, count, m.dtype()));
-    v.copy_from(reader.read("optimizer/v/" + p.name, global, at, count, v.dtype()));
   }
-  opt.set_steps_taken(reader.meta().at("optimizer").at("steps_taken").get<int64_t>());
+  if (!with_optimizer) return;
+  if (zero_) {
+    zero_->scatter_moments(m, v);
+  } else {
+    for (size_t i = 0; i < m.size(); ++i) {
+      optimizer_->first_moments()[i].copy_from(m[i].reshape({-1}));
+      optimizer_->second_moments()[i].copy_from(v[i].reshape({-1}));
+    }
+  }
+  optimizer().set_steps_taken(reader.meta().at("optimizer").at("steps_taken").get<int64_t>());
   const CheckpointMeta state = reader.run_state();
   step_ = state.step;
   loader_->set_position(state.data_position);
