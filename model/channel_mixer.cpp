@@ -5,17 +5,24 @@
 
 namespace linpar {
 
-ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params,
-                           uint64_t seed, DType dtype)
+ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
+                           DType dtype, const TensorParallel& tp)
     : prefix_(fmt::format("layers.{}.channel_mixer.", layer)),
+      tp_(tp),
       width_(config.width),
-      glu_dim_(config.glu_dim),
-      l1_(params.add_normal(prefix_ + "l1", {config.glu_dim, config.width}, dtype, seed,
-                            config.init_std)),
-      l2_(params.add_normal(prefix_ + "l2", {config.glu_dim, config.width}, dtype, seed,
-                            config.init_std)),
-      l3_(params.add_normal(prefix_ + "l3", {config.width, config.glu_dim}, dtype, seed,
-                            config.init_std)) {}
+      glu_dim_(tp.block(config.glu_dim)),
+      l1_(params.add_normal(prefix_ + "l1",
+                            ShardBox{{config.glu_dim, config.width}, {tp.block_offset(config.glu_dim), 0},
+                                     {tp.block(config.glu_dim), config.width}},
+                            {tp.block(config.glu_dim), config.width}, dtype, seed, config.init_std)),
+      l2_(params.add_normal(prefix_ + "l2",
+                            ShardBox{{config.glu_dim, config.width}, {tp.block_offset(config.glu_dim), 0},
+                                     {tp.block(config.glu_dim), config.width}},
+                            {tp.block(config.glu_dim), config.width}, dtype, seed, config.init_std)),
+      l3_(params.add_normal(prefix_ + "l3",
+                            ShardBox{{config.width, config.glu_dim}, {0, tp.block_offset(config.glu_dim)},
+                                     {config.width, tp.block(config.glu_dim)}},
+                            {config.width, tp.block(config.glu_dim)}, dtype, seed, config.init_std)) {}
 
 void ChannelMixer::forward(const Tensor& x, Tensor& out, ChannelMixerCache& c) const {
   const int64_t B = x.dim(0), N = x.dim(1), F = glu_dim_;
@@ -26,6 +33,7 @@ void ChannelMixer::forward(const Tensor& x, Tensor& out, ChannelMixerCache& c) c
   linear_forward(x, l2_.value, c.a2);
   mul_forward(c.a1, c.a2, c.gated);
   linear_forward(c.gated, l3_.value, out);
+  tp_.all_reduce(out);  // row-parallel l3: sum the partial outputs
 }
 
 void ChannelMixer::backward(const Tensor& d_out, const Tensor& x, const ChannelMixerCache& c,
@@ -37,11 +45,12 @@ void ChannelMixer::backward(const Tensor& d_out, const Tensor& x, const ChannelM
   mul_backward(d_gated, c.a1, c.a2, da1, da2);
   linear_backward(da1, x, l1_.value, dx, l1_.grad);
   linear_backward(da2, x, l2_.value, dx, l2_.grad, /*accumulate_dx=*/true);
+  tp_.all_reduce(dx);  // column-parallel l1, l2: sum the input-gradient parts
 }
 
 void ChannelMixer::plan(const StepShape& s, const ShardLayout& layout, bool backward,
                         OpPlan& plan) const {
-  const int64_t rows = s.batch * s.length, D = width_, F = glu_dim_ / layout.tp,
+  const int64_t rows = s.batch * s.length, D = width_, F = glu_dim_,
                 e = s.element_bytes;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
     plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, {}});

@@ -7,6 +7,7 @@
 #include "model/config.h"
 #include "model/op_plan.h"
 #include "model/parameters.h"
+#include "model/tensor_parallel.h"
 
 namespace linpar {
 
@@ -17,8 +18,10 @@ struct ChannelMixerCache {
 
 class ChannelMixer {
  public:
-  ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
-               DType dtype);
+  // Under tensor parallelism l1 and l2 are column-parallel (F/tp rows each)
+  // and l3 row-parallel (F/tp columns); the output is summed over the group.
+  ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed, DType dtype,
+               const TensorParallel& tp = {});
 
   // x: [B, N, D] (already normalised) -> out: [B, N, D]
   void forward(const Tensor& x, Tensor& out, ChannelMixerCache& cache) const;
@@ -31,7 +34,8 @@ class ChannelMixer {
 
  private:
   std::string prefix_;
-  int64_t width_, glu_dim_;
+  TensorParallel tp_;
+  int64_t width_, glu_dim_;  // glu_dim_: this rank's F/tp
   Parameter& l1_;
   Parameter& l2_;
   Parameter& l3_;

@@ -9,44 +9,60 @@
 
 namespace linpar {
 
-TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params,
-                       uint64_t seed, DType dtype)
+namespace {
+std::vector<double> local_slopes(const ModelConfig& config, int64_t layer, const TensorParallel& tp) {
+  const std::vector<double> all = config.layer_slopes(layer);
+  const int64_t first = tp.block_offset(config.n_heads), count = tp.block(config.n_heads);
+  return std::vector<double>(all.begin() + first, all.begin() + first + count);
+}
+}  // namespace
+
+TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
+                       DType dtype, const TensorParallel& tp)
     : prefix_(fmt::format("layers.{}.token_mixer.", layer)),
-      n_heads_(config.n_heads),
+      tp_(tp),
+      n_heads_(tp.block(config.n_heads)),
       head_dim_(config.head_dim()),
       width_(config.width),
+      local_width_(tp.block(config.n_heads) * config.head_dim()),
       attention_block_(config.attention_block),
       norm_eps_(config.norm_eps),
       use_lrpe_(config.layer_uses_lrpe(layer)),
-      slopes_(config.layer_slopes(layer)),
-      qkvu_proj_(params.add_normal(prefix_ + "qkvu_proj", {4 * config.width, config.width}, dtype,
-                                   seed, config.init_std)),
-      out_proj_(params.add_normal(prefix_ + "out_proj", {config.width, config.width}, dtype, seed,
-                                  config.init_std)) {
+      slopes_(local_slopes(config, layer, tp)),
+      // qkvu_proj as a [4, D, D] tensor (q, k, v, u blocks): this rank's box is
+      // rows [t·D/tp, (t+1)·D/tp) of each block, used as a [4·D/tp, D] matrix.
+      qkvu_proj_(params.add_normal(
+          prefix_ + "qkvu_proj",
+          ShardBox{{4, config.width, config.width}, {0, tp.block_offset(config.width), 0}, {4, tp.block(config.width), config.width}},
+          {4 * tp.block(config.width), config.width}, dtype, seed, config.init_std)),
+      out_proj_(params.add_normal(
+          prefix_ + "out_proj",
+          ShardBox{{config.width, config.width}, {0, tp.block_offset(config.width)}, {config.width, tp.block(config.width)}},
+          {config.width, tp.block(config.width)}, dtype, seed, config.init_std)) {
   if (use_lrpe_) {
-    std::vector<double> theta = lrpe_initial_theta(config.width);
-    lrpe_theta_ = &params.add_values(prefix_ + "lrpe.theta",
-                                     Tensor::from_vector<double>({config.width}, theta).to(dtype),
-                                     /*weight_decay=*/false);
+    const std::vector<double> theta = lrpe_initial_theta(config.width);
+    const int64_t first = tp.block_offset(config.width), count = tp.block(config.width);
+    std::vector<double> mine(theta.begin() + first, theta.begin() + first + count);
+    lrpe_theta_ = &params.add_values(prefix_ + "lrpe.theta", Tensor::from_vector<double>({count}, mine).to(dtype),
+                                     /*weight_decay=*/false, ShardBox{{config.width}, {first}, {count}});
   }
 }
 
-void TokenMixer::forward(const Tensor& x, int64_t position_offset, Tensor& out,
-                         TokenMixerCache& c) const {
-  const int64_t B = x.dim(0), N = x.dim(1), D = width_, H = n_heads_, d = head_dim_;
+void TokenMixer::forward(const Tensor& x, int64_t position_offset, Tensor& out, TokenMixerCache& c) const {
+  const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_, d = head_dim_;
   const DType dt = x.dtype();
-  c.qkvu = Tensor::empty({B, N, 4 * D}, dt);
+  c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt);
   linear_forward(x, qkvu_proj_.value, c.qkvu);
 
   c.q_raw = Tensor::empty({B, H, N, d}, dt);
   c.k_raw = Tensor::empty({B, H, N, d}, dt);
   c.v = Tensor::empty({B, H, N, d}, dt);
-  c.u = Tensor::empty({B, N, D}, dt);
+  c.u = Tensor::empty({B, N, Dl}, dt);
   heads_from_columns(c.qkvu, 0, c.q_raw);
-  heads_from_columns(c.qkvu, D, c.k_raw);
-  heads_from_columns(c.qkvu, 2 * D, c.v);
-  Tensor u_as_one_head = c.u.reshape({B, 1, N, D});  // [B, N, D] viewed as one head
-  heads_from_columns(c.qkvu, 3 * D, u_as_one_head);
+  heads_from_columns(c.qkvu, Dl, c.k_raw);
+  heads_from_columns(c.qkvu, 2 * Dl, c.v);
+  Tensor u_as_one_head = c.u.reshape({B, 1, N, Dl});  // [B, N, Dl] viewed as one head
+  heads_from_columns(c.qkvu, 3 * Dl, u_as_one_head);
 
   c.q = Tensor::empty({B, H, N, d}, dt);
   c.k = Tensor::empty({B, H, N, d}, dt);
@@ -66,31 +82,39 @@ void TokenMixer::forward(const Tensor& x, int64_t position_offset, Tensor& out,
 
   Tensor attention = Tensor::empty({B, H, N, d}, dt);
   Tensor no_state;
-  lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, c.kv_in, attention,
-                              no_state);
-  Tensor attention_columns = Tensor::empty({B, N, D}, dt);
+  lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, c.kv_in, attention, no_state);
+  Tensor attention_columns = Tensor::empty({B, N, Dl}, dt);
   heads_to_columns(attention, 0, attention_columns);
 
-  c.attention_norm = Tensor::empty({B, N, D}, dt);
+  // SRMSNorm over the full width D of the concatenated heads: the row sums of
+  // squares are summed over the TP group.
+  Tensor sums = Tensor::empty({B * N}, dt);
+  srmsnorm_row_sums(attention_columns, sums);
+  tp_.all_reduce(sums);
+  c.attention_norm = Tensor::empty({B, N, Dl}, dt);
   c.attention_rstd = Tensor::empty({B * N}, dt);
-  srmsnorm_forward(attention_columns, norm_eps_, c.attention_norm, c.attention_rstd);
-  c.gated = Tensor::empty({B, N, D}, dt);
+  srmsnorm_apply(attention_columns, sums, D, norm_eps_, c.attention_norm, c.attention_rstd);
+  c.gated = Tensor::empty({B, N, Dl}, dt);
   mul_forward(c.u, c.attention_norm, c.gated);
   linear_forward(c.gated, out_proj_.value, out);
+  tp_.all_reduce(out);  // row-parallel out_proj: sum the partial outputs
 }
 
 void TokenMixer::backward(const Tensor& d_out, const Tensor& x, int64_t position_offset,
                           const TokenMixerCache& c, Tensor& dx) const {
-  const int64_t B = x.dim(0), N = x.dim(1), D = width_, H = n_heads_, d = head_dim_;
+  const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_, d = head_dim_;
   const DType dt = x.dtype();
 
-  Tensor d_gated = Tensor::empty({B, N, D}, dt);
+  Tensor d_gated = Tensor::empty({B, N, Dl}, dt);
   linear_backward(d_out, c.gated, out_proj_.value, d_gated, out_proj_.grad);
 
-  Tensor du = Tensor::empty({B, N, D}, dt), d_norm = Tensor::empty({B, N, D}, dt);
+  Tensor du = Tensor::empty({B, N, Dl}, dt), d_norm = Tensor::empty({B, N, Dl}, dt);
   mul_backward(d_gated, c.u, c.attention_norm, du, d_norm);
-  Tensor d_attention_columns = Tensor::empty({B, N, D}, dt);
-  srmsnorm_backward(d_norm, c.attention_norm, c.attention_rstd, d_attention_columns);
+  Tensor dots = Tensor::empty({B * N}, dt);
+  srmsnorm_row_dots(d_norm, c.attention_norm, dots);
+  tp_.all_reduce(dots);
+  Tensor d_attention_columns = Tensor::empty({B, N, Dl}, dt);
+  srmsnorm_backward_apply(d_norm, c.attention_norm, c.attention_rstd, dots, D, d_attention_columns);
   Tensor d_attention = Tensor::empty({B, H, N, d}, dt);
   heads_from_columns(d_attention_columns, 0, d_attention);
 
@@ -113,18 +137,20 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, int64_t position
   silu_backward(dq, c.q_raw, dq_raw);
   silu_backward(dk_, c.k_raw, dk_raw);
 
-  Tensor d_qkvu = Tensor::empty({B, N, 4 * D}, dt);
+  Tensor d_qkvu = Tensor::empty({B, N, 4 * Dl}, dt);
   heads_to_columns(dq_raw, 0, d_qkvu);
-  heads_to_columns(dk_raw, D, d_qkvu);
-  heads_to_columns(dv, 2 * D, d_qkvu);
-  heads_to_columns(du.reshape({B, 1, N, D}), 3 * D, d_qkvu);
+  heads_to_columns(dk_raw, Dl, d_qkvu);
+  heads_to_columns(dv, 2 * Dl, d_qkvu);
+  heads_to_columns(du.reshape({B, 1, N, Dl}), 3 * Dl, d_qkvu);
   linear_backward(d_qkvu, x, qkvu_proj_.value, dx, qkvu_proj_.grad);
+  tp_.all_reduce(dx);  // column-parallel qkvu_proj: sum the input-gradient parts
 }
 
 void TokenMixer::plan(const StepShape& s, const ShardLayout& layout, bool backward,
                       OpPlan& plan) const {
   const int64_t B = s.batch, N = s.length, e = s.element_bytes;
-  const int64_t D = width_, H = n_heads_ / layout.tp, d = head_dim_, Dl = H * d;
+  // This rank's shard: the layer already holds H/tp heads.
+  const int64_t D = width_, H = n_heads_, d = head_dim_, Dl = local_width_;
   const int64_t rows = B * N;
   const int64_t dk = use_lrpe_ ? 2 * d : d;
   const int64_t act = rows * Dl;  // elements of one [B, N, D/tp] activation

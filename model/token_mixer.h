@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/op_plan.h"
 #include "model/parameters.h"
+#include "model/tensor_parallel.h"
 
 namespace linpar {
 
@@ -29,10 +30,14 @@ struct TokenMixerCache {
 
 class TokenMixer {
  public:
-  TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
-             DType dtype);
+  // Under tensor parallelism this rank holds H/tp heads: its rows of q, k, v
+  // and u in qkvu_proj (column-parallel) and its columns of out_proj
+  // (row-parallel).
+  TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed, DType dtype,
+             const TensorParallel& tp = {});
 
-  // x: [B, N, D] (already normalised) -> out: [B, N, D]. position_offset is the
+  // x: [B, N, D] (already normalised, replicated over TP) -> out: [B, N, D]
+  // (summed over the TP group). position_offset is the
   // global position of token 0 (non-zero when the sequence is split over ranks).
   void forward(const Tensor& x, int64_t position_offset, Tensor& out, TokenMixerCache& cache) const;
   // d_out: [B, N, D] -> dx: [B, N, D] (overwritten); parameter grads accumulate.
@@ -44,7 +49,8 @@ class TokenMixer {
 
  private:
   std::string prefix_;
-  int64_t n_heads_, head_dim_, width_, attention_block_;
+  TensorParallel tp_;
+  int64_t n_heads_, head_dim_, width_, local_width_, attention_block_;
   double norm_eps_;
   bool use_lrpe_;
   std::vector<double> slopes_;

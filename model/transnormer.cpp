@@ -8,33 +8,37 @@
 
 namespace linpar {
 
-TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype)
-    : config_(config), dtype_(dtype) {
+TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype, const TensorParallel& tp)
+    : config_(config), dtype_(dtype), tp_(tp) {
   config_.validate();
-  embedding_ = &params_.add_normal("embedding", {config.vocab_size, config.width}, dtype, seed,
-                                   config.init_std);
+  validate_tensor_parallel(config_, tp.size);
+  // Vocabulary-parallel embedding and LM head: rows [t·V/tp, (t+1)·V/tp).
+  const int64_t V = config.vocab_size, D = config.width;
+  const ShardBox vocab_rows{{V, D}, {tp.block_offset(V), 0}, {tp.block(V), D}};
+  embedding_ = &params_.add_normal("embedding", vocab_rows, {tp.block(V), D}, dtype, seed, config.init_std);
   token_mixers_.reserve(static_cast<size_t>(config.n_layers));
   channel_mixers_.reserve(static_cast<size_t>(config.n_layers));
   for (int64_t l = 0; l < config.n_layers; ++l) {
     const size_t before = params_.all().size();
-    token_mixers_.emplace_back(config, l, params_, seed, dtype);
-    channel_mixers_.emplace_back(config, l, params_, seed, dtype);
+    token_mixers_.emplace_back(config, l, params_, seed, dtype, tp);
+    channel_mixers_.emplace_back(config, l, params_, seed, dtype, tp);
     std::vector<Parameter*> added;
     for (size_t i = before; i < params_.all().size(); ++i) added.push_back(&params_.all()[i]);
     layer_params_.push_back(std::move(added));
   }
   lm_head_ = config.tie_embeddings
                  ? embedding_
-                 : &params_.add_normal("lm_head", {config.vocab_size, config.width}, dtype, seed,
-                                       config.init_std);
+                 : &params_.add_normal("lm_head", vocab_rows, {tp.block(V), D}, dtype, seed, config.init_std);
 }
 
 double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cache& c) const {
   const int64_t B = tokens.dim(0), N = tokens.dim(1), D = config_.width, V = config_.vocab_size;
   c.tokens = tokens;
   c.targets = targets;
+  const int64_t V_local = tp_.block(V), vocab_offset = tp_.block_offset(V);
   Tensor x = Tensor::empty({B, N, D}, dtype_);
-  embedding_forward(tokens, embedding_->value, config_.embedding_scale(), x);
+  embedding_forward(tokens, embedding_->value, config_.embedding_scale(), x, vocab_offset, V);
+  tp_.all_reduce(x);  // each rank filled the rows of its vocabulary
 
   c.layers.resize(static_cast<size_t>(config_.n_layers));
   Tensor branch = Tensor::empty({B, N, D}, dtype_);
@@ -56,10 +60,19 @@ double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cach
   c.final_norm = Tensor::empty({B, N, D}, dtype_);
   c.final_rstd = Tensor::empty({B * N}, dtype_);
   srmsnorm_forward(x, config_.norm_eps, c.final_norm, c.final_rstd);
-  c.logits = Tensor::empty({B * N, V}, dtype_);
+  c.logits = Tensor::empty({B * N, V_local}, dtype_);
   linear_forward(c.final_norm, lm_head_->value, c.logits);
+  // Vocabulary-parallel cross-entropy: no rank holds all the logits.
+  c.row_max = Tensor::empty({B * N}, dtype_);
+  c.sum_exp = Tensor::empty({B * N}, dtype_);
+  Tensor target_logit = Tensor::empty({B * N}, dtype_);
+  cross_entropy_local_max(c.logits, c.row_max);
+  tp_.all_reduce_max(c.row_max);
+  cross_entropy_local_sums(c.logits, targets, vocab_offset, c.row_max, c.sum_exp, target_logit);
+  tp_.all_reduce(c.sum_exp);
+  tp_.all_reduce(target_logit);
   Tensor losses = Tensor::empty({B * N}, dtype_);
-  cross_entropy_forward(c.logits, targets, losses);
+  cross_entropy_losses(c.row_max, c.sum_exp, target_logit, losses);
   double total = 0;
   for (double v : losses.to(DType::F64).to_vector<double>()) total += v;
   return total / static_cast<double>(B * N);
@@ -67,10 +80,13 @@ double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cach
 
 void TransNormerLLM::backward(const Cache& c, double loss_scale, const GradientsReady& ready) {
   const int64_t B = c.tokens.dim(0), N = c.tokens.dim(1), D = config_.width, V = config_.vocab_size;
-  Tensor d_logits = Tensor::empty({B * N, V}, dtype_);
-  cross_entropy_backward(c.logits, c.targets, loss_scale / static_cast<double>(B * N), d_logits);
+  const int64_t vocab_offset = tp_.block_offset(V);
+  Tensor d_logits = Tensor::empty({B * N, tp_.block(V)}, dtype_);
+  cross_entropy_backward_sharded(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp,
+                                 loss_scale / static_cast<double>(B * N), d_logits);
   Tensor d_norm = Tensor::empty({B, N, D}, dtype_);
   linear_backward(d_logits, c.final_norm, lm_head_->value, d_norm, lm_head_->grad);
+  tp_.all_reduce(d_norm);  // vocabulary-parallel head: sum the input-gradient parts
   if (ready && lm_head_ != embedding_) ready({lm_head_});
   Tensor dx = Tensor::empty({B, N, D}, dtype_);  // gradient of the residual stream
   srmsnorm_backward(d_norm, c.final_norm, c.final_rstd, dx);
@@ -84,13 +100,13 @@ void TransNormerLLM::backward(const Cache& c, double loss_scale, const Gradients
     srmsnorm_backward(d_norm, lc.token_norm, lc.token_rstd, dx, /*accumulate=*/true);
     if (ready) ready(layer_params_[static_cast<size_t>(l)]);
   }
-  embedding_backward(dx, c.tokens, config_.embedding_scale(), embedding_->grad);
+  embedding_backward(dx, c.tokens, config_.embedding_scale(), embedding_->grad, vocab_offset);
   if (ready) ready({embedding_});
 }
 
 OpPlan TransNormerLLM::plan(const StepShape& s, const ShardLayout& layout) const {
   OpPlan plan;
-  const int64_t rows = s.batch * s.length, D = config_.width, V = config_.vocab_size / layout.tp;
+  const int64_t rows = s.batch * s.length, D = config_.width, V = tp_.block(config_.vocab_size);
   const int64_t e = s.element_bytes, act = rows * D;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
     plan.add(PlannedOp{name, flops, read * e, written * e, {}});

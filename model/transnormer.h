@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/op_plan.h"
 #include "model/parameters.h"
+#include "model/tensor_parallel.h"
 #include "model/token_mixer.h"
 
 namespace linpar {
@@ -27,10 +28,15 @@ class TransNormerLLM {
     Tensor tokens, targets;  // [B, N] i32
     std::vector<LayerCache> layers;
     Tensor final_norm, final_rstd;  // [B, N, D], [B·N]
-    Tensor logits;                  // [B·N, V]
+    Tensor logits;   // [B·N, V/tp]: this rank's vocabulary
+    Tensor row_max;  // [B·N]: softmax statistics over the whole vocabulary
+    Tensor sum_exp;
   };
 
-  TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32);
+  // With tensor parallelism this rank holds its shard of every parameter
+  // (heads, SGLU width and vocabulary split tp ways); every rank of a TP group
+  // runs forward and backward on the same tokens and gets the same loss.
+  TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32, const TensorParallel& tp = {});
 
   const ModelConfig& config() const { return config_; }
   ParameterSet& params() { return params_; }
@@ -55,6 +61,7 @@ class TransNormerLLM {
  private:
   ModelConfig config_;
   DType dtype_;
+  TensorParallel tp_;
   ParameterSet params_;
   Parameter* embedding_ = nullptr;
   Parameter* lm_head_ = nullptr;  // the embedding itself when tied

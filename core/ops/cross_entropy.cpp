@@ -68,4 +68,66 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, double 
   count_flops(cross_entropy_backward_flops(rows, vocab));
 }
 
+void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
+  check_cpu_float("cross_entropy_local_max", logits);
+  const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_local_max", [&]<typename T>() {
+    const T* lp = logits.data<T>();
+    T* mp = row_max.data<T>();
+    for (int64_t r = 0; r < rows; ++r) mp[r] = *std::max_element(lp + r * vocab, lp + (r + 1) * vocab);
+  });
+  count_flops(rows * vocab);
+}
+
+void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64_t vocab_offset,
+                              const Tensor& row_max, Tensor& sum_exp, Tensor& target_logit) {
+  const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  const int32_t* tp = targets.data<int32_t>();
+  LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_local_sums", [&]<typename T>() {
+    const T* lp = logits.data<T>();
+    const T* mp = row_max.data<T>();
+    T* sp = sum_exp.data<T>();
+    T* tl = target_logit.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      T sum = 0;
+      for (int64_t i = 0; i < vocab; ++i) sum += std::exp(lp[r * vocab + i] - mp[r]);
+      sp[r] = sum;
+      const int64_t local = tp[r] - vocab_offset;
+      tl[r] = local >= 0 && local < vocab ? lp[r * vocab + local] : T(0);
+    }
+  });
+  count_flops(2 * rows * vocab);
+}
+
+void cross_entropy_losses(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
+                          Tensor& losses) {
+  LINPAR_DISPATCH_FLOAT(losses.dtype(), "cross_entropy_losses", [&]<typename T>() {
+    const T* mp = row_max.data<T>();
+    const T* sp = sum_exp.data<T>();
+    const T* tl = target_logit.data<T>();
+    T* out = losses.data<T>();
+    for (int64_t r = 0; r < losses.numel(); ++r) out[r] = std::log(sp[r]) + mp[r] - tl[r];
+  });
+}
+
+void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets, int64_t vocab_offset,
+                                    const Tensor& row_max, const Tensor& sum_exp, double scale,
+                                    Tensor& dlogits) {
+  const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  const int32_t* tp = targets.data<int32_t>();
+  LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward_sharded", [&]<typename T>() {
+    const T* lp = logits.data<T>();
+    const T* mp = row_max.data<T>();
+    const T* sp = sum_exp.data<T>();
+    T* dp = dlogits.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      const T s = static_cast<T>(scale) / sp[r];
+      for (int64_t i = 0; i < vocab; ++i) dp[r * vocab + i] = std::exp(lp[r * vocab + i] - mp[r]) * s;
+      const int64_t local = tp[r] - vocab_offset;
+      if (local >= 0 && local < vocab) dp[r * vocab + local] -= static_cast<T>(scale);
+    }
+  });
+  count_flops(cross_entropy_backward_flops(rows, vocab));
+}
+
 }  // namespace linpar

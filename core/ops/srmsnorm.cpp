@@ -10,52 +10,93 @@ namespace linpar {
 int64_t srmsnorm_forward_flops(int64_t rows, int64_t width) { return rows * 3 * width; }
 int64_t srmsnorm_backward_flops(int64_t rows, int64_t width) { return rows * 5 * width; }
 
-void srmsnorm_forward(const Tensor& x, double eps, Tensor& y, Tensor& rstd) {
-  check_cpu_float("srmsnorm_forward", x);
+void srmsnorm_row_sums(const Tensor& x, Tensor& sums) {
+  check_cpu_float("srmsnorm_row_sums", x);
   const int64_t width = x.dim(-1), rows = x.numel() / width;
-  LINPAR_CHECK(y.numel() == x.numel() && rstd.numel() == rows, "srmsnorm_forward: y {} rstd {}",
-               shape_string(y.shape()), shape_string(rstd.shape()));
-  LINPAR_DISPATCH_FLOAT(x.dtype(), "srmsnorm_forward", [&]<typename T>() {
+  LINPAR_CHECK(sums.numel() == rows, "srmsnorm_row_sums: sums {}", shape_string(sums.shape()));
+  LINPAR_DISPATCH_FLOAT(x.dtype(), "srmsnorm_row_sums", [&]<typename T>() {
     const T* xp = x.data<T>();
+    T* sp = sums.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      T sum_sq = 0;
+      for (int64_t i = 0; i < width; ++i) sum_sq += xp[r * width + i] * xp[r * width + i];
+      sp[r] = sum_sq;
+    }
+  });
+  count_flops(2 * rows * width);
+}
+
+void srmsnorm_apply(const Tensor& x, const Tensor& sums, int64_t full_width, double eps, Tensor& y, Tensor& rstd) {
+  const int64_t width = x.dim(-1), rows = x.numel() / width;
+  LINPAR_CHECK(y.numel() == x.numel() && rstd.numel() == rows, "srmsnorm_apply: y {} rstd {}",
+               shape_string(y.shape()), shape_string(rstd.shape()));
+  LINPAR_DISPATCH_FLOAT(x.dtype(), "srmsnorm_apply", [&]<typename T>() {
+    const T* xp = x.data<T>();
+    const T* sp = sums.data<T>();
     T* yp = y.data<T>();
     T* rp = rstd.data<T>();
     for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = xp + r * width;
-      T* yr = yp + r * width;
-      T sum_sq = 0;
-      for (int64_t i = 0; i < width; ++i) sum_sq += xr[i] * xr[i];
-      T inv = T(1) / std::sqrt(sum_sq / static_cast<T>(width) + static_cast<T>(eps));
+      const T inv = T(1) / std::sqrt(sp[r] / static_cast<T>(full_width) + static_cast<T>(eps));
       rp[r] = inv;
-      for (int64_t i = 0; i < width; ++i) yr[i] = xr[i] * inv;
+      for (int64_t i = 0; i < width; ++i) yp[r * width + i] = xp[r * width + i] * inv;
     }
   });
-  count_flops(srmsnorm_forward_flops(rows, width));
+  count_flops(rows * width);
 }
 
-void srmsnorm_backward(const Tensor& dy, const Tensor& y, const Tensor& rstd, Tensor& dx,
-                       bool accumulate) {
-  check_cpu_float("srmsnorm_backward", dy);
+void srmsnorm_forward(const Tensor& x, double eps, Tensor& y, Tensor& rstd) {
+  check_cpu_float("srmsnorm_forward", x);
+  const int64_t width = x.dim(-1), rows = x.numel() / width;
+  Tensor sums = Tensor::empty({rows}, x.dtype());
+  srmsnorm_row_sums(x, sums);
+  srmsnorm_apply(x, sums, width, eps, y, rstd);
+}
+
+void srmsnorm_row_dots(const Tensor& dy, const Tensor& y, Tensor& dots) {
+  check_cpu_float("srmsnorm_row_dots", dy);
   const int64_t width = y.dim(-1), rows = y.numel() / width;
-  LINPAR_CHECK(dy.numel() == y.numel() && dx.numel() == y.numel(), "srmsnorm_backward shapes");
-  LINPAR_DISPATCH_FLOAT(dy.dtype(), "srmsnorm_backward", [&]<typename T>() {
+  LINPAR_CHECK(dy.numel() == y.numel() && dots.numel() == rows, "srmsnorm_row_dots shapes");
+  LINPAR_DISPATCH_FLOAT(dy.dtype(), "srmsnorm_row_dots", [&]<typename T>() {
+    const T* dyp = dy.data<T>();
+    const T* yp = y.data<T>();
+    T* dp = dots.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      T dot = 0;
+      for (int64_t i = 0; i < width; ++i) dot += dyp[r * width + i] * yp[r * width + i];
+      dp[r] = dot;
+    }
+  });
+  count_flops(2 * rows * width);
+}
+
+void srmsnorm_backward_apply(const Tensor& dy, const Tensor& y, const Tensor& rstd, const Tensor& dots,
+                             int64_t full_width, Tensor& dx, bool accumulate) {
+  const int64_t width = y.dim(-1), rows = y.numel() / width;
+  LINPAR_CHECK(dx.numel() == y.numel(), "srmsnorm_backward_apply shapes");
+  LINPAR_DISPATCH_FLOAT(dy.dtype(), "srmsnorm_backward_apply", [&]<typename T>() {
     const T* dyp = dy.data<T>();
     const T* yp = y.data<T>();
     const T* rp = rstd.data<T>();
+    const T* dp = dots.data<T>();
     T* dxp = dx.data<T>();
     for (int64_t r = 0; r < rows; ++r) {
-      const T* dyr = dyp + r * width;
-      const T* yr = yp + r * width;
-      T* dxr = dxp + r * width;
-      T dot = 0;
-      for (int64_t i = 0; i < width; ++i) dot += dyr[i] * yr[i];
-      const T mean = dot / static_cast<T>(width);
+      const T mean = dp[r] / static_cast<T>(full_width);
       for (int64_t i = 0; i < width; ++i) {
-        T g = rp[r] * (dyr[i] - yr[i] * mean);
-        dxr[i] = accumulate ? dxr[i] + g : g;
+        const int64_t k = r * width + i;
+        const T g = rp[r] * (dyp[k] - yp[k] * mean);
+        dxp[k] = accumulate ? dxp[k] + g : g;
       }
     }
   });
-  count_flops(srmsnorm_backward_flops(rows, width));
+  count_flops(3 * rows * width);
+}
+
+void srmsnorm_backward(const Tensor& dy, const Tensor& y, const Tensor& rstd, Tensor& dx, bool accumulate) {
+  check_cpu_float("srmsnorm_backward", dy);
+  const int64_t width = y.dim(-1), rows = y.numel() / width;
+  Tensor dots = Tensor::empty({rows}, dy.dtype());
+  srmsnorm_row_dots(dy, y, dots);
+  srmsnorm_backward_apply(dy, y, rstd, dots, width, dx, accumulate);
 }
 
 }  // namespace linpar
