@@ -121,7 +121,8 @@ int train_command(const std::vector<std::string>& args) {
       "validate, print the parameter count and memory estimate, exit");
   // clang-format off
   options.add_options()
-      ("dp", po::value<int>()->default_value(1), "data-parallel degree (ranks of mpirun)")
+      ("dp", po::value<int>()->default_value(1), "data-parallel degree")
+      ("tp", po::value<int>()->default_value(1), "tensor-parallel degree (Megatron-style; divides heads, glu-dim, vocab)")
       ("zero", po::value<int>()->default_value(0), "1: ZeRO-1 (optimizer state sharded over the DP group)")
       ("bucket-mb", po::value<double>()->default_value(4.0), "DP gradient all-reduce bucket size, MiB");
   // clang-format on
@@ -131,6 +132,7 @@ int train_command(const std::vector<std::string>& args) {
   TrainOptions o;
   o.model = model_config_from(v);
   o.layout.dp = v["dp"].as<int>();
+  o.layout.tp = v["tp"].as<int>();
   o.zero = v["zero"].as<int>();
   const double bucket_mb = v["bucket-mb"].as<double>();
   if (!(bucket_mb > 0)) user_error("--bucket-mb {}: must be positive", bucket_mb);

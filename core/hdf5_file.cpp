@@ -22,31 +22,42 @@ void silence_hdf5() {
 
 hid_t file_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return H5T_IEEE_F32LE;
-    case DType::F64: return H5T_IEEE_F64LE;
-    case DType::I32: return H5T_STD_I32LE;
-    case DType::BF16: return H5T_STD_U16LE;  // raw bf16 bits; HDF5 has no bf16 type
+    case DType::F32:
+      return H5T_IEEE_F32LE;
+    case DType::F64:
+      return H5T_IEEE_F64LE;
+    case DType::I32:
+      return H5T_STD_I32LE;
+    case DType::BF16:
+      return H5T_STD_U16LE;  // raw bf16 bits; HDF5 has no bf16 type
   }
   return H5T_IEEE_F32LE;
 }
 
 hid_t memory_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return H5T_NATIVE_FLOAT;
-    case DType::F64: return H5T_NATIVE_DOUBLE;
-    case DType::I32: return H5T_NATIVE_INT32;
-    case DType::BF16: return H5T_NATIVE_UINT16;
+    case DType::F32:
+      return H5T_NATIVE_FLOAT;
+    case DType::F64:
+      return H5T_NATIVE_DOUBLE;
+    case DType::I32:
+      return H5T_NATIVE_INT32;
+    case DType::BF16:
+      return H5T_NATIVE_UINT16;
   }
   return H5T_NATIVE_FLOAT;
 }
 
-std::vector<hsize_t> to_hsize(const Shape& shape) { return std::vector<hsize_t>(shape.begin(), shape.end()); }
+std::vector<hsize_t> to_hsize(const Shape& shape) {
+  return std::vector<hsize_t>(shape.begin(), shape.end());
+}
 
 // A dataspace of `shape`; rank 0 is a scalar.
 H5Handle make_space(const Shape& shape) {
   if (shape.empty()) return H5Handle(H5_CHECK(H5Screate(H5S_SCALAR)), H5Sclose);
   const auto dims = to_hsize(shape);
-  return H5Handle(H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)), H5Sclose);
+  return H5Handle(H5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
+                  H5Sclose);
 }
 
 // A 1-d dataspace of n elements; n = 0 is the null dataspace (no elements).
@@ -59,7 +70,8 @@ H5Handle make_array_space(size_t n) {
 // Creates attribute `key` on `object`, replacing an existing one.
 H5Handle create_attr(hid_t object, const std::string& key, hid_t type, hid_t space) {
   if (H5_CHECK(H5Aexists(object, key.c_str())) > 0) H5_CHECK(H5Adelete(object, key.c_str()));
-  return H5Handle(H5_CHECK(H5Acreate2(object, key.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT)), H5Aclose);
+  return H5Handle(H5_CHECK(H5Acreate2(object, key.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT)),
+                  H5Aclose);
 }
 
 void write_string_attr(hid_t object, const std::string& key, const std::string& value) {
@@ -73,7 +85,8 @@ void write_string_attr(hid_t object, const std::string& key, const std::string& 
 }
 
 template <typename T>
-void write_array_attr(hid_t object, const std::string& key, hid_t stored, hid_t native, const std::vector<T>& values) {
+void write_array_attr(hid_t object, const std::string& key, hid_t stored, hid_t native,
+                      const std::vector<T>& values) {
   H5Handle space = make_array_space(values.size());
   H5Handle attr = create_attr(object, key, stored, space.get());
   if (!values.empty()) H5_CHECK(H5Awrite(attr.get(), native, values.data()));
@@ -81,7 +94,8 @@ void write_array_attr(hid_t object, const std::string& key, hid_t stored, hid_t 
 
 // `where` names the file (and dataset) for error messages.
 H5Handle open_attr(hid_t object, const std::string& key, const std::string& where) {
-  if (H5_CHECK(H5Aexists(object, key.c_str())) <= 0) user_error("{}: attribute {} is missing", where, key);
+  if (H5_CHECK(H5Aexists(object, key.c_str())) <= 0)
+    user_error("{}: attribute {} is missing", where, key);
   return H5Handle(H5_CHECK(H5Aopen(object, key.c_str(), H5P_DEFAULT)), H5Aclose);
 }
 
@@ -120,19 +134,23 @@ std::string read_string_attr(hid_t object, const std::string& key, const std::st
   return value;
 }
 
-std::vector<int64_t> read_int_array_attr(hid_t object, const std::string& key, const std::string& where) {
+std::vector<int64_t> read_int_array_attr(hid_t object, const std::string& key,
+                                         const std::string& where) {
   H5Handle attr = open_attr(object, key, where);
-  if (attr_class(attr.get()) != H5T_INTEGER) user_error("{}: attribute {} is not an integer", where, key);
+  if (attr_class(attr.get()) != H5T_INTEGER)
+    user_error("{}: attribute {} is not an integer", where, key);
   std::vector<int64_t> values(static_cast<size_t>(attr_points(attr.get())));
   if (!values.empty()) H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, values.data()));
   return values;
 }
 
-std::vector<double> read_double_array_attr(hid_t object, const std::string& key, const std::string& where) {
+std::vector<double> read_double_array_attr(hid_t object, const std::string& key,
+                                           const std::string& where) {
   H5Handle attr = open_attr(object, key, where);
   const H5T_class_t type_class = attr_class(attr.get());
   // Integers convert to double exactly enough for hyperparameters; strings do not.
-  if (type_class != H5T_FLOAT && type_class != H5T_INTEGER) user_error("{}: attribute {} is not a number", where, key);
+  if (type_class != H5T_FLOAT && type_class != H5T_INTEGER)
+    user_error("{}: attribute {} is not a number", where, key);
   std::vector<double> values(static_cast<size_t>(attr_points(attr.get())));
   if (!values.empty()) H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, values.data()));
   return values;
@@ -140,8 +158,8 @@ std::vector<double> read_double_array_attr(hid_t object, const std::string& key,
 
 // The intersection of boxes [a, a + a_count) and [b, b + b_count): start and
 // extent per dimension; false if empty.
-bool intersect(const Shape& a, const Shape& a_count, const Shape& b, const Shape& b_count, Shape& start,
-               Shape& extent) {
+bool intersect(const Shape& a, const Shape& a_count, const Shape& b, const Shape& b_count,
+               Shape& start, Shape& extent) {
   start.resize(a.size());
   extent.resize(a.size());
   for (size_t i = 0; i < a.size(); ++i) {
@@ -171,36 +189,41 @@ Hdf5File Hdf5File::create(const std::string& path) {
 Hdf5File Hdf5File::open_read(const std::string& path) {
   silence_hdf5();
   std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) user_error("checkpoint file {}: no such file", path);
+  if (!std::filesystem::is_regular_file(path, error))
+    user_error("checkpoint file {}: no such file", path);
   // HDF5 checks the signature and compares the stored end-of-file address with
   // the file size, so foreign and truncated files fail here.
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (id < 0) user_error("checkpoint file {}: not a readable HDF5 file ({})", path, hdf5_error_string());
+  if (id < 0)
+    user_error("checkpoint file {}: not a readable HDF5 file ({})", path, hdf5_error_string());
   return Hdf5File(path, H5Handle(id, H5Fclose));
 }
 
 void Hdf5File::write_shard(const std::string& name, const Tensor& shard, const Shape& global_shape,
                            const Shape& offset) {
   // shard: [s0, s1, ...] is global[o0:o0+s0, o1:o1+s1, ...] of a global_shape tensor.
-  LINPAR_CHECK(shard.defined() && shard.device() == Device::CPU, "write_shard {}: needs a CPU tensor", name);
+  LINPAR_CHECK(shard.defined() && shard.device() == Device::CPU,
+               "write_shard {}: needs a CPU tensor", name);
   const Shape& shape = shard.shape();
   LINPAR_CHECK(global_shape.size() == shape.size() && offset.size() == shape.size(),
                "write_shard {}: shard {} global {} offset {}", name, shape_string(shape),
                shape_string(global_shape), shape_string(offset));
   for (size_t i = 0; i < shape.size(); ++i) {
     LINPAR_CHECK(offset[i] >= 0 && offset[i] + shape[i] <= global_shape[i],
-                 "write_shard {}: shard {} at {} outside global {}", name, shape_string(shape), shape_string(offset),
-                 shape_string(global_shape));
+                 "write_shard {}: shard {} at {} outside global {}", name, shape_string(shape),
+                 shape_string(offset), shape_string(global_shape));
   }
-  LINPAR_CHECK(!name.empty() && !has(name), "write_shard {}: dataset exists already in {}", name, path_);
+  LINPAR_CHECK(!name.empty() && !has(name), "write_shard {}: dataset exists already in {}", name,
+               path_);
   H5Handle space = make_space(shape);
   H5Handle link_props(H5_CHECK(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
   H5_CHECK(H5Pset_create_intermediate_group(link_props.get(), 1));
-  H5Handle dataset(H5_CHECK(H5Dcreate2(id(), name.c_str(), file_type(shard.dtype()), space.get(), link_props.get(),
-                                       H5P_DEFAULT, H5P_DEFAULT)),
+  H5Handle dataset(H5_CHECK(H5Dcreate2(id(), name.c_str(), file_type(shard.dtype()), space.get(),
+                                       link_props.get(), H5P_DEFAULT, H5P_DEFAULT)),
                    H5Dclose);
   if (shard.numel() > 0) {
-    H5_CHECK(H5Dwrite(dataset.get(), memory_type(shard.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT, shard.raw_data()));
+    H5_CHECK(H5Dwrite(dataset.get(), memory_type(shard.dtype()), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                      shard.raw_data()));
   }
   write_array_attr(dataset.get(), "global_shape", H5T_STD_I64LE, H5T_NATIVE_INT64, global_shape);
   write_array_attr(dataset.get(), "global_offset", H5T_STD_I64LE, H5T_NATIVE_INT64, offset);
@@ -242,7 +265,8 @@ std::vector<std::string> Hdf5File::dataset_names() const {
     if (link->type != H5L_TYPE_HARD) return 0;  // soft and external links are not ours
     const hid_t object = H5Oopen(group, name, H5P_DEFAULT);
     if (object < 0) return -1;
-    if (H5Iget_type(object) == H5I_DATASET) static_cast<std::vector<std::string>*>(data)->push_back(name);
+    if (H5Iget_type(object) == H5I_DATASET)
+      static_cast<std::vector<std::string>*>(data)->push_back(name);
     H5Oclose(object);
     return 0;
   };
@@ -269,16 +293,19 @@ Hdf5File::ShardInfo Hdf5File::info(const std::string& name) const {
   info.offset = read_int_array_attr(dataset.get(), "global_offset", where);
   bool consistent = info.global_shape.size() == dims.size() && info.offset.size() == dims.size();
   for (size_t i = 0; consistent && i < dims.size(); ++i) {
-    consistent = info.offset[i] >= 0 && info.offset[i] + info.shard_shape[i] <= info.global_shape[i];
+    consistent =
+        info.offset[i] >= 0 && info.offset[i] + info.shard_shape[i] <= info.global_shape[i];
   }
   if (!consistent) {
-    user_error("{}: shard {} at offset {} does not fit its global shape {}", where, shape_string(info.shard_shape),
-               shape_string(info.offset), shape_string(info.global_shape));
+    user_error("{}: shard {} at offset {} does not fit its global shape {}", where,
+               shape_string(info.shard_shape), shape_string(info.offset),
+               shape_string(info.global_shape));
   }
   H5Handle type(H5_CHECK(H5Dget_type(dataset.get())), H5Tclose);
   const H5T_class_t type_class = H5_CHECK(H5Tget_class(type.get()));
   const size_t size = H5Tget_size(type.get());
-  const bool is_signed = type_class == H5T_INTEGER && H5_CHECK(H5Tget_sign(type.get())) == H5T_SGN_2;
+  const bool is_signed =
+      type_class == H5T_INTEGER && H5_CHECK(H5Tget_sign(type.get())) == H5T_SGN_2;
   if (type_class == H5T_FLOAT && size == 4) {
     info.dtype = DType::F32;
   } else if (type_class == H5T_FLOAT && size == 8) {
@@ -290,7 +317,8 @@ Hdf5File::ShardInfo Hdf5File::info(const std::string& name) const {
              read_string_attr(dataset.get(), "dtype", where) == "bf16") {
     info.dtype = DType::BF16;
   } else {
-    user_error("{}: unsupported element type (HDF5 class {}, {} bytes)", where, static_cast<int>(type_class), size);
+    user_error("{}: unsupported element type (HDF5 class {}, {} bytes)", where,
+               static_cast<int>(type_class), size);
   }
   return info;
 }
@@ -303,17 +331,20 @@ Tensor Hdf5File::read(const std::string& name) const {
   return out;
 }
 
-int64_t Hdf5File::read_overlap(const std::string& name, const Shape& begin, const Shape& count, Tensor& out) const {
+int64_t Hdf5File::read_overlap(const std::string& name, const Shape& begin, const Shape& count,
+                               Tensor& out) const {
   // out: [count] = global[begin : begin + count], filled where this shard overlaps it.
   const ShardInfo shard = info(name);
   const size_t rank = shard.shard_shape.size();
   if (begin.size() != rank || count.size() != rank) {
-    user_error("checkpoint file {}: dataset {} has rank {}, asked for box {} at {}", path_, name, rank,
-               shape_string(count), shape_string(begin));
+    user_error("checkpoint file {}: dataset {} has rank {}, asked for box {} at {}", path_, name,
+               rank, shape_string(count), shape_string(begin));
   }
-  if (!out.defined() || out.device() != Device::CPU || out.dtype() != shard.dtype || out.shape() != count) {
-    user_error("checkpoint file {}: dataset {} holds {} elements, asked to read into {} {}", path_, name,
-               dtype_name(shard.dtype), out.defined() ? dtype_name(out.dtype()) : "nothing", shape_string(count));
+  if (!out.defined() || out.device() != Device::CPU || out.dtype() != shard.dtype ||
+      out.shape() != count) {
+    user_error("checkpoint file {}: dataset {} holds {} elements, asked to read into {} {}", path_,
+               name, dtype_name(shard.dtype), out.defined() ? dtype_name(out.dtype()) : "nothing",
+               shape_string(count));
   }
   Shape start, extent;
   if (!intersect(begin, count, shard.offset, shard.shard_shape, start, extent)) return 0;
@@ -327,18 +358,21 @@ int64_t Hdf5File::read_overlap(const std::string& name, const Shape& begin, cons
       memory_start[i] = static_cast<hsize_t>(start[i] - begin[i]);
     }
     const auto dims = to_hsize(extent);
-    H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, file_start.data(), nullptr, dims.data(), nullptr));
-    H5_CHECK(
-        H5Sselect_hyperslab(memory_space.get(), H5S_SELECT_SET, memory_start.data(), nullptr, dims.data(), nullptr));
+    H5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, file_start.data(), nullptr,
+                                 dims.data(), nullptr));
+    H5_CHECK(H5Sselect_hyperslab(memory_space.get(), H5S_SELECT_SET, memory_start.data(), nullptr,
+                                 dims.data(), nullptr));
   }
-  if (H5Dread(dataset.get(), memory_type(out.dtype()), memory_space.get(), file_space.get(), H5P_DEFAULT,
-              out.raw_data()) < 0) {
+  if (H5Dread(dataset.get(), memory_type(out.dtype()), memory_space.get(), file_space.get(),
+              H5P_DEFAULT, out.raw_data()) < 0) {
     user_error("checkpoint file {}: cannot read dataset {} ({})", path_, name, hdf5_error_string());
   }
   return shape_numel(extent);
 }
 
-void Hdf5File::set_attr(const std::string& key, const std::string& value) { write_string_attr(id(), key, value); }
+void Hdf5File::set_attr(const std::string& key, const std::string& value) {
+  write_string_attr(id(), key, value);
+}
 
 void Hdf5File::set_attr(const std::string& key, int64_t value) {
   H5Handle scalar(H5_CHECK(H5Screate(H5S_SCALAR)), H5Sclose);
@@ -360,7 +394,9 @@ void Hdf5File::set_attr(const std::string& key, const std::vector<double>& value
   write_array_attr(id(), key, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, values);
 }
 
-bool Hdf5File::has_attr(const std::string& key) const { return H5_CHECK(H5Aexists(id(), key.c_str())) > 0; }
+bool Hdf5File::has_attr(const std::string& key) const {
+  return H5_CHECK(H5Aexists(id(), key.c_str())) > 0;
+}
 
 std::string Hdf5File::attr_string(const std::string& key) const {
   return read_string_attr(id(), key, "checkpoint file " + path_);
@@ -368,13 +404,15 @@ std::string Hdf5File::attr_string(const std::string& key) const {
 
 int64_t Hdf5File::attr_int(const std::string& key) const {
   const auto values = attr_ints(key);
-  if (values.size() != 1) user_error("checkpoint file {}: attribute {} is not a single integer", path_, key);
+  if (values.size() != 1)
+    user_error("checkpoint file {}: attribute {} is not a single integer", path_, key);
   return values[0];
 }
 
 double Hdf5File::attr_double(const std::string& key) const {
   const auto values = attr_doubles(key);
-  if (values.size() != 1) user_error("checkpoint file {}: attribute {} is not a single number", path_, key);
+  if (values.size() != 1)
+    user_error("checkpoint file {}: attribute {} is not a single number", path_, key);
   return values[0];
 }
 
@@ -388,8 +426,8 @@ std::vector<double> Hdf5File::attr_doubles(const std::string& key) const {
 
 void Hdf5File::flush() { H5_CHECK(H5Fflush(id(), H5F_SCOPE_GLOBAL)); }
 
-Tensor read_global_box(const std::vector<const Hdf5File*>& files, const std::string& name, const Shape& begin,
-                       const Shape& count, DType dtype) {
+Tensor read_global_box(const std::vector<const Hdf5File*>& files, const std::string& name,
+                       const Shape& begin, const Shape& count, DType dtype) {
   // -> [count] = global[begin : begin + count] in `dtype`
   struct Piece {
     const Hdf5File* file;
@@ -406,9 +444,9 @@ Tensor read_global_box(const std::vector<const Hdf5File*>& files, const std::str
       first = file;
       reference = info;
     } else if (info.global_shape != reference.global_shape || info.dtype != reference.dtype) {
-      user_error("checkpoint: dataset {} is {} {} in {} but {} {} in {}", name, dtype_name(reference.dtype),
-                 shape_string(reference.global_shape), first->path(), dtype_name(info.dtype),
-                 shape_string(info.global_shape), file->path());
+      user_error("checkpoint: dataset {} is {} {} in {} but {} {} in {}", name,
+                 dtype_name(reference.dtype), shape_string(reference.global_shape), first->path(),
+                 dtype_name(info.dtype), shape_string(info.global_shape), file->path());
     }
     // Replicated shards (e.g. data-parallel copies) hold the same block; read it once.
     const bool replica = std::any_of(pieces.begin(), pieces.end(), [&](const Piece& p) {
@@ -416,22 +454,24 @@ Tensor read_global_box(const std::vector<const Hdf5File*>& files, const std::str
     });
     if (!replica) pieces.push_back({file, std::move(info), {}, {}});
   }
-  if (first == nullptr) user_error("checkpoint: none of the {} shard files holds dataset {}", files.size(), name);
+  if (first == nullptr)
+    user_error("checkpoint: none of the {} shard files holds dataset {}", files.size(), name);
   const Shape& global = reference.global_shape;
   bool inside = begin.size() == global.size() && count.size() == global.size();
   for (size_t i = 0; inside && i < global.size(); ++i) {
     inside = begin[i] >= 0 && count[i] >= 0 && begin[i] + count[i] <= global[i];
   }
   if (!inside) {
-    user_error("checkpoint ({}): box {} at {} lies outside dataset {} of shape {}", first->path(), shape_string(count),
-               shape_string(begin), name, shape_string(global));
+    user_error("checkpoint ({}): box {} at {} lies outside dataset {} of shape {}", first->path(),
+               shape_string(count), shape_string(begin), name, shape_string(global));
   }
 
   // Keep the shards that overlap the box; valid layouts tile the tensor, so
   // distinct shards never overlap each other and their volumes add up.
   std::vector<Piece> overlapping;
   for (Piece& p : pieces) {
-    if (intersect(begin, count, p.info.offset, p.info.shard_shape, p.start, p.extent)) overlapping.push_back(std::move(p));
+    if (intersect(begin, count, p.info.offset, p.info.shard_shape, p.start, p.extent))
+      overlapping.push_back(std::move(p));
   }
   pieces = std::move(overlapping);
   int64_t covered = 0;
@@ -439,7 +479,8 @@ Tensor read_global_box(const std::vector<const Hdf5File*>& files, const std::str
   for (size_t a = 0; a < pieces.size(); ++a) {
     covered += shape_numel(pieces[a].extent);
     for (size_t b = 0; b < a; ++b) {
-      if (intersect(pieces[a].start, pieces[a].extent, pieces[b].start, pieces[b].extent, start, extent)) {
+      if (intersect(pieces[a].start, pieces[a].extent, pieces[b].start, pieces[b].extent, start,
+                    extent)) {
         user_error("checkpoint: shards of {} overlap: {} at {} in {} and {} at {} in {}", name,
                    shape_string(pieces[a].info.shard_shape), shape_string(pieces[a].info.offset),
                    pieces[a].file->path(), shape_string(pieces[b].info.shard_shape),
@@ -449,8 +490,11 @@ Tensor read_global_box(const std::vector<const Hdf5File*>& files, const std::str
   }
   const int64_t wanted = shape_numel(count);
   if (covered != wanted) {
-    user_error("checkpoint ({} and {} other files): the shards of {} cover {} of the {} elements of box {} at {}",
-               first->path(), files.size() - 1, name, covered, wanted, shape_string(count), shape_string(begin));
+    user_error(
+        "checkpoint ({} and {} other files): the shards of {} cover {} of the {} elements of box "
+        "{} at {}",
+        first->path(), files.size() - 1, name, covered, wanted, shape_string(count),
+        shape_string(begin));
   }
   Tensor out = Tensor::zeros(count, reference.dtype);
   for (const Piece& p : pieces) p.file->read_overlap(name, begin, count, out);

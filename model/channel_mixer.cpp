@@ -5,24 +5,30 @@
 
 namespace linpar {
 
-ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
-                           DType dtype, const TensorParallel& tp)
+ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params,
+                           uint64_t seed, DType dtype, const TensorParallel& tp)
     : prefix_(fmt::format("layers.{}.channel_mixer.", layer)),
       tp_(tp),
       width_(config.width),
       glu_dim_(tp.block(config.glu_dim)),
       l1_(params.add_normal(prefix_ + "l1",
-                            ShardBox{{config.glu_dim, config.width}, {tp.block_offset(config.glu_dim), 0},
+                            ShardBox{{config.glu_dim, config.width},
+                                     {tp.block_offset(config.glu_dim), 0},
                                      {tp.block(config.glu_dim), config.width}},
-                            {tp.block(config.glu_dim), config.width}, dtype, seed, config.init_std)),
+                            {tp.block(config.glu_dim), config.width}, dtype, seed,
+                            config.init_std)),
       l2_(params.add_normal(prefix_ + "l2",
-                            ShardBox{{config.glu_dim, config.width}, {tp.block_offset(config.glu_dim), 0},
+                            ShardBox{{config.glu_dim, config.width},
+                                     {tp.block_offset(config.glu_dim), 0},
                                      {tp.block(config.glu_dim), config.width}},
-                            {tp.block(config.glu_dim), config.width}, dtype, seed, config.init_std)),
+                            {tp.block(config.glu_dim), config.width}, dtype, seed,
+                            config.init_std)),
       l3_(params.add_normal(prefix_ + "l3",
-                            ShardBox{{config.width, config.glu_dim}, {0, tp.block_offset(config.glu_dim)},
+                            ShardBox{{config.width, config.glu_dim},
+                                     {0, tp.block_offset(config.glu_dim)},
                                      {config.width, tp.block(config.glu_dim)}},
-                            {config.width, tp.block(config.glu_dim)}, dtype, seed, config.init_std)) {}
+                            {config.width, tp.block(config.glu_dim)}, dtype, seed,
+                            config.init_std)) {}
 
 void ChannelMixer::forward(const Tensor& x, Tensor& out, ChannelMixerCache& c) const {
   const int64_t B = x.dim(0), N = x.dim(1), F = glu_dim_;
@@ -50,8 +56,7 @@ void ChannelMixer::backward(const Tensor& d_out, const Tensor& x, const ChannelM
 
 void ChannelMixer::plan(const StepShape& s, const ShardLayout& layout, bool backward,
                         OpPlan& plan) const {
-  const int64_t rows = s.batch * s.length, D = width_, F = glu_dim_,
-                e = s.element_bytes;
+  const int64_t rows = s.batch * s.length, D = width_, F = glu_dim_, e = s.element_bytes;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
     plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, {}});
   };

@@ -20,8 +20,8 @@ class ChannelMixer {
  public:
   // Under tensor parallelism l1 and l2 are column-parallel (F/tp rows each)
   // and l3 row-parallel (F/tp columns); the output is summed over the group.
-  ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed, DType dtype,
-               const TensorParallel& tp = {});
+  ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
+               DType dtype, const TensorParallel& tp = {});
 
   // x: [B, N, D] (already normalised) -> out: [B, N, D]
   void forward(const Tensor& x, Tensor& out, ChannelMixerCache& cache) const;

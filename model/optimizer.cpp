@@ -68,14 +68,19 @@ void AdamW::step(double lr) {
   }
 }
 
-double global_grad_norm(const ParameterSet& params) {
+double global_grad_norm(const ParameterSet& params, const TensorParallel& tp) {
   double total = 0;
   for (const Parameter& p : params.all()) total += sum_squares(p.grad);
+  if (tp.size > 1) {
+    Tensor sum = Tensor::from_vector<double>({1}, {total});
+    tp.all_reduce(sum);
+    total = sum.data<double>()[0];
+  }
   return std::sqrt(total);
 }
 
-double clip_grad_norm(ParameterSet& params, double max_norm) {
-  const double norm = global_grad_norm(params);
+double clip_grad_norm(ParameterSet& params, double max_norm, const TensorParallel& tp) {
+  const double norm = global_grad_norm(params, tp);
   if (max_norm > 0 && norm > max_norm) {
     for (Parameter& p : params.all()) scale(max_norm / (norm + 1e-6), p.grad);
   }

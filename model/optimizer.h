@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "model/parameters.h"
+#include "model/tensor_parallel.h"
 
 namespace linpar {
 
@@ -58,10 +59,12 @@ class AdamW {
   int64_t step_ = 0;
 };
 
-// √(Σ g²) over every parameter's gradient.
-double global_grad_norm(const ParameterSet& params);
+// √(Σ g²) over every parameter's gradient. Under tensor parallelism every
+// parameter is sharded (none is replicated), so the squares are summed over
+// the TP group.
+double global_grad_norm(const ParameterSet& params, const TensorParallel& tp = {});
 // Scales every gradient by max_norm / norm when norm > max_norm (max_norm ≤ 0
 // disables clipping). Returns the norm before clipping.
-double clip_grad_norm(ParameterSet& params, double max_norm);
+double clip_grad_norm(ParameterSet& params, double max_norm, const TensorParallel& tp = {});
 
 }  // namespace linpar

@@ -34,7 +34,8 @@ struct TensorParallel {
 inline void validate_tensor_parallel(const ModelConfig& c, int64_t tp) {
   if (c.n_heads % tp != 0) user_error("--tp {}: heads {} must be divisible by tp", tp, c.n_heads);
   if (c.glu_dim % tp != 0) user_error("--tp {}: glu-dim {} must be divisible by tp", tp, c.glu_dim);
-  if (c.vocab_size % tp != 0) user_error("--tp {}: vocab-size {} must be divisible by tp", tp, c.vocab_size);
+  if (c.vocab_size % tp != 0)
+    user_error("--tp {}: vocab-size {} must be divisible by tp", tp, c.vocab_size);
 }
 
 }  // namespace linpar

@@ -10,15 +10,16 @@
 namespace linpar {
 
 namespace {
-std::vector<double> local_slopes(const ModelConfig& config, int64_t layer, const TensorParallel& tp) {
+std::vector<double> local_slopes(const ModelConfig& config, int64_t layer,
+                                 const TensorParallel& tp) {
   const std::vector<double> all = config.layer_slopes(layer);
   const int64_t first = tp.block_offset(config.n_heads), count = tp.block(config.n_heads);
   return std::vector<double>(all.begin() + first, all.begin() + first + count);
 }
 }  // namespace
 
-TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
-                       DType dtype, const TensorParallel& tp)
+TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params,
+                       uint64_t seed, DType dtype, const TensorParallel& tp)
     : prefix_(fmt::format("layers.{}.token_mixer.", layer)),
       tp_(tp),
       n_heads_(tp.block(config.n_heads)),
@@ -31,25 +32,32 @@ TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& p
       slopes_(local_slopes(config, layer, tp)),
       // qkvu_proj as a [4, D, D] tensor (q, k, v, u blocks): this rank's box is
       // rows [t·D/tp, (t+1)·D/tp) of each block, used as a [4·D/tp, D] matrix.
-      qkvu_proj_(params.add_normal(
-          prefix_ + "qkvu_proj",
-          ShardBox{{4, config.width, config.width}, {0, tp.block_offset(config.width), 0}, {4, tp.block(config.width), config.width}},
-          {4 * tp.block(config.width), config.width}, dtype, seed, config.init_std)),
-      out_proj_(params.add_normal(
-          prefix_ + "out_proj",
-          ShardBox{{config.width, config.width}, {0, tp.block_offset(config.width)}, {config.width, tp.block(config.width)}},
-          {config.width, tp.block(config.width)}, dtype, seed, config.init_std)) {
+      qkvu_proj_(params.add_normal(prefix_ + "qkvu_proj",
+                                   ShardBox{{4, config.width, config.width},
+                                            {0, tp.block_offset(config.width), 0},
+                                            {4, tp.block(config.width), config.width}},
+                                   {4 * tp.block(config.width), config.width}, dtype, seed,
+                                   config.init_std)),
+      out_proj_(params.add_normal(prefix_ + "out_proj",
+                                  ShardBox{{config.width, config.width},
+                                           {0, tp.block_offset(config.width)},
+                                           {config.width, tp.block(config.width)}},
+                                  {config.width, tp.block(config.width)}, dtype, seed,
+                                  config.init_std)) {
   if (use_lrpe_) {
     const std::vector<double> theta = lrpe_initial_theta(config.width);
     const int64_t first = tp.block_offset(config.width), count = tp.block(config.width);
     std::vector<double> mine(theta.begin() + first, theta.begin() + first + count);
-    lrpe_theta_ = &params.add_values(prefix_ + "lrpe.theta", Tensor::from_vector<double>({count}, mine).to(dtype),
-                                     /*weight_decay=*/false, ShardBox{{config.width}, {first}, {count}});
+    lrpe_theta_ = &params.add_values(
+        prefix_ + "lrpe.theta", Tensor::from_vector<double>({count}, mine).to(dtype),
+        /*weight_decay=*/false, ShardBox{{config.width}, {first}, {count}});
   }
 }
 
-void TokenMixer::forward(const Tensor& x, int64_t position_offset, Tensor& out, TokenMixerCache& c) const {
-  const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_, d = head_dim_;
+void TokenMixer::forward(const Tensor& x, int64_t position_offset, Tensor& out,
+                         TokenMixerCache& c) const {
+  const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_,
+                d = head_dim_;
   const DType dt = x.dtype();
   c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt);
   linear_forward(x, qkvu_proj_.value, c.qkvu);
@@ -82,7 +90,8 @@ void TokenMixer::forward(const Tensor& x, int64_t position_offset, Tensor& out, 
 
   Tensor attention = Tensor::empty({B, H, N, d}, dt);
   Tensor no_state;
-  lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, c.kv_in, attention, no_state);
+  lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, c.kv_in, attention,
+                              no_state);
   Tensor attention_columns = Tensor::empty({B, N, Dl}, dt);
   heads_to_columns(attention, 0, attention_columns);
 
@@ -102,7 +111,8 @@ void TokenMixer::forward(const Tensor& x, int64_t position_offset, Tensor& out, 
 
 void TokenMixer::backward(const Tensor& d_out, const Tensor& x, int64_t position_offset,
                           const TokenMixerCache& c, Tensor& dx) const {
-  const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_, d = head_dim_;
+  const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_,
+                d = head_dim_;
   const DType dt = x.dtype();
 
   Tensor d_gated = Tensor::empty({B, N, Dl}, dt);

@@ -33,8 +33,8 @@ class TokenMixer {
   // Under tensor parallelism this rank holds H/tp heads: its rows of q, k, v
   // and u in qkvu_proj (column-parallel) and its columns of out_proj
   // (row-parallel).
-  TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed, DType dtype,
-             const TensorParallel& tp = {});
+  TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
+             DType dtype, const TensorParallel& tp = {});
 
   // x: [B, N, D] (already normalised, replicated over TP) -> out: [B, N, D]
   // (summed over the TP group). position_offset is the

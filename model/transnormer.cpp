@@ -8,14 +8,16 @@
 
 namespace linpar {
 
-TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype, const TensorParallel& tp)
+TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
+                               const TensorParallel& tp)
     : config_(config), dtype_(dtype), tp_(tp) {
   config_.validate();
   validate_tensor_parallel(config_, tp.size);
   // Vocabulary-parallel embedding and LM head: rows [t·V/tp, (t+1)·V/tp).
   const int64_t V = config.vocab_size, D = config.width;
   const ShardBox vocab_rows{{V, D}, {tp.block_offset(V), 0}, {tp.block(V), D}};
-  embedding_ = &params_.add_normal("embedding", vocab_rows, {tp.block(V), D}, dtype, seed, config.init_std);
+  embedding_ =
+      &params_.add_normal("embedding", vocab_rows, {tp.block(V), D}, dtype, seed, config.init_std);
   token_mixers_.reserve(static_cast<size_t>(config.n_layers));
   channel_mixers_.reserve(static_cast<size_t>(config.n_layers));
   for (int64_t l = 0; l < config.n_layers; ++l) {
@@ -26,9 +28,9 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
     for (size_t i = before; i < params_.all().size(); ++i) added.push_back(&params_.all()[i]);
     layer_params_.push_back(std::move(added));
   }
-  lm_head_ = config.tie_embeddings
-                 ? embedding_
-                 : &params_.add_normal("lm_head", vocab_rows, {tp.block(V), D}, dtype, seed, config.init_std);
+  lm_head_ = config.tie_embeddings ? embedding_
+                                   : &params_.add_normal("lm_head", vocab_rows, {tp.block(V), D},
+                                                         dtype, seed, config.init_std);
 }
 
 double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cache& c) const {

@@ -28,15 +28,16 @@ class TransNormerLLM {
     Tensor tokens, targets;  // [B, N] i32
     std::vector<LayerCache> layers;
     Tensor final_norm, final_rstd;  // [B, N, D], [B·N]
-    Tensor logits;   // [B·N, V/tp]: this rank's vocabulary
-    Tensor row_max;  // [B·N]: softmax statistics over the whole vocabulary
+    Tensor logits;                  // [B·N, V/tp]: this rank's vocabulary
+    Tensor row_max;                 // [B·N]: softmax statistics over the whole vocabulary
     Tensor sum_exp;
   };
 
   // With tensor parallelism this rank holds its shard of every parameter
   // (heads, SGLU width and vocabulary split tp ways); every rank of a TP group
   // runs forward and backward on the same tokens and gets the same loss.
-  TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32, const TensorParallel& tp = {});
+  TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32,
+                 const TensorParallel& tp = {});
 
   const ModelConfig& config() const { return config_; }
   ParameterSet& params() { return params_; }

@@ -18,6 +18,7 @@
 
 #include "model/optimizer.h"
 #include "model/parameters.h"
+#include "model/tensor_parallel.h"
 #include "parallel/communicator.h"
 
 namespace linpar {
@@ -50,7 +51,8 @@ class GradientBuckets {
 
 class Zero1 {
  public:
-  Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config);
+  Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
+        const TensorParallel& tp = {});
 
   // Reduce-scatters the local gradients; returns the global gradient norm
   // (before clipping) of the averaged gradient.
@@ -78,6 +80,7 @@ class Zero1 {
  private:
   ParameterSet& params_;
   Communicator& dp_;
+  TensorParallel tp_;
   int64_t total_ = 0, shard_ = 0;
   std::vector<int64_t> offsets_;  // flat offset of each parameter
   Tensor flat_grads_, shard_grads_, flat_values_;

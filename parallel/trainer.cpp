@@ -26,6 +26,8 @@ void validate_train_options(const TrainOptions& o) {
   positive("--global-batch", o.global_batch);
   positive("--steps", o.steps);
   if (o.layout.dp <= 0) user_error("--dp {}: must be positive", o.layout.dp);
+  if (o.layout.tp <= 0) user_error("--tp {}: must be positive", o.layout.tp);
+  validate_tensor_parallel(o.model, o.layout.tp);
   if (o.zero != 0 && o.zero != 1) user_error("--zero {}: expected 0 or 1", o.zero);
   const int64_t per_step = static_cast<int64_t>(o.layout.dp) * o.micro_batch;
   if (o.global_batch % per_step != 0) {
@@ -56,7 +58,8 @@ void validate_train_options(const TrainOptions& o) {
   if (o.exit_after < 0) user_error("--exit-after {}: must be >= 0", o.exit_after);
 }
 
-Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid) : options_(options), grid_(grid) {
+Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid)
+    : options_(options), grid_(grid), tp_{&grid.tp(), grid.coordinates().tp, grid.tp().size()} {
   validate_train_options(options_);
   train_file_ = std::make_unique<TokenFile>(options_.train_path);
   if (train_file_->vocab_size() > options_.model.vocab_size) {
@@ -65,9 +68,9 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid) : options_(opti
   }
   if (!options_.val_path.empty()) val_file_ = std::make_unique<TokenFile>(options_.val_path);
   loader_ = std::make_unique<DataLoader>(*train_file_, options_.seq_len, options_.seed);
-  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, options_.dtype);
+  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, options_.dtype, tp_);
   if (options_.zero == 1) {
-    zero_ = std::make_unique<Zero1>(model_->params(), grid_.dp(), options_.adamw);
+    zero_ = std::make_unique<Zero1>(model_->params(), grid_.dp(), options_.adamw, tp_);
   } else {
     optimizer_ = std::make_unique<AdamW>(options_.adamw, model_->params());
     if (grid_.dp().size() > 1) {
@@ -124,7 +127,7 @@ StepResult Trainer::train_step() {
     zero_->step(result.lr, result.grad_norm, options_.grad_clip);
   } else {
     if (buckets_) buckets_->finish();
-    result.grad_norm = clip_grad_norm(model_->params(), options_.grad_clip);
+    result.grad_norm = clip_grad_norm(model_->params(), options_.grad_clip, tp_);
     optimizer_->step(result.lr);
   }
   ++step_;

@@ -88,6 +88,7 @@ class Trainer {
 
   TrainOptions options_;
   ProcessGrid& grid_;
+  TensorParallel tp_;
   std::unique_ptr<GradientBuckets> buckets_;
   std::unique_ptr<Zero1> zero_;
   std::unique_ptr<TokenFile> train_file_, val_file_;

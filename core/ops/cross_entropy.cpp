@@ -74,7 +74,8 @@ void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
   LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_local_max", [&]<typename T>() {
     const T* lp = logits.data<T>();
     T* mp = row_max.data<T>();
-    for (int64_t r = 0; r < rows; ++r) mp[r] = *std::max_element(lp + r * vocab, lp + (r + 1) * vocab);
+    for (int64_t r = 0; r < rows; ++r)
+      mp[r] = *std::max_element(lp + r * vocab, lp + (r + 1) * vocab);
   });
   count_flops(rows * vocab);
 }
@@ -110,9 +111,9 @@ void cross_entropy_losses(const Tensor& row_max, const Tensor& sum_exp, const Te
   });
 }
 
-void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets, int64_t vocab_offset,
-                                    const Tensor& row_max, const Tensor& sum_exp, double scale,
-                                    Tensor& dlogits) {
+void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets,
+                                    int64_t vocab_offset, const Tensor& row_max,
+                                    const Tensor& sum_exp, double scale, Tensor& dlogits) {
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   const int32_t* tp = targets.data<int32_t>();
   LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward_sharded", [&]<typename T>() {
@@ -122,7 +123,8 @@ void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets,
     T* dp = dlogits.data<T>();
     for (int64_t r = 0; r < rows; ++r) {
       const T s = static_cast<T>(scale) / sp[r];
-      for (int64_t i = 0; i < vocab; ++i) dp[r * vocab + i] = std::exp(lp[r * vocab + i] - mp[r]) * s;
+      for (int64_t i = 0; i < vocab; ++i)
+        dp[r * vocab + i] = std::exp(lp[r * vocab + i] - mp[r]) * s;
       const int64_t local = tp[r] - vocab_offset;
       if (local >= 0 && local < vocab) dp[r * vocab + local] -= static_cast<T>(scale);
     }

@@ -23,8 +23,9 @@ void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64
 void cross_entropy_losses(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
                           Tensor& losses);
 // dlogits = scale · (exp(l − max) / sum_exp − onehot(target)) on this rank's vocabulary.
-void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets, int64_t vocab_offset,
-                                    const Tensor& row_max, const Tensor& sum_exp, double scale, Tensor& dlogits);
+void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets,
+                                    int64_t vocab_offset, const Tensor& row_max,
+                                    const Tensor& sum_exp, double scale, Tensor& dlogits);
 
 int64_t cross_entropy_forward_flops(int64_t rows, int64_t vocab);
 int64_t cross_entropy_backward_flops(int64_t rows, int64_t vocab);

@@ -10,8 +10,8 @@ namespace linpar {
 int64_t embedding_forward_flops(int64_t rows, int64_t width) { return rows * width; }
 int64_t embedding_backward_flops(int64_t rows, int64_t width) { return 2 * rows * width; }
 
-void embedding_forward(const Tensor& tokens, const Tensor& table, double scale, Tensor& y, int64_t vocab_offset,
-                       int64_t vocab_size) {
+void embedding_forward(const Tensor& tokens, const Tensor& table, double scale, Tensor& y,
+                       int64_t vocab_offset, int64_t vocab_size) {
   check_cpu_float("embedding_forward", table);
   LINPAR_CHECK(tokens.dtype() == DType::I32, "embedding_forward: tokens are {}",
                dtype_name(tokens.dtype()));

@@ -26,7 +26,8 @@ void srmsnorm_row_sums(const Tensor& x, Tensor& sums) {
   count_flops(2 * rows * width);
 }
 
-void srmsnorm_apply(const Tensor& x, const Tensor& sums, int64_t full_width, double eps, Tensor& y, Tensor& rstd) {
+void srmsnorm_apply(const Tensor& x, const Tensor& sums, int64_t full_width, double eps, Tensor& y,
+                    Tensor& rstd) {
   const int64_t width = x.dim(-1), rows = x.numel() / width;
   LINPAR_CHECK(y.numel() == x.numel() && rstd.numel() == rows, "srmsnorm_apply: y {} rstd {}",
                shape_string(y.shape()), shape_string(rstd.shape()));
@@ -69,8 +70,8 @@ void srmsnorm_row_dots(const Tensor& dy, const Tensor& y, Tensor& dots) {
   count_flops(2 * rows * width);
 }
 
-void srmsnorm_backward_apply(const Tensor& dy, const Tensor& y, const Tensor& rstd, const Tensor& dots,
-                             int64_t full_width, Tensor& dx, bool accumulate) {
+void srmsnorm_backward_apply(const Tensor& dy, const Tensor& y, const Tensor& rstd,
+                             const Tensor& dots, int64_t full_width, Tensor& dx, bool accumulate) {
   const int64_t width = y.dim(-1), rows = y.numel() / width;
   LINPAR_CHECK(dx.numel() == y.numel(), "srmsnorm_backward_apply shapes");
   LINPAR_DISPATCH_FLOAT(dy.dtype(), "srmsnorm_backward_apply", [&]<typename T>() {
@@ -91,7 +92,8 @@ void srmsnorm_backward_apply(const Tensor& dy, const Tensor& y, const Tensor& rs
   count_flops(3 * rows * width);
 }
 
-void srmsnorm_backward(const Tensor& dy, const Tensor& y, const Tensor& rstd, Tensor& dx, bool accumulate) {
+void srmsnorm_backward(const Tensor& dy, const Tensor& y, const Tensor& rstd, Tensor& dx,
+                       bool accumulate) {
   check_cpu_float("srmsnorm_backward", dy);
   const int64_t width = y.dim(-1), rows = y.numel() / width;
   Tensor dots = Tensor::empty({rows}, dy.dtype());

@@ -15,10 +15,12 @@ void srmsnorm_backward(const Tensor& dy, const Tensor& y, const Tensor& rstd, Te
 // per-rank partial sums are summed over the group between the phases, and
 // full_width is the whole row's width D.
 void srmsnorm_row_sums(const Tensor& x, Tensor& sums);  // Σ x² per row
-void srmsnorm_apply(const Tensor& x, const Tensor& sums, int64_t full_width, double eps, Tensor& y, Tensor& rstd);
+void srmsnorm_apply(const Tensor& x, const Tensor& sums, int64_t full_width, double eps, Tensor& y,
+                    Tensor& rstd);
 void srmsnorm_row_dots(const Tensor& dy, const Tensor& y, Tensor& dots);  // Σ dy ⊙ y per row
-void srmsnorm_backward_apply(const Tensor& dy, const Tensor& y, const Tensor& rstd, const Tensor& dots,
-                             int64_t full_width, Tensor& dx, bool accumulate = false);
+void srmsnorm_backward_apply(const Tensor& dy, const Tensor& y, const Tensor& rstd,
+                             const Tensor& dots, int64_t full_width, Tensor& dx,
+                             bool accumulate = false);
 
 int64_t srmsnorm_forward_flops(int64_t rows, int64_t width);
 int64_t srmsnorm_backward_flops(int64_t rows, int64_t width);
