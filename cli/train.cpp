@@ -57,7 +57,8 @@ void print_dry_run(const TrainOptions& o) {
   const int64_t params = m.parameter_count();
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double element = static_cast<double>(dtype_size(o.dtype));
-  const double weights = static_cast<double>(params) * element;
+  // Every parameter is sharded over the TP group (none is replicated).
+  const double weights = static_cast<double>(params) * element / o.layout.tp;
   const double grads = weights;
   // AdamW first and second moments, sharded over the DP group with ZeRO-1.
   const double optimizer = 2.0 * weights / (o.zero ? o.layout.dp : 1);

@@ -50,7 +50,8 @@ TEST(CliErrors, LayoutsThatDoNotFitAreRefusedBeforeAnyCompute) {
   expect_user_error("train --dry-run --dp 0", "--dp 0");
   expect_user_error("train --dry-run --zero 2", "--zero 2");
   expect_user_error("train --dry-run --tp 3", "heads 4 must be divisible by tp");
-  expect_user_error("train --dry-run --tp 8 --heads 8", "glu-dim 128 must be divisible by tp");
+  expect_user_error("train --dry-run --tp 2 --glu-dim 127", "glu-dim 127 must be divisible by tp");
+  expect_user_error("train --dry-run --tp 2 --vocab-size 257", "vocab-size 257 must be divisible by tp");
 }
 
 TEST(CliErrors, MissingDataAndConfig) {
