@@ -1,5 +1,7 @@
 #include "model/transnormer.h"
 
+#include <algorithm>
+
 #include "core/ops/cross_entropy.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/embedding.h"
@@ -8,19 +10,46 @@
 
 namespace linpar {
 
+PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size) {
+  const int64_t units = config.n_layers + 2;  // embedding, layers, head
+  auto boundary = [&](int s) { return (static_cast<int64_t>(s) * units + size / 2) / size; };
+  PipelineStage stage;
+  stage.rank = rank;
+  stage.size = size;
+  // Unit u holds layer u − 1; the embedding is unit 0, the head unit L + 1.
+  stage.first_layer = std::clamp<int64_t>(boundary(rank) - 1, 0, config.n_layers);
+  stage.end_layer = std::clamp<int64_t>(boundary(rank + 1) - 1, 0, config.n_layers);
+  if (rank == size - 1) stage.end_layer = config.n_layers;
+  if (stage.end_layer <= stage.first_layer) {
+    user_error("--pp {}: {} layers do not give every stage a layer (stage {} would have none)",
+               size, config.n_layers, rank);
+  }
+  return stage;
+}
+
 TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
-                               const TensorParallel& tp)
+                               const TensorParallel& tp, const PipelineStage* stage)
     : config_(config), dtype_(dtype), tp_(tp) {
   config_.validate();
   validate_tensor_parallel(config_, tp.size);
+  stage_ = stage != nullptr ? *stage : PipelineStage{0, 1, 0, config.n_layers};
+  if (stage_.size > 1 && config.tie_embeddings) {
+    user_error(
+        "--pp {}: tied embeddings with pipeline parallelism are not supported (the first and last "
+        "stage would share one matrix); use --tie-embeddings false",
+        stage_.size);
+  }
   // Vocabulary-parallel embedding and LM head: rows [t·V/tp, (t+1)·V/tp).
   const int64_t V = config.vocab_size, D = config.width;
   const ShardBox vocab_rows{{V, D}, {tp.block_offset(V), 0}, {tp.block(V), D}};
-  embedding_ =
-      &params_.add_normal("embedding", vocab_rows, {tp.block(V), D}, dtype, seed, config.init_std);
-  token_mixers_.reserve(static_cast<size_t>(config.n_layers));
-  channel_mixers_.reserve(static_cast<size_t>(config.n_layers));
-  for (int64_t l = 0; l < config.n_layers; ++l) {
+  if (stage_.first()) {
+    embedding_ = &params_.add_normal("embedding", vocab_rows, {tp.block(V), D}, dtype, seed,
+                                     config.init_std);
+  }
+  const int64_t layers = stage_.end_layer - stage_.first_layer;
+  token_mixers_.reserve(static_cast<size_t>(layers));
+  channel_mixers_.reserve(static_cast<size_t>(layers));
+  for (int64_t l = stage_.first_layer; l < stage_.end_layer; ++l) {
     const size_t before = params_.all().size();
     token_mixers_.emplace_back(config, l, params_, seed, dtype, tp);
     channel_mixers_.emplace_back(config, l, params_, seed, dtype, tp);
@@ -28,23 +57,37 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
     for (size_t i = before; i < params_.all().size(); ++i) added.push_back(&params_.all()[i]);
     layer_params_.push_back(std::move(added));
   }
-  lm_head_ = config.tie_embeddings ? embedding_
-                                   : &params_.add_normal("lm_head", vocab_rows, {tp.block(V), D},
-                                                         dtype, seed, config.init_std);
+  if (stage_.last()) {
+    lm_head_ = config.tie_embeddings ? embedding_
+                                     : &params_.add_normal("lm_head", vocab_rows, {tp.block(V), D},
+                                                           dtype, seed, config.init_std);
+  }
 }
 
 double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cache& c) const {
+  LINPAR_CHECK(stage_.size == 1, "forward() of one pipeline stage: use forward_stage()");
+  Tensor none;
+  return forward_stage(tokens, targets, none, none, c);
+}
+
+double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets,
+                                     const Tensor& x_in, Tensor& x_out, Cache& c) const {
   const int64_t B = tokens.dim(0), N = tokens.dim(1), D = config_.width, V = config_.vocab_size;
   c.tokens = tokens;
   c.targets = targets;
   const int64_t V_local = tp_.block(V), vocab_offset = tp_.block_offset(V);
   Tensor x = Tensor::empty({B, N, D}, dtype_);
-  embedding_forward(tokens, embedding_->value, config_.embedding_scale(), x, vocab_offset, V);
-  tp_.all_reduce(x);  // each rank filled the rows of its vocabulary
+  if (stage_.first()) {
+    embedding_forward(tokens, embedding_->value, config_.embedding_scale(), x, vocab_offset, V);
+    tp_.all_reduce(x);  // each rank filled the rows of its vocabulary
+  } else {
+    x.copy_from(x_in);
+  }
 
-  c.layers.resize(static_cast<size_t>(config_.n_layers));
+  const int64_t layers = stage_.end_layer - stage_.first_layer;
+  c.layers.resize(static_cast<size_t>(layers));
   Tensor branch = Tensor::empty({B, N, D}, dtype_);
-  for (int64_t l = 0; l < config_.n_layers; ++l) {
+  for (int64_t l = 0; l < layers; ++l) {
     LayerCache& lc = c.layers[static_cast<size_t>(l)];
     lc.token_norm = Tensor::empty({B, N, D}, dtype_);
     lc.token_rstd = Tensor::empty({B * N}, dtype_);
@@ -57,6 +100,10 @@ double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cach
     srmsnorm_forward(x, config_.norm_eps, lc.channel_norm, lc.channel_rstd);
     channel_mixers_[static_cast<size_t>(l)].forward(lc.channel_norm, branch, lc.channel_mixer);
     axpy(1.0, branch, x);  // x += SGLU(SRMSNorm(x))
+  }
+  if (!stage_.last()) {
+    x_out.copy_from(x);
+    return 0.0;
   }
 
   c.final_norm = Tensor::empty({B, N, D}, dtype_);
@@ -81,19 +128,30 @@ double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cach
 }
 
 void TransNormerLLM::backward(const Cache& c, double loss_scale, const GradientsReady& ready) {
+  LINPAR_CHECK(stage_.size == 1, "backward() of one pipeline stage: use backward_stage()");
+  Tensor none;
+  backward_stage(c, none, none, loss_scale, ready);
+}
+
+void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor& d_in,
+                                    double loss_scale, const GradientsReady& ready) {
   const int64_t B = c.tokens.dim(0), N = c.tokens.dim(1), D = config_.width, V = config_.vocab_size;
   const int64_t vocab_offset = tp_.block_offset(V);
-  Tensor d_logits = Tensor::empty({B * N, tp_.block(V)}, dtype_);
-  cross_entropy_backward_sharded(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp,
-                                 loss_scale / static_cast<double>(B * N), d_logits);
   Tensor d_norm = Tensor::empty({B, N, D}, dtype_);
-  linear_backward(d_logits, c.final_norm, lm_head_->value, d_norm, lm_head_->grad);
-  tp_.all_reduce(d_norm);  // vocabulary-parallel head: sum the input-gradient parts
-  if (ready && lm_head_ != embedding_) ready({lm_head_});
   Tensor dx = Tensor::empty({B, N, D}, dtype_);  // gradient of the residual stream
-  srmsnorm_backward(d_norm, c.final_norm, c.final_rstd, dx);
+  if (!stage_.last()) {
+    dx.copy_from(d_out);
+  } else {
+    Tensor d_logits = Tensor::empty({B * N, tp_.block(V)}, dtype_);
+    cross_entropy_backward_sharded(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp,
+                                   loss_scale / static_cast<double>(B * N), d_logits);
+    linear_backward(d_logits, c.final_norm, lm_head_->value, d_norm, lm_head_->grad);
+    tp_.all_reduce(d_norm);  // vocabulary-parallel head: sum the input-gradient parts
+    if (ready && lm_head_ != embedding_) ready({lm_head_});
+    srmsnorm_backward(d_norm, c.final_norm, c.final_rstd, dx);
+  }
 
-  for (int64_t l = config_.n_layers - 1; l >= 0; --l) {
+  for (int64_t l = stage_.end_layer - stage_.first_layer - 1; l >= 0; --l) {
     const LayerCache& lc = c.layers[static_cast<size_t>(l)];
     // x += SGLU(SRMSNorm(x)): the residual passes dx through; the branch adds.
     channel_mixers_[static_cast<size_t>(l)].backward(dx, lc.channel_norm, lc.channel_mixer, d_norm);
@@ -101,6 +159,10 @@ void TransNormerLLM::backward(const Cache& c, double loss_scale, const Gradients
     token_mixers_[static_cast<size_t>(l)].backward(dx, lc.token_norm, 0, lc.token_mixer, d_norm);
     srmsnorm_backward(d_norm, lc.token_norm, lc.token_rstd, dx, /*accumulate=*/true);
     if (ready) ready(layer_params_[static_cast<size_t>(l)]);
+  }
+  if (!stage_.first()) {
+    d_in.copy_from(dx);
+    return;
   }
   embedding_backward(dx, c.tokens, config_.embedding_scale(), embedding_->grad, vocab_offset);
   if (ready) ready({embedding_});

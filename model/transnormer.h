@@ -16,6 +16,18 @@
 
 namespace linpar {
 
+// Which contiguous layers a pipeline stage holds. The embedding (first stage)
+// and the LM head with the loss (last stage) count as one layer each when the
+// L + 2 units are split as evenly as possible.
+struct PipelineStage {
+  int rank = 0, size = 1;
+  int64_t first_layer = 0, end_layer = 0;
+  bool first() const { return rank == 0; }
+  bool last() const { return rank == size - 1; }
+};
+// UserError when a stage would hold no layer.
+PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size);
+
 class TransNormerLLM {
  public:
   struct LayerCache {
@@ -36,8 +48,10 @@ class TransNormerLLM {
   // With tensor parallelism this rank holds its shard of every parameter
   // (heads, SGLU width and vocabulary split tp ways); every rank of a TP group
   // runs forward and backward on the same tokens and gets the same loss.
+  // A pipeline stage holds its layers only, the first stage the embedding and
+  // the last the LM head (stage null: the whole model).
   TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32,
-                 const TensorParallel& tp = {});
+                 const TensorParallel& tp = {}, const PipelineStage* stage = nullptr);
 
   const ModelConfig& config() const { return config_; }
   ParameterSet& params() { return params_; }
@@ -46,6 +60,11 @@ class TransNormerLLM {
 
   // tokens, targets: [B, N] i32 -> mean cross-entropy over the B·N targets (nats).
   double forward(const Tensor& tokens, const Tensor& targets, Cache& cache) const;
+  // One pipeline stage: x_in [B, N, D] from the previous stage (ignored on the
+  // first, which embeds the tokens); fills x_out [B, N, D] for the next stage,
+  // or (last stage) returns the mean loss.
+  double forward_stage(const Tensor& tokens, const Tensor& targets, const Tensor& x_in,
+                       Tensor& x_out, Cache& cache) const;
   // Called during backward with each group of parameters whose gradients this
   // backward has finished (LM head, then each layer from the last, then the
   // embedding), so data parallelism can start reducing them while the rest of
@@ -55,6 +74,11 @@ class TransNormerLLM {
   // Accumulates parameter gradients of loss_scale · mean loss (loss_scale =
   // 1/micro-batches for gradient accumulation).
   void backward(const Cache& cache, double loss_scale, const GradientsReady& ready = {});
+  // One pipeline stage: d_out [B, N, D] from the next stage (ignored on the
+  // last); fills d_in [B, N, D] for the previous stage (not on the first).
+  void backward_stage(const Cache& cache, const Tensor& d_out, Tensor& d_in, double loss_scale,
+                      const GradientsReady& ready = {});
+  const PipelineStage& stage() const { return stage_; }
 
   // Ops of one micro-batch's forward and backward, in execution order.
   OpPlan plan(const StepShape& shape, const ShardLayout& layout = {}) const;
@@ -63,6 +87,7 @@ class TransNormerLLM {
   ModelConfig config_;
   DType dtype_;
   TensorParallel tp_;
+  PipelineStage stage_;
   ParameterSet params_;
   Parameter* embedding_ = nullptr;
   Parameter* lm_head_ = nullptr;  // the embedding itself when tied

@@ -33,6 +33,7 @@ Tensor tokens_from(const std::vector<int32_t>& values) {
 
 void check_all_parameter_gradients(const ModelConfig& config) {
   TransNormerLLM model(config, 99, DType::F64);
+  ASSERT_EQ(model.params().numel(), config.parameter_count());  // every parameter is checked below
   Tensor inputs = tokens_from({1, 4, 2, 9, 0, 3, 3, 10, 5, 7, 7, 1, 6, 2});
   Tensor targets = tokens_from({4, 2, 9, 0, 3, 3, 8, 5, 7, 7, 1, 6, 2, 0});
   TransNormerLLM::Cache cache;
