@@ -9,6 +9,7 @@
 #include "cli/options.h"
 #include "core/error.h"
 #include "model/transnormer.h"
+#include "parallel/pipeline.h"
 #include "parallel/trainer.h"
 
 namespace linpar::cli {
@@ -124,6 +125,8 @@ int train_command(const std::vector<std::string>& args) {
   options.add_options()
       ("dp", po::value<int>()->default_value(1), "data-parallel degree")
       ("tp", po::value<int>()->default_value(1), "tensor-parallel degree (Megatron-style; divides heads, glu-dim, vocab)")
+      ("pp", po::value<int>()->default_value(1), "pipeline-parallel degree (contiguous layer stages)")
+      ("pp-schedule", po::value<std::string>()->default_value("1f1b"), "pipeline schedule: gpipe|1f1b")
       ("zero", po::value<int>()->default_value(0), "1: ZeRO-1 (optimizer state sharded over the DP group)")
       ("bucket-mb", po::value<double>()->default_value(4.0), "DP gradient all-reduce bucket size, MiB");
   // clang-format on
@@ -134,6 +137,8 @@ int train_command(const std::vector<std::string>& args) {
   o.model = model_config_from(v);
   o.layout.dp = v["dp"].as<int>();
   o.layout.tp = v["tp"].as<int>();
+  o.layout.pp = v["pp"].as<int>();
+  o.pp_schedule = pipeline_schedule_from_name(v["pp-schedule"].as<std::string>());
   o.zero = v["zero"].as<int>();
   const double bucket_mb = v["bucket-mb"].as<double>();
   if (!(bucket_mb > 0)) user_error("--bucket-mb {}: must be positive", bucket_mb);

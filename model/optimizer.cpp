@@ -68,19 +68,27 @@ void AdamW::step(double lr) {
   }
 }
 
-double global_grad_norm(const ParameterSet& params, const TensorParallel& tp) {
+double global_grad_norm(const ParameterSet& params, const SumOverModelParallel& sum) {
   double total = 0;
   for (const Parameter& p : params.all()) total += sum_squares(p.grad);
-  if (tp.size > 1) {
-    Tensor sum = Tensor::from_vector<double>({1}, {total});
-    tp.all_reduce(sum);
-    total = sum.data<double>()[0];
+  if (sum) {
+    Tensor t = Tensor::from_vector<double>({1}, {total});
+    sum(t);
+    total = t.data<double>()[0];
   }
   return std::sqrt(total);
 }
 
+double global_grad_norm(const ParameterSet& params, const TensorParallel& tp) {
+  return global_grad_norm(params, [&tp](Tensor& t) { tp.all_reduce(t); });
+}
+
 double clip_grad_norm(ParameterSet& params, double max_norm, const TensorParallel& tp) {
-  const double norm = global_grad_norm(params, tp);
+  return clip_grad_norm(params, max_norm, [&tp](Tensor& t) { tp.all_reduce(t); });
+}
+
+double clip_grad_norm(ParameterSet& params, double max_norm, const SumOverModelParallel& sum) {
+  const double norm = global_grad_norm(params, sum);
   if (max_norm > 0 && norm > max_norm) {
     for (Parameter& p : params.all()) scale(max_norm / (norm + 1e-6), p.grad);
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "model/parameters.h"
 #include "model/tensor_parallel.h"
@@ -63,8 +64,13 @@ class AdamW {
 // parameter is sharded (none is replicated), so the squares are summed over
 // the TP group.
 double global_grad_norm(const ParameterSet& params, const TensorParallel& tp = {});
+// The same with any reduction of the squared norm over the model-parallel
+// groups that hold disjoint parts of the model (tensor and pipeline).
+using SumOverModelParallel = std::function<void(Tensor&)>;
+double global_grad_norm(const ParameterSet& params, const SumOverModelParallel& sum);
 // Scales every gradient by max_norm / norm when norm > max_norm (max_norm ≤ 0
 // disables clipping). Returns the norm before clipping.
 double clip_grad_norm(ParameterSet& params, double max_norm, const TensorParallel& tp = {});
+double clip_grad_norm(ParameterSet& params, double max_norm, const SumOverModelParallel& sum);
 
 }  // namespace linpar

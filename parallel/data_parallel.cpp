@@ -81,8 +81,8 @@ void GradientBuckets::finish() {
 }
 
 Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
-             const TensorParallel& tp)
-    : params_(params), dp_(dp), tp_(tp) {
+             SumOverModelParallel sum_model_parallel)
+    : params_(params), dp_(dp), sum_model_parallel_(std::move(sum_model_parallel)) {
   const DType dtype = params.all().front().value.dtype();
   for (const Parameter& p : params.all()) {
     offsets_.push_back(total_);
@@ -118,7 +118,7 @@ double Zero1::reduce_gradients() {
   scale(1.0 / static_cast<double>(dp_.size()), shard_grads_);
   Tensor norm_sq = Tensor::from_vector<double>({1}, {sum_squares(shard_grads_)});
   dp_.all_reduce(norm_sq);
-  tp_.all_reduce(norm_sq);  // TP shards are disjoint parts of the model
+  if (sum_model_parallel_) sum_model_parallel_(norm_sq);  // TP/PP shards are disjoint parts of the model
   return std::sqrt(norm_sq.data<double>()[0]);
 }
 

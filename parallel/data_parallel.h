@@ -51,8 +51,10 @@ class GradientBuckets {
 
 class Zero1 {
  public:
+  // sum_model_parallel sums the squared gradient norm over the groups holding
+  // other parts of the model (tensor and pipeline parallel).
   Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
-        const TensorParallel& tp = {});
+        SumOverModelParallel sum_model_parallel = {});
 
   // Reduce-scatters the local gradients; returns the global gradient norm
   // (before clipping) of the averaged gradient.
@@ -80,7 +82,7 @@ class Zero1 {
  private:
   ParameterSet& params_;
   Communicator& dp_;
-  TensorParallel tp_;
+  SumOverModelParallel sum_model_parallel_;
   int64_t total_ = 0, shard_ = 0;
   std::vector<int64_t> offsets_;  // flat offset of each parameter
   Tensor flat_grads_, shard_grads_, flat_values_;

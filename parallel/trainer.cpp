@@ -13,6 +13,7 @@
 #include "model/config_io.h"
 #include "model/data_loader.h"
 #include "model/token_file.h"
+#include "parallel/pipeline.h"
 
 namespace linpar {
 
@@ -27,6 +28,12 @@ void validate_train_options(const TrainOptions& o) {
   positive("--steps", o.steps);
   if (o.layout.dp <= 0) user_error("--dp {}: must be positive", o.layout.dp);
   if (o.layout.tp <= 0) user_error("--tp {}: must be positive", o.layout.tp);
+  if (o.layout.pp <= 0) user_error("--pp {}: must be positive", o.layout.pp);
+  if (o.layout.pp > 1) pipeline_stage(o.model, o.layout.pp - 1, o.layout.pp);  // every stage gets a layer
+  if (o.layout.pp > 1 && o.model.tie_embeddings) {
+    user_error("--pp {}: tied embeddings with pipeline parallelism are not supported; use --tie-embeddings false",
+               o.layout.pp);
+  }
   validate_tensor_parallel(o.model, o.layout.tp);
   if (o.zero != 0 && o.zero != 1) user_error("--zero {}: expected 0 or 1", o.zero);
   const int64_t per_step = static_cast<int64_t>(o.layout.dp) * o.micro_batch;
@@ -68,9 +75,11 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid)
   }
   if (!options_.val_path.empty()) val_file_ = std::make_unique<TokenFile>(options_.val_path);
   loader_ = std::make_unique<DataLoader>(*train_file_, options_.seq_len, options_.seed);
-  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, options_.dtype, tp_);
+  stage_ = pipeline_stage(options_.model, grid_.coordinates().pp, grid_.pp().size());
+  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, options_.dtype, tp_, &stage_);
   if (options_.zero == 1) {
-    zero_ = std::make_unique<Zero1>(model_->params(), grid_.dp(), options_.adamw, tp_);
+    zero_ = std::make_unique<Zero1>(model_->params(), grid_.dp(), options_.adamw,
+                                    [this](Tensor& t) { sum_over_model_parallel(t); });
   } else {
     optimizer_ = std::make_unique<AdamW>(options_.adamw, model_->params());
     if (grid_.dp().size() > 1) {
@@ -81,6 +90,11 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid)
 }
 
 Trainer::~Trainer() = default;
+
+void Trainer::sum_over_model_parallel(Tensor& t) {
+  tp_.all_reduce(t);
+  if (grid_.pp().size() > 1) grid_.pp().all_reduce(t);
+}
 
 std::vector<double> Trainer::world_sum(std::vector<double> values) {
   if (grid_.world().size() == 1) return values;
@@ -99,25 +113,64 @@ StepResult Trainer::train_step() {
   // Sample i of this step is global sample position + i; DP rank d takes the
   // d-th contiguous block of local_batch, so any dp splits the same global batch.
   const int64_t first_sample = loader_->position() + grid_.coordinates().dp * local_batch;
-  Tensor inputs = Tensor::empty({B, N}, DType::I32), targets = Tensor::empty({B, N}, DType::I32);
   std::array<int64_t, 4> bytes_before{
       grid_.dp().counters().total_bytes(), grid_.tp().counters().total_bytes(),
       grid_.pp().counters().total_bytes(), grid_.sp().counters().total_bytes()};
   model_->params().zero_grad();
-  double loss = 0;
-  TransNormerLLM::Cache cache;
-  for (int64_t micro = 0; micro < micro_steps; ++micro) {
+  auto micro_batch = [&](int64_t micro, Tensor& inputs, Tensor& targets) {
     for (int64_t b = 0; b < B; ++b) {
       loader_->sample_at(first_sample + micro * B + b, inputs.data<int32_t>() + b * N,
                          targets.data<int32_t>() + b * N);
     }
-    loss += model_->forward(inputs, targets, cache) / static_cast<double>(micro_steps);
-    const bool last = micro + 1 == micro_steps;
-    TransNormerLLM::GradientsReady ready;
-    if (last && buckets_)
-      ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
-    model_->backward(cache, 1.0 / static_cast<double>(micro_steps), ready);
+  };
+  // The stage runs its schedule's list of forward and backward passes;
+  // activations go to the next stage and their gradients come back, by
+  // send/recv over the PP group (sends are asynchronous so neighbours never
+  // wait on each other's sends).
+  Communicator& pp = grid_.pp();
+  const int prev = pp.rank() - 1, next = pp.rank() + 1;
+  std::vector<TransNormerLLM::Cache> caches(static_cast<size_t>(micro_steps));
+  std::vector<std::unique_ptr<CommRequest>> sends;
+  std::vector<Tensor> sent;  // kept alive until their sends complete
+  double loss = 0;
+  for (const PipelineAction& action :
+       pipeline_actions(options_.pp_schedule, stage_.rank, stage_.size, micro_steps)) {
+    const size_t m = static_cast<size_t>(action.micro_batch);
+    if (!action.backward) {
+      Tensor inputs = Tensor::empty({B, N}, DType::I32), targets = Tensor::empty({B, N}, DType::I32);
+      micro_batch(action.micro_batch, inputs, targets);
+      Tensor x_in, x_out;
+      if (!stage_.first()) {
+        x_in = Tensor::empty({B, N, options_.model.width}, options_.dtype);
+        pp.recv(x_in, prev);
+      }
+      if (!stage_.last()) x_out = Tensor::empty({B, N, options_.model.width}, options_.dtype);
+      loss += model_->forward_stage(inputs, targets, x_in, x_out, caches[m]) /
+              static_cast<double>(micro_steps);
+      if (!stage_.last()) {
+        sends.push_back(pp.send_async(x_out, next));
+        sent.push_back(x_out);
+      }
+    } else {
+      Tensor d_out, d_in;
+      if (!stage_.last()) {
+        d_out = Tensor::empty({B, N, options_.model.width}, options_.dtype);
+        pp.recv(d_out, next);
+      }
+      if (!stage_.first()) d_in = Tensor::empty({B, N, options_.model.width}, options_.dtype);
+      TransNormerLLM::GradientsReady ready;
+      if (action.micro_batch + 1 == micro_steps && buckets_) {
+        ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
+      }
+      model_->backward_stage(caches[m], d_out, d_in, 1.0 / static_cast<double>(micro_steps), ready);
+      caches[m] = TransNormerLLM::Cache{};  // this micro-batch's activations are no longer needed
+      if (!stage_.first()) {
+        sends.push_back(pp.send_async(d_in, prev));
+        sent.push_back(d_in);
+      }
+    }
   }
+  for (auto& send : sends) send->wait();
   loader_->set_position(loader_->position() + options_.global_batch);
 
   StepResult result;
@@ -127,18 +180,20 @@ StepResult Trainer::train_step() {
     zero_->step(result.lr, result.grad_norm, options_.grad_clip);
   } else {
     if (buckets_) buckets_->finish();
-    result.grad_norm = clip_grad_norm(model_->params(), options_.grad_clip, tp_);
+    result.grad_norm = clip_grad_norm(model_->params(), options_.grad_clip,
+                                      [this](Tensor& t) { sum_over_model_parallel(t); });
     optimizer_->step(result.lr);
   }
   ++step_;
   result.step = step_;
   const std::vector<double> totals =
-      world_sum({loss, static_cast<double>(grid_.dp().counters().total_bytes() - bytes_before[0]),
+      world_sum({stage_.last() ? loss : 0.0, static_cast<double>(grid_.dp().counters().total_bytes() - bytes_before[0]),
                  static_cast<double>(grid_.tp().counters().total_bytes() - bytes_before[1]),
                  static_cast<double>(grid_.pp().counters().total_bytes() - bytes_before[2]),
                  static_cast<double>(grid_.sp().counters().total_bytes() - bytes_before[3])});
-  // Every rank of a DP replica reports the same loss; average over replicas.
-  result.loss = totals[0] / static_cast<double>(grid_.world().size());
+  // The last stage's TP ranks of every DP replica hold the replica's loss:
+  // average over replicas.
+  result.loss = totals[0] / static_cast<double>(grid_.dp().size() * grid_.tp().size());
   for (int g = 0; g < 4; ++g)
     result.comm_bytes[static_cast<size_t>(g)] =
         static_cast<int64_t>(totals[static_cast<size_t>(g) + 1]);
@@ -172,12 +227,19 @@ EvalResult Trainer::evaluate() {
       val_file_->copy(s, N, inputs.data<int32_t>() + b * N);
       val_file_->copy(s + 1, N, targets.data<int32_t>() + b * N);
     }
-    total += model_->forward(inputs, targets, cache) * static_cast<double>(B);
+    // Forward only, through the pipeline: the last stage gets the loss.
+    Tensor x_in, x_out;
+    if (!stage_.first()) {
+      x_in = Tensor::empty({B, N, options_.model.width}, options_.dtype);
+      grid_.pp().recv(x_in, grid_.pp().rank() - 1);
+    }
+    if (!stage_.last()) x_out = Tensor::empty({B, N, options_.model.width}, options_.dtype);
+    const double mean = model_->forward_stage(inputs, targets, x_in, x_out, cache);
+    if (stage_.last()) total += mean * static_cast<double>(B);
+    if (!stage_.last()) grid_.pp().send(x_out, grid_.pp().rank() + 1);
   }
-  // Sum over DP replicas only: every other rank of a replica holds the same sum.
-  const double replicas_per_world =
-      static_cast<double>(grid_.world().size()) / static_cast<double>(dp);
-  total = world_sum({total})[0] / replicas_per_world;
+  // Each replica's sum is on its last stage, once per TP rank.
+  total = world_sum({total})[0] / static_cast<double>(grid_.tp().size());
   EvalResult result;
   result.loss = total / static_cast<double>(starts.size());
   result.bits_per_byte = result.loss / std::numbers::ln2 * options_.val_tokens_per_byte;

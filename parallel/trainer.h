@@ -13,6 +13,7 @@
 #include "model/optimizer.h"
 #include "model/transnormer.h"
 #include "parallel/data_parallel.h"
+#include "parallel/pipeline.h"
 #include "parallel/process_grid.h"
 
 namespace linpar {
@@ -22,7 +23,8 @@ class DataLoader;
 
 struct TrainOptions {
   ModelConfig model;
-  ParallelLayout layout;           // dp only, for now
+  ParallelLayout layout;  // dp, tp and pp (sp: not yet)
+  PipelineSchedule pp_schedule = PipelineSchedule::OneFOneB;
   int zero = 0;                    // 1: ZeRO-1 over the DP group
   int64_t bucket_bytes = 4 << 20;  // DDP gradient bucket size
   DType dtype = DType::F32;
@@ -89,6 +91,9 @@ class Trainer {
   TrainOptions options_;
   ProcessGrid& grid_;
   TensorParallel tp_;
+  PipelineStage stage_;
+  // Sums a value over the groups holding disjoint parts of the model (TP, PP).
+  void sum_over_model_parallel(Tensor& t);
   std::unique_ptr<GradientBuckets> buckets_;
   std::unique_ptr<Zero1> zero_;
   std::unique_ptr<TokenFile> train_file_, val_file_;

@@ -1,0 +1,28 @@
+// Pipeline schedules (GPipe, Huang et al. 2019; 1F1B, PipeDream-Flush as in
+// Megatron-LM): the order in which one stage runs the forward and backward
+// passes of a step's micro-batches. Schedules are plain functions over the
+// micro-batch count, readable top to bottom; the trainer executes the list.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace linpar {
+
+enum class PipelineSchedule { GPipe, OneFOneB };
+PipelineSchedule pipeline_schedule_from_name(const std::string& name);  // UserError on unknown names
+
+struct PipelineAction {
+  bool backward = false;
+  int64_t micro_batch = 0;
+};
+
+// GPipe: every forward, then every backward (all m micro-batches' activations
+// live at once). 1F1B: stage s runs min(S − s − 1, m) warm-up forwards, then
+// alternates one forward and one backward, then drains the backwards, so at
+// most S − s micro-batches are in flight on stage s.
+std::vector<PipelineAction> pipeline_actions(PipelineSchedule schedule, int stage, int stages,
+                                             int64_t micro_batches);
+
+}  // namespace linpar
