@@ -11,19 +11,29 @@
 namespace linpar {
 
 PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size) {
-  const int64_t units = config.n_layers + 2;  // embedding, layers, head
-  auto boundary = [&](int s) { return (static_cast<int64_t>(s) * units + size / 2) / size; };
+  if (config.n_layers < size) {
+    user_error("--pp {}: {} layers do not give every stage a layer (layers must be at least pp)",
+               size, config.n_layers);
+  }
+  // Every stage gets one layer; each further layer goes to the least loaded
+  // stage (the earliest on ties), where the embedding and the head each weigh
+  // as much as a layer on the first and the last stage.
+  std::vector<int64_t> layers(static_cast<size_t>(size), 1);
+  auto load = [&](int s) {
+    return layers[static_cast<size_t>(s)] + (s == 0 ? 1 : 0) + (s == size - 1 ? 1 : 0);
+  };
+  for (int64_t extra = config.n_layers - size; extra > 0; --extra) {
+    int best = 0;
+    for (int s = 1; s < size; ++s) {
+      if (load(s) < load(best)) best = s;
+    }
+    ++layers[static_cast<size_t>(best)];
+  }
   PipelineStage stage;
   stage.rank = rank;
   stage.size = size;
-  // Unit u holds layer u − 1; the embedding is unit 0, the head unit L + 1.
-  stage.first_layer = std::clamp<int64_t>(boundary(rank) - 1, 0, config.n_layers);
-  stage.end_layer = std::clamp<int64_t>(boundary(rank + 1) - 1, 0, config.n_layers);
-  if (rank == size - 1) stage.end_layer = config.n_layers;
-  if (stage.end_layer <= stage.first_layer) {
-    user_error("--pp {}: {} layers do not give every stage a layer (stage {} would have none)",
-               size, config.n_layers, rank);
-  }
+  for (int s = 0; s < rank; ++s) stage.first_layer += layers[static_cast<size_t>(s)];
+  stage.end_layer = stage.first_layer + layers[static_cast<size_t>(rank)];
   return stage;
 }
 

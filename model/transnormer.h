@@ -16,9 +16,9 @@
 
 namespace linpar {
 
-// Which contiguous layers a pipeline stage holds. The embedding (first stage)
-// and the LM head with the loss (last stage) count as one layer each when the
-// L + 2 units are split as evenly as possible.
+// Which contiguous layers a pipeline stage holds: every stage at least one,
+// the rest balanced with the embedding (first stage) and the LM head with the
+// loss (last stage) each weighing as much as a layer.
 struct PipelineStage {
   int rank = 0, size = 1;
   int64_t first_layer = 0, end_layer = 0;

@@ -1,0 +1,164 @@
+// Pipeline parallelism: the schedules' shape, and under mpirun pp2 (GPipe and
+// 1F1B), pp4, tp2×pp2 and dp2×tp2×pp2 training the same model as one process,
+// closed-form PP traffic, and checkpoints moving from pp2 to one process.
+#include "parallel/pipeline.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "model/checkpoint.h"
+#include "temp_dir.h"
+#include "training_run.h"
+
+namespace linpar {
+
+namespace {
+
+using namespace linpar::testing;  // NOLINT: test helpers
+
+TEST(PipelineSchedule, OneFOneBBoundsActivationsInFlight) {
+  const int stages = 4;
+  const int64_t m = 6;
+  for (int s = 0; s < stages; ++s) {
+    const auto gpipe = pipeline_actions(PipelineSchedule::GPipe, s, stages, m);
+    const auto one_f_one_b = pipeline_actions(PipelineSchedule::OneFOneB, s, stages, m);
+    ASSERT_EQ(gpipe.size(), 2u * m);
+    ASSERT_EQ(one_f_one_b.size(), 2u * m);
+    int64_t in_flight = 0, peak = 0, forwards = 0, backwards = 0;
+    for (const auto& a : one_f_one_b) {
+      if (a.backward) {
+        EXPECT_EQ(a.micro_batch, backwards++);  // backwards in micro-batch order
+        --in_flight;
+      } else {
+        EXPECT_EQ(a.micro_batch, forwards++);
+        peak = std::max(peak, ++in_flight);
+      }
+      EXPECT_GE(in_flight, 0);
+    }
+    EXPECT_EQ(peak, std::min<int64_t>(stages - s, m)) << "stage " << s;
+    EXPECT_EQ(gpipe[m - 1].micro_batch, m - 1);
+    EXPECT_FALSE(gpipe[m - 1].backward);
+  }
+}
+
+TEST(PipelineSchedule, StagesBalanceLayersWithEmbeddingAndHead) {
+  ModelConfig c = preset_config("tnl-tiny");
+  c.n_layers = 6;
+  // 8 units (embedding, 6 layers, head) over 4 stages: 2 units each.
+  const int64_t expected[4][2] = {{0, 1}, {1, 3}, {3, 5}, {5, 6}};
+  for (int s = 0; s < 4; ++s) {
+    const PipelineStage stage = pipeline_stage(c, s, 4);
+    EXPECT_EQ(stage.first_layer, expected[s][0]) << s;
+    EXPECT_EQ(stage.end_layer, expected[s][1]) << s;
+  }
+  c.n_layers = 2;
+  EXPECT_THROW(pipeline_stage(c, 1, 4), UserError);
+}
+
+struct NamedRun {
+  std::vector<StepResult> steps;
+  std::map<std::string, std::vector<double>> params;
+};
+
+NamedRun train_named(const TrainOptions& o, ProcessGrid& grid, int steps,
+                     const ParameterSet** set = nullptr) {
+  Trainer trainer(o, grid);
+  NamedRun run;
+  for (int s = 0; s < steps; ++s) run.steps.push_back(trainer.train_step());
+  for (const Parameter& p : trainer.model().params().all()) {
+    run.params[p.name] = p.value.to(DType::F64).to_vector<double>();
+  }
+  return run;
+}
+
+TrainOptions pipeline_options(int dp, int tp, int pp, PipelineSchedule schedule, DType dtype) {
+  TrainOptions o = quick_options(dp, 0);
+  o.layout.tp = tp;
+  o.layout.pp = pp;
+  o.pp_schedule = schedule;
+  o.model.n_layers = 4;
+  o.dtype = dtype;
+  return o;
+}
+
+// Losses within 1e-5 (f32) and, in f64, every parameter this rank holds after
+// 4 steps within 1e-9 of the one-process run's (compared by name; with tp > 1
+// only the losses: the shards' boxes are checked in tensor_parallel_test).
+void check_equivalence(int dp, int tp, int pp, PipelineSchedule schedule) {
+  ProcessGrid single({1, 1, 1, 1}, MPI_COMM_SELF);
+  ProcessGrid grid({dp, tp, pp, 1}, MPI_COMM_WORLD);
+  for (DType dtype : {DType::F32, DType::F64}) {
+    const double tolerance = dtype == DType::F32 ? 1e-5 : 1e-9;
+    const NamedRun reference = train_named(pipeline_options(1, 1, 1, schedule, dtype), single, 4);
+    const NamedRun run = train_named(pipeline_options(dp, tp, pp, schedule, dtype), grid, 4);
+    for (size_t s = 0; s < run.steps.size(); ++s) {
+      EXPECT_LT(relative(run.steps[s].loss, reference.steps[s].loss), tolerance)
+          << "step " << s + 1;
+      EXPECT_LT(relative(run.steps[s].grad_norm, reference.steps[s].grad_norm), tolerance)
+          << "step " << s + 1;
+    }
+    if (dtype == DType::F64 && tp == 1) {
+      for (const auto& [name, values] : run.params) {
+        EXPECT_LT(tensor_difference(reference.params.at(name), values), tolerance) << name;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+TEST(PipelineNp2, GPipeEqualsOneProcess) { check_equivalence(1, 1, 2, PipelineSchedule::GPipe); }
+TEST(PipelineNp2, OneFOneBEqualsOneProcess) {
+  check_equivalence(1, 1, 2, PipelineSchedule::OneFOneB);
+}
+TEST(PipelineNp4, Pp4EqualsOneProcess) { check_equivalence(1, 1, 4, PipelineSchedule::OneFOneB); }
+TEST(PipelineNp4, Tp2Pp2EqualsOneProcess) {
+  check_equivalence(1, 2, 2, PipelineSchedule::OneFOneB);
+}
+TEST(PipelineNp8, Dp2Tp2Pp2EqualsOneProcess) {
+  check_equivalence(2, 2, 2, PipelineSchedule::OneFOneB);
+}
+
+// PP bytes per step, summed over the S stages: each of the m micro-batches
+// sends its activation [B, N, D] forward across S − 1 stage boundaries and its
+// gradient back across the same boundaries, plus the 8-byte all-reduce of the
+// squared gradient norm over the PP group: m·2(S−1)·B·N·D·e + S·2(S−1)·8/S.
+TEST(PipelineNp4, CountedBytesEqualClosedForm) {
+  ProcessGrid grid({1, 1, 4, 1}, MPI_COMM_WORLD);
+  const TrainOptions o = pipeline_options(1, 1, 4, PipelineSchedule::OneFOneB, DType::F32);
+  const int64_t S = 4, m = o.global_batch / o.micro_batch,
+                E = o.micro_batch * o.seq_len * o.model.width * 4;
+  const NamedRun run = train_named(o, grid, 1);
+  EXPECT_EQ(run.steps[0].comm_bytes[2], m * 2 * (S - 1) * E + S * (2 * (S - 1) * 8 / S));
+}
+
+TEST(PipelineNp2, CheckpointFromPp2ResumesOnOneProcess) {
+  ProcessGrid single({1, 1, 1, 1}, MPI_COMM_SELF);
+  ProcessGrid grid({1, 1, 2, 1}, MPI_COMM_WORLD);
+  const NamedRun reference =
+      train_named(pipeline_options(1, 1, 1, PipelineSchedule::OneFOneB, DType::F32), single, 4);
+  TempDir dir;
+  std::string ckpt = dir / "ckpt";
+  int length = static_cast<int>(ckpt.size());
+  MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  ckpt.resize(static_cast<size_t>(length));
+  MPI_Bcast(ckpt.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+  TrainOptions options = pipeline_options(1, 1, 2, PipelineSchedule::OneFOneB, DType::F32);
+  options.ckpt_dir = ckpt;
+  {
+    Trainer trainer(options, grid);
+    trainer.train_step();
+    trainer.train_step();
+    trainer.save();
+  }
+  if (grid.rank() == 0) {
+    Trainer resumed(pipeline_options(1, 1, 1, PipelineSchedule::OneFOneB, DType::F32), single);
+    resumed.load(latest_checkpoint(ckpt), true);
+    EXPECT_LT(relative(resumed.train_step().loss, reference.steps[2].loss), 1e-5);
+    EXPECT_LT(relative(resumed.train_step().loss, reference.steps[3].loss), 1e-5);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+}  // namespace linpar
