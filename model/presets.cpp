@@ -29,29 +29,36 @@ std::vector<PresetInfo> build_presets() {
   std::vector<PresetInfo> presets;
   // TransNormerLLM sizes. The released modeling code ties the LM head to the
   // embedding (HuggingFace's tie_word_embeddings default), so these count the
-  // V×D matrix once. 385M is the released configuration_transnormer.py default
-  // (24 layers, width 1024, 8 heads, glu_dim 2816, vocabulary 64000); the other
-  // shapes follow the paper's size table with glu_dim ≈ 2.75·D as in 385M and
-  // 1B. docs/model.md lists what was and was not checked against the sources.
+  // V×D matrix once. Checked against the released config.json files:
+  // TransNormerLLM-1B (16 layers, 2048, 16 heads, glu_dim 5632, vocabulary
+  // 64000, LRPE in layer 0 only) and the 385M family's configuration defaults
+  // (24, 1024, 8, 2816, 64000; LRPE in layer 0 in the released 385M config);
+  // 7B's 30 layers, 4096 width, 32 heads from TransNormerLLM2-7B's config. The
+  // other shapes follow the paper's size names with glu_dim ≈ 2.75·D as in 385M
+  // and 1B; docs/model.md lists what was and was not checked.
   const bool tied = true;
-  presets.push_back({make("tnl-385m", 24, 1024, 8, 2816, 64000, LrpeLayers::None, tied), 385e6,
-                     "released configuration_transnormer.py defaults"});
-  presets.push_back({make("tnl-1b", 16, 2048, 16, 5632, 64000, LrpeLayers::None, tied), 1e9,
-                     "paper sizes; glu_dim 2.75·D rule"});
-  presets.push_back({make("tnl-3b", 32, 2560, 20, 7040, 64000, LrpeLayers::None, tied), 3e9,
-                     "paper sizes; glu_dim 2.75·D rule"});
-  presets.push_back({make("tnl-7b", 30, 4096, 32, 11008, 64000, LrpeLayers::None, tied), 7e9,
-                     "paper sizes; glu_dim 11008"});
-  presets.push_back({make("tnl-13b", 36, 5120, 40, 14080, 64000, LrpeLayers::None, tied), 13e9,
-                     "paper sizes; glu_dim 2.75·D rule"});
-  presets.push_back({make("tnl-65b", 72, 8192, 64, 22528, 64000, LrpeLayers::None, tied), 65e9,
-                     "paper sizes; glu_dim 2.75·D rule"});
-  presets.push_back({make("tnl-175b", 88, 12288, 96, 33792, 64000, LrpeLayers::None, tied), 175e9,
-                     "paper sizes; glu_dim 2.75·D rule"});
-  // TransNormerLLM3-15B model card: 42 layers, 40 heads, width 5120, ~100k
-  // vocabulary (100352 = 98·1024 assumed), LRPE in the first layer only, 14.83B.
-  presets.push_back({make("tnl3-15b", 42, 5120, 40, 13824, 100352, LrpeLayers::First, tied),
-                     14.83e9, "TransNormerLLM3-15B model card"});
+  const LrpeLayers first = LrpeLayers::First;
+  presets.push_back({make("tnl-385m", 24, 1024, 8, 2816, 64000, first, tied), 385e6,
+                     "released 385M configuration"});
+  presets.push_back(
+      {make("tnl-1b", 16, 2048, 16, 5632, 64000, first, tied), 1e9, "released 1B config.json"});
+  presets.push_back(
+      {make("tnl-3b", 32, 2560, 20, 7040, 64000, first, tied), 3e9, "paper size; glu_dim 2.75·D"});
+  presets.push_back({make("tnl-7b", 30, 4096, 32, 11008, 64000, first, tied), 7e9,
+                     "released 7B shape; glu_dim 11008 unchecked"});
+  presets.push_back({make("tnl-13b", 36, 5120, 40, 14080, 64000, first, tied), 13e9,
+                     "paper size; glu_dim 2.75·D"});
+  presets.push_back({make("tnl-65b", 72, 8192, 64, 22528, 64000, first, tied), 65e9,
+                     "paper size; glu_dim 2.75·D"});
+  presets.push_back({make("tnl-175b", 88, 12288, 96, 33792, 64000, first, tied), 175e9,
+                     "paper size; glu_dim 2.75·D"});
+  // TransNormerLLM3-15B's released config.json: 42 layers, 5120, 40 heads,
+  // glu_dim 15360, vocabulary 100280, LRPE in layer 0. Its token mixer differs
+  // from TransNormerLLM's (a low-rank output gate, gate_dim 16, instead of the
+  // u quarter of qkvu_proj), which linpar does not implement yet: with the full
+  // gate this preset counts 15.93B, not the published 14.83B.
+  presets.push_back({make("tnl3-15b", 42, 5120, 40, 15360, 100280, first, tied), 14.83e9,
+                     "released config.json (full-rank gate: see docs/model.md)"});
   // Small presets for tests and demos: byte vocabulary (256).
   presets.push_back(
       {make("tnl-tiny", 2, 64, 4, 128, 256, LrpeLayers::First), 0, "linpar demo/test size"});

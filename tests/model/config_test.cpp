@@ -13,20 +13,35 @@ namespace linpar {
 TEST(Presets, PaperSizesMatchTheirPublishedParameterCounts) {
   int checked = 0;
   for (const PresetInfo& p : model_presets()) {
-    if (p.published_parameters <= 0) continue;
+    // tnl3-15b needs TransNormerLLM3's low-rank output gate (not implemented;
+    // docs/model.md): its count is asserted separately below.
+    if (p.published_parameters <= 0 || p.config.name == "tnl3-15b") continue;
     const double computed = static_cast<double>(p.config.parameter_count());
     // The published sizes are rounded names (385M, 1B, ..., 14.83B): within 5%.
     EXPECT_NEAR(computed / p.published_parameters, 1.0, 0.05) << p.config.name << " " << computed;
     ++checked;
   }
-  EXPECT_EQ(checked, 8);
+  EXPECT_EQ(checked, 7);
 }
 
 TEST(Presets, ReleasedDefaultShapeAndExactCount) {
   const ModelConfig c = preset_config("tnl-385m");
-  // 24 · (D·4D + D·D + 3·D·F) + V·D with D = 1024, F = 2816, V = 64000 (tied head).
-  EXPECT_EQ(c.parameter_count(), 24 * (1024 * 4096 + 1024 * 1024 + 3 * 1024 * 2816) + 64000 * 1024);
+  // 24 · (D·4D + D·D + 3·D·F) + V·D + D with D = 1024, F = 2816, V = 64000 (tied
+  // head) and LRPE's θ (D angles) in layer 0.
+  EXPECT_EQ(c.parameter_count(), 24 * (1024 * 4096 + 1024 * 1024 + 3 * 1024 * 2816) + 64000 * 1024 + 1024);
   EXPECT_THROW(preset_config("tnl-9000b"), UserError);
+}
+
+TEST(Presets, Tnl3CountDiffersFromPublishedByExactlyTheLowRankGate) {
+  // The released 14.83B counts a gate of two gate_dim-wide matrices (D·16 + 16·D)
+  // where linpar's token mixer has the u quarter of qkvu_proj (D·D): the
+  // difference per layer is D² − 32·D. With that correction the released
+  // config reproduces the published count to its rounding.
+  const ModelConfig c = preset_config("tnl3-15b");
+  const int64_t D = c.width;
+  const double with_low_rank_gate =
+      static_cast<double>(c.parameter_count() - c.n_layers * (D * D - 32 * D));
+  EXPECT_NEAR(with_low_rank_gate / 14.83e9, 1.0, 0.0005);
 }
 
 TEST(ParameterCount, EqualsTheElementsTheModelAllocates) {
