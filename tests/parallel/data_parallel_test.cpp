@@ -105,11 +105,7 @@ TEST(DataParallelNp2, CheckpointsMoveBetweenLayouts) {
   const TrainingRun reference = train(quick_options(1, 0), single, 4);
   for (int zero : {0, 1}) {
     testing::TempDir dir;  // a different path per rank; rank 0's is the one used
-    std::string ckpt = dir / "ckpt";
-    int length = static_cast<int>(ckpt.size());
-    MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    ckpt.resize(static_cast<size_t>(length));
-    MPI_Bcast(ckpt.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+    const std::string ckpt = rank0_path(dir / "ckpt");
     TrainOptions options = quick_options(2, zero);
     options.ckpt_dir = ckpt;
     {

@@ -139,11 +139,7 @@ TEST(PipelineNp2, CheckpointFromPp2ResumesOnOneProcess) {
   const NamedRun reference =
       train_named(pipeline_options(1, 1, 1, PipelineSchedule::OneFOneB, DType::F32), single, 4);
   TempDir dir;
-  std::string ckpt = dir / "ckpt";
-  int length = static_cast<int>(ckpt.size());
-  MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  ckpt.resize(static_cast<size_t>(length));
-  MPI_Bcast(ckpt.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+  const std::string ckpt = rank0_path(dir / "ckpt");
   TrainOptions options = pipeline_options(1, 1, 2, PipelineSchedule::OneFOneB, DType::F32);
   options.ckpt_dir = ckpt;
   {

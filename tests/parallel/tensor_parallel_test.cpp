@@ -138,11 +138,7 @@ TEST(TensorParallelNp4, CheckpointsMoveBetweenTpLayouts) {
   ProcessGrid grid({2, 2, 1, 1}, MPI_COMM_WORLD);
   const TrainingRun reference = train(quick_options(1, 0), single, 4);
   TempDir dir;
-  std::string ckpt = dir / "ckpt";
-  int length = static_cast<int>(ckpt.size());
-  MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  ckpt.resize(static_cast<size_t>(length));
-  MPI_Bcast(ckpt.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+  const std::string ckpt = rank0_path(dir / "ckpt");
   TrainOptions options = quick_options(2, 0);
   options.layout.tp = 2;
   options.ckpt_dir = ckpt;

@@ -82,6 +82,16 @@ inline void expect_same_training(const TrainingRun& a, const TrainingRun& b, dou
   expect_same_tensors(a.params, b.params, tolerance, "parameter");
 }
 
+// Rank 0's value of a path (each rank made its own temporary directory; the
+// checkpoint of a multi-rank run must live in one of them).
+inline std::string rank0_path(std::string path) {
+  int length = static_cast<int>(path.size());
+  MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  path.resize(static_cast<size_t>(length));
+  MPI_Bcast(path.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD);
+  return path;
+}
+
 inline int world_size() {
   int n = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &n);
