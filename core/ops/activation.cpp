@@ -4,6 +4,9 @@
 
 #include "core/op_stats.h"
 #include "core/ops/dispatch.h"
+#ifdef LINPAR_HAVE_CUDA
+#include "core/cuda/pointwise_kernels.h"
+#endif
 
 namespace linpar {
 
@@ -14,6 +17,12 @@ int64_t mul_forward_flops(int64_t n) { return n; }
 int64_t mul_backward_flops(int64_t n) { return 2 * n; }
 
 void silu_forward(const Tensor& x, Tensor& y) {
+  if (x.device() == Device::CUDA) {
+    const bool bf16 = cuda_operands("silu_forward", {&x, &y});
+    LINPAR_CUDA_OR_FAIL("silu_forward", cuda::silu_forward(bf16, x.raw_data(), y.raw_data(), x.numel()));
+    count_flops(silu_forward_flops(x.numel()));
+    return;
+  }
   check_cpu_float("silu_forward", x);
   LINPAR_CHECK(y.numel() == x.numel(), "silu_forward: y {}", shape_string(y.shape()));
   LINPAR_DISPATCH_FLOAT(x.dtype(), "silu_forward", [&]<typename T>() {
@@ -25,6 +34,13 @@ void silu_forward(const Tensor& x, Tensor& y) {
 }
 
 void silu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
+  if (dy.device() == Device::CUDA) {
+    const bool bf16 = cuda_operands("silu_backward", {&dy, &x, &dx});
+    LINPAR_CUDA_OR_FAIL("silu_backward",
+                        cuda::silu_backward(bf16, dy.raw_data(), x.raw_data(), dx.raw_data(), x.numel()));
+    count_flops(silu_backward_flops(x.numel()));
+    return;
+  }
   check_cpu_float("silu_backward", dy);
   LINPAR_CHECK(dy.numel() == x.numel() && dx.numel() == x.numel(), "silu_backward shapes");
   LINPAR_DISPATCH_FLOAT(x.dtype(), "silu_backward", [&]<typename T>() {
@@ -40,6 +56,13 @@ void silu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
 }
 
 void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
+  if (a.device() == Device::CUDA) {
+    const bool bf16 = cuda_operands("mul_forward", {&a, &b, &y});
+    LINPAR_CUDA_OR_FAIL("mul_forward",
+                        cuda::mul_forward(bf16, a.raw_data(), b.raw_data(), y.raw_data(), a.numel()));
+    count_flops(mul_forward_flops(a.numel()));
+    return;
+  }
   check_cpu_float("mul_forward", a);
   LINPAR_CHECK(a.numel() == b.numel() && y.numel() == a.numel(), "mul_forward shapes");
   LINPAR_DISPATCH_FLOAT(a.dtype(), "mul_forward", [&]<typename T>() {
@@ -52,6 +75,17 @@ void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
 }
 
 void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
+  if (dy.device() == Device::CUDA) {
+    const bool bf16 = cuda_operands("mul_backward", {&dy, &a, &b});
+    if (da.defined()) cuda_operands("mul_backward", {&dy, &da});
+    if (db.defined()) cuda_operands("mul_backward", {&dy, &db});
+    LINPAR_CUDA_OR_FAIL("mul_backward",
+                        cuda::mul_backward(bf16, dy.raw_data(), a.raw_data(), b.raw_data(),
+                                           da.defined() ? da.raw_data() : nullptr,
+                                           db.defined() ? db.raw_data() : nullptr, dy.numel()));
+    count_flops((da.defined() ? dy.numel() : 0) + (db.defined() ? dy.numel() : 0));
+    return;
+  }
   check_cpu_float("mul_backward", dy);
   LINPAR_DISPATCH_FLOAT(dy.dtype(), "mul_backward", [&]<typename T>() {
     const T* dyp = dy.data<T>();
