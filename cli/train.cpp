@@ -60,11 +60,15 @@ void print_dry_run(const TrainOptions& o) {
   const int64_t params = m.parameter_count();
   const double gib = 1024.0 * 1024.0 * 1024.0;
   const double element = static_cast<double>(dtype_size(o.dtype));
+  // On the GPU parameters, gradients and moments are f32 (master weights) and
+  // bf16 compute adds a 2-byte copy of every weight.
+  const bool gpu = o.device == Device::CUDA;
+  const double param_element = gpu ? 4.0 : element;
   // Every parameter is sharded over the TP group (none is replicated).
-  const double weights = static_cast<double>(params) * element / o.layout.tp;
-  const double grads = weights;
+  const double weights = static_cast<double>(params) * (param_element + (gpu && o.dtype == DType::BF16 ? 2.0 : 0.0)) / o.layout.tp;
+  const double grads = static_cast<double>(params) * param_element / o.layout.tp;
   // AdamW first and second moments, sharded over the DP group with ZeRO-1.
-  const double optimizer = 2.0 * weights / (o.zero ? o.layout.dp : 1);
+  const double optimizer = 2.0 * grads / (o.zero ? o.layout.dp : 1);
   // Each SP rank keeps its chunk's activations; the all-gather baseline also
   // keeps the whole sequence's K and V of every layer (H/tp heads).
   const int64_t local_tokens = o.micro_batch * o.seq_len / o.layout.sp;
@@ -85,7 +89,7 @@ void print_dry_run(const TrainOptions& o) {
              o.layout.sp > 1 ? fmt::format(", sp-kind {}", sp_kind_name(o.sp_kind)) : "",
              o.global_batch / o.layout.dp / o.micro_batch, o.micro_batch,
              o.seq_len / o.layout.sp);
-  fmt::print("memory per rank (estimate, {} on cpu):\n", dtype_name(o.dtype));
+  fmt::print("memory per rank (estimate, {} on {}):\n", dtype_name(o.dtype), gpu ? "cuda" : "cpu");
   fmt::print("  weights      {:10.3f} GiB\n", weights / gib);
   fmt::print("  gradients    {:10.3f} GiB\n", grads / gib);
   fmt::print("  optimizer    {:10.3f} GiB\n", optimizer / gib);
@@ -129,8 +133,9 @@ int train_command(const std::vector<std::string>& args) {
       "stop (and checkpoint, with --ckpt-dir) after N steps of this invocation")(
       "metrics", po::value<std::string>(), "write one JSON object per step to this file")(
       "device", po::value<std::string>()->default_value("cpu"),
-      "cpu (cuda arrives with the GPU backend)")(
-      "dtype", po::value<std::string>()->default_value("f32"), "CPU compute precision: f32 or f64")(
+      "cpu, or cuda (one GPU per rank; f32 master weights and AdamW state)")(
+      "dtype", po::value<std::string>(),
+      "compute precision: f32 or f64 on the CPU (default f32); bf16 or f32 on the GPU (default bf16)")(
       "progress", po::value<std::string>()->default_value("auto"), "auto|bar|lines|quiet")(
       "dry-run", po::bool_switch(),
       "validate, print the parameter count and memory estimate, exit");
@@ -190,12 +195,14 @@ int train_command(const std::vector<std::string>& args) {
   if (!(bucket_mb > 0)) user_error("--bucket-mb {}: must be positive", bucket_mb);
   o.bucket_bytes = static_cast<int64_t>(bucket_mb * 1024 * 1024);
   const std::string device = v["device"].as<std::string>();
-  if (device != "cpu") {
-    user_error("--device {}: this version trains on the CPU only (expected cpu)", device);
+  if (device != "cpu" && device != "cuda") user_error("--device {}: expected cpu or cuda", device);
+  o.device = device == "cuda" ? Device::CUDA : Device::CPU;
+  const std::string dtype =
+      v.count("dtype") ? v["dtype"].as<std::string>() : (o.device == Device::CUDA ? "bf16" : "f32");
+  if (dtype != "f32" && dtype != "f64" && dtype != "bf16") {
+    user_error("--dtype {}: expected f32, f64 or bf16", dtype);
   }
-  const std::string dtype = v["dtype"].as<std::string>();
-  if (dtype != "f32" && dtype != "f64") user_error("--dtype {}: expected f32 or f64", dtype);
-  o.dtype = dtype == "f32" ? DType::F32 : DType::F64;
+  o.dtype = dtype == "f32" ? DType::F32 : dtype == "f64" ? DType::F64 : DType::BF16;
   o.seq_len = v["seq-len"].as<int64_t>();
   o.micro_batch = v["micro-batch"].as<int64_t>();
   o.global_batch = v["global-batch"].as<int64_t>();

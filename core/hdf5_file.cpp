@@ -201,9 +201,13 @@ Hdf5File Hdf5File::open_read(const std::string& path) {
 
 void Hdf5File::write_shard(const std::string& name, const Tensor& shard, const Shape& global_shape,
                            const Shape& offset) {
+  // A GPU tensor is written from a host copy.
+  if (shard.defined() && shard.device() != Device::CPU) {
+    write_shard(name, shard.to(Device::CPU), global_shape, offset);
+    return;
+  }
   // shard: [s0, s1, ...] is global[o0:o0+s0, o1:o1+s1, ...] of a global_shape tensor.
-  LINPAR_CHECK(shard.defined() && shard.device() == Device::CPU,
-               "write_shard {}: needs a CPU tensor", name);
+  LINPAR_CHECK(shard.defined(), "write_shard {}: no tensor", name);
   const Shape& shape = shard.shape();
   LINPAR_CHECK(global_shape.size() == shape.size() && offset.size() == shape.size(),
                "write_shard {}: shard {} global {} offset {}", name, shape_string(shape),

@@ -147,8 +147,9 @@ void convert_from(DType to, const void* src, void* dst, int64_t n) {
 }  // namespace
 
 Tensor Tensor::to(DType dtype) const {
-  LINPAR_CHECK(device_ == Device::CPU, "dtype conversion runs on the CPU");
   if (dtype == dtype_) return clone();
+  // On the GPU, through the host (hot paths use convert() in core/ops/elementwise.h).
+  if (device_ != Device::CPU) return to(Device::CPU).to(dtype).to(device_);
   Tensor t = empty(shape_, dtype, device_);
   switch (dtype_) {
     case DType::F32:

@@ -45,6 +45,12 @@ class Tensor {
 
   static Tensor empty(const Shape& shape, DType dtype, Device device = Device::CPU);
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::CPU);
+  // Per-row statistics of activations (norm rstd, softmax max and sums): f32
+  // on the GPU whatever the activations' dtype (bf16 sums lose the row), the
+  // activations' own dtype on the CPU (f64 gradient checks stay f64).
+  static DType stats_dtype(DType activations, Device device) {
+    return device == Device::CUDA ? DType::F32 : activations;
+  }
   template <typename T>
   static Tensor from_vector(const Shape& shape, const std::vector<T>& values);
 
@@ -79,7 +85,7 @@ class Tensor {
   // Copies.
   Tensor clone() const;
   Tensor to(Device device) const;
-  Tensor to(DType dtype) const;          // CPU only: converts element by element
+  Tensor to(DType dtype) const;          // converts element by element (GPU: via the host)
   void copy_from(const Tensor& source);  // same shape and dtype, any devices
   void fill_zero();
 

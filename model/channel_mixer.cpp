@@ -32,29 +32,29 @@ ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSe
 
 void ChannelMixer::forward(const Tensor& x, Tensor& out, ChannelMixerCache& c) const {
   const int64_t B = x.dim(0), N = x.dim(1), F = glu_dim_;
-  c.a1 = Tensor::empty({B, N, F}, x.dtype());
-  c.a2 = Tensor::empty({B, N, F}, x.dtype());
-  c.gated = Tensor::empty({B, N, F}, x.dtype());
-  linear_forward(x, l1_.value, c.a1);
-  linear_forward(x, l2_.value, c.a2);
+  c.a1 = Tensor::empty({B, N, F}, x.dtype(), x.device());
+  c.a2 = Tensor::empty({B, N, F}, x.dtype(), x.device());
+  c.gated = Tensor::empty({B, N, F}, x.dtype(), x.device());
+  linear_forward(x, l1_.weight(), c.a1);
+  linear_forward(x, l2_.weight(), c.a2);
   mul_forward(c.a1, c.a2, c.gated);
   // Row-parallel l3: sum the partial outputs (into the stream's layout).
-  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, x.dtype()) : out;
-  linear_forward(c.gated, l3_.value, partial);
+  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, x.dtype(), x.device()) : out;
+  linear_forward(c.gated, l3_.weight(), partial);
   tp_.reduce_partial(partial, out);
 }
 
 void ChannelMixer::backward(const Tensor& d_out, const Tensor& x, const ChannelMixerCache& c,
                             Tensor& dx) const {
   const int64_t B = x.dim(0), N = x.dim(1), F = glu_dim_;
-  Tensor d_gated = Tensor::empty({B, N, F}, x.dtype());
-  linear_backward(tp_.gather_sequence(d_out), c.gated, l3_.value, d_gated, l3_.grad);
-  Tensor da1 = Tensor::empty({B, N, F}, x.dtype()), da2 = Tensor::empty({B, N, F}, x.dtype());
+  Tensor d_gated = Tensor::empty({B, N, F}, x.dtype(), x.device());
+  linear_backward(tp_.gather_sequence(d_out), c.gated, l3_.weight(), d_gated, l3_.grad);
+  Tensor da1 = Tensor::empty({B, N, F}, x.dtype(), x.device()), da2 = Tensor::empty({B, N, F}, x.dtype(), x.device());
   mul_backward(d_gated, c.a1, c.a2, da1, da2);
   // Column-parallel l1, l2: sum the input-gradient parts.
-  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, x.dtype()) : dx;
-  linear_backward(da1, x, l1_.value, partial, l1_.grad);
-  linear_backward(da2, x, l2_.value, partial, l2_.grad, /*accumulate_dx=*/true);
+  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, x.dtype(), x.device()) : dx;
+  linear_backward(da1, x, l1_.weight(), partial, l1_.grad);
+  linear_backward(da2, x, l2_.weight(), partial, l2_.grad, /*accumulate_dx=*/true);
   tp_.reduce_partial(partial, dx);
 }
 

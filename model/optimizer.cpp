@@ -5,6 +5,9 @@
 
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
+#ifdef LINPAR_HAVE_CUDA
+#include "core/cuda/elementwise_kernels.h"
+#endif
 
 namespace linpar {
 
@@ -38,8 +41,10 @@ AdamW::AdamW(const AdamWConfig& config, std::vector<AdamWSegment> segments)
   for (const AdamWSegment& s : segments_) {
     LINPAR_CHECK(s.value.numel() == s.grad.numel(), "AdamW segment: {} values, {} grads",
                  s.value.numel(), s.grad.numel());
-    m_.push_back(Tensor::zeros(s.value.shape(), s.value.dtype()));
-    v_.push_back(Tensor::zeros(s.value.shape(), s.value.dtype()));
+    LINPAR_CHECK(s.value.device() == Device::CPU || s.value.dtype() == DType::F32,
+                 "AdamW on the GPU keeps f32 values (master weights), not {}", dtype_name(s.value.dtype()));
+    m_.push_back(Tensor::zeros(s.value.shape(), s.value.dtype(), s.value.device()));
+    v_.push_back(Tensor::zeros(s.value.shape(), s.value.dtype(), s.value.device()));
   }
 }
 
@@ -50,6 +55,19 @@ void AdamW::step(double lr) {
   for (size_t index = 0; index < segments_.size(); ++index) {
     AdamWSegment& s = segments_[index];
     const double decay = s.weight_decay ? config_.weight_decay : 0.0;
+    if (s.value.device() == Device::CUDA) {
+#ifdef LINPAR_HAVE_CUDA
+      const cuda::AdamWStep k{static_cast<float>(lr), static_cast<float>(config_.beta1),
+                              static_cast<float>(config_.beta2), static_cast<float>(config_.eps),
+                              static_cast<float>(decay), static_cast<float>(bias1),
+                              static_cast<float>(bias2), config_.plain_sgd};
+      cuda::adamw_f32(k, s.value.device_data<float>(), s.grad.device_data<float>(),
+                      m_[index].device_data<float>(), v_[index].device_data<float>(), s.value.numel());
+      continue;
+#else
+      user_error("--device cuda: this linpar was built without CUDA");
+#endif
+    }
     LINPAR_DISPATCH_FLOAT(s.value.dtype(), "adamw", [&]<typename T>() {
       T* w = s.value.data<T>();
       const T* g = s.grad.data<T>();
@@ -74,10 +92,11 @@ void AdamW::step(double lr) {
 }
 
 double global_grad_norm(const ParameterSet& params, const SumOverModelParallel& sum) {
-  double total = 0;
+  std::vector<const Tensor*> grads;
   for (const Parameter& p : params.all()) {
-    if (p.counted_in_norm) total += sum_squares(p.grad);
+    if (p.counted_in_norm) grads.push_back(&p.grad);
   }
+  double total = sum_squares(grads);
   if (sum) {
     Tensor t = Tensor::from_vector<double>({1}, {total});
     sum(t);

@@ -1,5 +1,6 @@
 #include "model/parameters.h"
 
+#include "core/ops/elementwise.h"
 #include "core/rng.h"
 
 namespace linpar {
@@ -70,6 +71,24 @@ bool ParameterSet::contains(const std::string& name) const {
     if (p.name == name) return true;
   }
   return false;
+}
+
+void ParameterSet::place(Device device, DType compute_dtype) {
+  for (Parameter& p : params_) {
+    if (p.value.device() != device) {
+      p.value = p.value.to(device);
+      p.grad = p.grad.to(device);
+    }
+    p.compute = Tensor();
+    if (compute_dtype != p.value.dtype()) p.compute = Tensor::empty(p.value.shape(), compute_dtype, device);
+  }
+  refresh_compute();
+}
+
+void ParameterSet::refresh_compute() {
+  for (Parameter& p : params_) {
+    if (p.compute.defined()) convert(p.value, p.compute);
+  }
 }
 
 void ParameterSet::zero_grad() {

@@ -28,6 +28,11 @@ struct Parameter {
   // last stage's tied embedding under PP): the gradient norm counts it once.
   bool counted_in_norm = true;
 
+  // Mixed precision: a copy of `value` in the compute dtype (bf16) that
+  // forward and backward read; undefined when they read `value` itself.
+  Tensor compute;
+
+  const Tensor& weight() const { return compute.defined() ? compute : value; }
   Tensor value_box() const { return value.reshape(box_shape); }
   bool is_sharded() const { return box_shape != global_shape; }
 };
@@ -60,6 +65,13 @@ class ParameterSet {
   bool contains(const std::string& name) const;
   std::deque<Parameter>& all() { return params_; }
   const std::deque<Parameter>& all() const { return params_; }
+
+  // Moves values and gradients to `device` (dtypes unchanged); when
+  // compute_dtype differs from a value's dtype, the parameter gets a compute
+  // copy in it (Parameter::compute).
+  void place(Device device, DType compute_dtype);
+  // Rewrites the compute copies from the values (after every update or load).
+  void refresh_compute();
 
   void zero_grad();
   int64_t numel() const;

@@ -60,37 +60,38 @@ void TokenMixer::forward(const Tensor& x, Tensor& out, TokenMixerCache& c) const
   const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_,
                 d = head_dim_;
   const int64_t position_offset = sp_.position_offset(N);  // LRPE's angles use global positions
-  const DType dt = x.dtype();
-  c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt);
-  linear_forward(x, qkvu_proj_.value, c.qkvu);
+  const DType dt = x.dtype(), st = Tensor::stats_dtype(dt, x.device());
+  const Device dev = x.device();
+  c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
+  linear_forward(x, qkvu_proj_.weight(), c.qkvu);
 
-  c.q_raw = Tensor::empty({B, H, N, d}, dt);
-  c.k_raw = Tensor::empty({B, H, N, d}, dt);
-  c.v = Tensor::empty({B, H, N, d}, dt);
-  c.u = Tensor::empty({B, N, Dl}, dt);
+  c.q_raw = Tensor::empty({B, H, N, d}, dt, dev);
+  c.k_raw = Tensor::empty({B, H, N, d}, dt, dev);
+  c.v = Tensor::empty({B, H, N, d}, dt, dev);
+  c.u = Tensor::empty({B, N, Dl}, dt, dev);
   heads_from_columns(c.qkvu, 0, c.q_raw);
   heads_from_columns(c.qkvu, Dl, c.k_raw);
   heads_from_columns(c.qkvu, 2 * Dl, c.v);
   Tensor u_as_one_head = c.u.reshape({B, 1, N, Dl});  // [B, N, Dl] viewed as one head
   heads_from_columns(c.qkvu, 3 * Dl, u_as_one_head);
 
-  c.q = Tensor::empty({B, H, N, d}, dt);
-  c.k = Tensor::empty({B, H, N, d}, dt);
+  c.q = Tensor::empty({B, H, N, d}, dt, dev);
+  c.k = Tensor::empty({B, H, N, d}, dt, dev);
   silu_forward(c.q_raw, c.q);
   silu_forward(c.k_raw, c.k);
 
   const Tensor* q_att = &c.q;
   const Tensor* k_att = &c.k;
   if (use_lrpe_) {
-    c.q_rot = Tensor::empty({B, H, N, 2 * d}, dt);
-    c.k_rot = Tensor::empty({B, H, N, 2 * d}, dt);
-    lrpe_forward(c.q, lrpe_theta_->value, position_offset, c.q_rot);
-    lrpe_forward(c.k, lrpe_theta_->value, position_offset, c.k_rot);
+    c.q_rot = Tensor::empty({B, H, N, 2 * d}, dt, dev);
+    c.k_rot = Tensor::empty({B, H, N, 2 * d}, dt, dev);
+    lrpe_forward(c.q, lrpe_theta_->weight(), position_offset, c.q_rot);
+    lrpe_forward(c.k, lrpe_theta_->weight(), position_offset, c.k_rot);
     q_att = &c.q_rot;
     k_att = &c.k_rot;
   }
 
-  Tensor attention = Tensor::empty({B, H, N, d}, dt);
+  Tensor attention = Tensor::empty({B, H, N, d}, dt, dev);
   if (sp_.attention != nullptr) {
     sp_.attention->forward(*q_att, *k_att, c.v, slopes_, attention_block_, attention, c.attention);
   } else {
@@ -98,22 +99,22 @@ void TokenMixer::forward(const Tensor& x, Tensor& out, TokenMixerCache& c) const
     lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, no_state,
                                 attention, no_state);
   }
-  Tensor attention_columns = Tensor::empty({B, N, Dl}, dt);
+  Tensor attention_columns = Tensor::empty({B, N, Dl}, dt, dev);
   heads_to_columns(attention, 0, attention_columns);
 
   // SRMSNorm over the full width D of the concatenated heads: the row sums of
   // squares are summed over the TP group.
-  Tensor sums = Tensor::empty({B * N}, dt);
+  Tensor sums = Tensor::empty({B * N}, st, dev);
   srmsnorm_row_sums(attention_columns, sums);
   tp_.all_reduce(sums);
-  c.attention_norm = Tensor::empty({B, N, Dl}, dt);
-  c.attention_rstd = Tensor::empty({B * N}, dt);
+  c.attention_norm = Tensor::empty({B, N, Dl}, dt, dev);
+  c.attention_rstd = Tensor::empty({B * N}, st, dev);
   srmsnorm_apply(attention_columns, sums, D, norm_eps_, c.attention_norm, c.attention_rstd);
-  c.gated = Tensor::empty({B, N, Dl}, dt);
+  c.gated = Tensor::empty({B, N, Dl}, dt, dev);
   mul_forward(c.u, c.attention_norm, c.gated);
   // Row-parallel out_proj: sum the partial outputs (into the stream's layout).
-  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt) : out;
-  linear_forward(c.gated, out_proj_.value, partial);
+  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : out;
+  linear_forward(c.gated, out_proj_.weight(), partial);
   tp_.reduce_partial(partial, out);
 }
 
@@ -122,24 +123,25 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
   const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_,
                 d = head_dim_;
   const int64_t position_offset = sp_.position_offset(N);
-  const DType dt = x.dtype();
+  const DType dt = x.dtype(), st = Tensor::stats_dtype(dt, x.device());
+  const Device dev = x.device();
 
-  Tensor d_gated = Tensor::empty({B, N, Dl}, dt);
-  linear_backward(tp_.gather_sequence(d_out), c.gated, out_proj_.value, d_gated, out_proj_.grad);
+  Tensor d_gated = Tensor::empty({B, N, Dl}, dt, dev);
+  linear_backward(tp_.gather_sequence(d_out), c.gated, out_proj_.weight(), d_gated, out_proj_.grad);
 
-  Tensor du = Tensor::empty({B, N, Dl}, dt), d_norm = Tensor::empty({B, N, Dl}, dt);
+  Tensor du = Tensor::empty({B, N, Dl}, dt, dev), d_norm = Tensor::empty({B, N, Dl}, dt, dev);
   mul_backward(d_gated, c.u, c.attention_norm, du, d_norm);
-  Tensor dots = Tensor::empty({B * N}, dt);
+  Tensor dots = Tensor::empty({B * N}, st, dev);
   srmsnorm_row_dots(d_norm, c.attention_norm, dots);
   tp_.all_reduce(dots);
-  Tensor d_attention_columns = Tensor::empty({B, N, Dl}, dt);
+  Tensor d_attention_columns = Tensor::empty({B, N, Dl}, dt, dev);
   srmsnorm_backward_apply(d_norm, c.attention_norm, c.attention_rstd, dots, D, d_attention_columns);
-  Tensor d_attention = Tensor::empty({B, H, N, d}, dt);
+  Tensor d_attention = Tensor::empty({B, H, N, d}, dt, dev);
   heads_from_columns(d_attention_columns, 0, d_attention);
 
   const int64_t dk = use_lrpe_ ? 2 * d : d;
-  Tensor dq_att = Tensor::empty({B, H, N, dk}, dt), dk_att = Tensor::empty({B, H, N, dk}, dt);
-  Tensor dv = Tensor::empty({B, H, N, d}, dt);
+  Tensor dq_att = Tensor::empty({B, H, N, dk}, dt, dev), dk_att = Tensor::empty({B, H, N, dk}, dt, dev);
+  Tensor dv = Tensor::empty({B, H, N, d}, dt, dev);
   const Tensor& q_att = use_lrpe_ ? c.q_rot : c.q;
   const Tensor& k_att = use_lrpe_ ? c.k_rot : c.k;
   if (sp_.attention != nullptr) {
@@ -153,23 +155,23 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
 
   Tensor dq = dq_att, dk_ = dk_att;
   if (use_lrpe_) {
-    dq = Tensor::empty({B, H, N, d}, dt);
-    dk_ = Tensor::empty({B, H, N, d}, dt);
-    lrpe_backward(dq_att, c.q, lrpe_theta_->value, position_offset, dq, lrpe_theta_->grad);
-    lrpe_backward(dk_att, c.k, lrpe_theta_->value, position_offset, dk_, lrpe_theta_->grad);
+    dq = Tensor::empty({B, H, N, d}, dt, dev);
+    dk_ = Tensor::empty({B, H, N, d}, dt, dev);
+    lrpe_backward(dq_att, c.q, lrpe_theta_->weight(), position_offset, dq, lrpe_theta_->grad);
+    lrpe_backward(dk_att, c.k, lrpe_theta_->weight(), position_offset, dk_, lrpe_theta_->grad);
   }
-  Tensor dq_raw = Tensor::empty({B, H, N, d}, dt), dk_raw = Tensor::empty({B, H, N, d}, dt);
+  Tensor dq_raw = Tensor::empty({B, H, N, d}, dt, dev), dk_raw = Tensor::empty({B, H, N, d}, dt, dev);
   silu_backward(dq, c.q_raw, dq_raw);
   silu_backward(dk_, c.k_raw, dk_raw);
 
-  Tensor d_qkvu = Tensor::empty({B, N, 4 * Dl}, dt);
+  Tensor d_qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
   heads_to_columns(dq_raw, 0, d_qkvu);
   heads_to_columns(dk_raw, Dl, d_qkvu);
   heads_to_columns(dv, 2 * Dl, d_qkvu);
   heads_to_columns(du.reshape({B, 1, N, Dl}), 3 * Dl, d_qkvu);
   // Column-parallel qkvu_proj: sum the input-gradient parts.
-  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt) : dx;
-  linear_backward(d_qkvu, x, qkvu_proj_.value, partial, qkvu_proj_.grad);
+  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : dx;
+  linear_backward(d_qkvu, x, qkvu_proj_.weight(), partial, qkvu_proj_.grad);
   tp_.reduce_partial(partial, dx);
 }
 

@@ -40,7 +40,7 @@ PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size) {
 TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
                                const TensorParallel& tp, const PipelineStage* stage,
                                const SequenceParallel& sp)
-    : config_(config), dtype_(dtype), tp_(tp) {
+    : config_(config), dtype_(dtype), stats_dtype_(dtype), tp_(tp) {
   config_.validate();
   validate_tensor_parallel(config_, tp.size);
   stage_ = stage != nullptr ? *stage : PipelineStage{0, 1, 0, config.n_layers};
@@ -78,6 +78,20 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
   }
 }
 
+void TransNormerLLM::place(Device device, DType compute) {
+  if (device == Device::CPU) {
+    LINPAR_CHECK(compute == DType::F32 || compute == DType::F64,
+                 "the CPU computes in f32 or f64, not {}", dtype_name(compute));
+  } else {
+    LINPAR_CHECK(compute == DType::F32 || compute == DType::BF16,
+                 "the GPU computes in f32 or bf16, not {}", dtype_name(compute));
+  }
+  params_.place(device, compute);
+  device_ = device;
+  dtype_ = compute;
+  stats_dtype_ = Tensor::stats_dtype(compute, device);
+}
+
 double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cache& c) const {
   LINPAR_CHECK(stage_.size == 1, "forward() of one pipeline stage: use forward_stage()");
   Tensor none;
@@ -87,17 +101,18 @@ double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cach
 double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets,
                                      const Tensor& x_in, Tensor& x_out, Cache& c) const {
   const int64_t B = tokens.dim(0), N = tokens.dim(1), D = config_.width, V = config_.vocab_size;
-  c.tokens = tokens;
-  c.targets = targets;
+  // The batch comes from the host; the cache keeps it on the model's device.
+  c.tokens = tokens.device() == device_ ? tokens : tokens.to(device_);
+  c.targets = targets.device() == device_ ? targets : targets.to(device_);
   const int64_t V_local = tp_.block(V), vocab_offset = tp_.block_offset(V);
   // The residual stream: [B, N, D], or this rank's sequence shard [B, N/tp, D]
   // under Megatron sequence parallelism (blocks gather their input).
   const int64_t Ns = tp_.stream_length(N);
-  Tensor x = Tensor::empty({B, Ns, D}, dtype_);
+  Tensor x = Tensor::empty({B, Ns, D}, dtype_, device_);
   if (stage_.first()) {
     // Each rank fills the rows of its vocabulary; the sum is the embedding.
-    Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_) : x;
-    embedding_forward(tokens, embedding_->value, config_.embedding_scale(), partial, vocab_offset, V);
+    Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_, device_) : x;
+    embedding_forward(c.tokens, embedding_->weight(), config_.embedding_scale(), partial, vocab_offset, V);
     tp_.reduce_partial(partial, x);
   } else {
     x.copy_from(x_in);
@@ -105,18 +120,18 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
 
   const int64_t layers = stage_.end_layer - stage_.first_layer;
   c.layers.resize(static_cast<size_t>(layers));
-  Tensor branch = Tensor::empty({B, Ns, D}, dtype_);
+  Tensor branch = Tensor::empty({B, Ns, D}, dtype_, device_);
   for (int64_t l = 0; l < layers; ++l) {
     LayerCache& lc = c.layers[static_cast<size_t>(l)];
-    lc.token_norm = Tensor::empty({B, Ns, D}, dtype_);
-    lc.token_rstd = Tensor::empty({B * Ns}, dtype_);
+    lc.token_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
+    lc.token_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
     srmsnorm_forward(x, config_.norm_eps, lc.token_norm, lc.token_rstd);
     token_mixers_[static_cast<size_t>(l)].forward(tp_.gather_sequence(lc.token_norm), branch,
                                                   lc.token_mixer);
     axpy(1.0, branch, x);  // x += GLA(SRMSNorm(x))
 
-    lc.channel_norm = Tensor::empty({B, Ns, D}, dtype_);
-    lc.channel_rstd = Tensor::empty({B * Ns}, dtype_);
+    lc.channel_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
+    lc.channel_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
     srmsnorm_forward(x, config_.norm_eps, lc.channel_norm, lc.channel_rstd);
     channel_mixers_[static_cast<size_t>(l)].forward(tp_.gather_sequence(lc.channel_norm), branch,
                                                     lc.channel_mixer);
@@ -127,24 +142,24 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
     return 0.0;
   }
 
-  c.final_norm = Tensor::empty({B, Ns, D}, dtype_);
-  c.final_rstd = Tensor::empty({B * Ns}, dtype_);
+  c.final_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
+  c.final_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
   srmsnorm_forward(x, config_.norm_eps, c.final_norm, c.final_rstd);
-  c.logits = Tensor::empty({B * N, V_local}, dtype_);
-  linear_forward(tp_.gather_sequence(c.final_norm), lm_head_->value, c.logits);
+  c.logits = Tensor::empty({B * N, V_local}, dtype_, device_);
+  linear_forward(tp_.gather_sequence(c.final_norm), lm_head_->weight(), c.logits);
   // Vocabulary-parallel cross-entropy: no rank holds all the logits.
-  c.row_max = Tensor::empty({B * N}, dtype_);
-  c.sum_exp = Tensor::empty({B * N}, dtype_);
-  Tensor target_logit = Tensor::empty({B * N}, dtype_);
+  c.row_max = Tensor::empty({B * N}, stats_dtype_, device_);
+  c.sum_exp = Tensor::empty({B * N}, stats_dtype_, device_);
+  Tensor target_logit = Tensor::empty({B * N}, stats_dtype_, device_);
   cross_entropy_local_max(c.logits, c.row_max);
   tp_.all_reduce_max(c.row_max);
-  cross_entropy_local_sums(c.logits, targets, vocab_offset, c.row_max, c.sum_exp, target_logit);
+  cross_entropy_local_sums(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp, target_logit);
   tp_.all_reduce(c.sum_exp);
   tp_.all_reduce(target_logit);
-  Tensor losses = Tensor::empty({B * N}, dtype_);
+  Tensor losses = Tensor::empty({B * N}, stats_dtype_, device_);
   cross_entropy_losses(c.row_max, c.sum_exp, target_logit, losses);
   double total = 0;
-  for (double v : losses.to(DType::F64).to_vector<double>()) total += v;
+  for (double v : losses.to(Device::CPU).to(DType::F64).to_vector<double>()) total += v;
   return total / static_cast<double>(B * N);
 }
 
@@ -158,17 +173,17 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
                                     double loss_scale, const GradientsReady& ready) {
   const int64_t B = c.tokens.dim(0), N = c.tokens.dim(1), D = config_.width, V = config_.vocab_size;
   const int64_t vocab_offset = tp_.block_offset(V), Ns = tp_.stream_length(N);
-  Tensor d_norm = Tensor::empty({B, Ns, D}, dtype_);
-  Tensor dx = Tensor::empty({B, Ns, D}, dtype_);  // gradient of the residual stream
+  Tensor d_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
+  Tensor dx = Tensor::empty({B, Ns, D}, dtype_, device_);  // gradient of the residual stream
   if (!stage_.last()) {
     dx.copy_from(d_out);
   } else {
-    Tensor d_logits = Tensor::empty({B * N, tp_.block(V)}, dtype_);
+    Tensor d_logits = Tensor::empty({B * N, tp_.block(V)}, dtype_, device_);
     cross_entropy_backward_sharded(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp,
                                    loss_scale / static_cast<double>(B * N), d_logits);
     // Vocabulary-parallel head: sum the input-gradient parts.
-    Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_) : d_norm;
-    linear_backward(d_logits, tp_.gather_sequence(c.final_norm), lm_head_->value, partial,
+    Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_, device_) : d_norm;
+    linear_backward(d_logits, tp_.gather_sequence(c.final_norm), lm_head_->weight(), partial,
                     lm_head_->grad);
     tp_.reduce_partial(partial, d_norm);
     if (ready && lm_head_ != embedding_) ready({lm_head_});

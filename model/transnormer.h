@@ -60,7 +60,16 @@ class TransNormerLLM {
   const ModelConfig& config() const { return config_; }
   ParameterSet& params() { return params_; }
   const ParameterSet& params() const { return params_; }
-  DType dtype() const { return dtype_; }
+  DType dtype() const { return dtype_; }  // of the activations
+  Device device() const { return device_; }
+
+  // Runs the model on `device` with activations in `compute`. Parameters,
+  // their gradients and the optimizer state built on them keep their dtype
+  // (f32: the master weights); when `compute` differs (bf16 on the GPU) each
+  // parameter also keeps a compute copy that forward and backward read
+  // (ParameterSet::refresh_compute after every update). Call before building
+  // an optimizer or gradient buckets on the parameters.
+  void place(Device device, DType compute);
 
   // tokens, targets: [B, N] i32 -> mean cross-entropy over the B·N targets (nats).
   double forward(const Tensor& tokens, const Tensor& targets, Cache& cache) const;
@@ -90,6 +99,8 @@ class TransNormerLLM {
  private:
   ModelConfig config_;
   DType dtype_;
+  DType stats_dtype_;  // per-row statistics (Tensor::stats_dtype)
+  Device device_ = Device::CPU;
   TensorParallel tp_;
   PipelineStage stage_;
   ParameterSet params_;

@@ -7,6 +7,7 @@
 
 #include <sys/resource.h>
 
+#include "core/cuda/cuda_runtime.h"
 #include "core/hdf5_file.h"
 #include "core/log.h"
 #include "core/progress.h"
@@ -49,6 +50,12 @@ void validate_train_options(const TrainOptions& o) {
   }
   if (o.layout.pp > 1) pipeline_stage(o.model, o.layout.pp - 1, o.layout.pp);  // every stage gets a layer
   validate_tensor_parallel(o.model, o.layout.tp);
+  if (o.device == Device::CPU && o.dtype != DType::F32 && o.dtype != DType::F64) {
+    user_error("--dtype {}: the CPU trains in f32 or f64 (bf16 needs --device cuda)", dtype_name(o.dtype));
+  }
+  if (o.device == Device::CUDA && o.dtype != DType::F32 && o.dtype != DType::BF16) {
+    user_error("--dtype {}: the GPU trains in bf16 (mixed precision) or f32", dtype_name(o.dtype));
+  }
   if (o.zero != 0 && o.zero != 1) user_error("--zero {}: expected 0 or 1", o.zero);
   const int64_t per_step = static_cast<int64_t>(o.layout.dp) * o.micro_batch;
   if (o.global_batch % per_step != 0) {
@@ -100,8 +107,19 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
   if (!options_.val_path.empty()) val_file_ = std::make_unique<TokenFile>(options_.val_path);
   loader_ = std::make_unique<DataLoader>(*train_file_, options_.seq_len, options_.seed);
   stage_ = pipeline_stage(options_.model, grid_.coordinates().pp, grid_.pp().size());
-  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, options_.dtype, tp_,
+  if (options_.device == Device::CUDA) {
+    if (grid_.world().size() > 1) {
+      user_error("--device cuda: {} ranks; multi-GPU layouts need the NCCL process grid, which "
+                 "this build does not wire into training yet (run one rank per job for now)",
+                 grid_.world().size());
+    }
+    if (!cuda::available()) user_error("--device cuda: no CUDA device is present on this machine");
+  }
+  // On the GPU the parameters are f32 master weights whatever the compute dtype.
+  const DType param_dtype = options_.device == Device::CUDA ? DType::F32 : options_.dtype;
+  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, param_dtype, tp_,
                                             &stage_, sp_);
+  if (options_.device == Device::CUDA) model_->place(Device::CUDA, options_.dtype);
   // Gradients are averaged over DP replicas and SP ranks alike (each SP rank's
   // loss is the mean over its chunk, and the chunks are equal).
   Communicator& data_parallel = grid_.data_parallel();
@@ -207,10 +225,10 @@ StepResult Trainer::train_step() {
       micro_batch(action.micro_batch, inputs, targets);
       Tensor x_in, x_out;
       if (!stage_.first()) {
-        x_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype);
+        x_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
         pp.recv(x_in, prev);
       }
-      if (!stage_.last()) x_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype);
+      if (!stage_.last()) x_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
       loss += model_->forward_stage(inputs, targets, x_in, x_out, caches[m]) /
               static_cast<double>(micro_steps);
       if (!stage_.last()) {
@@ -220,10 +238,10 @@ StepResult Trainer::train_step() {
     } else {
       Tensor d_out, d_in;
       if (!stage_.last()) {
-        d_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype);
+        d_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
         pp.recv(d_out, next);
       }
-      if (!stage_.first()) d_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype);
+      if (!stage_.first()) d_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
       TransNormerLLM::GradientsReady ready;
       if (action.micro_batch + 1 == micro_steps && buckets_) {
         ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
@@ -254,6 +272,7 @@ StepResult Trainer::train_step() {
   }
   ++step_;
   if (outer_) outer_->after_step(step_, result);
+  model_->params().refresh_compute();  // the bf16 copies of the updated f32 weights
   result.step = step_;
   const std::vector<double> totals =
       world_sum({stage_.last() ? loss : 0.0, static_cast<double>(data_parallel_bytes() - bytes_before[0]),
@@ -313,10 +332,10 @@ EvalResult Trainer::evaluate() {
     // Forward only, through the pipeline: the last stage gets the loss.
     Tensor x_in, x_out;
     if (!stage_.first()) {
-      x_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype);
+      x_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
       grid_.pp().recv(x_in, grid_.pp().rank() - 1);
     }
-    if (!stage_.last()) x_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype);
+    if (!stage_.last()) x_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
     const double mean = model_->forward_stage(inputs, targets, x_in, x_out, cache);
     if (stage_.last()) total += mean * static_cast<double>(B);
     if (!stage_.last()) grid_.pp().send(x_out, grid_.pp().rank() + 1);
@@ -439,6 +458,7 @@ void Trainer::load(const std::string& dir, bool with_optimizer) {
       read_parameter_box(reader, prefix + "optimizer/v/" + p.name, p, v.back());
     }
   }
+  model_->params().refresh_compute();
   if (outer_) {
     if (replicas) {
       outer_->load(reader, reader.meta().at("co2"), prefix);

@@ -35,7 +35,11 @@ struct TrainOptions {
   PipelineSchedule pp_schedule = PipelineSchedule::OneFOneB;
   int zero = 0;                    // 1: ZeRO-1 over the DP group
   int64_t bucket_bytes = 4 << 20;  // DDP gradient bucket size
+  // The activations' dtype. On the GPU (device CUDA) parameters, gradients
+  // and AdamW state stay f32 and `dtype` may be bf16 (mixed precision); the
+  // CPU computes everything in `dtype` (f32 or f64).
   DType dtype = DType::F32;
+  Device device = Device::CPU;
   std::string train_path;            // token file
   std::string val_path;              // token file, or "" for no validation
   double val_tokens_per_byte = 1.0;  // converts nats/token into bits/byte

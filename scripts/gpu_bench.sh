@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
-# On the GPU machine: build the CUDA pieces, run the GPU correctness tests,
-# then the benchmarks beside their PyTorch peers, and print a short table last
-# (full logs under $OUT). See docs/benchmarks.md for what each number means.
+# On the GPU machine, after scripts/gpu_check.sh has built build-gpu/: the
+# benchmarks beside their PyTorch peers in the same run, a short table last
+# (full logs under $OUT). docs/benchmarks.md says what each number means.
+#   GEMM: cuBLASLt through linpar vs torch.matmul (bf16); the largest square
+#         rate is the measured peak that MFU divides by.
+#   Lightning attention fwd+bwd vs the same algorithm in PyTorch and SDPA.
+#   Training step (bench/train_bench.cpp) vs bench/tnl_torch.py.
+# BENCH_TRAIN="model:seq:batch ..." picks the training configurations.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 out="${OUT:-/tmp}"
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
-json_dir=""
-if [ -d .device/nlohmann_json ]; then json_dir="-Dnlohmann_json_DIR=$PWD/.device/nlohmann_json/share/cmake/nlohmann_json"; fi
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 $json_dir >"$out/configure.log" 2>&1 \
-  || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build-gpu -j "$(nproc)" --target core_tests gemm_bench >"$out/build.log" 2>&1 \
-  || { grep -E "error" "$out/build.log" | head -30; exit 1; }
-./build-gpu/tests/core_tests --gtest_filter='GemmCuda*:Elementwise*:LightningAttentionCuda*' >"$out/tests.log" 2>&1
-grep -E "^\[  (PASSED|FAILED|SKIPPED)|Failure" "$out/tests.log"
 ./build-gpu/bench/gemm_bench 20 >"$out/gemm_linpar.txt" 2>&1 || tail -5 "$out/gemm_linpar.txt"
 python3 bench/gemm_torch.py >"$out/gemm_torch.txt" 2>&1 || tail -5 "$out/gemm_torch.txt"
 echo "shape                 m      n      k   linpar TFLOP/s  torch TFLOP/s"
@@ -24,3 +21,21 @@ while read -r _ name m n k ms tf; do
   printf "%-16s %6s %6s %6s %14s %14s\n" "$name" "$m" "$n" "$k" "$tf" "${peer:-?}"
 done < <(grep '^gemm ' "$out/gemm_linpar.txt")
 grep '^copy' "$out/gemm_linpar.txt"
+# The measured bf16 peak: the best rate linpar reached over the GEMM shapes.
+peak=$(grep '^gemm ' "$out/gemm_linpar.txt" | awk '$7 > p {p = $7} END {print p + 0}')
+echo "measured bf16 GEMM peak: $peak TFLOP/s"
+if [ -n "${BENCH_LIGHTNING:-2048 8192}" ]; then
+  ./build-gpu/bench/lightning_bench ${BENCH_LIGHTNING:-2048 8192} >"$out/lightning_linpar.txt" 2>&1 || tail -5 "$out/lightning_linpar.txt"
+  python3 bench/lightning_torch.py ${BENCH_LIGHTNING:-2048 8192} >"$out/lightning_torch.txt" 2>&1 || tail -5 "$out/lightning_torch.txt"
+  cat "$out/lightning_linpar.txt" "$out/lightning_torch.txt" | grep -E "^(lightning|torch_chunked|sdpa) "
+fi
+: >"$out/train.txt"
+for config in ${BENCH_TRAIN:-tnl-385m:2048:4 tnl-1b:2048:2}; do
+  IFS=: read -r model seq batch <<<"$config"
+  ./build-gpu/bench/train_bench data/kjv/train.bin "$model" "$seq" "$batch" 6 2 "$peak" >>"$out/train.txt" 2>&1 \
+    || echo "train_linpar $model $seq $batch failed" >>"$out/train.txt"
+  python3 bench/tnl_torch.py --model "$model" --seq-len "$seq" --batch "$batch" --steps 6 --warmup 2 \
+    --peak-tflops "$peak" >>"$out/train.txt" 2>&1 || echo "train_torch $model $seq $batch failed" >>"$out/train.txt"
+done
+echo "who           model     seq batch  ms/step   tokens/s  TFLOP/step  MFU"
+grep -E "^train_(linpar|torch) |^# |train_bench:" "$out/train.txt"

@@ -21,6 +21,9 @@ Allocator& device_allocator() { no_cuda(); }
 void copy_bytes(void*, Device, const void*, Device, size_t) { no_cuda(); }
 void memset_zero(void*, size_t) { no_cuda(); }
 void synchronize() {}
+MemoryStats memory_stats() { return {}; }
+void reset_peak_memory() {}
+void release_cached_memory() {}
 
 }  // namespace linpar::cuda
 

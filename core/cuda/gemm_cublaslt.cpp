@@ -59,10 +59,14 @@ struct Layout {
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const void* a,
-          int64_t lda, const void* b, int64_t ldb, float beta, void* c, int64_t ldc, DType dtype) {
-  LINPAR_CHECK(dtype == DType::F32 || dtype == DType::BF16, "cuda gemm: dtype {}", dtype_name(dtype));
+          int64_t lda, const void* b, int64_t ldb, float beta, void* c, int64_t ldc, DType dtype,
+          DType c_dtype) {
+  LINPAR_CHECK((dtype == DType::F32 || dtype == DType::BF16) &&
+                   (c_dtype == dtype || (dtype == DType::BF16 && c_dtype == DType::F32)),
+               "cuda gemm: operands {}, output {}", dtype_name(dtype), dtype_name(c_dtype));
   if (m == 0 || n == 0) return;
   const cudaDataType_t type = dtype == DType::F32 ? CUDA_R_32F : CUDA_R_16BF;
+  const cudaDataType_t c_type = c_dtype == DType::F32 ? CUDA_R_32F : CUDA_R_16BF;
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: the column-
   // major product of B's storage (first operand) and A's (second), m and n
   // swapped; a stored matrix's transpose flag carries over unchanged.
@@ -70,7 +74,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const Layout first(type, trans_b ? k : n, trans_b ? n : k, ldb);
   const Layout second(type, trans_a ? m : k, trans_a ? k : m, lda);
-  const Layout out(type, n, m, ldc);
+  const Layout out(c_type, n, m, ldc);
   cublasLtMatmulDesc_t desc = nullptr;
   CUBLASLT_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));

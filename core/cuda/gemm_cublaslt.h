@@ -11,7 +11,15 @@
 
 namespace linpar::cuda {
 
+// `dtype` is A's and B's; C's is `c_dtype` when given: bf16 A and B may
+// accumulate into an f32 C (mixed precision's f32 weight gradients).
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const void* a,
-          int64_t lda, const void* b, int64_t ldb, float beta, void* c, int64_t ldc, DType dtype);
+          int64_t lda, const void* b, int64_t ldb, float beta, void* c, int64_t ldc, DType dtype,
+          DType c_dtype);
+inline void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const void* a, int64_t lda, const void* b, int64_t ldb, float beta, void* c,
+                 int64_t ldc, DType dtype) {
+  gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, dtype, dtype);
+}
 
 }  // namespace linpar::cuda

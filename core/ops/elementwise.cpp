@@ -54,8 +54,14 @@ void axpy(double alpha, const Tensor& x, Tensor& y) {
 void scale(double alpha, Tensor& x) {
   if (x.device() == Device::CUDA) {
 #ifdef LINPAR_HAVE_CUDA
-    if (x.dtype() != DType::F32) no_cuda_kernel("scale", x.dtype());
-    cuda::scale_f32(static_cast<float>(alpha), x.device_data<float>(), x.numel());
+    if (x.dtype() == DType::F32) {
+      cuda::scale_f32(static_cast<float>(alpha), x.device_data<float>(), x.numel());
+    } else if (x.dtype() == DType::BF16) {
+      cuda::scale_bf16(static_cast<float>(alpha), reinterpret_cast<uint16_t*>(x.device_data<bf16>()),
+                       x.numel());
+    } else {
+      no_cuda_kernel("scale", x.dtype());
+    }
 #else
     no_cuda_kernel("scale", x.dtype());
 #endif
@@ -68,14 +74,63 @@ void scale(double alpha, Tensor& x) {
   });
 }
 
-double sum_squares(const Tensor& x) {
-  Tensor host = x.device() == Device::CPU ? x : x.to(Device::CPU);
+double sum_squares(const Tensor& x) { return sum_squares(std::vector<const Tensor*>{&x}); }
+
+double sum_squares(const std::vector<const Tensor*>& tensors) {
   double total = 0;
-  LINPAR_DISPATCH_FLOAT(host.dtype(), "sum_squares", [&]<typename T>() {
-    const T* p = host.data<T>();
-    for (int64_t i = 0; i < host.numel(); ++i) total += static_cast<double>(p[i]) * p[i];
-  });
+  Tensor device_total;  // f64 [1] on the GPU, made on first use
+  for (const Tensor* x : tensors) {
+    if (x->device() == Device::CUDA) {
+#ifdef LINPAR_HAVE_CUDA
+      if (!device_total.defined()) device_total = Tensor::zeros({1}, DType::F64, Device::CUDA);
+      double* acc = device_total.device_data<double>();
+      if (x->dtype() == DType::F32) {
+        cuda::sum_squares_f32(x->device_data<float>(), x->numel(), acc);
+      } else if (x->dtype() == DType::BF16) {
+        cuda::sum_squares_bf16(reinterpret_cast<const uint16_t*>(x->device_data<bf16>()), x->numel(), acc);
+      } else {
+        no_cuda_kernel("sum_squares", x->dtype());
+      }
+#else
+      no_cuda_kernel("sum_squares", x->dtype());
+#endif
+      continue;
+    }
+    LINPAR_DISPATCH_FLOAT(x->dtype(), "sum_squares", [&]<typename T>() {
+      const T* p = x->data<T>();
+      for (int64_t i = 0; i < x->numel(); ++i) total += static_cast<double>(p[i]) * p[i];
+    });
+  }
+  if (device_total.defined()) total += device_total.to_vector<double>()[0];
   return total;
+}
+
+void convert(const Tensor& src, Tensor& dst) {
+  LINPAR_CHECK(src.numel() == dst.numel() && src.device() == dst.device(),
+               "convert: {} {} into {} {}", device_name(src.device()), shape_string(src.shape()),
+               device_name(dst.device()), shape_string(dst.shape()));
+  if (src.dtype() == dst.dtype()) {
+    dst.copy_from(src.reshape(dst.shape()));
+    return;
+  }
+  if (src.device() == Device::CPU) {
+    dst.copy_from(src.to(dst.dtype()).reshape(dst.shape()));
+    return;
+  }
+#ifdef LINPAR_HAVE_CUDA
+  if (src.dtype() == DType::F32 && dst.dtype() == DType::BF16) {
+    cuda::convert_f32_to_bf16(src.device_data<float>(), reinterpret_cast<uint16_t*>(dst.device_data<bf16>()),
+                              src.numel());
+    return;
+  }
+  if (src.dtype() == DType::BF16 && dst.dtype() == DType::F32) {
+    cuda::convert_bf16_to_f32(reinterpret_cast<const uint16_t*>(src.device_data<bf16>()),
+                              dst.device_data<float>(), src.numel());
+    return;
+  }
+#endif
+  LINPAR_CHECK(false, "convert on the GPU: {} to {} is not supported", dtype_name(src.dtype()),
+               dtype_name(dst.dtype()));
 }
 
 }  // namespace linpar

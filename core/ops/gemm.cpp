@@ -41,13 +41,15 @@ bool on_gpu(const Tensor& t) { return t.device() == Device::CUDA; }
 void gpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const Tensor& a,
               int64_t lda, const Tensor& b, int64_t ldb, float beta, Tensor& c, int64_t ldc) {
 #ifdef LINPAR_HAVE_CUDA
+  // bf16 operands may accumulate into an f32 output (weight gradients).
   LINPAR_CHECK(a.device() == Device::CUDA && b.device() == Device::CUDA && c.device() == Device::CUDA &&
-                   a.dtype() == b.dtype() && b.dtype() == c.dtype(),
+                   a.dtype() == b.dtype() &&
+                   (b.dtype() == c.dtype() || (b.dtype() == DType::BF16 && c.dtype() == DType::F32)),
                "linear on the GPU: operands {} {}, {} {}, {} {}", device_name(a.device()),
                dtype_name(a.dtype()), device_name(b.device()), dtype_name(b.dtype()),
                device_name(c.device()), dtype_name(c.dtype()));
   cuda::gemm(trans_a, trans_b, m, n, k, 1.0f, a.raw_data(), lda, b.raw_data(), ldb, beta,
-             c.raw_data(), ldc, a.dtype());
+             c.raw_data(), ldc, a.dtype(), c.dtype());
 #else
   (void)trans_a, (void)trans_b, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb,
       (void)beta, (void)c, (void)ldc;

@@ -9,33 +9,12 @@
 
 #include "core/cuda/cuda_runtime.h"
 #include "core/ops/gemm.h"
+#include "gpu_compare.h"
 #include "gradcheck.h"
 
 namespace linpar {
 
-using testing::random_tensor;
-
-namespace {
-
-double relative_error(const Tensor& got, const Tensor& want) {
-  const std::vector<double> g = got.to(Device::CPU).to(DType::F64).to_vector<double>();
-  const std::vector<double> w = want.to(DType::F64).to_vector<double>();
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    if (std::isnan(g[i])) return std::numeric_limits<double>::infinity();
-    diff += (g[i] - w[i]) * (g[i] - w[i]);
-    norm += w[i] * w[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-300));
-}
-
-Tensor poisoned(const Shape& shape, DType dtype) {
-  Tensor t = Tensor::empty(shape, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
-  return t.to(dtype).to(Device::CUDA);
-}
-
-}  // namespace
+using namespace testing;
 
 TEST(GemmCuda, LinearForwardAndBackwardEqualTheCpuReference) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";

@@ -10,35 +10,12 @@
 #include "core/cuda/cuda_runtime.h"
 #include "core/ops/activation.h"
 #include "core/ops/srmsnorm.h"
+#include "gpu_compare.h"
 #include "gradcheck.h"
 
 namespace linpar {
 
-using testing::random_tensor;
-
-namespace {
-
-double relative_error(const Tensor& got, const Tensor& want) {
-  const std::vector<double> g = got.to(Device::CPU).to(DType::F64).to_vector<double>();
-  const std::vector<double> w = want.to(DType::F64).to_vector<double>();
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    if (std::isnan(g[i])) return std::numeric_limits<double>::infinity();
-    diff += (g[i] - w[i]) * (g[i] - w[i]);
-    norm += w[i] * w[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-300));
-}
-
-Tensor poisoned(const Shape& shape, DType dtype) {
-  Tensor t = Tensor::empty(shape, DType::F32);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
-  return t.to(dtype).to(Device::CUDA);
-}
-
-double tolerance(DType dtype) { return dtype == DType::F32 ? 1e-5 : 1e-2; }
-
-}  // namespace
+using namespace testing;
 
 TEST(PointwiseCuda, SiluAndProductsEqualTheCpuReference) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
@@ -59,11 +36,11 @@ TEST(PointwiseCuda, SiluAndProductsEqualTheCpuReference) {
     silu_backward(gpu(dy), gpu(x), dxg);
     mul_forward(gpu(a), gpu(b), pg);
     mul_backward(gpu(dy), gpu(a), gpu(b), dag, dbg);
-    EXPECT_LT(relative_error(yg, y), tolerance(dtype)) << dtype_name(dtype);
-    EXPECT_LT(relative_error(dxg, dx), tolerance(dtype)) << dtype_name(dtype);
-    EXPECT_LT(relative_error(pg, p), tolerance(dtype)) << dtype_name(dtype);
-    EXPECT_LT(relative_error(dag, da), tolerance(dtype)) << dtype_name(dtype);
-    EXPECT_LT(relative_error(dbg, db), tolerance(dtype)) << dtype_name(dtype);
+    EXPECT_LT(relative_error(yg, y), gpu_tolerance(dtype)) << dtype_name(dtype);
+    EXPECT_LT(relative_error(dxg, dx), gpu_tolerance(dtype)) << dtype_name(dtype);
+    EXPECT_LT(relative_error(pg, p), gpu_tolerance(dtype)) << dtype_name(dtype);
+    EXPECT_LT(relative_error(dag, da), gpu_tolerance(dtype)) << dtype_name(dtype);
+    EXPECT_LT(relative_error(dbg, db), gpu_tolerance(dtype)) << dtype_name(dtype);
   }
 }
 
@@ -88,7 +65,7 @@ TEST(PointwiseCuda, SrmsnormEqualsTheCpuReference) {
       // The backward reads the CPU's y (in the GPU dtype) so both see one input.
       srmsnorm_backward(gpu(dy), gpu(y), rstd.to(Device::CUDA), dxg, true);
       const std::string what = std::string(dtype_name(dtype)) + " width " + std::to_string(width);
-      EXPECT_LT(relative_error(yg, y), tolerance(dtype)) << "y " << what;
+      EXPECT_LT(relative_error(yg, y), gpu_tolerance(dtype)) << "y " << what;
       EXPECT_LT(relative_error(rstd_g, rstd), 1e-5) << "rstd " << what;
       EXPECT_LT(relative_error(dxg, dx), dtype == DType::F32 ? 1e-5 : 2e-2) << "dx " << what;
     }

@@ -1,0 +1,37 @@
+// Shared by the GPU tests: comparing a CUDA result with the CPU reference
+// (relative to the reference's norm; NaN anywhere fails), and outputs
+// poisoned with NaN before a kernel writes them.
+#pragma once
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace linpar::testing {
+
+// ‖got − want‖ / ‖want‖ over all elements; infinity when got holds a NaN.
+inline double relative_error(const Tensor& got, const Tensor& want) {
+  const std::vector<double> g = got.to(Device::CPU).to(DType::F64).to_vector<double>();
+  const std::vector<double> w = want.to(Device::CPU).to(DType::F64).to_vector<double>();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    if (std::isnan(g[i])) return std::numeric_limits<double>::infinity();
+    diff += (g[i] - w[i]) * (g[i] - w[i]);
+    norm += w[i] * w[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-300));
+}
+
+// A CUDA tensor of `dtype` filled with NaN.
+inline Tensor poisoned(const Shape& shape, DType dtype) {
+  Tensor t = Tensor::empty(shape, DType::F32);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
+  return t.to(dtype).to(Device::CUDA);
+}
+
+// The tolerance of a GPU result against the CPU reference by compute dtype.
+inline double gpu_tolerance(DType dtype) { return dtype == DType::F32 ? 1e-5 : 1e-2; }
+
+}  // namespace linpar::testing
