@@ -22,11 +22,12 @@ struct Command {
 
 const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table = {
-      {"train", {train_command, "train a model (CPU), or --dry-run to check a configuration"}},
+      {"train", {train_command, "train a model (CPU or GPU), or --dry-run to check a configuration"}},
       {"inspect", {inspect_command, "list what a checkpoint holds"}},
       {"convert", {convert_command, "import/export released TransNormerLLM safetensors weights"}},
       {"prepare-data", {prepare_data_command, "tokenize a text file into train/val token files"}},
       {"presets", {presets_command, "list the model presets with their parameter counts"}},
+      {"profile", {profile_command, "measure GEMM, attention, memory and collective rates for the simulator"}},
   };
   return table;
 }
@@ -83,7 +84,7 @@ int run_main(int argc, char** argv) {
     auto it = commands().find(args[0]);
     if (it == commands().end()) {
       user_error(
-          "unknown command '{}': expected one of train, inspect, convert, prepare-data, presets",
+          "unknown command '{}': expected one of train, inspect, convert, prepare-data, presets, profile",
           args[0]);
     }
     return it->second.run(std::vector<std::string>(args.begin() + 1, args.end()));

@@ -11,5 +11,6 @@ int inspect_command(const std::vector<std::string>& args);
 int convert_command(const std::vector<std::string>& args);
 int prepare_data_command(const std::vector<std::string>& args);
 int presets_command(const std::vector<std::string>& args);
+int profile_command(const std::vector<std::string>& args);
 
 }  // namespace linpar::cli

@@ -241,7 +241,7 @@ int train_command(const std::vector<std::string>& args) {
     print_dry_run(o);
     return 0;
   }
-  ProcessGrid grid(o.layout, MPI_COMM_WORLD);  // refuses a world of the wrong size
+  ProcessGrid grid(o.layout, MPI_COMM_WORLD, o.device);  // refuses a world of the wrong size
   resolve_data(v, o);
   Trainer trainer(o, grid, lasp::make_sequence_attention,
                   co2_options.tau > 0 ? co2::make_outer_loop(co2_options) : OuterLoopFactory{});

@@ -8,6 +8,7 @@
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "parallel/communicator.h"
+#include "parallel/hybrid_communicator.h"
 
 namespace linpar::co2 {
 
@@ -253,7 +254,7 @@ OuterLoopFactory make_outer_loop(const Co2Options& options) {
   return [options](ParameterSet& params, ProcessGrid& grid) -> std::unique_ptr<OuterLoop> {
     const GridCoordinates& c = grid.coordinates();
     return std::make_unique<Co2OuterLoop>(options, params,
-                                          static_cast<MpiCommunicator&>(grid.dp()).comm(),
+                                          mpi_comm_of(grid.dp()),
                                           fmt::format("tp{}_pp{}", c.tp, c.pp));
   };
 }

@@ -32,7 +32,8 @@ GradientBuckets::GradientBuckets(ParameterSet& params, Communicator& dp, int64_t
     if (bytes >= bucket_bytes || i == 0) {
       int64_t elements = 0;
       for (Parameter* q : current.params) elements += q->grad.numel();
-      current.flat = Tensor::empty({elements}, current.params.front()->grad.dtype());
+      const Tensor& g = current.params.front()->grad;
+      current.flat = Tensor::empty({elements}, g.dtype(), g.device());
       current.pending = current.params.size();
       buckets_.push_back(std::move(current));
       current = Bucket{};
@@ -44,11 +45,11 @@ GradientBuckets::GradientBuckets(ParameterSet& params, Communicator& dp, int64_t
 GradientBuckets::~GradientBuckets() = default;
 
 void GradientBuckets::start(Bucket& bucket) {
-  size_t offset = 0;
+  // Tensor copies, so the bucket may live on the GPU (NCCL reduces it there).
+  int64_t offset = 0;
   for (Parameter* p : bucket.params) {
-    std::memcpy(static_cast<char*>(bucket.flat.raw_data()) + offset, p->grad.raw_data(),
-                p->grad.nbytes());
-    offset += p->grad.nbytes();
+    bucket.flat.slice0(offset, offset + p->grad.numel()).copy_from(p->grad.reshape({-1}));
+    offset += p->grad.numel();
   }
   bucket.request = dp_.all_reduce_async(bucket.flat);
 }
@@ -70,11 +71,11 @@ void GradientBuckets::finish() {
     bucket.request->wait();
     bucket.request.reset();
     scale(average, bucket.flat);
-    size_t offset = 0;
+    int64_t offset = 0;
     for (Parameter* p : bucket.params) {
-      std::memcpy(p->grad.raw_data(), static_cast<const char*>(bucket.flat.raw_data()) + offset,
-                  p->grad.nbytes());
-      offset += p->grad.nbytes();
+      Tensor grad = p->grad.reshape({-1});
+      grad.copy_from(bucket.flat.slice0(offset, offset + p->grad.numel()));
+      offset += p->grad.numel();
     }
     bucket.pending = bucket.params.size();
   }
@@ -84,15 +85,16 @@ Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
              SumOverModelParallel sum_model_parallel)
     : params_(params), dp_(dp), sum_model_parallel_(std::move(sum_model_parallel)) {
   const DType dtype = params.all().front().value.dtype();
+  const Device device = params.all().front().value.device();
   for (const Parameter& p : params.all()) {
     offsets_.push_back(total_);
     total_ += p.value.numel();
   }
   const int64_t n = dp.size();
   shard_ = (total_ + n - 1) / n;
-  flat_grads_ = Tensor::zeros({shard_ * n}, dtype);  // the padding stays zero
-  flat_values_ = Tensor::zeros({shard_ * n}, dtype);
-  shard_grads_ = Tensor::zeros({shard_}, dtype);
+  flat_grads_ = Tensor::zeros({shard_ * n}, dtype, device);  // the padding stays zero
+  flat_values_ = Tensor::zeros({shard_ * n}, dtype, device);
+  shard_grads_ = Tensor::zeros({shard_}, dtype, device);
   const int64_t first = dp.rank() * shard_, last = first + shard_;
   std::vector<AdamWSegment> segments;
   for (size_t i = 0; i < params.all().size(); ++i) {
@@ -110,9 +112,7 @@ Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
 double Zero1::reduce_gradients() {
   for (size_t i = 0; i < params_.all().size(); ++i) {
     const Tensor& g = params_.all()[i].grad;
-    std::memcpy(static_cast<char*>(flat_grads_.raw_data()) +
-                    offsets_[i] * static_cast<int64_t>(dtype_size(g.dtype())),
-                g.raw_data(), g.nbytes());
+    flat_grads_.slice0(offsets_[i], offsets_[i] + g.numel()).copy_from(g.reshape({-1}));
   }
   dp_.reduce_scatter(flat_grads_, shard_grads_);
   scale(1.0 / static_cast<double>(dp_.size()), shard_grads_);
@@ -136,31 +136,27 @@ void Zero1::step(double lr, double norm, double max_norm) {
     scale(max_norm / (norm + 1e-6), shard_grads_);  // as clip_grad_norm
   for (size_t i = 0; i < params_.all().size(); ++i) {
     const Tensor& v = params_.all()[i].value;
-    std::memcpy(static_cast<char*>(flat_values_.raw_data()) +
-                    offsets_[i] * static_cast<int64_t>(dtype_size(v.dtype())),
-                v.raw_data(), v.nbytes());
+    flat_values_.slice0(offsets_[i], offsets_[i] + v.numel()).copy_from(v.reshape({-1}));
   }
   optimizer_->step(lr);
   Tensor mine = flat_values_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_).clone();
   dp_.all_gather(mine, flat_values_);
   for (size_t i = 0; i < params_.all().size(); ++i) {
-    Tensor& v = params_.all()[i].value;
-    std::memcpy(v.raw_data(),
-                static_cast<const char*>(flat_values_.raw_data()) +
-                    offsets_[i] * static_cast<int64_t>(dtype_size(v.dtype())),
-                v.nbytes());
+    Tensor v = params_.all()[i].value.reshape({-1});
+    v.copy_from(flat_values_.slice0(offsets_[i], offsets_[i] + v.numel()));
   }
 }
 
 void Zero1::gather(const std::vector<Tensor>& segments, std::vector<Tensor>& whole) {
   const DType dtype = flat_values_.dtype();
-  Tensor shard = Tensor::zeros({shard_}, dtype);
+  const Device device = flat_values_.device();
+  Tensor shard = Tensor::zeros({shard_}, dtype, device);
   const int64_t first = dp_.rank() * shard_;
   for (size_t k = 0; k < slices_.size(); ++k) {
     const int64_t at = offsets_[slices_[k].parameter] + slices_[k].begin - first;
     shard.slice0(at, at + segments[k].numel()).copy_from(segments[k]);
   }
-  Tensor flat = Tensor::empty({shard_ * dp_.size()}, dtype);
+  Tensor flat = Tensor::empty({shard_ * dp_.size()}, dtype, device);
   dp_.all_gather(shard, flat);
   whole.clear();
   for (size_t i = 0; i < params_.all().size(); ++i) {

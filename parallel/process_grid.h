@@ -27,8 +27,12 @@ GridCoordinates grid_coordinates(const ParallelLayout& layout, int rank);
 
 class ProcessGrid {
  public:
-  // UserError when the world size is not dp·tp·pp·sp.
-  ProcessGrid(const ParallelLayout& layout, MPI_Comm world);
+  // UserError when the world size is not dp·tp·pp·sp. On Device::CUDA every
+  // rank first takes a GPU by its node-local rank, and each group's
+  // communicator carries CUDA tensors over NCCL (host tensors over MPI);
+  // the world communicator stays MPI (host-side sums and handshakes).
+  ProcessGrid(const ParallelLayout& layout, MPI_Comm world, Device device = Device::CPU);
+  Device device() const { return device_; }
 
   const ParallelLayout& layout() const { return layout_; }
   const GridCoordinates& coordinates() const { return coordinates_; }
@@ -54,7 +58,9 @@ class ProcessGrid {
   ParallelLayout layout_;
   GridCoordinates coordinates_;
   int rank_ = 0;
-  std::unique_ptr<MpiCommunicator> world_, dp_, tp_, pp_, sp_, dp_sp_, embedding_;
+  Device device_ = Device::CPU;
+  std::unique_ptr<MpiCommunicator> world_;
+  std::unique_ptr<Communicator> dp_, tp_, pp_, sp_, dp_sp_, embedding_;
 };
 
 }  // namespace linpar

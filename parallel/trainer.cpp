@@ -108,12 +108,18 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
   loader_ = std::make_unique<DataLoader>(*train_file_, options_.seq_len, options_.seed);
   stage_ = pipeline_stage(options_.model, grid_.coordinates().pp, grid_.pp().size());
   if (options_.device == Device::CUDA) {
-    if (grid_.world().size() > 1) {
-      user_error("--device cuda: {} ranks; multi-GPU layouts need the NCCL process grid, which "
-                 "this build does not wire into training yet (run one rank per job for now)",
-                 grid_.world().size());
-    }
     if (!cuda::available()) user_error("--device cuda: no CUDA device is present on this machine");
+    LINPAR_CHECK(grid_.device() == Device::CUDA || grid_.world().size() == 1,
+                 "--device cuda needs a process grid built for CUDA (NCCL groups)");
+    // Sequence parallelism's state exchanges and CO2's outer loop still run
+    // on host tensors only: say so rather than fail deep inside.
+    if (grid_.sp().size() > 1) {
+      user_error("--device cuda with --sp {}: sequence parallelism runs on the CPU only in this "
+                 "version (use --sp 1 on GPUs)", grid_.sp().size());
+    }
+    if (make_outer) {
+      user_error("--device cuda with --co2-tau: CO2 runs on the CPU only in this version");
+    }
   }
   // On the GPU the parameters are f32 master weights whatever the compute dtype.
   const DType param_dtype = options_.device == Device::CUDA ? DType::F32 : options_.dtype;
@@ -123,7 +129,12 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
   // Gradients are averaged over DP replicas and SP ranks alike (each SP rank's
   // loss is the mean over its chunk, and the chunks are equal).
   Communicator& data_parallel = grid_.data_parallel();
-  static_cast<MpiCommunicator&>(data_parallel).set_emulated_gbps(options_.emulated_dp_gbps);
+  if (auto* mpi = dynamic_cast<MpiCommunicator*>(&data_parallel)) {
+    mpi->set_emulated_gbps(options_.emulated_dp_gbps);
+  } else if (options_.emulated_dp_gbps > 0) {
+    user_error("--emulate-dp-gbps {}: emulates a slow link for the CPU's MPI backend only",
+               options_.emulated_dp_gbps);
+  }
   if (options_.zero == 1) {
     zero_ = std::make_unique<Zero1>(model_->params(), data_parallel, options_.adamw,
                                     [this](Tensor& t) { sum_over_model_parallel(t); });
