@@ -39,3 +39,10 @@ for config in ${BENCH_TRAIN:-tnl-385m:2048:4 tnl-1b:2048:2}; do
 done
 echo "who           model     seq batch  ms/step   tokens/s  TFLOP/step  MFU"
 grep -E "^train_(linpar|torch) |^# |train_bench:" "$out/train.txt"
+# The measured-rates file for the simulator (docs/profile.md), all GPUs of the machine.
+gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
+mpirun=(mpirun --oversubscribe)
+if [ "$(id -u)" -eq 0 ]; then mpirun+=(--allow-run-as-root); fi
+"${mpirun[@]}" -np "$gpus" ./build-gpu/cli/linpar profile --device cuda --model tnl-1b --seq-len 2048 --micro-batch 2 \
+  --sizes-mb 1,64,256 --reps 5 --out "$out/profile.json" >"$out/profile.txt" 2>&1 || tail -3 "$out/profile.txt"
+grep -E "lightning|memory copy|all_reduce .* 268435456" "$out/profile.txt"
