@@ -75,19 +75,24 @@ Tensor Co2OuterLoop::global_point() {
   return whole;
 }
 
+// The outer state lives in host memory whatever the parameters' device: on
+// GPUs a round costs one device-to-host and one host-to-device copy of the
+// f32 weights, every τ steps, and the outer all-reduce runs over MPI on its
+// own thread without touching the GPU the inner steps keep busy.
 void Co2OuterLoop::flatten(Tensor& flat) const {
-  auto* out = static_cast<char*>(flat.raw_data());
+  int64_t offset = 0;
   for (const Parameter& p : params_.all()) {
-    std::memcpy(out, p.value.raw_data(), p.value.nbytes());
-    out += p.value.nbytes();
+    flat.slice0(offset, offset + p.value.numel()).copy_from(p.value.reshape({-1}));
+    offset += p.value.numel();
   }
 }
 
 void Co2OuterLoop::unflatten(const Tensor& flat) {
-  const auto* in = static_cast<const char*>(flat.raw_data());
+  int64_t offset = 0;
   for (Parameter& p : params_.all()) {
-    std::memcpy(p.value.raw_data(), in, p.value.nbytes());
-    in += p.value.nbytes();
+    Tensor value = p.value.reshape({-1});
+    value.copy_from(flat.slice0(offset, offset + value.numel()));
+    offset += value.numel();
   }
 }
 

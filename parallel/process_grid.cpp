@@ -32,8 +32,8 @@ namespace {
 // the colour encodes the other coordinates, the key orders by the group's.
 std::unique_ptr<Communicator> group(MPI_Comm comm, const char* name, Device device) {
   if (device == Device::CUDA) {
-    // The pipeline group sends both ways: a NCCL stream per direction.
-    return std::make_unique<HybridCommunicator>(comm, name, std::string(name) == "pp");
+    // The pipeline and LASP ring groups send both ways: a NCCL stream per direction.
+    return std::make_unique<HybridCommunicator>(comm, name, std::string(name) == "pp" || std::string(name) == "sp");
   }
   return std::make_unique<MpiCommunicator>(comm, name);
 }
