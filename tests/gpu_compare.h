@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/rng.h"
 #include "core/tensor.h"
 
 namespace linpar::testing {
@@ -29,6 +30,15 @@ inline Tensor poisoned(const Shape& shape, DType dtype) {
   Tensor t = Tensor::empty(shape, DType::F32);
   for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::numeric_limits<float>::quiet_NaN();
   return t.to(dtype).to(Device::CUDA);
+}
+
+// rows i32 ids drawn uniformly from [0, limit) (tokens, targets), on the CPU.
+inline Tensor random_ids(int64_t rows, int64_t limit, uint64_t seed) {
+  CounterRng rng(seed, "ids");
+  std::vector<int32_t> ids(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    ids[static_cast<size_t>(r)] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(r), limit));
+  return Tensor::from_vector<int32_t>({rows}, ids);
 }
 
 // The tolerance of a GPU result against the CPU reference by compute dtype.

@@ -3,6 +3,7 @@
 #include <cuda_bf16.h>
 
 #include "core/cuda/cuda_check.h"
+#include "core/cuda/kernel_common.cuh"
 #include "core/cuda/pointwise_kernels.h"
 
 namespace linpar::cuda {
@@ -11,15 +12,8 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 * 16 ? blocks : 65535 * 16);
-}
+int blocks_for(int64_t n) { return grid_blocks(n, kThreads); }
 
-__device__ inline float ld(const float* p, int64_t i) { return p[i]; }
-__device__ inline float ld(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
-__device__ inline void st(float* p, int64_t i, float x) { p[i] = x; }
-__device__ inline void st(__nv_bfloat16* p, int64_t i, float x) { p[i] = __float2bfloat16(x); }
 
 #define GRID_STRIDE(i, n)                                                          \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \

@@ -2,9 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <optional>
+#include <utility>
 
 #include "core/op_stats.h"
 #include "core/ops/dispatch.h"
+#ifdef LINPAR_HAVE_CUDA
+#include "core/cuda/cross_entropy_kernels.h"
+#endif
 
 namespace linpar {
 
@@ -20,18 +26,91 @@ void row_softmax_stats(const T* row, int64_t vocab, T& max_value, T& sum) {
   for (int64_t i = 0; i < vocab; ++i) sum += std::exp(row[i] - max_value);
 }
 
+[[noreturn]] void target_outside(int32_t target, int64_t vocab) {
+  user_error("target token id {} is outside the vocabulary [0, {})", target, vocab);
+}
+
 int32_t checked_target(const int32_t* targets, int64_t r, int64_t vocab) {
   int32_t t = targets[r];
-  if (t < 0 || t >= vocab)
-    user_error("target token id {} is outside the vocabulary [0, {})", t, vocab);
+  if (t < 0 || t >= vocab) target_outside(t, vocab);
   return t;
 }
+
+// GPU operands: logits (and dlogits) CUDA f32 or bf16, targets CUDA i32 with
+// one per row, row statistics CUDA f32 with one per row.
+bool cuda_logits(const char* op, std::initializer_list<const Tensor*> logits, const Tensor& targets,
+                 int64_t rows) {
+  const bool bf16 = cuda_operands(op, logits);
+  LINPAR_CHECK(targets.device() == Device::CUDA && targets.dtype() == DType::I32,
+               "{}: targets must be a CUDA i32 tensor (got {} {})", op,
+               device_name(targets.device()), dtype_name(targets.dtype()));
+  LINPAR_CHECK(targets.numel() == rows, "{}: {} targets for {} rows", op, targets.numel(), rows);
+  return bf16;
+}
+
+void check_row_stats(const char* op,
+                     std::initializer_list<std::pair<const char*, const Tensor*>> stats,
+                     int64_t rows) {
+  for (const auto& [what, t] : stats) {
+    check_cuda_f32(op, what, *t);
+    LINPAR_CHECK(t->numel() == rows, "{}: {} has {} values for {} rows", op, what, t->numel(),
+                 rows);
+  }
+}
+
+#ifdef LINPAR_HAVE_CUDA
+// The unsharded forward and backward on the GPU: the phases with offset 0,
+// the targets checked against the vocabulary by the sums kernel.
+struct RowStats {
+  Tensor row_max, sum_exp, target_logit;
+};
+
+RowStats cuda_row_stats(bool bf16, const Tensor& logits, const Tensor& targets, int64_t rows,
+                        int64_t vocab) {
+  RowStats s{Tensor::empty({rows}, DType::F32, Device::CUDA),
+             Tensor::empty({rows}, DType::F32, Device::CUDA),
+             Tensor::empty({rows}, DType::F32, Device::CUDA)};
+  Tensor scratch = Tensor::empty({2}, DType::I32, Device::CUDA);  // 8 bytes: the first bad target
+  cuda::cross_entropy_local_max(bf16, logits.raw_data(), s.row_max.device_data<float>(), rows,
+                                vocab);
+  const std::optional<int32_t> outside = cuda::cross_entropy_local_sums(
+      bf16, logits.raw_data(), targets.device_data<int32_t>(), 0, s.row_max.device_data<float>(),
+      s.sum_exp.device_data<float>(), s.target_logit.device_data<float>(), rows, vocab,
+      scratch.raw_data());
+  if (outside) target_outside(*outside, vocab);
+  return s;
+}
+
+void cuda_forward(bool bf16, const Tensor& logits, const Tensor& targets, Tensor& losses,
+                  int64_t rows, int64_t vocab) {
+  const RowStats s = cuda_row_stats(bf16, logits, targets, rows, vocab);
+  cuda::cross_entropy_losses(s.row_max.device_data<float>(), s.sum_exp.device_data<float>(),
+                             s.target_logit.device_data<float>(), losses.device_data<float>(),
+                             rows);
+}
+
+void cuda_backward(bool bf16, const Tensor& logits, const Tensor& targets, double scale,
+                   Tensor& dlogits, int64_t rows, int64_t vocab) {
+  const RowStats s = cuda_row_stats(bf16, logits, targets, rows, vocab);
+  cuda::cross_entropy_backward(bf16, logits.raw_data(), targets.device_data<int32_t>(), 0,
+                               s.row_max.device_data<float>(), s.sum_exp.device_data<float>(),
+                               static_cast<float>(scale), dlogits.raw_data(), rows, vocab);
+}
+#endif
 }  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, Tensor& losses) {
-  check_cpu_float("cross_entropy_forward", logits);
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   LINPAR_CHECK(targets.numel() == rows && losses.numel() == rows, "cross_entropy_forward shapes");
+  if (logits.device() == Device::CUDA) {
+    const bool bf16 = cuda_logits("cross_entropy_forward", {&logits}, targets, rows);
+    check_row_stats("cross_entropy_forward", {{"losses", &losses}}, rows);
+    LINPAR_CUDA_OR_FAIL("cross_entropy_forward",
+                        cuda_forward(bf16, logits, targets, losses, rows, vocab));
+    count_flops(cross_entropy_forward_flops(rows, vocab));
+    return;
+  }
+  check_cpu_float("cross_entropy_forward", logits);
   const int32_t* tp = targets.data<int32_t>();
   LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_forward", [&]<typename T>() {
     const T* lp = logits.data<T>();
@@ -48,9 +127,16 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, Tensor& 
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, double scale,
                             Tensor& dlogits) {
-  check_cpu_float("cross_entropy_backward", logits);
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   LINPAR_CHECK(dlogits.numel() == logits.numel(), "cross_entropy_backward shapes");
+  if (logits.device() == Device::CUDA) {
+    const bool bf16 = cuda_logits("cross_entropy_backward", {&logits, &dlogits}, targets, rows);
+    LINPAR_CUDA_OR_FAIL("cross_entropy_backward",
+                        cuda_backward(bf16, logits, targets, scale, dlogits, rows, vocab));
+    count_flops(cross_entropy_backward_flops(rows, vocab));
+    return;
+  }
+  check_cpu_float("cross_entropy_backward", logits);
   const int32_t* tp = targets.data<int32_t>();
   LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", [&]<typename T>() {
     const T* lp = logits.data<T>();
@@ -69,8 +155,17 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, double 
 }
 
 void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
-  check_cpu_float("cross_entropy_local_max", logits);
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  if (logits.device() == Device::CUDA) {
+    const bool bf16 = cuda_operands("cross_entropy_local_max", {&logits});
+    check_row_stats("cross_entropy_local_max", {{"row_max", &row_max}}, rows);
+    LINPAR_CUDA_OR_FAIL("cross_entropy_local_max",
+                        cuda::cross_entropy_local_max(bf16, logits.raw_data(),
+                                                      row_max.device_data<float>(), rows, vocab));
+    count_flops(rows * vocab);
+    return;
+  }
+  check_cpu_float("cross_entropy_local_max", logits);
   LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_local_max", [&]<typename T>() {
     const T* lp = logits.data<T>();
     T* mp = row_max.data<T>();
@@ -83,6 +178,20 @@ void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
 void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64_t vocab_offset,
                               const Tensor& row_max, Tensor& sum_exp, Tensor& target_logit) {
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  if (logits.device() == Device::CUDA) {
+    const char* op = "cross_entropy_local_sums";
+    const bool bf16 = cuda_logits(op, {&logits}, targets, rows);
+    check_row_stats(
+        op, {{"row_max", &row_max}, {"sum_exp", &sum_exp}, {"target_logit", &target_logit}}, rows);
+    // Sharded: a target outside this rank's slice is another rank's (no check here).
+    LINPAR_CUDA_OR_FAIL(op,
+                        cuda::cross_entropy_local_sums(
+                            bf16, logits.raw_data(), targets.device_data<int32_t>(), vocab_offset,
+                            row_max.device_data<float>(), sum_exp.device_data<float>(),
+                            target_logit.device_data<float>(), rows, vocab, nullptr));
+    count_flops(2 * rows * vocab);
+    return;
+  }
   const int32_t* tp = targets.data<int32_t>();
   LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_local_sums", [&]<typename T>() {
     const T* lp = logits.data<T>();
@@ -102,6 +211,20 @@ void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64
 
 void cross_entropy_losses(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
                           Tensor& losses) {
+  if (losses.device() == Device::CUDA) {
+    const int64_t rows = losses.numel();
+    check_row_stats("cross_entropy_losses",
+                    {{"row_max", &row_max},
+                     {"sum_exp", &sum_exp},
+                     {"target_logit", &target_logit},
+                     {"losses", &losses}},
+                    rows);
+    LINPAR_CUDA_OR_FAIL("cross_entropy_losses",
+                        cuda::cross_entropy_losses(
+                            row_max.device_data<float>(), sum_exp.device_data<float>(),
+                            target_logit.device_data<float>(), losses.device_data<float>(), rows));
+    return;
+  }
   LINPAR_DISPATCH_FLOAT(losses.dtype(), "cross_entropy_losses", [&]<typename T>() {
     const T* mp = row_max.data<T>();
     const T* sp = sum_exp.data<T>();
@@ -115,6 +238,20 @@ void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets,
                                     int64_t vocab_offset, const Tensor& row_max,
                                     const Tensor& sum_exp, double scale, Tensor& dlogits) {
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  if (logits.device() == Device::CUDA) {
+    const char* op = "cross_entropy_backward_sharded";
+    const bool bf16 = cuda_logits(op, {&logits, &dlogits}, targets, rows);
+    LINPAR_CHECK(dlogits.numel() == logits.numel(), "{}: dlogits {} for logits {}", op,
+                 shape_string(dlogits.shape()), shape_string(logits.shape()));
+    check_row_stats(op, {{"row_max", &row_max}, {"sum_exp", &sum_exp}}, rows);
+    LINPAR_CUDA_OR_FAIL(
+        op, cuda::cross_entropy_backward(bf16, logits.raw_data(), targets.device_data<int32_t>(),
+                                         vocab_offset, row_max.device_data<float>(),
+                                         sum_exp.device_data<float>(), static_cast<float>(scale),
+                                         dlogits.raw_data(), rows, vocab));
+    count_flops(cross_entropy_backward_flops(rows, vocab));
+    return;
+  }
   const int32_t* tp = targets.data<int32_t>();
   LINPAR_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward_sharded", [&]<typename T>() {
     const T* lp = logits.data<T>();

@@ -3,6 +3,9 @@
 #include <algorithm>
 
 #include "core/ops/dispatch.h"
+#ifdef LINPAR_HAVE_CUDA
+#include "core/cuda/layout_kernels.h"
+#endif
 
 namespace linpar {
 
@@ -26,8 +29,12 @@ void move_heads(T* columns, T* heads, int64_t batch, int64_t length, int64_t wid
 }
 
 void check_layouts(const char* op, const Tensor& columns, const Tensor& heads, int64_t column) {
-  check_cpu_float(op, columns);
-  check_same(op, columns, heads);
+  if (columns.device() == Device::CUDA) {
+    cuda_operands(op, {&columns, &heads});
+  } else {
+    check_cpu_float(op, columns);
+    check_same(op, columns, heads);
+  }
   LINPAR_CHECK(columns.ndim() == 3 && heads.ndim() == 4, "{}: {} vs {}", op,
                shape_string(columns.shape()), shape_string(heads.shape()));
   LINPAR_CHECK(heads.dim(0) == columns.dim(0) && heads.dim(2) == columns.dim(1) &&
@@ -35,10 +42,23 @@ void check_layouts(const char* op, const Tensor& columns, const Tensor& heads, i
                "{}: {} vs {} at column {}", op, shape_string(columns.shape()),
                shape_string(heads.shape()), column);
 }
+
+#ifdef LINPAR_HAVE_CUDA
+void move_heads_cuda(const Tensor& columns, const Tensor& heads, int64_t column, bool to_heads) {
+  const cuda::HeadLayout layout{columns.dim(0), columns.dim(1), columns.dim(2),
+                                heads.dim(1),   heads.dim(3),   column};
+  cuda::move_heads(columns.dtype() == DType::BF16, layout, columns.raw_data(), heads.raw_data(),
+                   to_heads);
+}
+#endif
 }  // namespace
 
 void heads_from_columns(const Tensor& x, int64_t column, Tensor& y) {
   check_layouts("heads_from_columns", x, y, column);
+  if (x.device() == Device::CUDA) {
+    LINPAR_CUDA_OR_FAIL("heads_from_columns", move_heads_cuda(x, y, column, true));
+    return;
+  }
   LINPAR_DISPATCH_FLOAT(x.dtype(), "heads_from_columns", [&]<typename T>() {
     move_heads<T>(x.data<T>(), y.data<T>(), x.dim(0), x.dim(1), x.dim(2), y.dim(1), y.dim(3),
                   column, true);
@@ -47,6 +67,10 @@ void heads_from_columns(const Tensor& x, int64_t column, Tensor& y) {
 
 void heads_to_columns(const Tensor& y, int64_t column, Tensor& x) {
   check_layouts("heads_to_columns", x, y, column);
+  if (x.device() == Device::CUDA) {
+    LINPAR_CUDA_OR_FAIL("heads_to_columns", move_heads_cuda(x, y, column, false));
+    return;
+  }
   LINPAR_DISPATCH_FLOAT(x.dtype(), "heads_to_columns", [&]<typename T>() {
     move_heads<T>(x.data<T>(), y.data<T>(), x.dim(0), x.dim(1), x.dim(2), y.dim(1), y.dim(3),
                   column, false);
