@@ -13,8 +13,18 @@ mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 json_dir=""
 if [ -d .device/nlohmann_json ]; then json_dir="-Dnlohmann_json_DIR=$PWD/.device/nlohmann_json/share/cmake/nlohmann_json"; fi
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 $json_dir >"$out/configure.log" 2>&1 \
+# Boost.Program_options (the CLI) from the carried Debian packages when the
+# image lacks the library.
+boost_dir=""
+if ! ls /usr/lib/x86_64-linux-gnu/libboost_program_options.so >/dev/null 2>&1 && [ -d .device/boost-debs ]; then
+  rm -rf .device/boost-root && mkdir -p .device/boost-root
+  for deb in .device/boost-debs/*.deb; do dpkg -x "$deb" .device/boost-root; done
+  ln -sf libboost_program_options.so.1.74.0 .device/boost-root/usr/lib/x86_64-linux-gnu/libboost_program_options.so
+  boost_dir="-DBoost_DIR=$PWD/.device/boost-root/usr/lib/x86_64-linux-gnu/cmake/Boost-1.74.0 -DBoost_NO_SYSTEM_PATHS=ON"
+fi
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 $json_dir $boost_dir >"$out/configure.log" 2>&1 \
   || { tail -30 "$out/configure.log"; exit 1; }
+grep -E "Boost|linpar:" "$out/configure.log" | head -5
 cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1 \
   || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 mpirun=(mpirun --oversubscribe)

@@ -1,5 +1,5 @@
 // Training on one GPU tracks the CPU run of the same configuration: f32 on
-// the GPU (no TF32) within 1e-4, bf16 mixed precision (f32 master weights and
+// the GPU (no TF32) within 1e-4 in loss, bf16 mixed precision (f32 master weights and
 // AdamW state) within bf16 tolerance; a GPU checkpoint resumes on the GPU and
 // loads on the CPU. Skips without a GPU.
 #include <gtest/gtest.h>
@@ -31,7 +31,10 @@ TEST(TrainingCudaNp1, F32OnTheGpuTracksTheCpu) {
   const TrainingRun want = train(cpu, grid, 4);
   const TrainingRun got = train(gpu_options(DType::F32), grid, 4);
   expect_same_losses(got, want, 1e-4);
-  expect_same_tensors(got.params, want.params, 1e-4, "parameter");
+  // Parameters: cuBLAS and OpenBLAS sum in different orders, and Adam's
+  // m/√v turns a rounding difference in a near-zero gradient into a visible
+  // update difference (measured 2.6e-4 of the largest weight after 4 steps).
+  expect_same_tensors(got.params, want.params, 1e-3, "parameter");
 }
 
 TEST(TrainingCudaNp1, Bf16MixedPrecisionTracksTheCpu) {
@@ -79,7 +82,8 @@ TEST(TrainingCudaNp1, GpuCheckpointsResumeOnTheGpuAndLoadOnTheCpu) {
   std::vector<std::vector<double>> loaded;
   for (const Parameter& p : cpu.model().params().all())
     loaded.push_back(p.value.to(DType::F64).to_vector<double>());
-  expect_same_tensors(loaded, weights, 0.0, "parameter");
+  ASSERT_EQ(loaded.size(), weights.size());
+  for (size_t p = 0; p < loaded.size(); ++p) EXPECT_EQ(loaded[p], weights[p]) << "parameter " << p;
 }
 
 // On two GPUs with NCCL (one per rank, by node-local rank): DP, DP with
