@@ -1,5 +1,7 @@
 #include "lasp/allgather.h"
 
+#include <algorithm>
+
 #include "core/ops/kv_state.h"
 #include "core/ops/lightning_attention.h"
 #include "core/ops/chunk_layout.h"
@@ -11,15 +13,17 @@ void AllGatherAttention::forward(const Tensor& q, const Tensor& k, const Tensor&
                                  AttentionCache& cache) const {
   const int r = sp_.rank(), T = sp_.size();
   const int64_t B = q.dim(0), H = q.dim(1), C = q.dim(2), dk = q.dim(3), dv = v.dim(3);
-  Tensor k_all = Tensor::empty({T, B, H, C, dk}, q.dtype());
-  Tensor v_all = Tensor::empty({T, B, H, C, dv}, q.dtype());
+  // States: f32 on the GPU whatever the compute dtype, q's dtype on the CPU.
+  const DType state = Tensor::stats_dtype(q.dtype(), q.device());
+  Tensor k_all = Tensor::empty({T, B, H, C, dk}, q.dtype(), q.device());
+  Tensor v_all = Tensor::empty({T, B, H, C, dv}, q.dtype(), q.device());
   sp_.all_gather(k, k_all);
   sp_.all_gather(v, v_all);
   Tensor kv_in;
   if (r > 0) {
-    kv_in = Tensor::empty({B, H, dk, dv}, q.dtype());
+    kv_in = Tensor::empty({B, H, dk, dv}, state, q.device());
     chunk_state_forward(block_view(k_all, 0), block_view(v_all, 0), slopes, kv_in);
-    Tensor s = Tensor::empty({B, H, dk, dv}, q.dtype());
+    Tensor s = Tensor::empty({B, H, dk, dv}, state, q.device());
     for (int s_rank = 1; s_rank < r; ++s_rank) {
       chunk_state_forward(block_view(k_all, s_rank), block_view(v_all, s_rank), slopes, s);
       state_decay_add(kv_in, slopes, C, s, kv_in);
@@ -36,20 +40,21 @@ void AllGatherAttention::backward(const Tensor& q, const Tensor& k, const Tensor
                                   Tensor& dk, Tensor& dv) const {
   const int r = sp_.rank(), T = sp_.size();
   const int64_t B = q.dim(0), H = q.dim(1), C = q.dim(2), dkh = q.dim(3), dvh = v.dim(3);
+  const DType state = Tensor::stats_dtype(q.dtype(), q.device());
   const Tensor& kv_in = cache.saved.at(0);
   const Tensor& k_all = cache.saved.at(1);
   const Tensor& v_all = cache.saved.at(2);
   // Contributions to every chunk's dK, dV; this rank's own chunk gets the
   // local gradient, earlier chunks what flows through KV_{r−1}.
-  Tensor dk_all = Tensor::zeros({T, B, H, C, dkh}, q.dtype());
-  Tensor dv_all = Tensor::zeros({T, B, H, C, dvh}, q.dtype());
+  Tensor dk_all = Tensor::zeros({T, B, H, C, dkh}, q.dtype(), q.device());
+  Tensor dv_all = Tensor::zeros({T, B, H, C, dvh}, q.dtype(), q.device());
   Tensor dk_mine = block_view(dk_all, r), dv_mine = block_view(dv_all, r);
   Tensor d_kv_in, none;
-  if (r > 0) d_kv_in = Tensor::empty({B, H, dkh, dvh}, q.dtype());
+  if (r > 0) d_kv_in = Tensor::empty({B, H, dkh, dvh}, state, q.device());
   lightning_attention_backward(q, k, v, slopes, block, kv_in, d_o, none, dq, dk_mine, dv_mine,
                                d_kv_in);
   // dS_s = λ^{C(r−1−s)} dKV_{r−1}, from s = r−1 down.
-  const Tensor zero = Tensor::zeros({B, H, dkh, dvh}, q.dtype());
+  const Tensor zero = Tensor::zeros({B, H, dkh, dvh}, state, q.device());
   for (int s_rank = r - 1; s_rank >= 0; --s_rank) {
     Tensor dk_s = block_view(dk_all, s_rank), dv_s = block_view(dv_all, s_rank);
     chunk_state_backward(block_view(k_all, s_rank), block_view(v_all, s_rank), slopes, d_kv_in,
@@ -63,18 +68,22 @@ void AllGatherAttention::backward(const Tensor& q, const Tensor& k, const Tensor
 void AllGatherAttention::plan(const AttentionShape& s, int64_t e, bool backward,
                               const std::string& prefix, OpPlan& plan) const {
   const int r = sp_.rank();
-  const int64_t state = s.batch * s.heads * s.dk * s.dv;
-  const int64_t qk = s.batch * s.heads * s.length * s.dk, vo = s.batch * s.heads * s.length * s.dv;
+  // Bytes: chunk tensors in the compute dtype (e bytes); states f32 on the GPU
+  // (compute f32 or bf16) and in the compute dtype on the CPU (f32 or f64),
+  // so max(e, 4) bytes per state element.
+  const int64_t state = s.batch * s.heads * s.dk * s.dv * std::max<int64_t>(e, 4);
+  const int64_t qk = s.batch * s.heads * s.length * s.dk * e,
+                vo = s.batch * s.heads * s.length * s.dv * e;
   const int64_t T = sp_.size();
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read * e, written * e, std::move(collectives)});
+    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives)});
   };
   const int64_t chunk_state = chunk_state_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv);
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
   if (!backward) {
     op("allgather.gather.forward", 0, qk + vo, T * (qk + vo),
-       {{"all_gather", "sp", qk * e}, {"all_gather", "sp", vo * e}});
+       {{"all_gather", "sp", qk}, {"all_gather", "sp", vo}});
     if (r > 0) op("allgather.prefix.forward", r * chunk_state + (r - 1) * add, r * (qk + vo), state);
     op("allgather.attention.forward",
        lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, r > 0,
@@ -92,7 +101,7 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, bool backward,
        r * (qk + vo) + state, r * (qk + vo));
   }
   op("allgather.scatter.backward", 0, T * (qk + vo), qk + vo,
-     {{"reduce_scatter", "sp", qk * e}, {"reduce_scatter", "sp", vo * e}});
+     {{"reduce_scatter", "sp", qk}, {"reduce_scatter", "sp", vo}});
 }
 
 }  // namespace linpar::lasp

@@ -1,5 +1,7 @@
 #include "lasp/lasp2.h"
 
+#include <algorithm>
+
 #include "core/ops/kv_state.h"
 #include "core/ops/lightning_attention.h"
 #include "core/ops/chunk_layout.h"
@@ -11,9 +13,11 @@ void Lasp2::forward(const Tensor& q, const Tensor& k, const Tensor& v,
                     AttentionCache& cache) const {
   const int r = sp_.rank(), T = sp_.size();
   const int64_t B = q.dim(0), H = q.dim(1), C = q.dim(2), dk = q.dim(3), dv = v.dim(3);
-  Tensor s = Tensor::empty({B, H, dk, dv}, q.dtype());
+  // States: f32 on the GPU whatever the compute dtype, q's dtype on the CPU.
+  const DType state = Tensor::stats_dtype(q.dtype(), q.device());
+  Tensor s = Tensor::empty({B, H, dk, dv}, state, q.device());
   chunk_state_forward(k, v, slopes, s);
-  Tensor all = Tensor::empty({T, B, H, dk, dv}, q.dtype());
+  Tensor all = Tensor::empty({T, B, H, dk, dv}, state, q.device());
   auto gather = sp_.all_gather_async(s, all);
   Tensor none;
   lightning_attention_forward(q, k, v, slopes, block, none, o, none);  // overlaps the all-gather
@@ -33,12 +37,13 @@ void Lasp2::backward(const Tensor& q, const Tensor& k, const Tensor& v,
                      const Tensor& d_o, Tensor& dq, Tensor& dk, Tensor& dv) const {
   const int r = sp_.rank(), T = sp_.size();
   const int64_t B = q.dim(0), H = q.dim(1), C = q.dim(2), dkh = q.dim(3), dvh = v.dim(3);
+  const DType state = Tensor::stats_dtype(q.dtype(), q.device());
   Tensor none;
   lightning_attention_backward(q, k, v, slopes, block, none, d_o, none, dq, dk, dv, none);
   // G_r; rank 0 has no state before it and contributes zeros to the gather.
-  Tensor g = Tensor::zeros({B, H, dkh, dvh}, q.dtype());
+  Tensor g = Tensor::zeros({B, H, dkh, dvh}, state, q.device());
   if (r > 0) inter_chunk_backward(q, slopes, cache.saved.at(0), d_o, dq, g);
-  Tensor all = Tensor::empty({T, B, H, dkh, dvh}, q.dtype());
+  Tensor all = Tensor::empty({T, B, H, dkh, dvh}, state, q.device());
   sp_.all_gather(g, all);
   if (r < T - 1) {
     Tensor d_kv_out = block_copy(all, T - 1);
@@ -50,16 +55,21 @@ void Lasp2::backward(const Tensor& q, const Tensor& k, const Tensor& v,
 void Lasp2::plan(const AttentionShape& s, int64_t e, bool backward, const std::string& prefix,
                  OpPlan& plan) const {
   const int r = sp_.rank(), T = sp_.size();
-  const int64_t state = s.batch * s.heads * s.dk * s.dv;
-  const int64_t qk = s.batch * s.heads * s.length * s.dk, vo = s.batch * s.heads * s.length * s.dv;
+  // Bytes: chunk tensors in the compute dtype (e bytes); states f32 on the GPU
+  // (compute f32 or bf16) and in the compute dtype on the CPU (f32 or f64),
+  // so max(e, 4) bytes per state element.
+  const int64_t state_e = std::max<int64_t>(e, 4);
+  const int64_t state = s.batch * s.heads * s.dk * s.dv * state_e;
+  const int64_t qk = s.batch * s.heads * s.length * s.dk * e,
+                vo = s.batch * s.heads * s.length * s.dv * e;
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read * e, written * e, std::move(collectives)});
+    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives)});
   };
   if (!backward) {
     op("lasp2.state.forward", chunk_state_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-       qk + vo, state, {{"all_gather", "sp", state * e}});
+       qk + vo, state, {{"all_gather", "sp", state}});
     op("lasp2.intra.forward",
        lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, false,
                                          false),
@@ -77,7 +87,7 @@ void Lasp2::plan(const AttentionShape& s, int64_t e, bool backward, const std::s
      2 * qk + 2 * vo, 2 * qk + vo);
   op("lasp2.inter.backward",
      r > 0 ? inter_chunk_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv) : 0,
-     qk + vo + state, qk + state, {{"all_gather", "sp", state * e}});
+     qk + vo + state, qk + state, {{"all_gather", "sp", state}});
   if (r < T - 1) {
     op("lasp2.suffix.backward", (T - 2 - r) * add, T * state, state);
     op("lasp2.state.backward", chunk_state_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),

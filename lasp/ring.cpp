@@ -1,5 +1,7 @@
 #include "lasp/ring.h"
 
+#include <algorithm>
+
 #include "core/ops/kv_state.h"
 #include "core/ops/lightning_attention.h"
 
@@ -19,14 +21,16 @@ void LaspRing::forward(const Tensor& q, const Tensor& k, const Tensor& v,
                        AttentionCache& cache) const {
   const int r = sp_.rank(), T = sp_.size();
   const int64_t B = q.dim(0), H = q.dim(1), C = q.dim(2), dk = q.dim(3), dv = v.dim(3);
+  // KV states: f32 on the GPU whatever the compute dtype, q's dtype on the CPU.
+  const DType state = Tensor::stats_dtype(q.dtype(), q.device());
   sends_.wait_all();
   Tensor kv_in, kv_out, none;
   std::unique_ptr<CommRequest> receive;
   if (r > 0) {
-    kv_in = Tensor::empty({B, H, dk, dv}, q.dtype());
+    kv_in = Tensor::empty({B, H, dk, dv}, state, q.device());
     receive = sp_.recv_async(kv_in, r - 1);
   }
-  if (r < T - 1) kv_out = Tensor::empty({B, H, dk, dv}, q.dtype());
+  if (r < T - 1) kv_out = Tensor::empty({B, H, dk, dv}, state, q.device());
   // Intra-chunk output and S_r while KV_{r−1} travels.
   lightning_attention_forward(q, k, v, slopes, block, none, o, kv_out);
   if (r > 0) {
@@ -44,17 +48,18 @@ void LaspRing::backward(const Tensor& q, const Tensor& k, const Tensor& v,
                         Tensor& dv) const {
   const int r = sp_.rank(), T = sp_.size();
   const int64_t B = q.dim(0), H = q.dim(1), C = q.dim(2), dkh = q.dim(3), dvh = v.dim(3);
+  const DType state = Tensor::stats_dtype(q.dtype(), q.device());
   sends_.wait_all();
   Tensor d_kv_out, none;
   std::unique_ptr<CommRequest> receive;
   if (r < T - 1) {
-    d_kv_out = Tensor::empty({B, H, dkh, dvh}, q.dtype());
+    d_kv_out = Tensor::empty({B, H, dkh, dvh}, state, q.device());
     receive = sp_.recv_async(d_kv_out, r + 1);
   }
   lightning_attention_backward(q, k, v, slopes, block, none, d_o, none, dq, dk, dv, none);
   Tensor d_kv_in;
   if (r > 0) {
-    d_kv_in = Tensor::zeros({B, H, dkh, dvh}, q.dtype());
+    d_kv_in = Tensor::zeros({B, H, dkh, dvh}, state, q.device());
     inter_chunk_backward(q, slopes, cache.saved.at(0), d_o, dq, d_kv_in);
   }
   if (r < T - 1) {
@@ -68,12 +73,17 @@ void LaspRing::backward(const Tensor& q, const Tensor& k, const Tensor& v,
 void LaspRing::plan(const AttentionShape& s, int64_t e, bool backward, const std::string& prefix,
                     OpPlan& plan) const {
   const int r = sp_.rank(), T = sp_.size();
-  const int64_t state = s.batch * s.heads * s.dk * s.dv;
-  const int64_t qk = s.batch * s.heads * s.length * s.dk, vo = s.batch * s.heads * s.length * s.dv;
+  // Bytes: chunk tensors in the compute dtype (e bytes); states f32 on the GPU
+  // (compute f32 or bf16) and in the compute dtype on the CPU (f32 or f64),
+  // so max(e, 4) bytes per state element.
+  const int64_t state_e = std::max<int64_t>(e, 4);
+  const int64_t state = s.batch * s.heads * s.dk * s.dv * state_e;
+  const int64_t qk = s.batch * s.heads * s.length * s.dk * e,
+                vo = s.batch * s.heads * s.length * s.dv * e;
   const bool has_in = r > 0, has_out = r < T - 1;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read * e, written * e, std::move(collectives)});
+    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives)});
   };
   if (!backward) {
     op("lasp.intra.forward",
@@ -86,7 +96,7 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, bool backward, const std
       if (has_out) op("lasp.state.forward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
                       2 * state, state);
     }
-    if (has_out) op("lasp.send_state.forward", 0, state, 0, {{"send_recv", "sp", state * e}});
+    if (has_out) op("lasp.send_state.forward", 0, state, 0, {{"send_recv", "sp", state}});
     return;
   }
   op("lasp.intra.backward",
@@ -103,7 +113,7 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, bool backward, const std
     if (has_in) op("lasp.state_grad.backward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
                    2 * state, state);
   }
-  if (has_in) op("lasp.send_state_grad.backward", 0, state, 0, {{"send_recv", "sp", state * e}});
+  if (has_in) op("lasp.send_state_grad.backward", 0, state, 0, {{"send_recv", "sp", state}});
 }
 
 }  // namespace linpar::lasp

@@ -1,14 +1,19 @@
-// Lightning attention forward on the GPU: one CTA per (batch, head, tile of
+// Lightning attention on the GPU, CUDA-core kernels (f32 arithmetic): the
+// fallback for what the tensor-core path (lightning_attention_fast.cu) does
+// not take, and the launchers that choose. Forward: one CTA per (batch, head, tile of
 // 32 value columns) walks the sequence in blocks of kBlock tokens, keeping its
 // d_k × 32 slice of the KV state in shared memory (f32):
 //   O_block  = ((Q Kᵀ) ⊙ M) V  +  Λ Q KV          (masked intra-block, inter-block)
 //   KV      ←  λ^m KV + (diag(λ^{m−1−j}) K)ᵀ V
 // The first correct version: CUDA-core f32 arithmetic, the intra-block scores
-// recomputed by each value tile. Tensor-core tiling (Lightning Attention-2's
-// kernels) replaces it behind the same launcher.
+// recomputed by each value tile.
 #include <cuda_bf16.h>
 
+#include <cstdint>
+#include <initializer_list>
+
 #include "core/cuda/cuda_check.h"
+#include "core/cuda/lightning_attention_fast.h"
 #include "core/cuda/lightning_attention_kernels.h"
 
 namespace linpar::cuda {
@@ -272,13 +277,36 @@ void launch_backward(const AttentionDims& d, const double* slopes, const void* q
   CUDA_CHECK(cudaGetLastError());
 }
 
+// The tensor-core path takes bf16 operands of the dims it supports, with its
+// workspace, and 16-byte-aligned pointers (its loads are 16-byte vectors).
+bool fast_path(const AttentionDims& d, bool bf16, const void* workspace,
+               std::initializer_list<const void*> pointers) {
+  if (!bf16 || workspace == nullptr || !lightning_fast::supports(d)) return false;
+  for (const void* p : pointers) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;  // null passes
+  }
+  return true;
+}
+
 }  // namespace
+
+size_t lightning_forward_workspace_bytes(const AttentionDims& d, bool bf16) {
+  return bf16 && lightning_fast::supports(d) ? lightning_fast::workspace_bytes(d, false) : 0;
+}
+
+size_t lightning_backward_workspace_bytes(const AttentionDims& d, bool bf16) {
+  return bf16 && lightning_fast::supports(d) ? lightning_fast::workspace_bytes(d, true) : 0;
+}
 
 void lightning_backward(const AttentionDims& d, const double* slopes, bool bf16, const void* q,
                         const void* k, const void* v, const float* kv_in, const void* d_o,
-                        const float* d_kv_out, void* dq, void* dk, void* dv, float* d_kv_in) {
+                        const float* d_kv_out, void* dq, void* dk, void* dv, float* d_kv_in,
+                        void* workspace) {
   if (d.batch * d.heads == 0) return;
-  if (bf16) {
+  if (fast_path(d, bf16, workspace, {q, k, v, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in})) {
+    lightning_fast::backward(d, slopes, q, k, v, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in,
+                             workspace);
+  } else if (bf16) {
     launch_backward<__nv_bfloat16>(d, slopes, q, k, v, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in);
   } else {
     launch_backward<float>(d, slopes, q, k, v, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in);
@@ -286,9 +314,12 @@ void lightning_backward(const AttentionDims& d, const double* slopes, bool bf16,
 }
 
 void lightning_forward(const AttentionDims& d, const double* slopes, bool bf16, const void* q,
-                       const void* k, const void* v, const float* kv_in, void* o, float* kv_out) {
+                       const void* k, const void* v, const float* kv_in, void* o, float* kv_out,
+                       void* workspace) {
   if (d.batch * d.heads == 0 || d.dv == 0) return;
-  if (bf16) {
+  if (fast_path(d, bf16, workspace, {q, k, v, kv_in, o, kv_out})) {
+    lightning_fast::forward(d, slopes, q, k, v, kv_in, o, kv_out, workspace);
+  } else if (bf16) {
     launch<__nv_bfloat16>(d, slopes, q, k, v, kv_in, o, kv_out);
   } else {
     launch<float>(d, slopes, q, k, v, kv_in, o, kv_out);

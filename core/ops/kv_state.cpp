@@ -1,10 +1,15 @@
 #include "core/ops/kv_state.h"
 
 #include <cmath>
+#include <initializer_list>
+#include <utility>
 
 #include "core/op_stats.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/gemm.h"
+#ifdef LINPAR_HAVE_CUDA
+#include "core/cuda/kv_state_kernels.h"
+#endif
 
 namespace linpar {
 
@@ -47,12 +52,9 @@ std::vector<T> query_weights(double slope, int64_t length) {  // λ^{t+1}
   return w;
 }
 
-// a: [B, H, C, da], b: [B, H, C, db] of one chunk, kv: [B, H, da, db].
-StateDims check_chunk(const char* op, const Tensor& a, const Tensor& b, const Tensor& kv,
-                      const std::vector<double>& slopes) {
-  check_cpu_float(op, a);
-  check_same(op, a, b);
-  check_same(op, a, kv);
+// a: [B, H, C, da], b: [B, H, C, db] of one chunk, kv: [B, H, da, db]. Shapes only.
+StateDims chunk_dims(const char* op, const Tensor& a, const Tensor& b, const Tensor& kv,
+                     const std::vector<double>& slopes) {
   LINPAR_CHECK(a.ndim() == 4 && b.ndim() == 4, "{}: {} and {}", op, shape_string(a.shape()),
                shape_string(b.shape()));
   StateDims d{a.dim(0), a.dim(1), a.dim(2), a.dim(3), kv.ndim() == 4 ? kv.dim(3) : -1};
@@ -62,10 +64,48 @@ StateDims check_chunk(const char* op, const Tensor& a, const Tensor& b, const Te
   return d;
 }
 
+// The CPU reference: a, b and the state of one floating dtype.
+StateDims check_chunk(const char* op, const Tensor& a, const Tensor& b, const Tensor& kv,
+                      const std::vector<double>& slopes) {
+  check_cpu_float(op, a);
+  check_same(op, a, b);
+  check_same(op, a, kv);
+  return chunk_dims(op, a, b, kv, slopes);
+}
+
+// The GPU: a, b CUDA f32 or bf16 alike (returns whether bf16), every state a
+// CUDA f32 tensor (core/cuda/kv_state_kernels.cu).
+bool check_chunk_on_gpu(const char* op, const Tensor& a, const Tensor& b,
+                        std::initializer_list<std::pair<const char*, const Tensor*>> states) {
+  const bool bf16 = cuda_operands(op, {&a, &b});
+  for (const auto& [what, state] : states) check_cuda_f32(op, what, *state);
+  return bf16;
+}
+
+#ifdef LINPAR_HAVE_CUDA
+cuda::KvStateDims gpu_dims(const char* op, const StateDims& d) {
+  LINPAR_CHECK(d.heads <= cuda::kMaxKvStateHeads && d.batch * d.heads <= 65535,
+               "{}: {} heads × batch {} (the kernels take at most {} heads and 65535 heads in all)",
+               op, d.heads, d.batch, cuda::kMaxKvStateHeads);
+  return {d.batch, d.heads, d.length, d.dk, d.dv};
+}
+#endif
+
 }  // namespace
 
 void chunk_state_forward(const Tensor& k, const Tensor& v, const std::vector<double>& slopes,
                          Tensor& kv) {
+  if (k.device() == Device::CUDA) {
+    const char* op = "chunk_state_forward";
+    [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, k, v, {{"kv", &kv}});
+    const StateDims d = chunk_dims(op, k, v, kv, slopes);
+    check_shape(op, "v", v, {d.batch, d.heads, d.length, d.dv});
+    LINPAR_CUDA_OR_FAIL(op, cuda::chunk_state_forward(gpu_dims(op, d), slopes.data(), bf16,
+                                                      k.raw_data(), v.raw_data(),
+                                                      kv.device_data<float>()));
+    count_flops(chunk_state_forward_flops(d.batch, d.heads, d.length, d.dk, d.dv));
+    return;
+  }
   const StateDims d = check_chunk("chunk_state_forward", k, v, kv, slopes);
   check_shape("chunk_state_forward", "v", v, {d.batch, d.heads, d.length, d.dv});
   LINPAR_DISPATCH_FLOAT(k.dtype(), "chunk_state_forward", [&]<typename T>() {
@@ -85,6 +125,20 @@ void chunk_state_forward(const Tensor& k, const Tensor& v, const std::vector<dou
 
 void chunk_state_backward(const Tensor& k, const Tensor& v, const std::vector<double>& slopes,
                           const Tensor& d_kv, Tensor& dk, Tensor& dv) {
+  if (k.device() == Device::CUDA) {
+    const char* op = "chunk_state_backward";
+    [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, k, v, {{"d_kv", &d_kv}});
+    cuda_operands(op, {&k, &dk, &dv});
+    const StateDims d = chunk_dims(op, k, v, d_kv, slopes);
+    check_shape(op, "dk", dk, k.shape());
+    check_shape(op, "dv", dv, v.shape());
+    LINPAR_CUDA_OR_FAIL(op, cuda::chunk_state_backward(gpu_dims(op, d), slopes.data(), bf16,
+                                                       k.raw_data(), v.raw_data(),
+                                                       d_kv.device_data<float>(), dk.raw_data(),
+                                                       dv.raw_data()));
+    count_flops(chunk_state_backward_flops(d.batch, d.heads, d.length, d.dk, d.dv));
+    return;
+  }
   const StateDims d = check_chunk("chunk_state_backward", k, v, d_kv, slopes);
   check_shape("chunk_state_backward", "dk", dk, k.shape());
   check_shape("chunk_state_backward", "dv", dv, v.shape());
@@ -110,6 +164,17 @@ void chunk_state_backward(const Tensor& k, const Tensor& v, const std::vector<do
 
 void inter_chunk_forward(const Tensor& q, const std::vector<double>& slopes, const Tensor& kv_in,
                          Tensor& o) {
+  if (q.device() == Device::CUDA) {
+    const char* op = "inter_chunk_forward";
+    [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, q, o, {{"kv_in", &kv_in}});
+    const StateDims d = chunk_dims(op, q, o, kv_in, slopes);
+    check_shape(op, "o", o, {d.batch, d.heads, d.length, d.dv});
+    LINPAR_CUDA_OR_FAIL(op, cuda::inter_chunk_forward(gpu_dims(op, d), slopes.data(), bf16,
+                                                      q.raw_data(), kv_in.device_data<float>(),
+                                                      o.raw_data()));
+    count_flops(inter_chunk_forward_flops(d.batch, d.heads, d.length, d.dk, d.dv));
+    return;
+  }
   const StateDims d = check_chunk("inter_chunk_forward", q, o, kv_in, slopes);
   check_shape("inter_chunk_forward", "o", o, {d.batch, d.heads, d.length, d.dv});
   LINPAR_DISPATCH_FLOAT(q.dtype(), "inter_chunk_forward", [&]<typename T>() {
@@ -129,6 +194,22 @@ void inter_chunk_forward(const Tensor& q, const std::vector<double>& slopes, con
 
 void inter_chunk_backward(const Tensor& q, const std::vector<double>& slopes, const Tensor& kv_in,
                           const Tensor& d_o, Tensor& dq, Tensor& d_kv_in) {
+  if (q.device() == Device::CUDA) {
+    const char* op = "inter_chunk_backward";
+    [[maybe_unused]] const bool bf16 =
+        check_chunk_on_gpu(op, q, d_o, {{"kv_in", &kv_in}, {"d_kv_in", &d_kv_in}});
+    cuda_operands(op, {&q, &dq});
+    const StateDims d = chunk_dims(op, q, d_o, kv_in, slopes);
+    check_shape(op, "d_o", d_o, {d.batch, d.heads, d.length, d.dv});
+    check_shape(op, "dq", dq, q.shape());
+    check_shape(op, "d_kv_in", d_kv_in, kv_in.shape());
+    LINPAR_CUDA_OR_FAIL(op, cuda::inter_chunk_backward(gpu_dims(op, d), slopes.data(), bf16,
+                                                       q.raw_data(), kv_in.device_data<float>(),
+                                                       d_o.raw_data(), dq.raw_data(),
+                                                       d_kv_in.device_data<float>()));
+    count_flops(inter_chunk_backward_flops(d.batch, d.heads, d.length, d.dk, d.dv));
+    return;
+  }
   const StateDims d = check_chunk("inter_chunk_backward", q, d_o, kv_in, slopes);
   check_shape("inter_chunk_backward", "d_o", d_o, {d.batch, d.heads, d.length, d.dv});
   check_shape("inter_chunk_backward", "dq", dq, q.shape());
@@ -156,6 +237,30 @@ void inter_chunk_backward(const Tensor& q, const std::vector<double>& slopes, co
 
 void state_decay_add(const Tensor& a, const std::vector<double>& slopes, int64_t n, const Tensor& b,
                      Tensor& out) {
+  if (a.device() == Device::CUDA) {
+    const char* op = "state_decay_add";
+    check_cuda_f32(op, "a", a);
+    check_cuda_f32(op, "b", b);
+    check_cuda_f32(op, "out", out);
+    LINPAR_CHECK(a.ndim() == 4, "{}: state {}", op, shape_string(a.shape()));
+    check_shape(op, "b", b, a.shape());
+    check_shape(op, "out", out, a.shape());
+    check_slopes(op, slopes, a.dim(1));
+    // The per-head factors as the CPU reference rounds them.
+    std::vector<float> decays(slopes.size());
+    for (size_t h = 0; h < slopes.size(); ++h)
+      decays[h] = static_cast<float>(std::exp(-slopes[h] * static_cast<double>(n)));
+#ifdef LINPAR_HAVE_CUDA
+    LINPAR_CHECK(a.dim(1) <= cuda::kMaxKvStateHeads, "{}: {} heads (at most {})", op, a.dim(1),
+                 cuda::kMaxKvStateHeads);
+#endif
+    LINPAR_CUDA_OR_FAIL(op, cuda::state_decay_add(a.dim(0), a.dim(1), a.dim(2) * a.dim(3),
+                                                  decays.data(), a.device_data<float>(),
+                                                  b.device_data<float>(),
+                                                  out.device_data<float>()));
+    count_flops(2 * a.numel());
+    return;
+  }
   check_cpu_float("state_decay_add", a);
   check_same("state_decay_add", a, b);
   check_same("state_decay_add", a, out);
