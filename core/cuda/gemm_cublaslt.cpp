@@ -6,6 +6,8 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <compare>
+#include <map>
 #include <string>
 
 #include "core/cuda/cuda_check.h"
@@ -27,10 +29,19 @@ namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
-// One handle and workspace for the process's device (created on first use).
+struct AlgoKey {
+  bool trans_a, trans_b;
+  int64_t m, n, k, lda, ldb, ldc;
+  DType dtype, c_dtype;
+  auto operator<=>(const AlgoKey&) const = default;
+};
+
+// One handle and workspace for the process's device (created on first use),
+// and the algorithm chosen for each shape so far.
 struct LtContext {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
+  std::map<AlgoKey, cublasLtMatmulAlgo_t> algos;
   LtContext() {
     CUBLASLT_CHECK(cublasLtCreate(&handle));
     CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
@@ -80,19 +91,26 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
   CUBLASLT_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
   LtContext& ctx = context();
-  cublasLtMatmulPreference_t preference = nullptr;
-  CUBLASLT_CHECK(cublasLtMatmulPreferenceCreate(&preference));
-  CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kWorkspaceBytes, sizeof(kWorkspaceBytes)));
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, desc, first.desc, second.desc, out.desc,
-                                                out.desc, preference, 1, &heuristic, &found));
-  LINPAR_CHECK(found > 0, "cuda gemm: no cuBLASLt algorithm for {}x{}x{} {}", m, n, k, dtype_name(dtype));
+  // The heuristic query costs tens of microseconds, and a training step asks
+  // for the same few shapes hundreds of times: keep its answer per shape.
+  const AlgoKey key{trans_a, trans_b, m, n, k, lda, ldb, ldc, dtype, c_dtype};
+  auto cached = ctx.algos.find(key);
+  if (cached == ctx.algos.end()) {
+    cublasLtMatmulPreference_t preference = nullptr;
+    CUBLASLT_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+    CUBLASLT_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kWorkspaceBytes, sizeof(kWorkspaceBytes)));
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    CUBLASLT_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.handle, desc, first.desc, second.desc, out.desc,
+                                                  out.desc, preference, 1, &heuristic, &found));
+    cublasLtMatmulPreferenceDestroy(preference);
+    LINPAR_CHECK(found > 0, "cuda gemm: no cuBLASLt algorithm for {}x{}x{} {}", m, n, k, dtype_name(dtype));
+    cached = ctx.algos.emplace(key, heuristic.algo).first;
+  }
   CUBLASLT_CHECK(cublasLtMatmul(ctx.handle, desc, &alpha, b, first.desc, a, second.desc, &beta, c,
-                                out.desc, c, out.desc, &heuristic.algo, ctx.workspace,
+                                out.desc, c, out.desc, &cached->second, ctx.workspace,
                                 kWorkspaceBytes, cudaStreamLegacy));
-  cublasLtMatmulPreferenceDestroy(preference);
   cublasLtMatmulDescDestroy(desc);
   count_flops(2 * m * n * k);
 }
