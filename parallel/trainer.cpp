@@ -111,12 +111,6 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
     if (!cuda::available()) user_error("--device cuda: no CUDA device is present on this machine");
     LINPAR_CHECK(grid_.device() == Device::CUDA || grid_.world().size() == 1,
                  "--device cuda needs a process grid built for CUDA (NCCL groups)");
-    // Sequence parallelism's state exchanges still run on host tensors
-    // only: say so rather than fail deep inside.
-    if (grid_.sp().size() > 1) {
-      user_error("--device cuda with --sp {}: sequence parallelism runs on the CPU only in this "
-                 "version (use --sp 1 on GPUs)", grid_.sp().size());
-    }
   }
   // On the GPU the parameters are f32 master weights whatever the compute dtype.
   const DType param_dtype = options_.device == Device::CUDA ? DType::F32 : options_.dtype;
