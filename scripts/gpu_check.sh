@@ -38,6 +38,7 @@ for ranks in 2 4; do
   if [ "$gpus" -ge "$ranks" ]; then
     "${mpirun[@]}" -np "$ranks" ./build-gpu/tests/parallel_tests --gtest_filter="Nccl*Np${ranks}.*:*CudaNp${ranks}.*" >"$out/nccl_np$ranks.log" 2>&1
     "${mpirun[@]}" -np "$ranks" ./build-gpu/tests/co2_tests --gtest_filter="*CudaNp${ranks}.*" >>"$out/nccl_np$ranks.log" 2>&1
+    "${mpirun[@]}" -np "$ranks" ./build-gpu/tests/lasp_tests --gtest_filter="*CudaNp${ranks}.*" >>"$out/nccl_np$ranks.log" 2>&1
   fi
 done
 for log in "$out"/core_gpu.log "$out"/model_gpu.log "$out"/train_gpu.log "$out"/nccl_np*.log; do
