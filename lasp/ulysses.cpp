@@ -4,55 +4,18 @@
 #include "core/ops/lightning_attention.h"
 #include "core/ops/chunk_layout.h"
 #include "core/ops/dispatch.h"
-#ifdef LINPAR_HAVE_CUDA
-#include "core/cuda/chunk_layout_kernels.h"
-#endif
 
 namespace linpar::lasp {
-
-namespace {
-
-// The chunk-layout permutations of core/ops/chunk_layout.h on either device:
-// `heads_split` chooses heads_to_blocks / blocks_to_heads (else the sequence
-// pair), `to_blocks` the direction. CUDA tensors go through
-// core/cuda/chunk_layout_kernels.cu (the same copies, on the device).
-void permute(const Tensor& from, Tensor& to, bool heads_split, bool to_blocks) {
-  if (from.device() != Device::CUDA) {
-    if (heads_split && to_blocks) heads_to_blocks(from, to);
-    if (heads_split && !to_blocks) blocks_to_heads(from, to);
-    if (!heads_split && to_blocks) sequence_to_blocks(from, to);
-    if (!heads_split && !to_blocks) blocks_to_sequence(from, to);
-    return;
-  }
-  const Tensor& blocks = to_blocks ? to : from;
-  const Tensor& x = to_blocks ? from : to;
-  LINPAR_CHECK(to.device() == Device::CUDA && blocks.ndim() == 5 && x.ndim() == 4 &&
-                   blocks.dtype() == x.dtype(),
-               "ulysses layout: blocks {} {} {} vs {} {} {}", shape_string(blocks.shape()),
-               dtype_name(blocks.dtype()), device_name(blocks.device()), shape_string(x.shape()),
-               dtype_name(x.dtype()), device_name(x.device()));
-  const int64_t T = blocks.dim(0), B = blocks.dim(1), Hs = blocks.dim(2), C = blocks.dim(3),
-                d = blocks.dim(4);
-  const Shape want = heads_split ? Shape{B, T * Hs, C, d} : Shape{B, Hs, T * C, d};
-  LINPAR_CHECK(x.shape() == want, "ulysses layout: {} does not match blocks {}",
-               shape_string(x.shape()), shape_string(blocks.shape()));
-  LINPAR_CUDA_OR_FAIL("ulysses layout",
-                      cuda::permute_chunk_blocks({T, B, Hs, C, d}, heads_split, to_blocks,
-                                                 dtype_size(x.dtype()), from.raw_data(),
-                                                 to.raw_data()));
-}
-
-}  // namespace
 
 Tensor UlyssesAttention::to_heads(const Tensor& x) const {
   const int64_t T = sp_.size(), B = x.dim(0), H = x.dim(1), C = x.dim(2), d = x.dim(3);
   LINPAR_CHECK(H % T == 0, "ulysses: {} heads over {} ranks", H, T);
   Tensor send = Tensor::empty({T, B, H / T, C, d}, x.dtype(), x.device());
   Tensor recv = Tensor::empty({T, B, H / T, C, d}, x.dtype(), x.device());
-  permute(x, send, /*heads_split=*/true, /*to_blocks=*/true);
+  heads_to_blocks(x, send);
   sp_.all_to_all(send, recv);
   Tensor out = Tensor::empty({B, H / T, T * C, d}, x.dtype(), x.device());
-  permute(recv, out, /*heads_split=*/false, /*to_blocks=*/false);
+  blocks_to_sequence(recv, out);
   return out;
 }
 
@@ -60,9 +23,9 @@ void UlyssesAttention::to_sequence(const Tensor& x, Tensor& out) const {
   const int64_t T = sp_.size(), B = x.dim(0), Hs = x.dim(1), C = x.dim(2) / T, d = x.dim(3);
   Tensor send = Tensor::empty({T, B, Hs, C, d}, x.dtype(), x.device());
   Tensor recv = Tensor::empty({T, B, Hs, C, d}, x.dtype(), x.device());
-  permute(x, send, /*heads_split=*/false, /*to_blocks=*/true);
+  sequence_to_blocks(x, send);
   sp_.all_to_all(send, recv);
-  permute(recv, out, /*heads_split=*/true, /*to_blocks=*/false);
+  blocks_to_heads(recv, out);
 }
 
 std::vector<double> UlyssesAttention::my_slopes(const std::vector<double>& slopes) const {

@@ -29,6 +29,7 @@ cmake --build build-gpu -j "$(nproc)" >"$out/build.log" 2>&1 \
   || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 mpirun=(mpirun --oversubscribe)
 if [ "$(id -u)" -eq 0 ]; then mpirun+=(--allow-run-as-root); fi
+export GTEST_COLOR=no
 summary() { grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[  FAILED  \] [A-Za-z]|Failure$" "$1" | sort | uniq -c; }
 ./build-gpu/tests/core_tests --gtest_filter='*Cuda*:Elementwise*' >"$out/core_gpu.log" 2>&1
 ./build-gpu/tests/model_tests --gtest_filter='*Cuda*' >"$out/model_gpu.log" 2>&1

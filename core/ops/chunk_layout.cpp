@@ -3,13 +3,17 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/ops/dispatch.h"
+#ifdef LINPAR_HAVE_CUDA
+#include "core/cuda/chunk_layout_kernels.h"
+#endif
 
 namespace linpar {
 
 namespace {
 
 // Copies row (b, h, c) of a [B, H, C, d] tensor viewed as T blocks along one
-// axis. `heads_split`: blocks split H (x has H = T·Hs); otherwise they split
+// axis (CUDA tensors: the same copies in core/cuda/chunk_layout_kernels.cu). `heads_split`: blocks split H (x has H = T·Hs); otherwise they split
 // the sequence (x has N = T·C). to_blocks chooses the direction.
 void permute(const Tensor& from, Tensor& to, bool heads_split, bool to_blocks) {
   const Tensor& blocks = to_blocks ? to : from;
@@ -22,6 +26,14 @@ void permute(const Tensor& from, Tensor& to, bool heads_split, bool to_blocks) {
   const Shape want = heads_split ? Shape{B, T * Hs, C, d} : Shape{B, Hs, T * C, d};
   LINPAR_CHECK(x.shape() == want, "chunk layout: {} does not match blocks {}",
                shape_string(x.shape()), shape_string(blocks.shape()));
+  if (from.device() == Device::CUDA || to.device() == Device::CUDA) {
+    LINPAR_CHECK(from.device() == to.device(), "chunk layout: {} tensor into a {} one",
+                 device_name(from.device()), device_name(to.device()));
+    LINPAR_CUDA_OR_FAIL("chunk layout",
+                        cuda::permute_chunk_blocks({T, B, Hs, C, d}, heads_split, to_blocks,
+                                                   dtype_size(x.dtype()), from.raw_data(), to.raw_data()));
+    return;
+  }
   const size_t row = static_cast<size_t>(d) * dtype_size(x.dtype());
   const auto* src = static_cast<const char*>(from.raw_data());
   auto* dst = static_cast<char*>(to.raw_data());
