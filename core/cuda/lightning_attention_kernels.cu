@@ -290,22 +290,27 @@ bool fast_path(const AttentionDims& d, bool bf16, const void* workspace,
 
 }  // namespace
 
-size_t lightning_forward_workspace_bytes(const AttentionDims& d, bool bf16) {
-  return bf16 && lightning_fast::supports(d) ? lightning_fast::workspace_bytes(d, false) : 0;
+size_t lightning_forward_workspace_bytes(const AttentionDims& d, bool bf16,
+                                         int64_t chunk_tokens) {
+  return bf16 && lightning_fast::supports(d)
+             ? lightning_fast::workspace_bytes(d, false, chunk_tokens)
+             : 0;
 }
 
-size_t lightning_backward_workspace_bytes(const AttentionDims& d, bool bf16) {
-  return bf16 && lightning_fast::supports(d) ? lightning_fast::workspace_bytes(d, true) : 0;
+size_t lightning_backward_workspace_bytes(const AttentionDims& d, bool bf16,
+                                          int64_t chunk_tokens) {
+  return bf16 && lightning_fast::supports(d) ? lightning_fast::workspace_bytes(d, true, chunk_tokens)
+                                             : 0;
 }
 
 void lightning_backward(const AttentionDims& d, const double* slopes, bool bf16, const void* q,
                         const void* k, const void* v, const float* kv_in, const void* d_o,
                         const float* d_kv_out, void* dq, void* dk, void* dv, float* d_kv_in,
-                        void* workspace) {
+                        void* workspace, int64_t chunk_tokens) {
   if (d.batch * d.heads == 0) return;
   if (fast_path(d, bf16, workspace, {q, k, v, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in})) {
     lightning_fast::backward(d, slopes, q, k, v, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in,
-                             workspace);
+                             workspace, chunk_tokens);
   } else if (bf16) {
     launch_backward<__nv_bfloat16>(d, slopes, q, k, v, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in);
   } else {
@@ -315,10 +320,10 @@ void lightning_backward(const AttentionDims& d, const double* slopes, bool bf16,
 
 void lightning_forward(const AttentionDims& d, const double* slopes, bool bf16, const void* q,
                        const void* k, const void* v, const float* kv_in, void* o, float* kv_out,
-                       void* workspace) {
+                       void* workspace, int64_t chunk_tokens) {
   if (d.batch * d.heads == 0 || d.dv == 0) return;
   if (fast_path(d, bf16, workspace, {q, k, v, kv_in, o, kv_out})) {
-    lightning_fast::forward(d, slopes, q, k, v, kv_in, o, kv_out, workspace);
+    lightning_fast::forward(d, slopes, q, k, v, kv_in, o, kv_out, workspace, chunk_tokens);
   } else if (bf16) {
     launch<__nv_bfloat16>(d, slopes, q, k, v, kv_in, o, kv_out);
   } else {

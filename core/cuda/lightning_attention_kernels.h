@@ -24,9 +24,12 @@ struct AttentionDims {
 // Device scratch (bytes) the launchers need for these dims: 0 when they take
 // the CUDA-core kernels (which need none). The caller allocates it (the caching
 // allocator: everything runs on the legacy default stream) and passes it as
-// `workspace`.
-size_t lightning_forward_workspace_bytes(const AttentionDims& d, bool bf16);
-size_t lightning_backward_workspace_bytes(const AttentionDims& d, bool bf16);
+// `workspace`. chunk_tokens (the tensor-core path's tokens per chunk, a
+// multiple of 64; 0: chosen from the device) must be the launcher's.
+size_t lightning_forward_workspace_bytes(const AttentionDims& d, bool bf16,
+                                         int64_t chunk_tokens = 0);
+size_t lightning_backward_workspace_bytes(const AttentionDims& d, bool bf16,
+                                          int64_t chunk_tokens = 0);
 
 // Forward, as the CPU reference (lightning_attention.h) defines it: q, k
 // [B, H, N, dk], v [B, H, N, dv], optional kv_in [B, H, dk, dv] (f32) ->
@@ -36,7 +39,7 @@ size_t lightning_backward_workspace_bytes(const AttentionDims& d, bool bf16);
 // into f32 accumulators.
 void lightning_forward(const AttentionDims& d, const double* slopes, bool bf16, const void* q,
                        const void* k, const void* v, const float* kv_in, void* o, float* kv_out,
-                       void* workspace = nullptr);
+                       void* workspace = nullptr, int64_t chunk_tokens = 0);
 
 // Backward: d_o [B, H, N, dv], optional d_kv_out (f32) -> dq, dk, dv
 // (overwritten, the operands' dtype) and optional d_kv_in (f32); kv_in as in
@@ -46,6 +49,6 @@ void lightning_forward(const AttentionDims& d, const double* slopes, bool bf16, 
 void lightning_backward(const AttentionDims& d, const double* slopes, bool bf16, const void* q,
                         const void* k, const void* v, const float* kv_in, const void* d_o,
                         const float* d_kv_out, void* dq, void* dk, void* dv, float* d_kv_in,
-                        void* workspace = nullptr);
+                        void* workspace = nullptr, int64_t chunk_tokens = 0);
 
 }  // namespace linpar::cuda

@@ -80,7 +80,8 @@ void forward_head(const T* q, const T* k, const T* v, int64_t n, int64_t dk, int
 }  // namespace
 
 namespace {
-// CUDA tensors: bf16 or f32 q, k, v, o; the state f32 (core/cuda/lightning_attention_kernels.cu).
+// CUDA tensors: bf16 or f32 q, k, v, o; the state f32 (core/cuda/lightning_attention_kernels.h:
+// bf16 runs the tensor-core kernels where the head dims allow).
 // FLOPs are counted as the block-wise algorithm of `block_size` defines them
 // (the op plan's figure), whatever tiling the kernel uses.
 void forward_on_gpu(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -108,10 +109,20 @@ void forward_on_gpu(const Tensor& q, const Tensor& k, const Tensor& v,
 #ifdef LINPAR_HAVE_CUDA
   LINPAR_CHECK(H <= cuda::kMaxAttentionHeads, "{}: {} heads (at most {})", op, H,
                cuda::kMaxAttentionHeads);
-  cuda::lightning_forward({B, H, N, dk, dv}, slopes.data(), q.dtype() == DType::BF16, q.raw_data(),
-                          k.raw_data(), v.raw_data(),
+  const cuda::AttentionDims dims{B, H, N, dk, dv};
+  const bool bf16 = q.dtype() == DType::BF16;
+  // The tensor-core path's per-chunk states (none for the CUDA-core kernels);
+  // freed here while the kernels may still run: the caching allocator hands it
+  // out again only to work queued behind them on the same stream.
+  const size_t workspace_bytes = cuda::lightning_forward_workspace_bytes(dims, bf16);
+  const Tensor workspace = workspace_bytes > 0
+                               ? Tensor::empty({static_cast<int64_t>((workspace_bytes + 3) / 4)},
+                                               DType::F32, Device::CUDA)
+                               : Tensor();
+  cuda::lightning_forward(dims, slopes.data(), bf16, q.raw_data(), k.raw_data(), v.raw_data(),
                           kv_in.defined() ? kv_in.device_data<float>() : nullptr, o.raw_data(),
-                          kv_out.defined() ? kv_out.device_data<float>() : nullptr);
+                          kv_out.defined() ? kv_out.device_data<float>() : nullptr,
+                          workspace.defined() ? workspace.raw_data() : nullptr);
   count_flops(lightning_attention_forward_flops(B, H, N, dk, dv, block_size, kv_in.defined(),
                                                 kv_out.defined()));
 #else

@@ -104,7 +104,8 @@ void dkv_sweep(const T* q, const T* k, const T* v, const T* d_o, int64_t n, int6
 }  // namespace
 
 namespace {
-// CUDA tensors: bf16 or f32 operands, f32 states (core/cuda/lightning_attention_kernels.cu).
+// CUDA tensors: bf16 or f32 operands, f32 states (core/cuda/lightning_attention_kernels.h: bf16
+// runs the tensor-core kernels where the head dims allow).
 // FLOPs are counted as the block-wise algorithm of `block_size` defines them.
 void backward_on_gpu(const Tensor& q, const Tensor& k, const Tensor& v,
                      const std::vector<double>& slopes, int64_t block_size, const Tensor& kv_in,
@@ -132,9 +133,18 @@ void backward_on_gpu(const Tensor& q, const Tensor& k, const Tensor& v,
   LINPAR_CHECK(H <= cuda::kMaxAttentionHeads, "{}: {} heads (at most {})", op, H,
                cuda::kMaxAttentionHeads);
   auto f32 = [](const Tensor& t) { return t.defined() ? t.device_data<float>() : nullptr; };
-  cuda::lightning_backward({B, H, N, dkh, dvh}, slopes.data(), q.dtype() == DType::BF16,
-                           q.raw_data(), k.raw_data(), v.raw_data(), f32(kv_in), d_o.raw_data(),
-                           f32(d_kv_out), dq.raw_data(), dk.raw_data(), dv.raw_data(), f32(d_kv_in));
+  const cuda::AttentionDims dims{B, H, N, dkh, dvh};
+  const bool bf16 = q.dtype() == DType::BF16;
+  // The tensor-core path's per-chunk states (see forward_on_gpu).
+  const size_t workspace_bytes = cuda::lightning_backward_workspace_bytes(dims, bf16);
+  const Tensor workspace = workspace_bytes > 0
+                               ? Tensor::empty({static_cast<int64_t>((workspace_bytes + 3) / 4)},
+                                               DType::F32, Device::CUDA)
+                               : Tensor();
+  cuda::lightning_backward(dims, slopes.data(), bf16, q.raw_data(), k.raw_data(), v.raw_data(),
+                           f32(kv_in), d_o.raw_data(), f32(d_kv_out), dq.raw_data(), dk.raw_data(),
+                           dv.raw_data(), f32(d_kv_in),
+                           workspace.defined() ? workspace.raw_data() : nullptr);
   count_flops(lightning_attention_backward_flops(B, H, N, dkh, dvh, block_size, kv_in.defined(),
                                                  d_kv_out.defined(), d_kv_in.defined()));
 #else
