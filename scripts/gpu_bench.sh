@@ -24,13 +24,13 @@ grep '^copy' "$out/gemm_linpar.txt"
 # The measured bf16 peak: the best rate linpar reached over the GEMM shapes.
 peak=$(grep '^gemm ' "$out/gemm_linpar.txt" | awk '$7 > p {p = $7} END {print p + 0}')
 echo "measured bf16 GEMM peak: $peak TFLOP/s"
-if [ -n "${BENCH_LIGHTNING:-2048 8192}" ]; then
-  ./build-gpu/bench/lightning_bench ${BENCH_LIGHTNING:-2048 8192} >"$out/lightning_linpar.txt" 2>&1 || tail -5 "$out/lightning_linpar.txt"
-  python3 bench/lightning_torch.py ${BENCH_LIGHTNING:-2048 8192} >"$out/lightning_torch.txt" 2>&1 || tail -5 "$out/lightning_torch.txt"
+if [ -n "${BENCH_LIGHTNING:-2048 8192 32768}" ]; then
+  ./build-gpu/bench/lightning_bench ${BENCH_LIGHTNING:-2048 8192 32768} >"$out/lightning_linpar.txt" 2>&1 || tail -5 "$out/lightning_linpar.txt"
+  python3 bench/lightning_torch.py ${BENCH_LIGHTNING:-2048 8192 32768} >"$out/lightning_torch.txt" 2>&1 || tail -5 "$out/lightning_torch.txt"
   cat "$out/lightning_linpar.txt" "$out/lightning_torch.txt" | grep -E "^(lightning|torch_chunked|sdpa) "
 fi
 : >"$out/train.txt"
-for config in ${BENCH_TRAIN:-tnl-385m:2048:4 tnl-1b:2048:2}; do
+for config in ${BENCH_TRAIN:-tnl-385m:2048:4 tnl-1b:2048:2 tnl-1b:8192:1}; do
   IFS=: read -r model seq batch <<<"$config"
   ./build-gpu/bench/train_bench data/kjv/train.bin "$model" "$seq" "$batch" 6 2 "$peak" >>"$out/train.txt" 2>&1 \
     || echo "train_linpar $model $seq $batch failed" >>"$out/train.txt"
