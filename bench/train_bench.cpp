@@ -64,23 +64,31 @@ int main(int argc, char** argv) {
     for (const linpar::PlannedOp& op : plan.ops()) {
       if (is_matmul(op.name)) flops += static_cast<double>(op.flops);
     }
-    std::vector<double> ms;
+    std::vector<double> ms, compute_ms, optimizer_ms;
     for (int s = 0; s < warmup + steps; ++s) {
       linpar::cuda::synchronize();
       const auto start = std::chrono::steady_clock::now();
-      trainer.train_step();  // ends with the loss copied to the host
+      const linpar::StepResult r = trainer.train_step();  // ends with the loss copied to the host
+      if (s >= warmup) {
+        compute_ms.push_back(r.compute_s * 1e3);
+        optimizer_ms.push_back(r.optimizer_s * 1e3);
+      }
       linpar::cuda::synchronize();
       const double elapsed =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
       if (s >= warmup) ms.push_back(elapsed);
     }
     std::sort(ms.begin(), ms.end());
+    std::sort(compute_ms.begin(), compute_ms.end());
+    std::sort(optimizer_ms.begin(), optimizer_ms.end());
     const double median = ms[ms.size() / 2];
     const double tokens = static_cast<double>(o.micro_batch * o.seq_len);
     const double mfu = peak > 0 ? flops / (median * 1e-3) / (peak * 1e12) : std::nan("");
     std::printf("train_linpar %s %lld %lld %.2f %.0f %.3f %.4f\n", argv[2],
                 static_cast<long long>(o.seq_len), static_cast<long long>(o.micro_batch), median,
                 tokens / (median * 1e-3), flops / 1e12, mfu);
+    std::printf("# phases (median ms): forward+backward %.2f, gradient norm + clip + AdamW %.2f\n",
+                compute_ms[compute_ms.size() / 2], optimizer_ms[optimizer_ms.size() / 2]);
     const linpar::cuda::MemoryStats m = linpar::cuda::memory_stats();
     std::printf("# peak GPU memory in use %.2f GiB, reserved %.2f GiB\n",
                 static_cast<double>(m.peak_in_use_bytes) / (1 << 30),

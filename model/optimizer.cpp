@@ -27,14 +27,22 @@ namespace {
 std::vector<AdamWSegment> whole_parameters(ParameterSet& params) {
   std::vector<AdamWSegment> segments;
   for (Parameter& p : params.all()) {
-    segments.push_back({p.value.reshape({-1}), p.grad.reshape({-1}), p.weight_decay});
+    segments.push_back({p.value.reshape({-1}), p.grad.reshape({-1}), p.weight_decay,
+                        p.compute.defined() ? p.compute.reshape({-1}) : Tensor()});
   }
   return segments;
 }
 }  // namespace
 
 AdamW::AdamW(const AdamWConfig& config, ParameterSet& params)
-    : AdamW(config, whole_parameters(params)) {}
+    : AdamW(config, whole_parameters(params)) {
+  // Fused only when every copy is bf16 on the GPU (the kernel's case).
+  writes_compute_ = true;
+  for (const AdamWSegment& s : segments_) {
+    if (!(s.compute.defined() && s.compute.device() == Device::CUDA && s.compute.dtype() == DType::BF16))
+      writes_compute_ = false;
+  }
+}
 
 AdamW::AdamW(const AdamWConfig& config, std::vector<AdamWSegment> segments)
     : config_(config), segments_(std::move(segments)) {
@@ -61,8 +69,10 @@ void AdamW::step(double lr) {
                               static_cast<float>(config_.beta2), static_cast<float>(config_.eps),
                               static_cast<float>(decay), static_cast<float>(bias1),
                               static_cast<float>(bias2), config_.plain_sgd};
+      uint16_t* compute = writes_compute_ ? reinterpret_cast<uint16_t*>(s.compute.device_data<bf16>()) : nullptr;
       cuda::adamw_f32(k, s.value.device_data<float>(), s.grad.device_data<float>(),
-                      m_[index].device_data<float>(), v_[index].device_data<float>(), s.value.numel());
+                      m_[index].device_data<float>(), v_[index].device_data<float>(), compute,
+                      s.value.numel());
       continue;
 #else
       user_error("--device cuda: this linpar was built without CUDA");

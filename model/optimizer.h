@@ -37,6 +37,9 @@ struct AdamWSegment {
   Tensor value;  // 1-d view, updated in place
   Tensor grad;   // 1-d view, same length
   bool weight_decay = true;
+  // Mixed precision on the GPU: the parameter's bf16 copy (1-d view), which
+  // the update rewrites in the same pass; undefined when there is none.
+  Tensor compute;
 };
 
 class AdamW {
@@ -50,6 +53,9 @@ class AdamW {
   void step(double lr);
 
   int64_t steps_taken() const { return step_; }
+  // Whether step() also rewrites every parameter's compute copy (so the
+  // caller need not refresh them).
+  bool writes_compute_copies() const { return writes_compute_; }
   void set_steps_taken(int64_t step) { step_ = step; }
   // Moment tensors, one per segment in order (checkpoints save and restore them).
   std::vector<Tensor>& first_moments() { return m_; }
@@ -62,6 +68,7 @@ class AdamW {
   std::vector<AdamWSegment> segments_;
   std::vector<Tensor> m_, v_;
   int64_t step_ = 0;
+  bool writes_compute_ = false;
 };
 
 // √(Σ g²) over every parameter's gradient. Under tensor parallelism every

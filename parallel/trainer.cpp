@@ -258,6 +258,8 @@ StepResult Trainer::train_step() {
   }
   for (auto& send : sends) send->wait();
   loader_->set_position(loader_->position() + options_.global_batch);
+  if (options_.device == Device::CUDA) cuda::synchronize();
+  const double compute_s = timer.elapsed_s();
 
   StepResult result;
   result.lr = options_.schedule.at(step_);
@@ -274,8 +276,13 @@ StepResult Trainer::train_step() {
   }
   ++step_;
   if (outer_) outer_->after_step(step_, result);
-  model_->params().refresh_compute();  // the bf16 copies of the updated f32 weights
+  // The bf16 copies of the updated f32 weights (AdamW on the GPU writes them
+  // in its own pass; ZeRO-1's all-gather and an outer loop change the values).
+  if (zero_ || outer_ || !optimizer_->writes_compute_copies()) model_->params().refresh_compute();
   result.step = step_;
+  if (options_.device == Device::CUDA) cuda::synchronize();
+  result.compute_s = compute_s;
+  result.optimizer_s = timer.elapsed_s() - compute_s;
   const std::vector<double> totals =
       world_sum({stage_.last() ? loss : 0.0, static_cast<double>(data_parallel_bytes() - bytes_before[0]),
                  static_cast<double>(grid_.tp().counters().total_bytes() - bytes_before[1]),
@@ -490,6 +497,8 @@ void Trainer::write_metrics(const StepResult& r, const std::optional<EvalResult>
                          {"lr", r.lr},
                          {"grad_norm", r.grad_norm},
                          {"tokens_per_s", r.tokens_per_s},
+                         {"compute_s", r.compute_s},
+                         {"optimizer_s", r.optimizer_s},
                          {"peak_rss_bytes", r.peak_rss_bytes},
                          // Bytes sent this step, summed over ranks, per group.
                          {"comm_bytes",

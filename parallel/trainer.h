@@ -68,6 +68,11 @@ struct StepResult {
   double lr = 0;
   double grad_norm = 0;  // before clipping
   double tokens_per_s = 0;
+  // Wall time of this rank's step in two phases (the GPU synchronised at the
+  // boundary): forward and backward of every micro-batch with their
+  // communication, then gradient reduction, clipping and the update.
+  double compute_s = 0;
+  double optimizer_s = 0;
   int64_t peak_rss_bytes = 0;  // peak resident memory, the largest over ranks
   // Set on steps that end an outer round of a DP outer loop (CO2), else < 0:
   double outer_overlap = -1;     // fraction of the outer all-reduce hidden behind compute

@@ -83,20 +83,23 @@ __global__ void sum_squares_kernel(const T* x, int64_t n, double* total) {
 }
 
 __global__ void adamw_kernel(AdamWStep s, float* value, const float* grad, float* m, float* v,
-                             int64_t n) {
+                             __nv_bfloat16* compute, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float g = grad[i], w = value[i];
+    float updated;
     if (s.plain_sgd) {
-      value[i] = w - s.lr * (g + s.weight_decay * w);
-      continue;
+      updated = w - s.lr * (g + s.weight_decay * w);
+    } else {
+      const float mi = s.beta1 * m[i] + (1.f - s.beta1) * g;
+      const float vi = s.beta2 * v[i] + (1.f - s.beta2) * g * g;
+      m[i] = mi;
+      v[i] = vi;
+      const float m_hat = mi / s.bias1, v_hat = vi / s.bias2;
+      updated = w - s.lr * (m_hat / (sqrtf(v_hat) + s.eps) + s.weight_decay * w);
     }
-    const float mi = s.beta1 * m[i] + (1.f - s.beta1) * g;
-    const float vi = s.beta2 * v[i] + (1.f - s.beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float m_hat = mi / s.bias1, v_hat = vi / s.bias2;
-    value[i] = w - s.lr * (m_hat / (sqrtf(v_hat) + s.eps) + s.weight_decay * w);
+    value[i] = updated;
+    if (compute != nullptr) compute[i] = __float2bfloat16_rn(updated);
   }
 }
 
@@ -140,9 +143,10 @@ void sum_squares_bf16(const uint16_t* x, int64_t n, double* total) {
 }
 
 void adamw_f32(const AdamWStep& step, float* value, const float* grad, float* m, float* v,
-               int64_t n) {
+               uint16_t* compute, int64_t n) {
   if (n == 0) return;
-  adamw_kernel<<<blocks_for(n), kThreads>>>(step, value, grad, m, v, n);
+  adamw_kernel<<<blocks_for(n), kThreads>>>(step, value, grad, m, v,
+                                            reinterpret_cast<__nv_bfloat16*>(compute), n);
   CUDA_CHECK(cudaGetLastError());
 }
 

@@ -25,7 +25,9 @@ struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay, bias1, bias2;
   bool plain_sgd;
 };
+// `compute`, when not null, receives the updated values in bf16 (the
+// mixed-precision copy, written in the same pass).
 void adamw_f32(const AdamWStep& step, float* value, const float* grad, float* m, float* v,
-               int64_t n);
+               uint16_t* compute, int64_t n);
 
 }  // namespace linpar::cuda
