@@ -56,7 +56,7 @@ AdamW::AdamW(const AdamWConfig& config, std::vector<AdamWSegment> segments)
   }
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, double grad_scale) {
   ++step_;
   const double bias1 = 1.0 - std::pow(config_.beta1, static_cast<double>(step_));
   const double bias2 = 1.0 - std::pow(config_.beta2, static_cast<double>(step_));
@@ -68,7 +68,8 @@ void AdamW::step(double lr) {
       const cuda::AdamWStep k{static_cast<float>(lr), static_cast<float>(config_.beta1),
                               static_cast<float>(config_.beta2), static_cast<float>(config_.eps),
                               static_cast<float>(decay), static_cast<float>(bias1),
-                              static_cast<float>(bias2), config_.plain_sgd};
+                              static_cast<float>(bias2), static_cast<float>(grad_scale),
+                              config_.plain_sgd};
       uint16_t* compute = writes_compute_ ? reinterpret_cast<uint16_t*>(s.compute.device_data<bf16>()) : nullptr;
       cuda::adamw_f32(k, s.value.device_data<float>(), s.grad.device_data<float>(),
                       m_[index].device_data<float>(), v_[index].device_data<float>(), compute,
@@ -84,14 +85,19 @@ void AdamW::step(double lr) {
       T* mp = m_[index].data<T>();
       T* vp = v_[index].data<T>();
       const T b1 = static_cast<T>(config_.beta1), b2 = static_cast<T>(config_.beta2);
+      const T gs = static_cast<T>(grad_scale);
+      const bool scaled = grad_scale != 1.0;
       if (config_.plain_sgd) {
-        for (int64_t i = 0; i < s.value.numel(); ++i)
-          w[i] -= static_cast<T>(lr) * (g[i] + static_cast<T>(decay) * w[i]);
+        for (int64_t i = 0; i < s.value.numel(); ++i) {
+          const T gi = scaled ? g[i] * gs : g[i];
+          w[i] -= static_cast<T>(lr) * (gi + static_cast<T>(decay) * w[i]);
+        }
         return;
       }
       for (int64_t i = 0; i < s.value.numel(); ++i) {
-        mp[i] = b1 * mp[i] + (T(1) - b1) * g[i];
-        vp[i] = b2 * vp[i] + (T(1) - b2) * g[i] * g[i];
+        const T gi = scaled ? g[i] * gs : g[i];
+        mp[i] = b1 * mp[i] + (T(1) - b1) * gi;
+        vp[i] = b2 * vp[i] + (T(1) - b2) * gi * gi;
         const T m_hat = mp[i] / static_cast<T>(bias1);
         const T v_hat = vp[i] / static_cast<T>(bias2);
         w[i] -= static_cast<T>(lr) * (m_hat / (std::sqrt(v_hat) + static_cast<T>(config_.eps)) +
@@ -123,10 +129,15 @@ double clip_grad_norm(ParameterSet& params, double max_norm, const TensorParalle
   return clip_grad_norm(params, max_norm, [&tp](Tensor& t) { tp.all_reduce(t); });
 }
 
+double clip_factor(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
 double clip_grad_norm(ParameterSet& params, double max_norm, const SumOverModelParallel& sum) {
   const double norm = global_grad_norm(params, sum);
-  if (max_norm > 0 && norm > max_norm) {
-    for (Parameter& p : params.all()) scale(max_norm / (norm + 1e-6), p.grad);
+  const double factor = clip_factor(norm, max_norm);
+  if (factor != 1.0) {
+    for (Parameter& p : params.all()) scale(factor, p.grad);
   }
   return norm;
 }

@@ -50,7 +50,10 @@ class AdamW {
   // One update with the gradients currently in params (f32/f64 CPU):
   //   m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  m̂ = m/(1−β1^t);  v̂ = v/(1−β2^t)
   //   p −= lr · (m̂ / (√v̂ + ε) + wd · p)     (wd only for parameters that decay)
-  void step(double lr);
+  // grad_scale multiplies every gradient as it is read (global-norm clipping
+  // folded into the update: one pass over the gradients fewer), exactly as
+  // scaling the gradients first would (the same f32 product).
+  void step(double lr, double grad_scale = 1.0);
 
   int64_t steps_taken() const { return step_; }
   // Whether step() also rewrites every parameter's compute copy (so the
@@ -83,5 +86,8 @@ double global_grad_norm(const ParameterSet& params, const SumOverModelParallel& 
 // disables clipping). Returns the norm before clipping.
 double clip_grad_norm(ParameterSet& params, double max_norm, const TensorParallel& tp = {});
 double clip_grad_norm(ParameterSet& params, double max_norm, const SumOverModelParallel& sum);
+// The factor clipping applies for a norm: max_norm / (norm + 1e-6) above
+// max_norm, else 1 (max_norm ≤ 0: 1).
+double clip_factor(double norm, double max_norm);
 
 }  // namespace linpar

@@ -270,9 +270,9 @@ StepResult Trainer::train_step() {
   } else {
     if (buckets_) buckets_->finish();
     sum_tied_embedding_grads();  // sums DP averages: the DP average of the sums
-    result.grad_norm = clip_grad_norm(model_->params(), options_.grad_clip,
-                                      [this](Tensor& t) { sum_over_model_parallel(t); });
-    optimizer_->step(result.lr);
+    // Clipping is folded into the update (one pass over the gradients fewer).
+    result.grad_norm = global_grad_norm(model_->params(), [this](Tensor& t) { sum_over_model_parallel(t); });
+    optimizer_->step(result.lr, clip_factor(result.grad_norm, options_.grad_clip));
   }
   ++step_;
   if (outer_) outer_->after_step(step_, result);

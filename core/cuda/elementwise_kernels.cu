@@ -86,7 +86,7 @@ __global__ void adamw_kernel(AdamWStep s, float* value, const float* grad, float
                              __nv_bfloat16* compute, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float g = grad[i], w = value[i];
+    const float g = s.grad_scale != 1.f ? grad[i] * s.grad_scale : grad[i], w = value[i];
     float updated;
     if (s.plain_sgd) {
       updated = w - s.lr * (g + s.weight_decay * w);

@@ -23,6 +23,7 @@ void sum_squares_bf16(const uint16_t* x, int64_t n, double* total);
 // model/optimizer.h defines it; bias corrections and lr come in precomputed.
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay, bias1, bias2;
+  float grad_scale;  // multiplies each gradient as it is read (clipping)
   bool plain_sgd;
 };
 // `compute`, when not null, receives the updated values in bf16 (the
