@@ -19,6 +19,7 @@
 
 #include "core/cuda/cuda_runtime.h"
 #include "core/error.h"
+#include "core/op_timing.h"
 #include "model/config.h"
 #include "parallel/trainer.h"
 
@@ -89,6 +90,21 @@ int main(int argc, char** argv) {
                 tokens / (median * 1e-3), flops / 1e12, mfu);
     std::printf("# phases (median ms): forward+backward %.2f, gradient norm + clip + AdamW %.2f\n",
                 compute_ms[compute_ms.size() / 2], optimizer_ms[optimizer_ms.size() / 2]);
+    // LINPAR_OP_TIMES=1: one more step with every op timed (CUDA events).
+    if (std::getenv("LINPAR_OP_TIMES") != nullptr) {
+      linpar::reset_op_times();
+      linpar::enable_op_timing(true);
+      trainer.train_step();
+      linpar::enable_op_timing(false);
+      double total = 0;
+      const std::vector<linpar::OpTime> times = linpar::op_times();
+      for (const linpar::OpTime& t : times) total += t.seconds;
+      for (const linpar::OpTime& t : times) {
+        std::printf("# op %-30s %9.3f ms %6lld calls %5.1f%%\n", t.name.c_str(), t.seconds * 1e3,
+                    static_cast<long long>(t.calls), 100.0 * t.seconds / total);
+      }
+      std::printf("# op total (timed ops, one step)  %9.3f ms\n", total * 1e3);
+    }
     const linpar::cuda::MemoryStats m = linpar::cuda::memory_stats();
     std::printf("# peak GPU memory in use %.2f GiB, reserved %.2f GiB\n",
                 static_cast<double>(m.peak_in_use_bytes) / (1 << 30),

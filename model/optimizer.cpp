@@ -3,6 +3,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #ifdef LINPAR_HAVE_CUDA
@@ -57,6 +58,7 @@ AdamW::AdamW(const AdamWConfig& config, std::vector<AdamWSegment> segments)
 }
 
 void AdamW::step(double lr, double grad_scale) {
+  LINPAR_OP_TIME("adamw", segments_.empty() ? Device::CPU : segments_.front().value.device());
   ++step_;
   const double bias1 = 1.0 - std::pow(config_.beta1, static_cast<double>(step_));
   const double bias2 = 1.0 - std::pow(config_.beta2, static_cast<double>(step_));
@@ -108,6 +110,7 @@ void AdamW::step(double lr, double grad_scale) {
 }
 
 double global_grad_norm(const ParameterSet& params, const SumOverModelParallel& sum) {
+  LINPAR_OP_TIME("grad_norm", params.all().empty() ? Device::CPU : params.all().front().grad.device());
   std::vector<const Tensor*> grads;
   for (const Parameter& p : params.all()) {
     if (p.counted_in_norm) grads.push_back(&p.grad);

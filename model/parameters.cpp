@@ -1,5 +1,6 @@
 #include "model/parameters.h"
 
+#include "core/op_timing.h"
 #include "core/ops/elementwise.h"
 #include "core/rng.h"
 
@@ -92,6 +93,7 @@ void ParameterSet::refresh_compute() {
 }
 
 void ParameterSet::zero_grad() {
+  LINPAR_OP_TIME("zero_grad", params_.empty() ? Device::CPU : params_.front().grad.device());
   for (Parameter& p : params_) p.grad.fill_zero();
 }
 

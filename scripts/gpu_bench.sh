@@ -33,7 +33,7 @@ fi
 : >"$out/train.txt"
 for config in ${BENCH_TRAIN:-tnl-385m:2048:4 tnl-1b:2048:2 tnl-1b:8192:1}; do
   IFS=: read -r model seq batch <<<"$config"
-  ./build-gpu/bench/train_bench data/kjv/train.bin "$model" "$seq" "$batch" 6 2 "$peak" >>"$out/train.txt" 2>&1 \
+  LINPAR_OP_TIMES=1 ./build-gpu/bench/train_bench data/kjv/train.bin "$model" "$seq" "$batch" 6 2 "$peak" >>"$out/train.txt" 2>&1 \
     || echo "train_linpar $model $seq $batch failed" >>"$out/train.txt"
   python3 bench/tnl_torch.py --model "$model" --seq-len "$seq" --batch "$batch" --steps 6 --warmup 2 \
     --peak-tflops "$peak" >>"$out/train.txt" 2>&1 || echo "train_torch $model $seq $batch failed" >>"$out/train.txt"

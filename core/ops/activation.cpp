@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/op_stats.h"
+#include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #ifdef LINPAR_HAVE_CUDA
 #include "core/cuda/pointwise_kernels.h"
@@ -17,6 +18,7 @@ int64_t mul_forward_flops(int64_t n) { return n; }
 int64_t mul_backward_flops(int64_t n) { return 2 * n; }
 
 void silu_forward(const Tensor& x, Tensor& y) {
+  LINPAR_OP_TIME("silu_forward", x.device());
   if (x.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("silu_forward", {&x, &y});
     LINPAR_CUDA_OR_FAIL("silu_forward", cuda::silu_forward(bf16, x.raw_data(), y.raw_data(), x.numel()));
@@ -34,6 +36,7 @@ void silu_forward(const Tensor& x, Tensor& y) {
 }
 
 void silu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
+  LINPAR_OP_TIME("silu_backward", x.device());
   if (dy.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("silu_backward", {&dy, &x, &dx});
     LINPAR_CUDA_OR_FAIL("silu_backward",
@@ -56,6 +59,7 @@ void silu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
 }
 
 void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
+  LINPAR_OP_TIME("mul_forward", a.device());
   if (a.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("mul_forward", {&a, &b, &y});
     LINPAR_CUDA_OR_FAIL("mul_forward",
@@ -75,6 +79,7 @@ void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
 }
 
 void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
+  LINPAR_OP_TIME("mul_backward", dy.device());
   if (dy.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("mul_backward", {&dy, &a, &b});
     if (da.defined()) cuda_operands("mul_backward", {&dy, &da});

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #ifdef LINPAR_HAVE_CUDA
 #include "core/cuda/chunk_layout_kernels.h"
@@ -16,6 +17,7 @@ namespace {
 // axis (CUDA tensors: the same copies in core/cuda/chunk_layout_kernels.cu). `heads_split`: blocks split H (x has H = T·Hs); otherwise they split
 // the sequence (x has N = T·C). to_blocks chooses the direction.
 void permute(const Tensor& from, Tensor& to, bool heads_split, bool to_blocks) {
+  LINPAR_OP_TIME("chunk_layout", from.device());
   const Tensor& blocks = to_blocks ? to : from;
   const Tensor& x = to_blocks ? from : to;
   LINPAR_CHECK(blocks.ndim() == 5 && x.ndim() == 4 && blocks.dtype() == x.dtype(),

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/op_stats.h"
+#include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #ifdef LINPAR_HAVE_CUDA
 #include "core/cuda/cross_entropy_kernels.h"
@@ -155,6 +156,7 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, double 
 }
 
 void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
+  LINPAR_OP_TIME("cross_entropy_local_max", logits.device());
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   if (logits.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("cross_entropy_local_max", {&logits});
@@ -177,6 +179,7 @@ void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
 
 void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64_t vocab_offset,
                               const Tensor& row_max, Tensor& sum_exp, Tensor& target_logit) {
+  LINPAR_OP_TIME("cross_entropy_local_sums", logits.device());
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   if (logits.device() == Device::CUDA) {
     const char* op = "cross_entropy_local_sums";
@@ -211,6 +214,7 @@ void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64
 
 void cross_entropy_losses(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
                           Tensor& losses) {
+  LINPAR_OP_TIME("cross_entropy_losses", losses.device());
   if (losses.device() == Device::CUDA) {
     const int64_t rows = losses.numel();
     check_row_stats("cross_entropy_losses",
@@ -237,6 +241,7 @@ void cross_entropy_losses(const Tensor& row_max, const Tensor& sum_exp, const Te
 void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets,
                                     int64_t vocab_offset, const Tensor& row_max,
                                     const Tensor& sum_exp, double scale, Tensor& dlogits) {
+  LINPAR_OP_TIME("cross_entropy_backward", logits.device());
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   if (logits.device() == Device::CUDA) {
     const char* op = "cross_entropy_backward_sharded";

@@ -1,6 +1,7 @@
 #include "core/ops/elementwise.h"
 
 #include "core/op_stats.h"
+#include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #ifdef LINPAR_HAVE_CUDA
 #include "core/cuda/elementwise_kernels.h"
@@ -21,6 +22,7 @@ namespace {
 }  // namespace
 
 void axpy(double alpha, const Tensor& x, Tensor& y) {
+  LINPAR_OP_TIME("axpy", y.device());
   check_same("axpy", x, y);
   LINPAR_CHECK(x.numel() == y.numel(), "axpy: {} vs {}", shape_string(x.shape()),
                shape_string(y.shape()));
@@ -52,6 +54,7 @@ void axpy(double alpha, const Tensor& x, Tensor& y) {
 }
 
 void scale(double alpha, Tensor& x) {
+  LINPAR_OP_TIME("scale", x.device());
   if (x.device() == Device::CUDA) {
 #ifdef LINPAR_HAVE_CUDA
     if (x.dtype() == DType::F32) {
@@ -106,6 +109,7 @@ double sum_squares(const std::vector<const Tensor*>& tensors) {
 }
 
 void convert(const Tensor& src, Tensor& dst) {
+  LINPAR_OP_TIME("convert", src.device());
   LINPAR_CHECK(src.numel() == dst.numel() && src.device() == dst.device(),
                "convert: {} {} into {} {}", device_name(src.device()), shape_string(src.shape()),
                device_name(dst.device()), shape_string(dst.shape()));

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "core/op_stats.h"
+#include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #ifdef LINPAR_HAVE_CUDA
 #include "core/cuda/embedding_kernels.h"
@@ -57,6 +58,7 @@ void embedding_backward_cuda(const Tensor& dy, const Tensor& tokens, double scal
 
 void embedding_forward(const Tensor& tokens, const Tensor& table, double scale, Tensor& y,
                        int64_t vocab_offset, int64_t vocab_size) {
+  LINPAR_OP_TIME("embedding_forward", table.device());
   LINPAR_CHECK(tokens.dtype() == DType::I32, "embedding_forward: tokens are {}",
                dtype_name(tokens.dtype()));
   const int64_t local = table.dim(0), width = table.dim(1), rows = tokens.numel();
@@ -90,6 +92,7 @@ void embedding_forward(const Tensor& tokens, const Tensor& table, double scale, 
 
 void embedding_backward(const Tensor& dy, const Tensor& tokens, double scale, Tensor& d_table,
                         int64_t vocab_offset) {
+  LINPAR_OP_TIME("embedding_backward", dy.device());
   const int64_t local = d_table.dim(0), width = d_table.dim(1), rows = tokens.numel();
   if (dy.device() == Device::CUDA) {
     // Mixed precision keeps f32 gradients of a bf16 table: dy may be bf16 with

@@ -7,6 +7,7 @@
 #include <cblas.h>
 
 #include "core/op_stats.h"
+#include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 
 namespace linpar {
@@ -59,6 +60,7 @@ void gpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const
 }  // namespace
 
 void linear_forward(const Tensor& x, const Tensor& w, Tensor& y) {
+  LINPAR_OP_TIME("linear_forward", x.device());
   if (on_gpu(x)) {
     const int64_t out = w.dim(0), in = w.dim(1), rows = x.numel() / in;
     LINPAR_CHECK(x.dim(-1) == in && y.numel() == rows * out, "linear_forward: x {} w {} y {}",
@@ -80,6 +82,7 @@ void linear_forward(const Tensor& x, const Tensor& w, Tensor& y) {
 
 void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
                      bool accumulate_dx) {
+  LINPAR_OP_TIME("linear_backward", dy.device());
   if (on_gpu(dy)) {
     const int64_t out = w.dim(0), in = w.dim(1), rows = x.numel() / in;
     LINPAR_CHECK(dy.numel() == rows * out, "linear_backward: dy {}", shape_string(dy.shape()));

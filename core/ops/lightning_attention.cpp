@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "core/ops/dispatch.h"
+#include "core/op_timing.h"
 #include "core/ops/lightning_attention_blocks.h"
 
 namespace linpar {
@@ -134,6 +135,7 @@ void forward_on_gpu(const Tensor& q, const Tensor& k, const Tensor& v,
 void lightning_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                  const std::vector<double>& slopes, int64_t block_size,
                                  const Tensor& kv_in, Tensor& o, Tensor& kv_out) {
+  LINPAR_OP_TIME("lightning_attention_forward", q.device());
   if (q.device() == Device::CUDA) {
     forward_on_gpu(q, k, v, slopes, block_size, kv_in, o, kv_out);
     return;

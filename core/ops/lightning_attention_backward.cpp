@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "core/ops/dispatch.h"
+#include "core/op_timing.h"
 #include "core/ops/lightning_attention.h"
 
 #ifdef LINPAR_HAVE_CUDA
@@ -157,6 +158,7 @@ void lightning_attention_backward(const Tensor& q, const Tensor& k, const Tensor
                                   const std::vector<double>& slopes, int64_t block_size,
                                   const Tensor& kv_in, const Tensor& d_o, const Tensor& d_kv_out,
                                   Tensor& dq, Tensor& dk, Tensor& dv, Tensor& d_kv_in) {
+  LINPAR_OP_TIME("lightning_attention_backward", q.device());
   if (q.device() == Device::CUDA) {
     backward_on_gpu(q, k, v, slopes, block_size, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in);
     return;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/op_stats.h"
+#include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #ifdef LINPAR_HAVE_CUDA
 #include "core/cuda/pointwise_kernels.h"
@@ -14,6 +15,7 @@ int64_t srmsnorm_forward_flops(int64_t rows, int64_t width) { return rows * 3 * 
 int64_t srmsnorm_backward_flops(int64_t rows, int64_t width) { return rows * 5 * width; }
 
 void srmsnorm_row_sums(const Tensor& x, Tensor& sums) {
+  LINPAR_OP_TIME("srmsnorm_row_sums", x.device());
   const int64_t width = x.dim(-1), rows = x.numel() / width;
   LINPAR_CHECK(sums.numel() == rows, "srmsnorm_row_sums: sums {}", shape_string(sums.shape()));
   if (x.device() == Device::CUDA) {
@@ -39,6 +41,7 @@ void srmsnorm_row_sums(const Tensor& x, Tensor& sums) {
 
 void srmsnorm_apply(const Tensor& x, const Tensor& sums, int64_t full_width, double eps, Tensor& y,
                     Tensor& rstd) {
+  LINPAR_OP_TIME("srmsnorm_apply", x.device());
   const int64_t width = x.dim(-1), rows = x.numel() / width;
   LINPAR_CHECK(y.numel() == x.numel() && rstd.numel() == rows, "srmsnorm_apply: y {} rstd {}",
                shape_string(y.shape()), shape_string(rstd.shape()));
@@ -77,6 +80,7 @@ void srmsnorm_forward(const Tensor& x, double eps, Tensor& y, Tensor& rstd) {
 }
 
 void srmsnorm_row_dots(const Tensor& dy, const Tensor& y, Tensor& dots) {
+  LINPAR_OP_TIME("srmsnorm_row_dots", dy.device());
   const int64_t width = y.dim(-1), rows = y.numel() / width;
   LINPAR_CHECK(dy.numel() == y.numel() && dots.numel() == rows, "srmsnorm_row_dots shapes");
   if (dy.device() == Device::CUDA) {
@@ -104,6 +108,7 @@ void srmsnorm_row_dots(const Tensor& dy, const Tensor& y, Tensor& dots) {
 
 void srmsnorm_backward_apply(const Tensor& dy, const Tensor& y, const Tensor& rstd,
                              const Tensor& dots, int64_t full_width, Tensor& dx, bool accumulate) {
+  LINPAR_OP_TIME("srmsnorm_backward_apply", dy.device());
   const int64_t width = y.dim(-1), rows = y.numel() / width;
   LINPAR_CHECK(dx.numel() == y.numel(), "srmsnorm_backward_apply shapes");
   if (dy.device() == Device::CUDA) {
