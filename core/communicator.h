@@ -41,7 +41,10 @@ struct CommCounters {
 };
 
 // A pending asynchronous call; wait() blocks until it is complete (the tensors
-// it was given must stay alive until then). Destroying it waits too.
+// it was given must stay alive until then). Destroying it waits too. For CUDA
+// tensors (NCCL) "blocks" means the compute stream: work queued after wait()
+// on the legacy default stream, copies to the host included, sees the
+// result, while the host itself does not stop.
 class CommRequest {
  public:
   virtual ~CommRequest() = default;

@@ -47,7 +47,12 @@ ncclDataType_t nccl_type(const Tensor& t) {
   internal_error(__FILE__, __LINE__, "NCCL communicator: unknown dtype");
 }
 
-// Completion of work queued on a communication stream.
+// Completion of work queued on a communication stream. Waiting makes the
+// compute (legacy default) stream wait for it instead of the host: whatever
+// uses the result — a kernel, a copy to the host, a block the caching
+// allocator hands out again — is queued on that stream and so runs after the
+// collective, while the host goes on queueing work (blocking the host here
+// drained the GPU at every LASP ring hop and DDP bucket).
 class NcclRequest final : public CommRequest {
  public:
   explicit NcclRequest(cudaStream_t stream) {
@@ -56,14 +61,18 @@ class NcclRequest final : public CommRequest {
   }
   ~NcclRequest() override {
     if (event_ != nullptr) {
-      cudaEventSynchronize(event_);
-      cudaEventDestroy(event_);
+      if (!waited_) cudaStreamWaitEvent(cudaStreamLegacy, event_, 0);  // no throw here
+      cudaEventDestroy(event_);  // released once the event completes
     }
   }
-  void wait() override { CUDA_CHECK(cudaEventSynchronize(event_)); }
+  void wait() override {
+    CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, event_, 0));
+    waited_ = true;
+  }
 
  private:
   cudaEvent_t event_ = nullptr;
+  bool waited_ = false;
 };
 
 class NcclCommunicator final : public Communicator {
@@ -157,6 +166,7 @@ class NcclCommunicator final : public Communicator {
   void barrier() override {
     Tensor one = Tensor::zeros({1}, DType::F32, Device::CUDA);
     all_reduce(one);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // a barrier holds the host too
   }
 
  private:
