@@ -58,9 +58,11 @@ void ChannelMixer::backward(const Tensor& d_out, const Tensor& x, const ChannelM
   tp_.reduce_partial(partial, dx);
 }
 
-void ChannelMixer::plan(const StepShape& s, const ShardLayout& layout, bool backward,
-                        OpPlan& plan) const {
-  const int64_t rows = s.batch * s.length, D = width_, F = glu_dim_, e = s.element_bytes;
+void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
+                              const StepShape& s, bool backward, OpPlan& plan) {
+  const std::string prefix_ = fmt::format("layers.{}.channel_mixer.", layer);
+  const int64_t rows = s.batch * s.length, D = config.width, F = tp.block(config.glu_dim),
+                e = s.element_bytes;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
     plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, {}});
   };

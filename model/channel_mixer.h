@@ -29,8 +29,10 @@ class ChannelMixer {
   void backward(const Tensor& d_out, const Tensor& x, const ChannelMixerCache& cache,
                 Tensor& dx) const;
 
-  // Ops of forward or backward (in execution order) for the given shard layout.
-  void plan(const StepShape& shape, const ShardLayout& layout, bool backward, OpPlan& plan) const;
+  // Ops of layer `layer`'s forward or backward (in execution order) on this
+  // TP shard, from the description alone (no parameters built).
+  static void plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
+                         const StepShape& shape, bool backward, OpPlan& plan);
 
  private:
   std::string prefix_;

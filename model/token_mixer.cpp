@@ -175,11 +175,15 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
   tp_.reduce_partial(partial, dx);
 }
 
-void TokenMixer::plan(const StepShape& s, const ShardLayout& layout, bool backward,
-                      OpPlan& plan) const {
+void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
+                            const SequenceParallel& sp_, const StepShape& s, bool backward,
+                            OpPlan& plan) {
+  const std::string prefix_ = fmt::format("layers.{}.token_mixer.", layer);
+  const bool use_lrpe_ = config.layer_uses_lrpe(layer);
+  const int64_t attention_block_ = config.attention_block;
   const int64_t B = s.batch, N = s.length, e = s.element_bytes;
-  // This rank's shard: the layer already holds H/tp heads.
-  const int64_t D = width_, H = n_heads_, d = head_dim_, Dl = local_width_;
+  // This rank's shard: H/tp heads.
+  const int64_t D = config.width, H = tp.block(config.n_heads), d = config.head_dim(), Dl = H * d;
   const int64_t rows = B * N;
   const int64_t dk = use_lrpe_ ? 2 * d : d;
   const int64_t act = rows * Dl;  // elements of one [B, N, D/tp] activation

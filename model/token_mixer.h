@@ -46,8 +46,12 @@ class TokenMixer {
   void backward(const Tensor& d_out, const Tensor& x, const TokenMixerCache& cache,
                 Tensor& dx) const;
 
-  // Ops of forward or backward (in execution order) for the given shard layout.
-  void plan(const StepShape& shape, const ShardLayout& layout, bool backward, OpPlan& plan) const;
+  // Ops of layer `layer`'s forward or backward (in execution order) on this
+  // TP/SP shard, from the description alone: no mixer (and no parameter) is
+  // built, so the simulator plans any size with the same code.
+  static void plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
+                         const SequenceParallel& sp, const StepShape& shape, bool backward,
+                         OpPlan& plan);
 
  private:
   std::string prefix_;

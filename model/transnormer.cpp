@@ -40,7 +40,7 @@ PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size) {
 TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
                                const TensorParallel& tp, const PipelineStage* stage,
                                const SequenceParallel& sp)
-    : config_(config), dtype_(dtype), stats_dtype_(dtype), tp_(tp) {
+    : config_(config), sp_(sp), dtype_(dtype), stats_dtype_(dtype), tp_(tp) {
   config_.validate();
   validate_tensor_parallel(config_, tp.size);
   stage_ = stage != nullptr ? *stage : PipelineStage{0, 1, 0, config.n_layers};
@@ -211,6 +211,12 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
 }
 
 OpPlan TransNormerLLM::plan(const StepShape& s, const ShardLayout& layout) const {
+  (void)layout;  // the shard is this model's own (tp_, sp_)
+  return plan_model(config_, tp_, sp_, s);
+}
+
+OpPlan plan_model(const ModelConfig& config_, const TensorParallel& tp_, const SequenceParallel& sp,
+                  const StepShape& s) {
   OpPlan plan;
   const int64_t rows = s.batch * s.length, D = config_.width, V = tp_.block(config_.vocab_size);
   const int64_t e = s.element_bytes, act = rows * D;
@@ -221,10 +227,10 @@ OpPlan TransNormerLLM::plan(const StepShape& s, const ShardLayout& layout) const
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     const std::string prefix = fmt::format("layers.{}.", l);
     op(prefix + "token_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
-    token_mixers_[static_cast<size_t>(l)].plan(s, layout, false, plan);
+    TokenMixer::plan_layer(config_, l, tp_, sp, s, false, plan);
     op(prefix + "token_residual.forward", axpy_flops(act), 2 * act, act);
     op(prefix + "channel_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
-    channel_mixers_[static_cast<size_t>(l)].plan(s, layout, false, plan);
+    ChannelMixer::plan_layer(config_, l, tp_, s, false, plan);
     op(prefix + "channel_residual.forward", axpy_flops(act), 2 * act, act);
   }
   op("final_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
@@ -235,9 +241,9 @@ OpPlan TransNormerLLM::plan(const StepShape& s, const ShardLayout& layout) const
   op("final_norm.backward", srmsnorm_backward_flops(rows, D), 2 * act + rows, act);
   for (int64_t l = config_.n_layers - 1; l >= 0; --l) {
     const std::string prefix = fmt::format("layers.{}.", l);
-    channel_mixers_[static_cast<size_t>(l)].plan(s, layout, true, plan);
+    ChannelMixer::plan_layer(config_, l, tp_, s, true, plan);
     op(prefix + "channel_norm.backward", srmsnorm_backward_flops(rows, D), 3 * act + rows, act);
-    token_mixers_[static_cast<size_t>(l)].plan(s, layout, true, plan);
+    TokenMixer::plan_layer(config_, l, tp_, sp, s, true, plan);
     op(prefix + "token_norm.backward", srmsnorm_backward_flops(rows, D), 3 * act + rows, act);
   }
   op("embedding.backward", embedding_backward_flops(rows, D), act, act);

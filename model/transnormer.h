@@ -93,11 +93,13 @@ class TransNormerLLM {
                       const GradientsReady& ready = {});
   const PipelineStage& stage() const { return stage_; }
 
-  // Ops of one micro-batch's forward and backward, in execution order.
+  // Ops of one micro-batch's forward and backward, in execution order
+  // (plan_model on this model's description).
   OpPlan plan(const StepShape& shape, const ShardLayout& layout = {}) const;
 
  private:
   ModelConfig config_;
+  SequenceParallel sp_;
   DType dtype_;
   DType stats_dtype_;  // per-row statistics (Tensor::stats_dtype)
   Device device_ = Device::CPU;
@@ -110,6 +112,12 @@ class TransNormerLLM {
   std::vector<ChannelMixer> channel_mixers_;
   std::vector<std::vector<Parameter*>> layer_params_;  // per layer, for GradientsReady
 };
+
+// The op plan of one micro-batch's forward and backward on one rank of the
+// given TP/SP shard, from the model's description alone (no parameters are
+// built: the simulator plans a 175B model with the code the runtime counts).
+OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequenceParallel& sp,
+                  const StepShape& shape);
 
 // Activation memory of one micro-batch's forward kept for backward, per token
 // (elements), as the Cache above holds it; used by the --dry-run estimate.
