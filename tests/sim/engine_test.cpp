@@ -1,0 +1,58 @@
+// The discrete-event engine on small schedules whose times are worked out by
+// hand: stream order, dependencies, a collective waiting for its slowest
+// rank, overlap of compute and communication, and the trace.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "sim/engine.h"
+
+namespace linpar::sim {
+
+TEST(SimEngine, StreamsRunInOrderAndDependenciesHold) {
+  Schedule s(2);
+  const int a = s.add({"a", {{0, Stream::Compute}}, 1.0, {}});
+  const int b = s.add({"b", {{0, Stream::Compute}}, 2.0, {}});      // after a on the same stream
+  const int c = s.add({"c", {{1, Stream::Compute}}, 0.5, {a}});     // waits for a on another rank
+  const int d = s.add({"d", {{1, Stream::Compute}}, 1.0, {b}});     // waits for b
+  EXPECT_DOUBLE_EQ(s.run(), 4.0);
+  EXPECT_DOUBLE_EQ(s.tasks()[b].start, 1.0);
+  EXPECT_DOUBLE_EQ(s.tasks()[c].start, 1.0);
+  EXPECT_DOUBLE_EQ(s.tasks()[d].start, 3.0);
+  EXPECT_DOUBLE_EQ(s.busy(1, Stream::Compute), 1.5);
+}
+
+// A DP step of two ranks: backward in two halves, the first half's gradient
+// all-reduce overlapping the second half; rank 1 is slower, and the
+// collective starts only when both ranks are ready.
+TEST(SimEngine, CollectivesWaitForTheSlowestRankAndOverlapCompute) {
+  Schedule s(2);
+  const int b0 = s.add({"bwd1", {{0, Stream::Compute}}, 1.0, {}});
+  const int b1 = s.add({"bwd1", {{1, Stream::Compute}}, 1.5, {}});
+  const int ar1 = s.add({"allreduce1", {{0, Stream::Comm}, {1, Stream::Comm}}, 2.0, {b0, b1}});
+  const int c0 = s.add({"bwd2", {{0, Stream::Compute}}, 1.0, {}});
+  const int c1 = s.add({"bwd2", {{1, Stream::Compute}}, 1.5, {}});
+  const int ar2 = s.add({"allreduce2", {{0, Stream::Comm}, {1, Stream::Comm}}, 0.5, {c0, c1}});
+  const int opt0 = s.add({"optimizer", {{0, Stream::Compute}}, 0.25, {ar1, ar2}});
+  EXPECT_DOUBLE_EQ(s.tasks()[ar1].start, 0.0);  // not run yet
+  const double makespan = s.run();
+  EXPECT_DOUBLE_EQ(s.tasks()[ar1].start, 1.5);   // rank 1 finishes bwd1 at 1.5
+  EXPECT_DOUBLE_EQ(s.tasks()[ar2].start, 3.5);   // comm stream free at 3.5 (bwd2 done at 3.0)
+  EXPECT_DOUBLE_EQ(s.tasks()[opt0].start, 4.0);
+  EXPECT_DOUBLE_EQ(makespan, 4.25);
+  // The trace names every rank and stream and holds one event per resource.
+  const nlohmann::json trace = nlohmann::json::parse(s.chrome_trace());
+  int spans = 0;
+  for (const auto& e : trace["traceEvents"]) spans += e["ph"] == "X";
+  EXPECT_EQ(spans, 1 + 1 + 2 + 1 + 1 + 2 + 1);
+}
+
+TEST(SimEngine, BadTasksAreRefused) {
+  Schedule s(1);
+  EXPECT_THROW(s.add({"nowhere", {}, 1.0, {}}), InternalError);
+  EXPECT_THROW(s.add({"future", {{0, Stream::Compute}}, 1.0, {3}}), InternalError);
+  EXPECT_THROW(s.add({"rank", {{1, Stream::Compute}}, 1.0, {}}), InternalError);
+}
+
+}  // namespace linpar::sim
