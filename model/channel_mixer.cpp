@@ -63,21 +63,28 @@ void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const Te
   const std::string prefix_ = fmt::format("layers.{}.channel_mixer.", layer);
   const int64_t rows = s.batch * s.length, D = config.width, F = tp.block(config.glu_dim),
                 e = s.element_bytes;
-  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
-    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, {}});
+  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
+                std::vector<PlannedCollective> collectives = {}) {
+    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, std::move(collectives)});
   };
+  const int64_t full = rows * D * e;  // one [B, N, D] activation (TP traffic)
   const int64_t act = rows * F;
   if (!backward) {
-    op("l1.forward", 2 * rows * D * F, rows * D + F * D, act);
+    op("l1.forward", 2 * rows * D * F, rows * D + F * D, act, tp.plan_gather_sequence(full));
     op("l2.forward", 2 * rows * D * F, rows * D + F * D, act);
     op("gate.forward", mul_forward_flops(act), 2 * act, act);
-    op("l3.forward", 2 * rows * F * D, act + D * F, rows * D);
+    op("l3.forward", 2 * rows * F * D, act + D * F, rows * D, tp.plan_reduce_partial(full));
     return;
   }
-  op("l3.backward", 2 * (2 * rows * F * D), rows * D + act + D * F, act + D * F);
+  op("l3.backward", 2 * (2 * rows * F * D), rows * D + act + D * F, act + D * F,
+     tp.plan_gather_sequence(full));
   op("gate.backward", mul_backward_flops(act), 3 * act, 2 * act);
-  op("l1.backward", 2 * (2 * rows * D * F), act + rows * D + F * D, rows * D + F * D);
-  op("l2.backward", 2 * (2 * rows * D * F), act + rows * D + F * D, rows * D + F * D);
+  // The input is gathered again for the weight gradients; the input
+  // gradient's parts are summed after l2.
+  op("l1.backward", 2 * (2 * rows * D * F), act + rows * D + F * D, rows * D + F * D,
+     tp.plan_gather_sequence(full));
+  op("l2.backward", 2 * (2 * rows * D * F), act + rows * D + F * D, rows * D + F * D,
+     tp.plan_reduce_partial(full));
 }
 
 }  // namespace linpar

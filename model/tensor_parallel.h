@@ -19,6 +19,7 @@
 #include "core/communicator.h"
 #include "core/error.h"
 #include "model/config.h"
+#include "model/op_plan.h"
 
 namespace linpar {
 
@@ -46,6 +47,25 @@ struct TensorParallel {
   void all_reduce_max(Tensor& t) const {
     if (size > 1) group->all_reduce_max(t);
   }
+  // The collectives the calls above make, for the op plan (none on one rank;
+  // bytes as the communicator counts its payload: an all-reduce's buffer, an
+  // all-gather's input, a reduce-scatter's output).
+  std::vector<PlannedCollective> plan_all_reduce(int64_t bytes) const {
+    if (size <= 1) return {};
+    return {{"all_reduce", "tp", bytes}};
+  }
+  // gather_sequence of a full [B, n, D] activation of `full_bytes`.
+  std::vector<PlannedCollective> plan_gather_sequence(int64_t full_bytes) const {
+    if (!shards_sequence()) return {};
+    return {{"all_gather", "tp", full_bytes / size}};
+  }
+  // reduce_partial of a full [B, n, D] partial sum of `full_bytes`.
+  std::vector<PlannedCollective> plan_reduce_partial(int64_t full_bytes) const {
+    if (size <= 1) return {};
+    if (shards_sequence()) return {{"reduce_scatter", "tp", full_bytes / size}};
+    return {{"all_reduce", "tp", full_bytes}};
+  }
+
   // This rank's block [rank·n/size, (rank+1)·n/size) of n.
   int64_t block(int64_t n) const { return n / size; }
   int64_t block_offset(int64_t n) const { return rank * (n / size); }

@@ -187,11 +187,20 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
   const int64_t rows = B * N;
   const int64_t dk = use_lrpe_ ? 2 * d : d;
   const int64_t act = rows * Dl;  // elements of one [B, N, D/tp] activation
-  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
-    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, {}});
+  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
+                std::vector<PlannedCollective> collectives = {}) {
+    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, std::move(collectives)});
+  };
+  // TP traffic: full activations [B, N, D], and per-row statistics in f32 on
+  // the GPU (the element's own size on the CPU: max(e, 4) either way).
+  const int64_t full = rows * D * e, stats = rows * std::max<int64_t>(e, 4);
+  auto both = [](std::vector<PlannedCollective> a, const std::vector<PlannedCollective>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
   };
   if (!backward) {
-    op("qkvu_proj.forward", 2 * rows * D * 4 * Dl, rows * D + 4 * Dl * D, rows * 4 * Dl);
+    op("qkvu_proj.forward", 2 * rows * D * 4 * Dl, rows * D + 4 * Dl * D, rows * 4 * Dl,
+       tp.plan_gather_sequence(full));
     op("silu.forward", 2 * silu_forward_flops(act), 2 * act, 2 * act);
     if (use_lrpe_) op("lrpe.forward", 2 * lrpe_forward_flops(act), 2 * act + Dl, 4 * act);
     if (sp_.attention != nullptr) {
@@ -201,14 +210,17 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
          lightning_attention_forward_flops(B, H, N, dk, d, attention_block_, false, false),
          B * H * N * (2 * dk + d), act);
     }
-    op("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act, act + rows);
+    op("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act, act + rows,
+       tp.plan_all_reduce(stats));
     op("gate.forward", mul_forward_flops(act), 2 * act, act);
-    op("out_proj.forward", 2 * rows * Dl * D, act + D * Dl, rows * D);
+    op("out_proj.forward", 2 * rows * Dl * D, act + D * Dl, rows * D, tp.plan_reduce_partial(full));
     return;
   }
-  op("out_proj.backward", 2 * (2 * rows * Dl * D), rows * D + act + D * Dl, act + D * Dl);
+  op("out_proj.backward", 2 * (2 * rows * Dl * D), rows * D + act + D * Dl, act + D * Dl,
+     tp.plan_gather_sequence(full));
   op("gate.backward", mul_backward_flops(act), 3 * act, 2 * act);
-  op("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), 2 * act + rows, act);
+  op("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), 2 * act + rows, act,
+     tp.plan_all_reduce(stats));
   if (sp_.attention != nullptr) {
     sp_.attention->plan({B, H, N, dk, d, attention_block_}, e, true, prefix_, plan);
   } else {
@@ -218,8 +230,10 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
   }
   if (use_lrpe_) op("lrpe.backward", 2 * lrpe_backward_flops(act), 6 * act + Dl, 2 * act + Dl);
   op("silu.backward", 2 * silu_backward_flops(act), 4 * act, 2 * act);
+  // The block's input is gathered again for the weight gradient, and the
+  // input gradient's parts are summed.
   op("qkvu_proj.backward", 2 * (2 * rows * D * 4 * Dl), rows * 4 * Dl + rows * D + 4 * Dl * D,
-     rows * D + 4 * Dl * D);
+     rows * D + 4 * Dl * D, both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
 }
 
 }  // namespace linpar

@@ -220,10 +220,19 @@ OpPlan plan_model(const ModelConfig& config_, const TensorParallel& tp_, const S
   OpPlan plan;
   const int64_t rows = s.batch * s.length, D = config_.width, V = tp_.block(config_.vocab_size);
   const int64_t e = s.element_bytes, act = rows * D;
-  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written) {
-    plan.add(PlannedOp{name, flops, read * e, written * e, {}});
+  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
+                std::vector<PlannedCollective> collectives = {}) {
+    plan.add(PlannedOp{name, flops, read * e, written * e, std::move(collectives)});
   };
-  op("embedding.forward", embedding_forward_flops(rows, D), rows * D, act);
+  // TP traffic: full activations, and per-row statistics (f32 on the GPU).
+  const int64_t full = act * e, stats = rows * std::max<int64_t>(e, 4);
+  std::vector<PlannedCollective> softmax_stats;  // max, sum of exponentials, target logit
+  for (int i = 0; i < 3; ++i) {
+    for (const PlannedCollective& c : tp_.plan_all_reduce(stats)) softmax_stats.push_back(c);
+  }
+  std::vector<PlannedCollective> head_backward = tp_.plan_gather_sequence(full);
+  for (const PlannedCollective& c : tp_.plan_reduce_partial(full)) head_backward.push_back(c);
+  op("embedding.forward", embedding_forward_flops(rows, D), rows * D, act, tp_.plan_reduce_partial(full));
   for (int64_t l = 0; l < config_.n_layers; ++l) {
     const std::string prefix = fmt::format("layers.{}.", l);
     op(prefix + "token_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
@@ -234,10 +243,10 @@ OpPlan plan_model(const ModelConfig& config_, const TensorParallel& tp_, const S
     op(prefix + "channel_residual.forward", axpy_flops(act), 2 * act, act);
   }
   op("final_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
-  op("lm_head.forward", 2 * rows * D * V, act + V * D, rows * V);
-  op("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V, rows);
+  op("lm_head.forward", 2 * rows * D * V, act + V * D, rows * V, tp_.plan_gather_sequence(full));
+  op("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V, rows, softmax_stats);
   op("cross_entropy.backward", cross_entropy_backward_flops(rows, V), rows * V, rows * V);
-  op("lm_head.backward", 2 * (2 * rows * D * V), rows * V + act + V * D, act + V * D);
+  op("lm_head.backward", 2 * (2 * rows * D * V), rows * V + act + V * D, act + V * D, head_backward);
   op("final_norm.backward", srmsnorm_backward_flops(rows, D), 2 * act + rows, act);
   for (int64_t l = config_.n_layers - 1; l >= 0; --l) {
     const std::string prefix = fmt::format("layers.{}.", l);
@@ -246,7 +255,7 @@ OpPlan plan_model(const ModelConfig& config_, const TensorParallel& tp_, const S
     TokenMixer::plan_layer(config_, l, tp_, sp, s, true, plan);
     op(prefix + "token_norm.backward", srmsnorm_backward_flops(rows, D), 3 * act + rows, act);
   }
-  op("embedding.backward", embedding_backward_flops(rows, D), act, act);
+  op("embedding.backward", embedding_backward_flops(rows, D), act, act, tp_.plan_gather_sequence(full));
   return plan;
 }
 
