@@ -11,7 +11,7 @@
 #include "co2/outer_loop.h"
 #include "lasp/factory.h"
 #include "model/transnormer.h"
-#include "parallel/pipeline.h"
+#include "model/pipeline_schedule.h"
 #include "parallel/trainer.h"
 
 namespace linpar::cli {

@@ -16,7 +16,7 @@
 #include "model/config_io.h"
 #include "model/data_loader.h"
 #include "model/token_file.h"
-#include "parallel/pipeline.h"
+#include "model/pipeline_schedule.h"
 
 namespace linpar {
 

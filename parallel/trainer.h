@@ -18,7 +18,7 @@
 #include "model/optimizer.h"
 #include "model/transnormer.h"
 #include "parallel/data_parallel.h"
-#include "parallel/pipeline.h"
+#include "model/pipeline_schedule.h"
 #include "parallel/process_grid.h"
 
 namespace linpar {

@@ -1,7 +1,7 @@
 // Pipeline parallelism: the schedules' shape, and under mpirun pp2 (GPipe and
 // 1F1B), pp4, tp2×pp2 and dp2×tp2×pp2 training the same model as one process,
 // closed-form PP traffic, and checkpoints moving from pp2 to one process.
-#include "parallel/pipeline.h"
+#include "model/pipeline_schedule.h"
 
 #include <gtest/gtest.h>
 

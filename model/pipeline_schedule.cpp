@@ -1,4 +1,4 @@
-#include "parallel/pipeline.h"
+#include "model/pipeline_schedule.h"
 
 #include <algorithm>
 
