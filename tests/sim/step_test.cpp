@@ -1,0 +1,106 @@
+// The step simulation on cases worked out from its parts: one GPU is the op
+// plan's cost times the micro-batches plus the optimizer pass; DP over an
+// infinitely fast network costs nothing; pipelines have a bubble that more
+// micro-batches shrink; bad layouts are refused.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "model/transnormer.h"
+#include "sim/step.h"
+
+namespace linpar::sim {
+
+namespace {
+ClusterSpec cluster(int gpus_per_node, int nodes) { return make_cluster("h100", gpus_per_node, nodes); }
+ClusterSpec free_network(int gpus) {
+  ClusterSpec c = cluster(gpus, 1);
+  c.intra = {"free", 1e12, 0.0};
+  c.inter = {"free", 1e12, 0.0};
+  return c;
+}
+}  // namespace
+
+TEST(SimStep, OneGpuIsThePlanCostPlusTheOptimizer) {
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.seq_len = 2048;
+  l.micro_batch = 2;
+  l.global_batch = 4;  // two micro-batches
+  const StepPrediction p = simulate_step(m, cluster(1, 1), l);
+  const OpPlan plan = plan_model(m, {}, {}, StepShape{2, 2048, 2});
+  const Efficiency eff;
+  const double optimizer = 30.0 * static_cast<double>(m.parameter_count()) / (3350e9 * eff.memory);
+  EXPECT_NEAR(p.step_seconds, 2 * plan_cost(plan, gpu_preset("h100")).seconds + optimizer, 1e-9);
+  EXPECT_EQ(stage_parameters(m, 0, 1, 1), m.parameter_count());
+  EXPECT_NEAR(p.bubble_seconds, 0.0, 1e-12);
+  EXPECT_GT(p.mfu, 0.3);  // matmul-dominated at the roofline's 78%
+  EXPECT_LT(p.mfu, 0.78);
+}
+
+TEST(SimStep, DataParallelOverAFreeNetworkCostsNothing) {
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout one;
+  one.micro_batch = 2;
+  one.global_batch = 4;
+  SimLayout two = one;
+  two.dp = 2;
+  two.global_batch = 8;  // the same per-GPU work
+  const double t1 = simulate_step(m, free_network(1), one).step_seconds;
+  const double t2 = simulate_step(m, free_network(2), two).step_seconds;
+  EXPECT_NEAR(t2, t1, 1e-9);
+  // On real NVLink the all-reduce shows, but mostly hides behind backward.
+  const double real = simulate_step(m, cluster(2, 1), two).step_seconds;
+  EXPECT_GT(real, t1);
+  EXPECT_LT(real, 1.1 * t1);
+}
+
+TEST(SimStep, PipelineBubbleShrinksWithMoreMicroBatches) {
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.pp = 4;
+  l.micro_batch = 1;
+  l.global_batch = 4;
+  const StepPrediction few = simulate_step(m, cluster(4, 1), l);
+  l.global_batch = 32;
+  const StepPrediction many = simulate_step(m, cluster(4, 1), l);
+  EXPECT_GT(few.bubble_seconds / few.step_seconds, many.bubble_seconds / many.step_seconds);
+  // 1F1B's bubble is about (pp − 1)/(m + pp − 1) of the step.
+  EXPECT_NEAR(few.bubble_seconds / few.step_seconds, 3.0 / 7.0, 0.12);
+  // Stages' parameters add up to the model's, plus the tied embedding's copy.
+  int64_t total = 0;
+  for (int s = 0; s < 4; ++s) total += stage_parameters(m, s, 4, 1);
+  EXPECT_EQ(total, m.parameter_count() + (m.tie_embeddings ? m.vocab_size * m.width : 0));
+}
+
+TEST(SimStep, TensorParallelTrafficIsThePlans) {
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.tp = 2;
+  l.micro_batch = 1;
+  l.global_batch = 2;
+  const StepPrediction p = simulate_step(m, cluster(2, 1), l);
+  const OpPlan plan = plan_model(m, TensorParallel{nullptr, 0, 2, false}, {}, StepShape{1, 2048, 2});
+  int64_t per_micro = 0;
+  for (const PlannedOp& op : plan.ops()) {
+    for (const PlannedCollective& c : op.collectives) {
+      if (c.kind == "all_reduce") per_micro += wire_bytes(CollectiveKind::AllReduce, 2, c.bytes);
+    }
+  }
+  EXPECT_EQ(p.comm_bytes_per_gpu, 2 * per_micro);
+}
+
+TEST(SimStep, BadLayoutsAreRefused) {
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.dp = 3;
+  EXPECT_THROW(simulate_step(m, cluster(2, 1), l), UserError);  // 3 ≠ 2 GPUs
+  l.dp = 1;
+  l.tp = 3;
+  EXPECT_THROW(simulate_step(m, cluster(3, 1), l), UserError);  // tp does not divide the heads
+  l.tp = 1;
+  l.dp = 2;
+  l.global_batch = 3;
+  EXPECT_THROW(simulate_step(m, cluster(2, 1), l), UserError);
+}
+
+}  // namespace linpar::sim
