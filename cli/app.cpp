@@ -27,6 +27,7 @@ const std::map<std::string, Command>& commands() {
       {"convert", {convert_command, "import/export released TransNormerLLM safetensors weights"}},
       {"prepare-data", {prepare_data_command, "tokenize a text file into train/val token files"}},
       {"presets", {presets_command, "list the model presets with their parameter counts"}},
+      {"sim", {sim_command, "predict one training step of a layout on a cluster (simulation, no GPU)"}},
       {"profile", {profile_command, "measure GEMM, attention, memory and collective rates for the simulator"}},
   };
   return table;
@@ -84,7 +85,7 @@ int run_main(int argc, char** argv) {
     auto it = commands().find(args[0]);
     if (it == commands().end()) {
       user_error(
-          "unknown command '{}': expected one of train, inspect, convert, prepare-data, presets, profile",
+          "unknown command '{}': expected one of train, inspect, convert, prepare-data, presets, profile, sim",
           args[0]);
     }
     return it->second.run(std::vector<std::string>(args.begin() + 1, args.end()));

@@ -1,0 +1,50 @@
+// linpar sim through the CLI: JSON with the stable keys, a trace file with one
+// process per pipeline stage, the table, and bad layouts refused with one line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "run_linpar.h"
+
+namespace linpar {
+
+using testing::read_file;
+using testing::run_linpar;
+using testing::TempDir;
+
+TEST(CliSim, JsonHasTheStableKeysAndTheTraceIsWritten) {
+  TempDir dir;
+  const std::string trace = dir / "step.json";
+  const auto r = run_linpar("sim --model tnl-1b --gpu h100 --gpus-per-node 8 --nodes 2 --dp 2 --tp 4 --pp 2 "
+                            "--seq-len 4096 --micro-batch 1 --global-batch 8 --format json --trace " + trace);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  for (const char* key : {"step_time_s", "tokens_per_gpu_per_s", "mfu", "comm_bytes_per_step"}) {
+    ASSERT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_GT(j["step_time_s"].get<double>(), 0);
+  EXPECT_GT(j["mfu"].get<double>(), 0);
+  EXPECT_LT(j["mfu"].get<double>(), 1);
+  EXPECT_EQ(j["gpus"], 16);
+  // tokens/GPU/s · GPUs · step time = the global batch's tokens.
+  EXPECT_NEAR(j["tokens_per_gpu_per_s"].get<double>() * 16 * j["step_time_s"].get<double>(), 8.0 * 4096, 1e-6);
+  const nlohmann::json t = nlohmann::json::parse(read_file(trace));
+  int processes = 0;
+  for (const auto& e : t["traceEvents"]) processes += e["name"] == "process_name";
+  EXPECT_EQ(processes, 2);  // one per pipeline stage
+}
+
+TEST(CliSim, TableAndBadLayouts) {
+  const auto ok = run_linpar("sim --model tnl-385m --gpus-per-node 2 --dp 2 --global-batch 2");
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("step time"), std::string::npos);
+  for (const std::string args : {"--gpus-per-node 8 --dp 3", "--gpus-per-node 3 --tp 3", "--sp 2",
+                                 "--gpu v100", "--gpus-per-node 2 --dp 2 --global-batch 3", "--format xml"}) {
+    const auto r = run_linpar("sim --model tnl-385m " + args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+  }
+}
+
+}  // namespace linpar
