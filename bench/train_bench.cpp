@@ -22,18 +22,7 @@
 #include "core/op_timing.h"
 #include "model/config.h"
 #include "parallel/trainer.h"
-
-namespace {
-
-bool is_matmul(const std::string& name) {
-  for (const char* part : {"qkvu_proj.", "out_proj.", "channel_mixer.l1.", "channel_mixer.l2.",
-                           "channel_mixer.l3.", "lm_head.", "lightning_attention."}) {
-    if (name.find(part) != std::string::npos) return true;
-  }
-  return false;
-}
-
-}  // namespace
+#include "sim/op_costs.h"
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
@@ -63,7 +52,8 @@ int main(int argc, char** argv) {
         trainer.model().plan({o.micro_batch, o.seq_len, 2}, linpar::ShardLayout{});
     double flops = 0;
     for (const linpar::PlannedOp& op : plan.ops()) {
-      if (is_matmul(op.name)) flops += static_cast<double>(op.flops);
+      // Matrix products and attention: the simulator's classes of the same ops.
+      if (linpar::sim::classify_op(op.name) != linpar::sim::OpClass::Memory) flops += static_cast<double>(op.flops);
     }
     std::vector<double> ms, compute_ms, optimizer_ms;
     for (int s = 0; s < warmup + steps; ++s) {

@@ -141,7 +141,6 @@ nlohmann::json profile_collectives(Device device, const std::vector<double>& siz
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   nlohmann::json out = nlohmann::json::array();
-  if (device == Device::CUDA) select_local_device();
   for (int g = 2; g <= world; g *= 2) {
     if (world % g != 0) continue;
     MPI_Comm comm;

@@ -97,9 +97,13 @@ StepPrediction simulate_step(const ModelConfig& model, const ClusterSpec& cluste
     std::vector<std::pair<int64_t, double>> backward_by_layer;  // in execution order
     int64_t tp_bytes = 0;
     int64_t model_flops = 0;
+    int64_t parameters = 0;  // this rank's (stage_parameters)
   };
   std::vector<StageCost> stages(static_cast<size_t>(l.pp));
-  for (int p = 0; p < l.pp; ++p) stages[static_cast<size_t>(p)].stage = pipeline_stage(model, p, l.pp);
+  for (int p = 0; p < l.pp; ++p) {
+    stages[static_cast<size_t>(p)].stage = pipeline_stage(model, p, l.pp);
+    stages[static_cast<size_t>(p)].parameters = stage_parameters(model, p, l.pp, l.tp);
+  }
   for (const PlannedOp& op : plan.ops()) {
     const int64_t layer = op_layer(op.name);
     for (StageCost& sc : stages) {
@@ -166,11 +170,13 @@ StepPrediction simulate_step(const ModelConfig& model, const ClusterSpec& cluste
           int last = -1;
           if (static_cast<int64_t>(i) + 1 == m && l.dp > 1) {
             // The last micro-batch: layer by layer, each layer's gradients
-            // reduced as soon as they are complete (DDP buckets).
+            // reduced as soon as they are complete (DDP buckets); the
+            // stage's parameters are spread evenly over its layers.
+            const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
             for (const auto& [layer, t] : sc.backward_by_layer) {
               last = s.add({"backward " + std::to_string(i), {{p, Stream::Compute}}, t, after});
               after = {};
-              const int64_t params = layer >= 0 ? stage_parameters(model, p, l.pp, l.tp) / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer) : 0;
+              const int64_t params = layer >= 0 ? per_layer : 0;
               if (params == 0) continue;
               const CollectiveKind kind = l.zero ? CollectiveKind::ReduceScatter : CollectiveKind::AllReduce;
               const int64_t bytes = params * 4;  // f32 gradients
@@ -199,7 +205,7 @@ StepPrediction simulate_step(const ModelConfig& model, const ClusterSpec& cluste
   int64_t comm_bytes = 0;
   for (int p = 0; p < l.pp; ++p) {
     const size_t sp = static_cast<size_t>(p);
-    const int64_t params = stage_parameters(model, p, l.pp, l.tp);
+    const int64_t params = stages[sp].parameters;
     const int64_t updated = l.zero ? params / l.dp : params;
     const double t_opt = 30.0 * static_cast<double>(updated) / (cluster.gpu.hbm_gbps * 1e9 * eff.memory);
     const int opt = s.add({"optimizer", {{p, Stream::Compute}}, t_opt, bucket_tasks[sp]});

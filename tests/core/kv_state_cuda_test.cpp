@@ -14,6 +14,7 @@
 #include "core/ops/kv_state.h"
 #include "gpu_compare.h"
 #include "gradcheck.h"
+#include "kv_state_flops.h"
 
 namespace linpar {
 
@@ -141,29 +142,7 @@ TEST(KvStateCuda, StateDecayAddEqualsTheCpuReference) {
 
 TEST(KvStateCuda, CountedFlopsEqualTheFormulas) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
-  const int64_t B = 2, H = 2, C = 11, dk = 5, dv = 3;
-  const std::vector<double> slopes = {0.1, 0.7};
-  auto gpu_zeros = [](const Shape& s) { return Tensor::zeros(s, DType::F32, Device::CUDA); };
-  Tensor q = gpu_zeros({B, H, C, dk}), k = gpu_zeros({B, H, C, dk}), v = gpu_zeros({B, H, C, dv}),
-         kv = gpu_zeros({B, H, dk, dv}), o = gpu_zeros({B, H, C, dv}),
-         dq = gpu_zeros({B, H, C, dk}), dk_ = gpu_zeros({B, H, C, dk}),
-         dv_ = gpu_zeros({B, H, C, dv}), out = gpu_zeros({B, H, dk, dv}),
-         d_kv = gpu_zeros({B, H, dk, dv});
-  auto flops = [](auto&& f) {
-    FlopScope scope;
-    f();
-    return scope.flops();
-  };
-  EXPECT_EQ(flops([&] { chunk_state_forward(k, v, slopes, out); }),
-            chunk_state_forward_flops(B, H, C, dk, dv));
-  EXPECT_EQ(flops([&] { chunk_state_backward(k, v, slopes, kv, dk_, dv_); }),
-            chunk_state_backward_flops(B, H, C, dk, dv));
-  EXPECT_EQ(flops([&] { inter_chunk_forward(q, slopes, kv, o); }),
-            inter_chunk_forward_flops(B, H, C, dk, dv));
-  EXPECT_EQ(flops([&] { inter_chunk_backward(q, slopes, kv, o, dq, d_kv); }),
-            inter_chunk_backward_flops(B, H, C, dk, dv));
-  EXPECT_EQ(flops([&] { state_decay_add(kv, slopes, C, out, out); }),
-            state_decay_add_flops(B, H, dk, dv));
+  testing::expect_kv_state_flops(DType::F32, Device::CUDA);
 }
 
 // On the GPU every state is f32: a state in the operands' bf16 is refused.

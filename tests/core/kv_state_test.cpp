@@ -8,6 +8,7 @@
 #include "core/op_stats.h"
 #include "core/ops/lightning_attention.h"
 #include "gradcheck.h"
+#include "kv_state_flops.h"
 
 namespace linpar {
 
@@ -67,27 +68,7 @@ TEST(KvState, PiecesEqualLightningAttentionWithAState) {
 }
 
 TEST(KvState, CountedFlopsEqualTheFormulas) {
-  const int64_t B = 2, H = 2, C = 11, dk = 5, dv = 3;
-  const std::vector<double> slopes = {0.1, 0.7};
-  Tensor q = random_tensor({B, H, C, dk}, 7), k = random_tensor({B, H, C, dk}, 8),
-         v = random_tensor({B, H, C, dv}, 9), kv = random_tensor({B, H, dk, dv}, 10);
-  Tensor o = zeros_like(v), dq = zeros_like(q), dk_ = zeros_like(k), dv_ = zeros_like(v),
-         out = zeros_like(kv), d_kv = zeros_like(kv);
-  auto flops = [](auto&& f) {
-    FlopScope scope;
-    f();
-    return scope.flops();
-  };
-  EXPECT_EQ(flops([&] { chunk_state_forward(k, v, slopes, out); }),
-            chunk_state_forward_flops(B, H, C, dk, dv));
-  EXPECT_EQ(flops([&] { chunk_state_backward(k, v, slopes, kv, dk_, dv_); }),
-            chunk_state_backward_flops(B, H, C, dk, dv));
-  EXPECT_EQ(flops([&] { inter_chunk_forward(q, slopes, kv, o); }),
-            inter_chunk_forward_flops(B, H, C, dk, dv));
-  EXPECT_EQ(flops([&] { inter_chunk_backward(q, slopes, kv, o, dq, d_kv); }),
-            inter_chunk_backward_flops(B, H, C, dk, dv));
-  EXPECT_EQ(flops([&] { state_decay_add(kv, slopes, C, out, out); }),
-            state_decay_add_flops(B, H, dk, dv));
+  testing::expect_kv_state_flops(DType::F64, Device::CPU);
 }
 
 }  // namespace linpar
