@@ -86,14 +86,7 @@ int main(int argc, char** argv) {
       linpar::enable_op_timing(true);
       trainer.train_step();
       linpar::enable_op_timing(false);
-      double total = 0;
-      const std::vector<linpar::OpTime> times = linpar::op_times();
-      for (const linpar::OpTime& t : times) total += t.seconds;
-      for (const linpar::OpTime& t : times) {
-        std::printf("# op %-30s %9.3f ms %6lld calls %5.1f%%\n", t.name.c_str(), t.seconds * 1e3,
-                    static_cast<long long>(t.calls), 100.0 * t.seconds / total);
-      }
-      std::printf("# op total (timed ops, one step)  %9.3f ms\n", total * 1e3);
+      linpar::print_op_times();
     }
     const linpar::cuda::MemoryStats m = linpar::cuda::memory_stats();
     std::printf("# peak GPU memory in use %.2f GiB, reserved %.2f GiB\n",

@@ -1,6 +1,7 @@
 #include "core/op_timing.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -73,6 +74,17 @@ std::vector<OpTime> op_times() {
   for (const auto& [name, t] : r.totals) out.push_back(t);
   std::sort(out.begin(), out.end(), [](const OpTime& a, const OpTime& b) { return a.seconds > b.seconds; });
   return out;
+}
+
+void print_op_times(const std::string& prefix, std::FILE* out) {
+  const std::vector<OpTime> times = op_times();
+  double total = 0;
+  for (const OpTime& t : times) total += t.seconds;
+  for (const OpTime& t : times) {
+    std::fprintf(out, "# %sop %-30s %9.3f ms %6lld calls %5.1f%%\n", prefix.c_str(), t.name.c_str(),
+                 t.seconds * 1e3, static_cast<long long>(t.calls), 100.0 * t.seconds / total);
+  }
+  std::fprintf(out, "# %sop total (timed ops, one step)  %9.3f ms\n", prefix.c_str(), total * 1e3);
 }
 
 void reset_op_times() {

@@ -6,6 +6,7 @@
 // table for one step (LINPAR_OP_TIMES=1).
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,8 @@ bool op_timing_enabled();
 // The totals since the last reset, largest first (waits for the GPU).
 std::vector<OpTime> op_times();
 void reset_op_times();
+// One line per op of op_times() ("# <prefix>op NAME ms calls share"), then the total.
+void print_op_times(const std::string& prefix = "", std::FILE* out = stdout);
 
 class OpTimeScope {
  public:

@@ -34,6 +34,19 @@ GradientBuckets::GradientBuckets(ParameterSet& params, Communicator& dp, int64_t
       for (Parameter* q : current.params) elements += q->grad.numel();
       const Tensor& g = current.params.front()->grad;
       current.flat = Tensor::empty({elements}, g.dtype(), g.device());
+      // The gradients become views of the bucket (as PyTorch DDP's
+      // gradient_as_bucket_view and Megatron's contiguous grad buffer): backward
+      // accumulates straight into the buffer NCCL reduces, so starting a bucket
+      // and finishing it copy nothing (two passes over every gradient fewer).
+      int64_t offset = 0;
+      for (Parameter* q : current.params) {
+        LINPAR_CHECK(q->grad.dtype() == g.dtype() && q->grad.device() == g.device(),
+                     "gradient bucket mixes {} with {}", q->name, current.params.front()->name);
+        Tensor view = current.flat.slice0(offset, offset + q->grad.numel()).reshape(q->grad.shape());
+        view.copy_from(q->grad);
+        q->grad = view;
+        offset += q->grad.numel();
+      }
       current.pending = current.params.size();
       buckets_.push_back(std::move(current));
       current = Bucket{};
@@ -44,15 +57,7 @@ GradientBuckets::GradientBuckets(ParameterSet& params, Communicator& dp, int64_t
 
 GradientBuckets::~GradientBuckets() = default;
 
-void GradientBuckets::start(Bucket& bucket) {
-  // Tensor copies, so the bucket may live on the GPU (NCCL reduces it there).
-  int64_t offset = 0;
-  for (Parameter* p : bucket.params) {
-    bucket.flat.slice0(offset, offset + p->grad.numel()).copy_from(p->grad.reshape({-1}));
-    offset += p->grad.numel();
-  }
-  bucket.request = dp_.all_reduce_async(bucket.flat);
-}
+void GradientBuckets::start(Bucket& bucket) { bucket.request = dp_.all_reduce_async(bucket.flat); }
 
 void GradientBuckets::ready(const std::vector<Parameter*>& params) {
   for (Parameter* p : params) {
@@ -70,13 +75,7 @@ void GradientBuckets::finish() {
   for (Bucket& bucket : buckets_) {
     bucket.request->wait();
     bucket.request.reset();
-    scale(average, bucket.flat);
-    int64_t offset = 0;
-    for (Parameter* p : bucket.params) {
-      Tensor grad = p->grad.reshape({-1});
-      grad.copy_from(bucket.flat.slice0(offset, offset + p->grad.numel()));
-      offset += p->grad.numel();
-    }
+    scale(average, bucket.flat);  // the gradients are views of it
     bucket.pending = bucket.params.size();
   }
 }

@@ -25,6 +25,9 @@ namespace linpar {
 
 class GradientBuckets {
  public:
+  // Makes every parameter's gradient a view of its bucket's buffer (values
+  // kept): build the buckets before anything that keeps views of the
+  // gradients (AdamW's segments).
   GradientBuckets(ParameterSet& params, Communicator& dp, int64_t bucket_bytes);
   ~GradientBuckets();
 

@@ -10,6 +10,7 @@
 #include "core/cuda/cuda_runtime.h"
 #include "core/hdf5_file.h"
 #include "core/log.h"
+#include "core/op_timing.h"
 #include "core/progress.h"
 #include "core/timer.h"
 #include "model/checkpoint.h"
@@ -133,17 +134,18 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
     // Local steps: no gradient reduction over DP; the outer loop synchronises
     // the replicas. The SP ranks of one replica hold one model and still
     // average their chunks' gradients every step (counted as SP traffic).
-    optimizer_ = std::make_unique<AdamW>(options_.adamw, model_->params());
-    outer_ = make_outer(model_->params(), grid_);
+    // (Buckets first: they turn the gradients into views of their buffers.)
     if (grid_.sp().size() > 1) {
       buckets_ = std::make_unique<GradientBuckets>(model_->params(), grid_.sp(), options_.bucket_bytes);
     }
-  } else {
     optimizer_ = std::make_unique<AdamW>(options_.adamw, model_->params());
+    outer_ = make_outer(model_->params(), grid_);
+  } else {
     if (data_parallel.size() > 1) {
       buckets_ = std::make_unique<GradientBuckets>(model_->params(), data_parallel,
                                                    options_.bucket_bytes);
     }
+    optimizer_ = std::make_unique<AdamW>(options_.adamw, model_->params());
   }
 }
 
@@ -563,8 +565,20 @@ void Trainer::run() {
           << "\n";
     }
   }
+  // LINPAR_OP_TIMES=1: the last step runs with every op timed (CUDA events on
+  // the GPU) and each rank prints where that step's time went, to stderr.
+  const bool time_ops = std::getenv("LINPAR_OP_TIMES") != nullptr;
   while (step_ < last_step) {
+    const bool timed = time_ops && step_ + 1 == last_step;
+    if (timed) {
+      reset_op_times();
+      enable_op_timing(true);
+    }
     StepResult r = train_step();
+    if (timed) {
+      enable_op_timing(false);
+      print_op_times(fmt::format("rank {} ", grid_.rank()), stderr);
+    }
     std::optional<EvalResult> eval;
     const bool eval_now =
         val_file_ &&

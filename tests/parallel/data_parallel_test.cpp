@@ -123,7 +123,12 @@ TEST(DataParallelNp2, CheckpointsMoveBetweenLayouts) {
       for (const Parameter& p : resumed.model().params().all()) {
         run.params.push_back(p.value.to(DType::F64).to_vector<double>());
       }
-      expect_same_training(reference, run, 1e-5);
+      // Losses and gradient norms to 1e-5; parameters to 1e-4 of their largest
+      // value: the dp2 half sums the batch's gradient in another order, and
+      // AdamW's m/√v turns those last-bit differences in near-zero gradients
+      // into ~1e-5 steps (measured 1.05e-5 on one machine's OpenBLAS kernels).
+      expect_same_losses(reference, run, 1e-5);
+      expect_same_tensors(reference.params, run.params, 1e-4, "parameter");
       // And back: one process's checkpoint loads under ZeRO-1 on dp2 (below).
       TrainOptions single_options = quick_options(1, 0);
       single_options.ckpt_dir = ckpt + "_single";
