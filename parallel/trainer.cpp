@@ -508,6 +508,10 @@ void Trainer::write_metrics(const StepResult& r, const std::optional<EvalResult>
                            {"tp", r.comm_bytes[1]},
                            {"pp", r.comm_bytes[2]},
                            {"sp", r.comm_bytes[3]}}}};
+  if (options_.device == Device::CUDA) {
+    // The caching allocator's high-water mark (the memory model's comparison).
+    line["gpu_peak_in_use_bytes"] = cuda::memory_stats().peak_in_use_bytes;
+  }
   if (r.outer_overlap >= 0) {
     line["co2_overlap"] = r.outer_overlap;
     line["outer_update_norm"] = r.outer_update_norm;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# On a GPU machine, after scripts/gpu_check.sh built build-gpu/: the real runs
+# the simulator is validated against (docs/validation.md). Writes, under $OUT:
+#   profile-<model>.json   `linpar profile` of this machine (collectives over
+#                           every GPU when there are 2+)
+#   validation_runs.txt    one line per run: name, GPUs, median step seconds
+#                           (steps 3..), peak GPU memory in use (rank 0), then
+#                           the exact linpar arguments
+# Runs tnl-385m at 2048 tokens per sample on 1 GPU and each 2-GPU layout
+# (DP, ZeRO-1, TP, TP+SP, PP, and every SP kind) that the machine has GPUs for.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export NCCL_NVLS_ENABLE=0
+out="${OUT:-/tmp}"
+mkdir -p "$out"
+gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
+mpirun=(mpirun --oversubscribe)
+if [ "$(id -u)" -eq 0 ]; then mpirun+=(--allow-run-as-root); fi
+model="${VALIDATION_MODEL:-tnl-385m}"
+"${mpirun[@]}" -np "$gpus" ./build-gpu/cli/linpar profile --device cuda --model "$model" --seq-len 2048 \
+  --micro-batch 4 --out "$out/profile-$model.json" >"$out/profile.log" 2>&1 || { echo "profile failed"; tail -3 "$out/profile.log"; }
+median_step() {  # median seconds per step of the metrics file's steps after the second
+  python3 -c "import json,sys,statistics; r=[json.loads(l) for l in open(sys.argv[1])]; \
+t=[x['compute_s']+x['optimizer_s'] for x in r if 'compute_s' in x and x['step']>2]; \
+m=max(x.get('gpu_peak_in_use_bytes',0) for x in r); print(f'{statistics.median(t):.5f} {m/2**30:.2f}GiB')" "$1"
+}
+results="$out/validation_runs.txt"
+: >"$results"
+run() {  # name ranks args...
+  local name=$1 ranks=$2; shift 2
+  [ "$ranks" -le "$gpus" ] || return
+  local args=(--model "$model" --device cuda --steps 8 "$@")
+  rm -f "$out/v-$name.jsonl"
+  "${mpirun[@]}" -np "$ranks" ./build-gpu/cli/linpar train --data data/kjv --eval-every 0 --eval-windows 1 \
+    --progress quiet --metrics "$out/v-$name.jsonl" "${args[@]}" >"$out/v-$name.log" 2>&1 \
+    || { echo "$name failed: $(tail -1 "$out/v-$name.log")"; return; }
+  echo "$name $ranks $(median_step "$out/v-$name.jsonl") ${args[*]}" | tee -a "$results"
+}
+b="--seq-len 2048 --micro-batch 4"
+run single 1 $b --global-batch 4
+run dp2 2 $b --global-batch 8 --dp 2
+run dp2-zero1 2 $b --global-batch 8 --dp 2 --zero 1
+run tp2 2 $b --global-batch 4 --tp 2
+run tp2-sp 2 $b --global-batch 4 --tp 2 --tp-sp
+run pp2-1f1b 2 --seq-len 2048 --micro-batch 1 --global-batch 8 --pp 2 --pp-schedule 1f1b
+for kind in lasp lasp2 allgather ulysses; do
+  run "sp2-$kind" 2 --seq-len 4096 --micro-batch 2 --global-batch 2 --sp 2 --sp-kind "$kind"
+done
+run single-8k 1 --seq-len 8192 --micro-batch 1 --global-batch 1
