@@ -2,9 +2,9 @@
 
 #include "core/ops/activation.h"
 #include "core/ops/gemm.h"
-#include "core/ops/layout.h"
 #include "core/ops/lightning_attention.h"
 #include "core/ops/lrpe.h"
+#include "core/ops/split_qkvu.h"
 #include "core/ops/srmsnorm.h"
 
 namespace linpar {
@@ -65,20 +65,12 @@ void TokenMixer::forward(const Tensor& x, Tensor& out, TokenMixerCache& c) const
   c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
   linear_forward(x, qkvu_proj_.weight(), c.qkvu);
 
-  c.q_raw = Tensor::empty({B, H, N, d}, dt, dev);
-  c.k_raw = Tensor::empty({B, H, N, d}, dt, dev);
-  c.v = Tensor::empty({B, H, N, d}, dt, dev);
-  c.u = Tensor::empty({B, N, Dl}, dt, dev);
-  heads_from_columns(c.qkvu, 0, c.q_raw);
-  heads_from_columns(c.qkvu, Dl, c.k_raw);
-  heads_from_columns(c.qkvu, 2 * Dl, c.v);
-  Tensor u_as_one_head = c.u.reshape({B, 1, N, Dl});  // [B, N, Dl] viewed as one head
-  heads_from_columns(c.qkvu, 3 * Dl, u_as_one_head);
-
+  // One pass: q, k (after SiLU) and v into the head layout, u as columns.
   c.q = Tensor::empty({B, H, N, d}, dt, dev);
   c.k = Tensor::empty({B, H, N, d}, dt, dev);
-  silu_forward(c.q_raw, c.q);
-  silu_forward(c.k_raw, c.k);
+  c.v = Tensor::empty({B, H, N, d}, dt, dev);
+  c.u = Tensor::empty({B, N, Dl}, dt, dev);
+  split_qkvu_forward(c.qkvu, c.q, c.k, c.v, c.u);
 
   const Tensor* q_att = &c.q;
   const Tensor* k_att = &c.k;
@@ -99,17 +91,14 @@ void TokenMixer::forward(const Tensor& x, Tensor& out, TokenMixerCache& c) const
     lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, no_state,
                                 attention, no_state);
   }
-  Tensor attention_columns = Tensor::empty({B, N, Dl}, dt, dev);
-  heads_to_columns(attention, 0, attention_columns);
-
-  // SRMSNorm over the full width D of the concatenated heads: the row sums of
-  // squares are summed over the TP group.
+  // SRMSNorm over the full width D of the concatenated heads, read straight
+  // from the head layout: the row sums of squares are summed over the TP group.
   Tensor sums = Tensor::empty({B * N}, st, dev);
-  srmsnorm_row_sums(attention_columns, sums);
+  srmsnorm_row_sums_heads(attention, sums);
   tp_.all_reduce(sums);
   c.attention_norm = Tensor::empty({B, N, Dl}, dt, dev);
   c.attention_rstd = Tensor::empty({B * N}, st, dev);
-  srmsnorm_apply(attention_columns, sums, D, norm_eps_, c.attention_norm, c.attention_rstd);
+  srmsnorm_apply_heads(attention, sums, D, norm_eps_, c.attention_norm, c.attention_rstd);
   c.gated = Tensor::empty({B, N, Dl}, dt, dev);
   mul_forward(c.u, c.attention_norm, c.gated);
   // Row-parallel out_proj: sum the partial outputs (into the stream's layout).
@@ -134,10 +123,8 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
   Tensor dots = Tensor::empty({B * N}, st, dev);
   srmsnorm_row_dots(d_norm, c.attention_norm, dots);
   tp_.all_reduce(dots);
-  Tensor d_attention_columns = Tensor::empty({B, N, Dl}, dt, dev);
-  srmsnorm_backward_apply(d_norm, c.attention_norm, c.attention_rstd, dots, D, d_attention_columns);
-  Tensor d_attention = Tensor::empty({B, H, N, d}, dt, dev);
-  heads_from_columns(d_attention_columns, 0, d_attention);
+  Tensor d_attention = Tensor::empty({B, H, N, d}, dt, dev);  // written in the head layout
+  srmsnorm_backward_apply_heads(d_norm, c.attention_norm, c.attention_rstd, dots, D, d_attention);
 
   const int64_t dk = use_lrpe_ ? 2 * d : d;
   Tensor dq_att = Tensor::empty({B, H, N, dk}, dt, dev), dk_att = Tensor::empty({B, H, N, dk}, dt, dev);
@@ -160,15 +147,10 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
     lrpe_backward(dq_att, c.q, lrpe_theta_->weight(), position_offset, dq, lrpe_theta_->grad);
     lrpe_backward(dk_att, c.k, lrpe_theta_->weight(), position_offset, dk_, lrpe_theta_->grad);
   }
-  Tensor dq_raw = Tensor::empty({B, H, N, d}, dt, dev), dk_raw = Tensor::empty({B, H, N, d}, dt, dev);
-  silu_backward(dq, c.q_raw, dq_raw);
-  silu_backward(dk_, c.k_raw, dk_raw);
-
+  // One pass: SiLU's backward on q and k (their raw values read from qkvu) and
+  // all four gradients back into the projection's columns.
   Tensor d_qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
-  heads_to_columns(dq_raw, 0, d_qkvu);
-  heads_to_columns(dk_raw, Dl, d_qkvu);
-  heads_to_columns(dv, 2 * Dl, d_qkvu);
-  heads_to_columns(du.reshape({B, 1, N, Dl}), 3 * Dl, d_qkvu);
+  split_qkvu_backward(dq, dk_, dv, du, c.qkvu, d_qkvu);
   // Column-parallel qkvu_proj: sum the input-gradient parts.
   Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : dx;
   linear_backward(d_qkvu, x, qkvu_proj_.weight(), partial, qkvu_proj_.grad);
@@ -201,7 +183,8 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
   if (!backward) {
     op("qkvu_proj.forward", 2 * rows * D * 4 * Dl, rows * D + 4 * Dl * D, rows * 4 * Dl,
        tp.plan_gather_sequence(full));
-    op("silu.forward", 2 * silu_forward_flops(act), 2 * act, 2 * act);
+    // qkvu read once; q, k, v (head layout) and u written once.
+    op("split_qkvu.forward", split_qkvu_forward_flops(act), 4 * act, 4 * act);
     if (use_lrpe_) op("lrpe.forward", 2 * lrpe_forward_flops(act), 2 * act + Dl, 4 * act);
     if (sp_.attention != nullptr) {
       sp_.attention->plan({B, H, N, dk, d, attention_block_}, e, false, prefix_, plan);
@@ -210,6 +193,7 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
          lightning_attention_forward_flops(B, H, N, dk, d, attention_block_, false, false),
          B * H * N * (2 * dk + d), act);
     }
+    // The norm reads the attention in its head layout (no columns copy).
     op("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act, act + rows,
        tp.plan_all_reduce(stats));
     op("gate.forward", mul_forward_flops(act), 2 * act, act);
@@ -219,6 +203,7 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
   op("out_proj.backward", 2 * (2 * rows * Dl * D), rows * D + act + D * Dl, act + D * Dl,
      tp.plan_gather_sequence(full));
   op("gate.backward", mul_backward_flops(act), 3 * act, 2 * act);
+  // ...and writes the attention's gradient in the head layout.
   op("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), 2 * act + rows, act,
      tp.plan_all_reduce(stats));
   if (sp_.attention != nullptr) {
@@ -229,7 +214,8 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
        B * H * N * (2 * dk + 2 * d), B * H * N * (2 * dk + d));
   }
   if (use_lrpe_) op("lrpe.backward", 2 * lrpe_backward_flops(act), 6 * act + Dl, 2 * act + Dl);
-  op("silu.backward", 2 * silu_backward_flops(act), 4 * act, 2 * act);
+  // dq, dk, dv, du and the raw q, k (from qkvu) read; d_qkvu written.
+  op("split_qkvu.backward", split_qkvu_backward_flops(act), 6 * act, 4 * act);
   // The block's input is gathered again for the weight gradient, and the
   // input gradient's parts are summed.
   op("qkvu_proj.backward", 2 * (2 * rows * D * 4 * Dl), rows * 4 * Dl + rows * D + 4 * Dl * D,

@@ -18,8 +18,7 @@ namespace linpar {
 
 // Activations saved by forward for backward.
 struct TokenMixerCache {
-  Tensor qkvu;            // [B, N, 4D]
-  Tensor q_raw, k_raw;    // [B, H, N, d] before SiLU
+  Tensor qkvu;            // [B, N, 4D] (also the raw q and k that SiLU's backward reads)
   Tensor q, k, v;         // [B, H, N, d] (q, k after SiLU)
   Tensor q_rot, k_rot;    // [B, H, N, 2d] after LRPE (undefined without LRPE)
   Tensor u;               // [B, N, D]

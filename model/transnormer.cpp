@@ -264,7 +264,7 @@ int64_t activation_elements_per_token(const ModelConfig& config) {
   int64_t per_token = 0;
   for (int64_t l = 0; l < config.n_layers; ++l) {
     per_token += 2 * D + 2;              // two SRMSNorm outputs and rstds
-    per_token += 4 * D + 5 * D + 3 * D;  // qkvu; q_raw, k_raw, q, k, v; u, norm, gate
+    per_token += 4 * D + 3 * D + 3 * D;  // qkvu (holds the raw q, k); q, k, v; u, norm, gate
     if (config.layer_uses_lrpe(l)) per_token += 4 * D;  // q_rot, k_rot
     per_token += 1;                                     // attention rstd
     per_token += 3 * F;                                 // a1, a2, gate

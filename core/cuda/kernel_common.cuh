@@ -1,6 +1,7 @@
 // Small pieces every elementwise CUDA kernel file uses (.cu files only):
 // bounded grids for grid-stride loops, and f32 loads/stores of f32 or bf16
-// elements (kernels compute in f32 whatever the storage type).
+// elements, one at a time or as 16-byte vectors (kernels compute in f32
+// whatever the storage type).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -20,5 +21,66 @@ __device__ inline float ld(const float* p, int64_t i) { return p[i]; }
 __device__ inline float ld(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
 __device__ inline void st(float* p, int64_t i, float x) { p[i] = x; }
 __device__ inline void st(__nv_bfloat16* p, int64_t i, float x) { p[i] = __float2bfloat16(x); }
+
+// 16-byte vectors: kVec16<T> elements of T (4 f32 or 8 bf16) move as one
+// uint4, converted to and from f32. A kernel templated on a vector width kV
+// calls load_vec / store_vec with kV == 1 (one element) or kV == kVec16<T>;
+// the vector path needs p 16-byte aligned (aligned16).
+template <typename T>
+constexpr int kVec16 = 16 / static_cast<int>(sizeof(T));
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <int kV, typename T>
+__device__ inline void load_vec(const T* p, float* x) {
+  if constexpr (kV == 1) {
+    x[0] = ld(p, 0);
+  } else if constexpr (sizeof(T) == 4) {
+    static_assert(kV == 4, "16-byte vectors hold 4 f32");
+    const float4 v = *reinterpret_cast<const float4*>(p);
+    x[0] = v.x;
+    x[1] = v.y;
+    x[2] = v.z;
+    x[3] = v.w;
+  } else {
+    static_assert(kV == 8, "16-byte vectors hold 8 bf16");
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __bfloat1622float2(pairs[i]);
+      x[2 * i] = f.x;
+      x[2 * i + 1] = f.y;
+    }
+  }
+}
+
+template <int kV, typename T>
+__device__ inline void store_vec(T* p, const float* x) {
+  if constexpr (kV == 1) {
+    st(p, 0, x[0]);
+  } else if constexpr (sizeof(T) == 4) {
+    static_assert(kV == 4, "16-byte vectors hold 4 f32");
+    *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
+  } else {
+    static_assert(kV == 8, "16-byte vectors hold 8 bf16");
+    uint4 v;
+    __nv_bfloat162* pairs = reinterpret_cast<__nv_bfloat162*>(&v);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) pairs[i] = __floats2bfloat162_rn(x[2 * i], x[2 * i + 1]);
+    *reinterpret_cast<uint4*>(p) = v;
+  }
+}
+
+// kV elements moved as they are (no conversion).
+template <int kV, typename T>
+__device__ inline void copy_vec(T* dst, const T* src) {
+  if constexpr (kV == 1) {
+    *dst = *src;
+  } else {
+    static_assert(kV * sizeof(T) == 16, "copy_vec moves one element or 16 bytes");
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+  }
+}
 
 }  // namespace linpar::cuda

@@ -24,4 +24,17 @@ void srmsnorm_backward_apply(bool bf16, const void* dy, const void* y, const flo
                              const float* dots, int64_t full_width, void* dx, bool accumulate,
                              int64_t rows, int64_t width);
 
+// The same with x (row sums, apply) or dx (backward apply) in the head layout
+// [batch, heads, length, head_dim], read as rows (b, n) of width
+// heads·head_dim; y and dy stay plain rows.
+struct HeadRows {
+  int64_t batch, heads, length, head_dim;
+};
+void srmsnorm_row_sums_heads(bool bf16, const HeadRows& layout, const void* x, float* sums);
+void srmsnorm_apply_heads(bool bf16, const HeadRows& layout, const void* x, const float* sums,
+                          int64_t full_width, float eps, void* y, float* rstd);
+void srmsnorm_backward_apply_heads(bool bf16, const HeadRows& layout, const void* dy, const void* y,
+                                   const float* rstd, const float* dots, int64_t full_width,
+                                   void* dx);
+
 }  // namespace linpar::cuda

@@ -22,6 +22,18 @@ void srmsnorm_backward_apply(const Tensor& dy, const Tensor& y, const Tensor& rs
                              const Tensor& dots, int64_t full_width, Tensor& dx,
                              bool accumulate = false);
 
+// The same phases with the attention's head layout [B, H, N, d] on one side,
+// read or written as rows (b, n) of width H·d (the heads side by side, as
+// heads_to_columns lays them out): the layout change rides along a pass that
+// touches every element anyway, and the columns copy is never formed. Each
+// equals heads_to_columns / heads_from_columns (core/ops/layout.h) composed
+// with its plain version above. x, dx: [B, H, N, d]; y, dy: [B, N, H·d].
+void srmsnorm_row_sums_heads(const Tensor& x, Tensor& sums);
+void srmsnorm_apply_heads(const Tensor& x, const Tensor& sums, int64_t full_width, double eps,
+                          Tensor& y, Tensor& rstd);
+void srmsnorm_backward_apply_heads(const Tensor& dy, const Tensor& y, const Tensor& rstd,
+                                   const Tensor& dots, int64_t full_width, Tensor& dx);
+
 int64_t srmsnorm_forward_flops(int64_t rows, int64_t width);
 int64_t srmsnorm_backward_flops(int64_t rows, int64_t width);
 

@@ -1,6 +1,7 @@
 // SiLU, products and SRMSNorm on the GPU against the CPU reference on fresh
 // random inputs (f32 within 1e-5, bf16 within 1e-2, relative to the result's
-// norm), outputs poisoned with NaN first, accumulate paths included. Skips
+// norm), outputs poisoned with NaN first, accumulate paths included, and
+// SRMSNorm's head-layout phases (one-element and 16-byte-vector paths). Skips
 // without a GPU.
 #include <gtest/gtest.h>
 
@@ -9,6 +10,7 @@
 
 #include "core/cuda/cuda_runtime.h"
 #include "core/ops/activation.h"
+#include "core/ops/layout.h"
 #include "core/ops/srmsnorm.h"
 #include "gpu_compare.h"
 #include "gradcheck.h"
@@ -68,6 +70,54 @@ TEST(PointwiseCuda, SrmsnormEqualsTheCpuReference) {
       EXPECT_LT(relative_error(yg, y), gpu_tolerance(dtype)) << "y " << what;
       EXPECT_LT(relative_error(rstd_g, rstd), 1e-5) << "rstd " << what;
       EXPECT_LT(relative_error(dxg, dx), dtype == DType::F32 ? 1e-5 : 2e-2) << "dx " << what;
+    }
+  }
+}
+
+TEST(PointwiseCuda, SrmsnormHeadLayoutPhasesEqualTheCpuReference) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  struct Case {
+    int64_t batch, heads, length, head_dim;
+  };
+  // d 7 and 130: one element per thread; 8, 32, 128: 16-byte vectors (for
+  // bf16 at 8 and up, for f32 at every multiple of 4); 16 × 128 is a
+  // tnl-1b-wide row (2048), more than one vector per thread in f32.
+  const Case cases[] = {
+      {2, 3, 5, 7}, {1, 4, 33, 32}, {3, 2, 17, 130}, {2, 4, 9, 8}, {1, 16, 20, 128}};
+  uint64_t seed = 41;
+  for (const Case& c : cases) {
+    for (DType dtype : {DType::F32, DType::BF16}) {
+      const int64_t rows = c.batch * c.length, width = c.heads * c.head_dim;
+      const int64_t full_width = 2 * width;  // a row spread over two TP ranks
+      const Shape heads{c.batch, c.heads, c.length, c.head_dim}, columns{c.batch, c.length, width};
+      auto input = [&](const Shape& s) {
+        return random_tensor(s, seed++, 1.5, DType::F32).to(dtype).to(DType::F32);
+      };
+      auto gpu = [&](const Tensor& t) { return t.to(dtype).to(Device::CUDA); };
+      const std::string what = std::string(dtype_name(dtype)) + " H " + std::to_string(c.heads) +
+                               " d " + std::to_string(c.head_dim);
+      const Tensor x = input(heads), dy = input(columns);
+
+      Tensor sums = Tensor::empty({rows}, DType::F32), y = Tensor::empty(columns, DType::F32),
+             rstd = sums.clone(), dots = sums.clone(), dx = Tensor::empty(heads, DType::F32);
+      srmsnorm_row_sums_heads(x, sums);
+      srmsnorm_apply_heads(x, sums, full_width, 1e-6, y, rstd);
+      // The backward reads y in the GPU dtype on both sides.
+      const Tensor y_rounded = y.to(dtype).to(DType::F32);
+      srmsnorm_row_dots(dy, y_rounded, dots);
+      srmsnorm_backward_apply_heads(dy, y_rounded, rstd, dots, full_width, dx);
+
+      Tensor sums_g = poisoned({rows}, DType::F32), yg = poisoned(columns, dtype),
+             rstd_g = poisoned({rows}, DType::F32), dxg = poisoned(heads, dtype);
+      srmsnorm_row_sums_heads(gpu(x), sums_g);
+      // Each phase gets the CPU's statistics, so it is compared on its own.
+      srmsnorm_apply_heads(gpu(x), sums.to(Device::CUDA), full_width, 1e-6, yg, rstd_g);
+      srmsnorm_backward_apply_heads(gpu(dy), gpu(y_rounded), rstd.to(Device::CUDA),
+                                    dots.to(Device::CUDA), full_width, dxg);
+      EXPECT_LT(relative_error(sums_g, sums), 1e-5) << "sums " << what;
+      EXPECT_LT(relative_error(yg, y), gpu_tolerance(dtype)) << "y " << what;
+      EXPECT_LT(relative_error(rstd_g, rstd), 1e-5) << "rstd " << what;
+      EXPECT_LT(relative_error(dxg, dx), gpu_tolerance(dtype)) << "dx " << what;
     }
   }
 }
