@@ -8,8 +8,13 @@ OpClass classify_op(const std::string& name) {
   for (const char* part : {"lightning_attention.", "lasp.", "lasp2.", "allgather.", "ulysses."}) {
     if (name.find(part) != std::string::npos) return OpClass::Attention;
   }
+  if (name.find("attention.core.") != std::string::npos) return OpClass::SoftmaxAttention;
   for (const char* part : {"qkvu_proj.", "out_proj.", "channel_mixer.l1.", "channel_mixer.l2.",
-                           "channel_mixer.l3.", "lm_head."}) {
+                           "channel_mixer.l3.", "lm_head.",
+                           // model/softmax_transformer.h: projections, MLP and the
+                           // unfused core's two batched products.
+                           "attention.qkv_proj.", "mlp.fc1.", "mlp.fc2.", "mlp.gate_up.",
+                           "mlp.down.", "attention.scores.", "attention.context."}) {
     if (name.find(part) != std::string::npos) return OpClass::Matmul;
   }
   return OpClass::Memory;
@@ -24,6 +29,8 @@ double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff
       return std::max(flops / (gpu.bf16_tflops * 1e12 * eff.matmul), memory);
     case OpClass::Attention:
       return std::max(flops / (gpu.bf16_tflops * 1e12 * eff.attention), memory);
+    case OpClass::SoftmaxAttention:
+      return std::max(flops / (gpu.bf16_tflops * 1e12 * eff.softmax_attention), memory);
     case OpClass::Memory:
       return memory;
   }
@@ -41,6 +48,7 @@ PlanCost plan_cost(const OpPlan& plan, const GpuSpec& gpu, const Efficiency& eff
         cost.matmul_seconds += t;
         break;
       case OpClass::Attention:
+      case OpClass::SoftmaxAttention:
         cost.attention_seconds += t;
         break;
       case OpClass::Memory:

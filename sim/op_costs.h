@@ -1,12 +1,14 @@
 // Time of the ops of the shared op plan (model/op_plan.h) on one GPU, by a
 // roofline: an op takes the longer of its FLOPs at the GPU's peak times an
 // efficiency and its bytes at the memory bandwidth times an efficiency.
-// Matrix products (projections, SGLU, LM head) use the bf16 tensor-core
-// peak; lightning attention and the KV-state ops their own efficiency (the
-// kernels run far below the GEMM peak: docs/benchmarks.md); everything else
-// is elementwise and bound by memory. The efficiencies default to values
-// measured on H100 (docs/simulator.md) and can be overridden, or replaced by
-// a measured profile (`linpar profile`).
+// Matrix products (projections, SGLU and MLP GEMMs, LM head, the unfused
+// softmax core's Q·Kᵀ and P·V) use the bf16 tensor-core peak; lightning
+// attention and the KV-state ops their own efficiency (the kernels run far
+// below the GEMM peak: docs/benchmarks.md); the softmax transformers' fused
+// (FlashAttention) core another; everything else is elementwise and bound by
+// memory. The efficiencies default to values measured on H100
+// (docs/simulator.md) and can be overridden, or replaced by a measured
+// profile (`linpar profile`).
 #pragma once
 
 #include <string>
@@ -16,7 +18,10 @@
 
 namespace linpar::sim {
 
-enum class OpClass { Matmul, Attention, Memory };
+// Attention: lightning attention and the LASP/SP strategies' ops;
+// SoftmaxAttention: the softmax transformers' fused core
+// (model/softmax_transformer.h, "layers.3.attention.core.forward").
+enum class OpClass { Matmul, Attention, Memory, SoftmaxAttention };
 
 // By the op's name in the plan ("layers.3.token_mixer.qkvu_proj.forward").
 OpClass classify_op(const std::string& name);
@@ -25,6 +30,13 @@ struct Efficiency {
   double matmul = 0.78;     // of the bf16 peak: measured 760-790 of 989 TFLOP/s on H100
   double attention = 0.037; // of the bf16 peak: lightning fwd+bwd ~36 TFLOP/s at 8K on H100
   double memory = 0.85;     // of HBM bandwidth: the measured copy rate, 2.97 of 3.35 TB/s
+  // Of the bf16 peak, forward and backward together, with the FLOPs the plan
+  // counts (causal: half of 4·B·H·N²·d forward, 2.5× that backward). Torch
+  // SDPA on H100 at tnl-1b shapes (batch 1, 16 heads of 128, N = 8192):
+  // forward 0.520 ms for 2.75e11 FLOPs (529 TFLOP/s), backward 1.594 ms for
+  // 6.87e11 (431 TFLOP/s): 9.62e11 FLOPs in 2.114 ms = 455 TFLOP/s, 0.46 of
+  // 989.4 (FlashAttention-2/3 report 35-50% of the H100 peak fwd+bwd).
+  double softmax_attention = 0.46;
 };
 
 // Seconds of one op on `gpu`.
@@ -32,7 +44,7 @@ double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff
 
 struct PlanCost {
   double seconds = 0;
-  double matmul_seconds = 0, attention_seconds = 0, memory_seconds = 0;
+  double matmul_seconds = 0, attention_seconds = 0, memory_seconds = 0;  // attention: both kinds
   int64_t flops = 0;
 };
 // The whole plan, op after op (one stream, no overlap).

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "model/config.h"
+#include "model/softmax_transformer.h"
 #include "model/transnormer.h"
 #include "sim/op_costs.h"
 
@@ -39,6 +40,88 @@ TEST(SimOpCosts, ClassesFollowTheOpNames) {
   EXPECT_EQ(classify_op("layers.7.channel_mixer.gate.forward"), OpClass::Memory);
   EXPECT_EQ(classify_op("layers.1.token_mixer.lasp.intra.forward"), OpClass::Attention);
   EXPECT_EQ(classify_op("cross_entropy.forward"), OpClass::Memory);
+}
+
+TEST(SimOpCosts, SoftmaxTransformerNamesClassify) {
+  for (const char* name :
+       {"layers.0.attention.qkv_proj.forward", "layers.0.attention.out_proj.backward",
+        "layers.3.mlp.fc1.forward", "layers.3.mlp.fc2.backward", "layers.3.mlp.gate_up.forward",
+        "layers.3.mlp.down.backward", "layers.2.attention.scores.forward",
+        "layers.2.attention.context.backward", "lm_head.forward"}) {
+    EXPECT_EQ(classify_op(name), OpClass::Matmul) << name;
+  }
+  EXPECT_EQ(classify_op("layers.5.attention.core.forward"), OpClass::SoftmaxAttention);
+  EXPECT_EQ(classify_op("layers.5.attention.core.backward"), OpClass::SoftmaxAttention);
+  for (const char* name :
+       {"layers.0.attention_norm.forward", "layers.0.attention_residual.backward",
+        "layers.0.mlp_norm.forward", "layers.0.mlp.gelu.forward", "layers.0.mlp.swiglu.backward",
+        "layers.0.attention.rope.forward", "layers.0.attention.softmax.forward",
+        "layers.0.attention.to_heads.forward", "layers.0.attention.to_sequence.backward",
+        "final_norm.forward", "embedding.backward"}) {
+    EXPECT_EQ(classify_op(name), OpClass::Memory) << name;
+  }
+  // The TransNormer's names keep their classes.
+  EXPECT_EQ(classify_op("layers.0.token_mixer.qkvu_proj.forward"), OpClass::Matmul);
+  EXPECT_EQ(classify_op("layers.0.token_mixer.out_proj.backward"), OpClass::Matmul);
+  EXPECT_EQ(classify_op("layers.0.token_mixer.attention_norm.forward"), OpClass::Memory);
+  EXPECT_EQ(classify_op("layers.0.token_mixer.lightning_attention.backward"), OpClass::Attention);
+  EXPECT_EQ(classify_op("layers.0.token_mixer.ulysses.attention.forward"), OpClass::Attention);
+  EXPECT_EQ(classify_op("layers.0.token_mixer.ulysses.to_heads.forward"), OpClass::Attention);
+}
+
+TEST(SimOpCosts, SoftmaxAttentionAtItsOwnEfficiency) {
+  GpuSpec gpu{"test", 100.0, 10.0, 80.0, 1000.0};
+  Efficiency eff{0.5, 0.1, 0.8};
+  eff.softmax_attention = 0.25;
+  // 1e11 / (100e12 · 0.25) = 4 ms; 8e8 bytes at 800 GB/s = 1 ms.
+  PlannedOp core{"layers.0.attention.core.forward", 100'000'000'000, 400'000'000, 400'000'000, {}};
+  EXPECT_NEAR(op_seconds(core, gpu, eff), 0.004, 1e-12);
+  OpPlan plan;
+  plan.add(core);
+  plan.add(
+      PlannedOp{"layers.0.token_mixer.lightning_attention.forward", 100'000'000'000, 0, 0, {}});
+  const PlanCost cost = plan_cost(plan, gpu, eff);
+  EXPECT_NEAR(cost.attention_seconds, 0.004 + 0.01, 1e-12);
+  EXPECT_NEAR(cost.seconds, 0.014, 1e-12);
+}
+
+// The default efficiency turns the measured torch SDPA times back out: tnl-1b
+// shapes (batch 1, 16 heads of 128, N = 8192) on H100, 0.520 ms forward and
+// 1.594 ms backward.
+TEST(SimOpCosts, SoftmaxEfficiencyReproducesTheMeasuredSdpa) {
+  const GpuSpec h100 = gpu_preset("h100");
+  PlannedOp forward, backward;
+  forward.name = "layers.0.attention.core.forward";
+  forward.flops = softmax_attention_forward_flops(1, 16, 8192, 128, true);
+  backward.name = "layers.0.attention.core.backward";
+  backward.flops = softmax_attention_backward_flops(1, 16, 8192, 128, true);
+  const double seconds = op_seconds(forward, h100) + op_seconds(backward, h100);
+  EXPECT_NEAR(seconds / 2.114e-3, 1.0, 0.005);
+  // fwd+bwd FLOPs per second in the 35-50% of peak FlashAttention-2/3 report.
+  EXPECT_GT(Efficiency{}.softmax_attention, 0.35);
+  EXPECT_LT(Efficiency{}.softmax_attention, 0.50);
+}
+
+// The simulator's model FLOPs (every op not classed Memory) of a GPT plan are
+// Narayanan et al. 2021 eq. (3) without recomputation,
+// 72·B·s·l·h²·(1 + s/(6h) + V/(12lh)), with the unfused core; the
+// FlashAttention core counts 7Bs²h per layer instead of 12Bs²h
+// (causal half forward, 2.5× backward): s/(6h) becomes 7s/(72h).
+TEST(SimOpCosts, SoftmaxPlanModelFlopsFollowNarayananEquation3) {
+  SoftmaxTransformerConfig c = softmax_preset("megatron-39b");
+  const double B = 1, s = 2048, l = static_cast<double>(c.n_layers),
+               h = static_cast<double>(c.width), V = 51200;
+  for (bool flash : {false, true}) {
+    c.flash_attention = flash;
+    const OpPlan plan = plan_softmax_transformer(c, 1, false, 1, StepShape{1, 2048, 2});
+    double model = 0;
+    for (const PlannedOp& op : plan.ops()) {
+      if (classify_op(op.name) != OpClass::Memory) model += static_cast<double>(op.flops);
+    }
+    const double attention = flash ? 7 * s / (72 * h) : s / (6 * h);
+    EXPECT_NEAR(model / (72 * B * s * l * h * h * (1 + attention + V / (12 * l * h))), 1.0, 1e-9)
+        << "flash " << flash;
+  }
 }
 
 // plan_model needs no parameters: the 175B preset's plan on a TP shard comes
