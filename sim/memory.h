@@ -1,0 +1,91 @@
+// The memory one GPU holds while training TransNormerLLM under a layout: what
+// the real runtime allocates, term by term, read off the code that allocates
+// it (each term's source is cited in memory.cpp), in bytes:
+//
+//   parameters             this rank's shard of its stage's parameters: f32
+//                          master weights plus, when computing in bf16, the
+//                          bf16 copy forward and backward read (docs/gpu.md)
+//   gradients              f32, one per parameter
+//   optimizer_state        AdamW's m and v, f32; 1/(dp·sp) of them with ZeRO-1
+//   activations            the forward caches (TransNormerLLM::Cache) of the
+//                          micro-batches the pipeline schedule keeps in flight
+//   workspace              the largest set of temporaries one layer's (or the
+//                          LM head's) backward holds at once beyond the caches,
+//                          the per-call buffers of the TP/SP collectives it
+//                          makes, and what recomputation rebuilds for it
+//   communication_buffers  buffers held across the step: ZeRO-1's flat
+//                          vectors, the pipeline's sent and received
+//                          activations, LASP's pending state send (DDP's
+//                          buckets are the gradients themselves)
+//   co2_state              CO2's outer state in HOST memory (round-start
+//                          parameters, global point, outer momentum, the
+//                          pseudo-gradient in flight): reported, not in total
+//   total                  device bytes: every term above but co2_state
+//
+// Each term is taken at its own peak, so total bounds the true peak from
+// above (the workspace of one layer and the last micro-batch's PP buffers
+// rarely coincide with the most caches in flight, but can). Not counted: the
+// CUDA context, cuBLAS and NCCL internal buffers, the caching allocator's
+// fragmentation, the forward pass's temporaries (smaller than backward's).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/config.h"
+#include "model/pipeline_schedule.h"
+#include "model/recompute.h"
+#include "model/sequence_parallel.h"
+#include "sim/hardware.h"
+
+namespace linpar::sim {
+
+struct MemoryLayout {
+  int dp = 1, tp = 1, pp = 1, sp = 1;
+  SequenceParallelKind sp_kind = SequenceParallelKind::Lasp;
+  bool tp_sp = false;            // Megatron sequence parallelism inside the TP group
+  int zero = 0;                  // 0 or 1 (ZeRO-1 over the dp·sp ranks of a model shard)
+  bool co2 = false;              // CO2 local steps (outer state on the host)
+  bool co2_shard_outer = false;  // --co2-shard-outer: outer state 1/dp per rank
+  Recompute recompute = Recompute::None;
+  PipelineSchedule schedule = PipelineSchedule::OneFOneB;
+  int64_t seq_len = 2048;     // tokens per sample (all SP ranks together)
+  int64_t micro_batch = 1;    // samples per micro-batch
+  int64_t micro_batches = 1;  // per step per pipeline: global_batch / (dp · micro_batch)
+  int64_t element_bytes = 2;  // activations and compute copies: bf16 2, f32 4 (f64 8 on the CPU)
+  int stage = 0;              // the pipeline stage this rank holds
+};
+
+struct MemoryBreakdown {
+  int64_t parameters = 0;
+  int64_t gradients = 0;
+  int64_t optimizer_state = 0;
+  int64_t activations = 0;
+  int64_t workspace = 0;
+  int64_t communication_buffers = 0;
+  int64_t co2_state = 0;  // host memory
+  int64_t total = 0;      // device memory
+  // The parts of `activations`: one micro-batch's cache times the count.
+  int64_t activation_bytes_per_micro_batch = 0;
+  int64_t micro_batches_in_flight = 0;
+};
+
+// Per-GPU memory of a rank of pipeline stage layout.stage (the busiest SP rank:
+// one that receives a state, r > 0). UserError for an impossible layout.
+MemoryBreakdown memory_per_gpu(const ModelConfig& model, const MemoryLayout& layout);
+// The stage with the largest total (layout.stage is ignored).
+MemoryBreakdown busiest_stage_memory(const ModelConfig& model, const MemoryLayout& layout);
+
+// One micro-batch's forward cache on this stage (what backward reads), bytes.
+int64_t activation_bytes_per_micro_batch(const ModelConfig& model, const MemoryLayout& layout);
+// The most micro-batches whose caches stage `stage` holds at once in the
+// schedule the trainer runs (pipeline_actions): GPipe m, 1F1B min(pp − stage, m).
+int64_t micro_batches_in_flight(PipelineSchedule schedule, int stage, int stages,
+                                int64_t micro_batches);
+
+// Whether the device total fits the GPU's memory (GiB = 2^30 bytes).
+bool fits(const MemoryBreakdown& memory, const GpuSpec& gpu);
+// "" when it fits, else e.g. "needs 93.4 GiB per GPU, h100 has 80 GiB".
+std::string memory_overflow_message(const MemoryBreakdown& memory, const GpuSpec& gpu);
+
+}  // namespace linpar::sim
