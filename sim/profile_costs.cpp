@@ -1,0 +1,392 @@
+#include "sim/profile_costs.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <tuple>
+
+#include "core/error.h"
+
+namespace linpar::sim {
+
+namespace {
+
+using nlohmann::json;
+
+const std::vector<std::string> kGemmLayers = {"qkvu_proj", "out_proj", "channel_mixer.l1",
+                                              "channel_mixer.l3", "lm_head"};
+const std::vector<std::string> kGemmPasses = {"forward", "backward_input", "backward_weight"};
+constexpr CollectiveKind kCollectiveKindList[] = {
+    CollectiveKind::AllReduce, CollectiveKind::AllGather, CollectiveKind::ReduceScatter,
+    CollectiveKind::Broadcast, CollectiveKind::AllToAll,  CollectiveKind::SendRecv};
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+// Reads the fields of one linpar-profile-1 document. Every problem is one
+// UserError line: "profile PATH: FIELD: PROBLEM", FIELD as in the file
+// ("gemm[2].tflops").
+class ProfileReader {
+ public:
+  explicit ProfileReader(const std::string& path) : path_(path) {}
+
+  template <typename... Args>
+  [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) const {
+    user_error("profile {}: {}", path_, fmt::format(format, std::forward<Args>(args)...));
+  }
+
+  const json& at(const json& object, const std::string& where, const char* key) const {
+    const auto it = object.find(key);
+    if (it == object.end()) fail("missing key {}", name(where, key));
+    return *it;
+  }
+  std::string text(const json& object, const std::string& where, const char* key) const {
+    const json& value = at(object, where, key);
+    if (!value.is_string()) fail("{}: expected a string, got {}", name(where, key), value.dump());
+    return value.get<std::string>();
+  }
+  double positive(const json& object, const std::string& where, const char* key) const {
+    const json& value = at(object, where, key);
+    if (!value.is_number()) fail("{}: expected a number, got {}", name(where, key), value.dump());
+    const double x = value.get<double>();
+    if (!(x > 0) || !std::isfinite(x))
+      fail("{} = {}: must be positive", name(where, key), value.dump());
+    return x;
+  }
+  int64_t count(const json& object, const std::string& where, const char* key) const {
+    const json& value = at(object, where, key);
+    if (!value.is_number_integer()) {
+      fail("{}: expected a whole number, got {}", name(where, key), value.dump());
+    }
+    if (value.is_number_unsigned()) {
+      if (value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+        fail("{} = {}: too large", name(where, key), value.dump());
+      }
+      if (value.get<uint64_t>() == 0) fail("{} = 0: must be positive", name(where, key));
+      return static_cast<int64_t>(value.get<uint64_t>());
+    }
+    const int64_t x = value.get<int64_t>();
+    if (x <= 0) fail("{} = {}: must be positive", name(where, key), x);
+    return x;
+  }
+  const json& array(const json& object, const char* key) const {
+    const json& value = at(object, "", key);
+    if (!value.is_array()) fail("{}: expected an array, got {}", key, value.dump());
+    return value;
+  }
+  // An entry of an array must be an object.
+  void expect_object(const json& value, const std::string& where) const {
+    if (!value.is_object()) fail("{}: expected an object, got {}", where, value.dump());
+  }
+
+ private:
+  static std::string name(const std::string& where, const char* key) {
+    return where.empty() ? std::string(key) : where + "." + key;
+  }
+  std::string path_;
+};
+
+std::string one_of(const ProfileReader& r, const json& object, const std::string& where,
+                   const char* key, const std::vector<std::string>& known) {
+  const std::string value = r.text(object, where, key);
+  if (std::find(known.begin(), known.end(), value) == known.end()) {
+    r.fail("{}.{} \"{}\": unknown (known: {})", where, key, value, joined(known));
+  }
+  return value;
+}
+
+MeasuredGemm read_gemm(const ProfileReader& r, const json& entry, const std::string& where) {
+  r.expect_object(entry, where);
+  MeasuredGemm g;
+  g.layer = one_of(r, entry, where, "layer", kGemmLayers);
+  g.pass = one_of(r, entry, where, "pass", kGemmPasses);
+  g.m = r.count(entry, where, "m");
+  g.n = r.count(entry, where, "n");
+  g.k = r.count(entry, where, "k");
+  r.text(entry, where, "dtype");
+  g.seconds = r.positive(entry, where, "seconds");
+  g.tflops = r.positive(entry, where, "tflops");
+  return g;
+}
+
+MeasuredAttention read_attention(const ProfileReader& r, const json& entry,
+                                 const std::string& where) {
+  r.expect_object(entry, where);
+  MeasuredAttention a;
+  a.batch = r.count(entry, where, "batch");
+  a.heads = r.count(entry, where, "heads");
+  a.length = r.count(entry, where, "length");
+  a.dk = r.count(entry, where, "dk");
+  a.dv = r.count(entry, where, "dv");
+  a.block = r.count(entry, where, "block");
+  r.text(entry, where, "dtype");
+  a.forward_seconds = r.positive(entry, where, "forward_seconds");
+  a.backward_seconds = r.positive(entry, where, "backward_seconds");
+  a.forward_tflops = r.positive(entry, where, "forward_tflops");
+  a.backward_tflops = r.positive(entry, where, "backward_tflops");
+  return a;
+}
+
+MeasuredCollective read_collective(const ProfileReader& r, const json& entry,
+                                   const std::string& where) {
+  r.expect_object(entry, where);
+  std::vector<std::string> kinds;
+  for (CollectiveKind kind : kCollectiveKindList) kinds.push_back(collective_name(kind));
+  const std::string kind = one_of(r, entry, where, "kind", kinds);
+  MeasuredCollective c;
+  for (CollectiveKind k : kCollectiveKindList) {
+    if (kind == collective_name(k)) c.kind = k;
+  }
+  const int64_t ranks = r.count(entry, where, "ranks");
+  if (ranks < 2) r.fail("{}.ranks = {}: must be at least 2", where, ranks);
+  c.ranks = static_cast<int>(ranks);
+  c.bytes = r.count(entry, where, "bytes");
+  c.seconds = r.positive(entry, where, "seconds");
+  r.positive(entry, where, "algbw_gbps");
+  c.busbw_gbps = r.positive(entry, where, "busbw_gbps");
+  return c;
+}
+
+// nccl-tests' bus-bandwidth factor (doc/PERFORMANCE.md there): busbw = algbw · factor.
+double busbw_factor(CollectiveKind kind, int ranks) {
+  const double n = ranks;
+  switch (kind) {
+    case CollectiveKind::AllReduce:
+      return 2 * (n - 1) / n;
+    case CollectiveKind::AllGather:
+    case CollectiveKind::ReduceScatter:
+    case CollectiveKind::AllToAll:
+      return (n - 1) / n;
+    case CollectiveKind::Broadcast:
+    case CollectiveKind::SendRecv:
+      return 1.0;
+  }
+  return 1.0;
+}
+
+enum class Pass { Forward, Backward, Unknown };
+
+Pass pass_of(const std::string& name) {
+  if (name.ends_with(".forward")) return Pass::Forward;
+  if (name.ends_with(".backward")) return Pass::Backward;
+  return Pass::Unknown;
+}
+
+// The profiled layer of a matrix-product op; l2 has l1's shape [F, D]. The
+// parts are classify_op's.
+std::string gemm_layer_of(const std::string& name) {
+  static const std::pair<const char*, const char*> parts[] = {
+      {"qkvu_proj.", "qkvu_proj"},
+      {"out_proj.", "out_proj"},
+      {"channel_mixer.l1.", "channel_mixer.l1"},
+      {"channel_mixer.l2.", "channel_mixer.l1"},
+      {"channel_mixer.l3.", "channel_mixer.l3"},
+      {"lm_head.", "lm_head"}};
+  for (const auto& [part, layer] : parts) {
+    if (name.find(part) != std::string::npos) return layer;
+  }
+  return "";
+}
+
+const MeasuredGemm* find_gemm(const MeasuredProfile& p, const std::string& layer,
+                              const char* pass) {
+  for (const MeasuredGemm& g : p.gemms) {
+    if (g.layer == layer && g.pass == pass) return &g;
+  }
+  return nullptr;
+}
+
+const MeasuredAttention* find_attention(const MeasuredProfile& p, int64_t key_dim) {
+  if (key_dim <= 0) return p.attention.size() == 1 ? &p.attention.front() : nullptr;
+  for (const MeasuredAttention& a : p.attention) {
+    if (a.dk == key_dim) return &a;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+MeasuredProfile load_profile(const std::string& path) {
+  const ProfileReader r(path);
+  if (!std::filesystem::exists(path)) r.fail("no such file");
+  std::ifstream in(path);
+  if (!in) r.fail("cannot open the file");
+  json doc;
+  try {
+    doc = json::parse(in);
+  } catch (const json::exception& e) {
+    r.fail("not valid JSON: {}", e.what());
+  }
+  if (!doc.is_object()) r.fail("expected a JSON object, got {}", doc.type_name());
+  const std::string format = r.text(doc, "", "format");
+  if (format != "linpar-profile-1") r.fail("format \"{}\": expected \"linpar-profile-1\"", format);
+
+  MeasuredProfile p;
+  p.path = path;
+  p.device = r.text(doc, "", "device");
+  p.ranks = static_cast<int>(r.count(doc, "", "ranks"));
+  p.model = r.text(doc, "", "model");
+  p.seq_len = r.count(doc, "", "seq_len");
+  p.micro_batch = r.count(doc, "", "micro_batch");
+  p.tp = static_cast<int>(r.count(doc, "", "tp"));
+
+  const json& gemms = r.array(doc, "gemm");
+  for (size_t i = 0; i < gemms.size(); ++i) {
+    const std::string where = fmt::format("gemm[{}]", i);
+    MeasuredGemm g = read_gemm(r, gemms[i], where);
+    if (find_gemm(p, g.layer, g.pass.c_str()) != nullptr) {
+      r.fail("{}: a second entry for {} {}", where, g.layer, g.pass);
+    }
+    p.gemms.push_back(std::move(g));
+  }
+  const json& attention = r.array(doc, "lightning_attention");
+  for (size_t i = 0; i < attention.size(); ++i) {
+    const std::string where = fmt::format("lightning_attention[{}]", i);
+    const MeasuredAttention a = read_attention(r, attention[i], where);
+    for (const MeasuredAttention& b : p.attention) {
+      if (b.dk == a.dk) r.fail("{}: a second entry for dk {}", where, a.dk);
+    }
+    p.attention.push_back(a);
+  }
+  const json& memory = r.at(doc, "", "memory");
+  if (!memory.is_object()) r.fail("memory: expected an object, got {}", memory.dump());
+  r.count(memory, "memory", "copy_bytes");
+  r.positive(memory, "memory", "seconds");
+  p.copy_gbps = r.positive(memory, "memory", "gbps");
+
+  const json& collectives = r.array(doc, "collectives");
+  for (size_t i = 0; i < collectives.size(); ++i) {
+    const std::string where = fmt::format("collectives[{}]", i);
+    const MeasuredCollective c = read_collective(r, collectives[i], where);
+    for (const MeasuredCollective& d : p.collectives) {
+      if (d.kind == c.kind && d.ranks == c.ranks && d.bytes == c.bytes) {
+        r.fail("{}: a second entry for {} over {} ranks at {} bytes", where,
+               collective_name(c.kind), c.ranks, c.bytes);
+      }
+    }
+    p.collectives.push_back(c);
+  }
+  std::sort(p.collectives.begin(), p.collectives.end(),
+            [](const MeasuredCollective& a, const MeasuredCollective& b) {
+              return std::tuple(static_cast<int>(a.kind), a.ranks, a.bytes) <
+                     std::tuple(static_cast<int>(b.kind), b.ranks, b.bytes);
+            });
+  return p;
+}
+
+const char* cost_source_name(CostSource source) {
+  switch (source) {
+    case CostSource::MeasuredGemm:
+      return "measured gemm";
+    case CostSource::MeasuredAttention:
+      return "measured attention";
+    case CostSource::MeasuredCopy:
+      return "measured copy";
+    case CostSource::Roofline:
+      return "roofline";
+  }
+  return "?";
+}
+
+int64_t attention_key_dim(const ModelConfig& model, const std::string& op_name) {
+  const std::string prefix = "layers.";
+  if (!op_name.starts_with(prefix)) return 0;
+  size_t end = prefix.size();
+  while (end < op_name.size() && std::isdigit(static_cast<unsigned char>(op_name[end]))) ++end;
+  if (end == prefix.size() || end >= op_name.size() || op_name[end] != '.') return 0;
+  const int64_t layer = std::stoll(op_name.substr(prefix.size(), end - prefix.size()));
+  return model.layer_uses_lrpe(layer) ? 2 * model.head_dim() : model.head_dim();
+}
+
+ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& p, const GpuSpec& gpu,
+                           const Efficiency& fallback, int64_t key_dim) {
+  const double flops = static_cast<double>(op.flops);
+  const double bytes = static_cast<double>(op.bytes_read + op.bytes_written);
+  // Bytes at the measured copy rate (it counts read + write, as op bytes do).
+  const double memory_s = p.copy_gbps > 0 ? bytes / (p.copy_gbps * 1e9)
+                                          : bytes / (gpu.hbm_gbps * 1e9 * fallback.memory);
+  const Pass pass = pass_of(op.name);
+  auto roofline = [&] { return ProfiledOp{op_seconds(op, gpu, fallback), CostSource::Roofline}; };
+  switch (classify_op(op.name)) {
+    case OpClass::Matmul: {
+      const std::string layer = gemm_layer_of(op.name);
+      double compute_s = 0;
+      if (pass == Pass::Forward) {
+        const MeasuredGemm* forward = find_gemm(p, layer, "forward");
+        if (forward == nullptr) return roofline();
+        compute_s = flops / (forward->tflops * 1e12);
+      } else if (pass == Pass::Backward) {
+        // The plan counts 2·(2mnk): dx = dy·W and dW += dyᵀ·x, equal halves.
+        const MeasuredGemm* input = find_gemm(p, layer, "backward_input");
+        const MeasuredGemm* weight = find_gemm(p, layer, "backward_weight");
+        if (input == nullptr || weight == nullptr) return roofline();
+        compute_s = flops / 2 / (input->tflops * 1e12) + flops / 2 / (weight->tflops * 1e12);
+      } else {
+        return roofline();
+      }
+      return {std::max(compute_s, memory_s), CostSource::MeasuredGemm};
+    }
+    case OpClass::Attention: {
+      // Every attention-class op (the LASP inter-chunk and state ops too)
+      // runs at the lightning kernel's rate, as the roofline's one attention
+      // efficiency does; FLOP-less ones (state sends) cost their bytes.
+      const MeasuredAttention* a = find_attention(p, key_dim);
+      if (a == nullptr || pass == Pass::Unknown) return roofline();
+      const double tflops = pass == Pass::Forward ? a->forward_tflops : a->backward_tflops;
+      return {std::max(flops / (tflops * 1e12), memory_s), CostSource::MeasuredAttention};
+    }
+    case OpClass::Memory:
+      if (!(p.copy_gbps > 0)) return roofline();
+      return {memory_s, CostSource::MeasuredCopy};
+    default:  // a class added to classify_op after this file: the roofline knows it
+      return roofline();
+  }
+}
+
+double profile_op_seconds(const PlannedOp& op, const MeasuredProfile& p, const GpuSpec& gpu,
+                          const Efficiency& fallback, int64_t key_dim) {
+  return profile_op_cost(op, p, gpu, fallback, key_dim).seconds;
+}
+
+std::optional<double> profile_collective_seconds(CollectiveKind kind, int64_t payload_bytes,
+                                                 int ranks, const MeasuredProfile& p) {
+  if (ranks <= 1 && kind != CollectiveKind::SendRecv) return 0.0;
+  // The measured sizes of this kind at this group size, in increasing bytes.
+  std::vector<const MeasuredCollective*> sizes;
+  for (const MeasuredCollective& c : p.collectives) {
+    if (c.kind == kind && c.ranks == ranks) sizes.push_back(&c);
+  }
+  std::sort(
+      sizes.begin(), sizes.end(),
+      [](const MeasuredCollective* a, const MeasuredCollective* b) { return a->bytes < b->bytes; });
+  if (sizes.empty()) return std::nullopt;
+  if (payload_bytes <= 0) return 0.0;
+  const double bytes = static_cast<double>(payload_bytes);
+  double busbw = 0;
+  if (payload_bytes <= sizes.front()->bytes) {
+    busbw = sizes.front()->busbw_gbps;
+  } else if (payload_bytes >= sizes.back()->bytes) {
+    busbw = sizes.back()->busbw_gbps;
+  } else {
+    size_t hi = 1;
+    while (sizes[hi]->bytes < payload_bytes) ++hi;
+    const MeasuredCollective& a = *sizes[hi - 1];
+    const MeasuredCollective& b = *sizes[hi];
+    const double w = std::log(bytes / static_cast<double>(a.bytes)) /
+                     std::log(static_cast<double>(b.bytes) / static_cast<double>(a.bytes));
+    busbw = a.busbw_gbps + w * (b.busbw_gbps - a.busbw_gbps);
+  }
+  // algbw = busbw / factor, time = bytes / algbw.
+  return bytes * busbw_factor(kind, ranks) / (busbw * 1e9);
+}
+
+}  // namespace linpar::sim
