@@ -1,5 +1,7 @@
 #include "core/communicator.h"
 
+#include "core/ops/elementwise.h"
+
 namespace linpar {
 
 const char* collective_name(CollectiveKind kind) {
@@ -36,6 +38,33 @@ int64_t CommCounters::total_bytes() const {
 void CommCounters::add(CollectiveKind kind, int64_t wire) {
   bytes[static_cast<size_t>(kind)] += wire;
   calls[static_cast<size_t>(kind)] += 1;
+}
+
+namespace {
+// The sum's request; waiting for it divides by the group size.
+class AveragedRequest : public CommRequest {
+ public:
+  AveragedRequest(std::unique_ptr<CommRequest> sum, Tensor& t, int ranks)
+      : sum_(std::move(sum)), t_(t), ranks_(ranks) {}
+  ~AveragedRequest() override {
+    if (sum_) sum_->wait();
+  }
+  void wait() override {
+    if (!sum_) return;
+    sum_->wait();
+    sum_.reset();
+    scale(1.0 / static_cast<double>(ranks_), t_);
+  }
+
+ private:
+  std::unique_ptr<CommRequest> sum_;
+  Tensor& t_;
+  int ranks_;
+};
+}  // namespace
+
+std::unique_ptr<CommRequest> Communicator::all_reduce_average_async(Tensor& t) {
+  return std::make_unique<AveragedRequest>(all_reduce_async(t), t, size());
 }
 
 }  // namespace linpar

@@ -63,6 +63,10 @@ class Communicator {
   // Element-wise maximum over ranks, in place (vocab-parallel softmax).
   virtual void all_reduce_max(Tensor& t) = 0;
   virtual std::unique_ptr<CommRequest> all_reduce_async(Tensor& t) = 0;
+  // Mean over ranks, in place (DDP's gradient average). By default the sum,
+  // scaled when waited on; NCCL averages inside the collective (ncclAvg), so
+  // no pass over the buffer follows.
+  virtual std::unique_ptr<CommRequest> all_reduce_average_async(Tensor& t);
   // out = concatenation of every rank's `in` along dim 0 (out.dim(0) = size·in.dim(0)).
   virtual void all_gather(const Tensor& in, Tensor& out) = 0;
   virtual std::unique_ptr<CommRequest> all_gather_async(const Tensor& in, Tensor& out) = 0;

@@ -57,7 +57,7 @@ GradientBuckets::GradientBuckets(ParameterSet& params, Communicator& dp, int64_t
 
 GradientBuckets::~GradientBuckets() = default;
 
-void GradientBuckets::start(Bucket& bucket) { bucket.request = dp_.all_reduce_async(bucket.flat); }
+void GradientBuckets::start(Bucket& bucket) { bucket.request = dp_.all_reduce_average_async(bucket.flat); }
 
 void GradientBuckets::ready(const std::vector<Parameter*>& params) {
   for (Parameter* p : params) {
@@ -71,11 +71,9 @@ void GradientBuckets::finish() {
   for (Bucket& bucket : buckets_) {
     if (!bucket.request) start(bucket);
   }
-  const double average = 1.0 / static_cast<double>(dp_.size());
   for (Bucket& bucket : buckets_) {
-    bucket.request->wait();
+    bucket.request->wait();  // the average, in the gradients (views of the bucket)
     bucket.request.reset();
-    scale(average, bucket.flat);  // the gradients are views of it
     bucket.pending = bucket.params.size();
   }
 }

@@ -62,6 +62,9 @@ void HybridCommunicator::all_reduce_max(Tensor& t) {
 std::unique_ptr<CommRequest> HybridCommunicator::all_reduce_async(Tensor& t) {
   return counted(backend(t), [&](Communicator& c) { return c.all_reduce_async(t); });
 }
+std::unique_ptr<CommRequest> HybridCommunicator::all_reduce_average_async(Tensor& t) {
+  return counted(backend(t), [&](Communicator& c) { return c.all_reduce_average_async(t); });
+}
 void HybridCommunicator::all_gather(const Tensor& in, Tensor& out) {
   counted(backend(in), [&](Communicator& c) { c.all_gather(in, out); });
 }

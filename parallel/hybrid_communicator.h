@@ -39,6 +39,7 @@ class HybridCommunicator final : public Communicator {
   void all_reduce(Tensor& t) override;
   void all_reduce_max(Tensor& t) override;
   std::unique_ptr<CommRequest> all_reduce_async(Tensor& t) override;
+  std::unique_ptr<CommRequest> all_reduce_average_async(Tensor& t) override;
   void all_gather(const Tensor& in, Tensor& out) override;
   std::unique_ptr<CommRequest> all_gather_async(const Tensor& in, Tensor& out) override;
   void reduce_scatter(const Tensor& in, Tensor& out) override;

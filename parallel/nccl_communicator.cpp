@@ -110,6 +110,12 @@ class NcclCommunicator final : public Communicator {
     counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, bytes(t)));
     return finish();
   }
+  std::unique_ptr<CommRequest> all_reduce_average_async(Tensor& t) override {
+    begin();
+    NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), count(t), nccl_type(t), ncclAvg, comm_, stream_));
+    counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, bytes(t)));
+    return finish();
+  }
   void all_gather(const Tensor& in, Tensor& out) override { all_gather_async(in, out)->wait(); }
   std::unique_ptr<CommRequest> all_gather_async(const Tensor& in, Tensor& out) override {
     check(out.numel() == in.numel() * size_ && out.dtype() == in.dtype(), "all_gather", in, out);
