@@ -1,8 +1,7 @@
 // linpar sim: predicts one training step of a layout on a cluster from the
-// model's op plan (sim/step.h), as a table or JSON, with an optional
-// Chrome/Perfetto trace of the simulated step. What is not simulated yet
-// (sequence parallelism, recomputation, CO2, the memory model) is refused by
-// name rather than guessed.
+// model's op plan (sim/step.h) and its per-GPU memory (sim/memory.h), as a
+// table or JSON with stable keys, with an optional Chrome/Perfetto trace of
+// the simulated step.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -10,31 +9,30 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/options.h"
+#include "cli/sim_options.h"
 #include "core/error.h"
-#include "sim/step.h"
 
 namespace linpar::cli {
 
+namespace {
+double gib(int64_t bytes) { return static_cast<double>(bytes) / (1 << 30); }
+}  // namespace
+
 int sim_command(const std::vector<std::string>& args) {
   po::options_description options("sim options");
-  add_model_options(options);
+  add_sim_setup_options(options);
   // clang-format off
   options.add_options()
-      ("gpu", po::value<std::string>()->default_value("h100"), "GPU preset: a100-40gb|a100-80gb|h100|h200")
-      ("gpus-per-node", po::value<int>()->default_value(8), "GPUs per node")
-      ("nodes", po::value<int>()->default_value(1), "nodes")
-      ("inter-link", po::value<std::string>()->default_value("ib-ndr"), "node-to-node link: ib-hdr|ib-ndr|eth-80g|eth-100g|pcie4")
-      ("nics-per-node", po::value<int>()->default_value(8), "NICs per node")
       ("dp", po::value<int>()->default_value(1), "data-parallel degree")
       ("tp", po::value<int>()->default_value(1), "tensor-parallel degree")
       ("tp-sp", po::bool_switch(), "Megatron sequence parallelism inside TP")
       ("pp", po::value<int>()->default_value(1), "pipeline-parallel degree")
       ("pp-schedule", po::value<std::string>()->default_value("1f1b"), "gpipe|1f1b")
-      ("sp", po::value<int>()->default_value(1), "sequence-parallel degree (not simulated yet: 1)")
+      ("sp", po::value<int>()->default_value(1), "sequence-parallel degree")
+      ("sp-kind", po::value<std::string>()->default_value("lasp"), "lasp|lasp2|allgather|ulysses (GPT/Llama: ulysses)")
       ("zero", po::value<int>()->default_value(0), "0 or 1 (ZeRO-1)")
-      ("recompute", po::value<std::string>()->default_value("none"), "none (selective/full not simulated yet)")
-      ("co2-tau", po::value<int64_t>()->default_value(0), "CO2 rounds (not simulated yet: 0)")
+      ("recompute", po::value<std::string>()->default_value("none"), "none|selective|full")
+      ("co2-tau", po::value<int64_t>()->default_value(0), "CO2 local steps per outer round (0: synchronous DP)")
       ("seq-len", po::value<int64_t>()->default_value(2048), "tokens per sample")
       ("micro-batch", po::value<int64_t>()->default_value(1), "samples per micro-batch")
       ("global-batch", po::value<int64_t>()->default_value(1), "samples per step")
@@ -43,39 +41,25 @@ int sim_command(const std::vector<std::string>& args) {
   // clang-format on
   po::variables_map v;
   if (!parse_options("sim", "[options]", args, options, v)) return 0;
-  const ModelConfig model = model_config_from(v);
-  if (v["sp"].as<int>() != 1) user_error("--sp {}: sequence parallelism is not simulated yet (use --sp 1)", v["sp"].as<int>());
-  if (v["recompute"].as<std::string>() != "none") {
-    user_error("--recompute {}: recomputation is not simulated yet (use none)", v["recompute"].as<std::string>());
-  }
-  if (v["co2-tau"].as<int64_t>() != 0) user_error("--co2-tau {}: CO2 is not simulated yet (use 0)", v["co2-tau"].as<int64_t>());
   const std::string format = v["format"].as<std::string>();
   if (format != "table" && format != "json") user_error("--format {}: expected table or json", format);
-  const int zero = v["zero"].as<int>();
-  if (zero != 0 && zero != 1) user_error("--zero {}: expected 0 or 1", zero);
-  auto positive = [](const char* name, int64_t value) {
-    if (value <= 0) user_error("{} {}: must be positive", name, value);
-  };
+  const SimSetup setup = sim_setup_from(v);
   sim::SimLayout l;
   l.dp = v["dp"].as<int>();
   l.tp = v["tp"].as<int>();
   l.pp = v["pp"].as<int>();
-  positive("--dp", l.dp);
-  positive("--tp", l.tp);
-  positive("--pp", l.pp);
+  l.sp = v["sp"].as<int>();
+  l.sp_kind = parse_sp_kind(v["sp-kind"].as<std::string>());
   l.tp_sp = v["tp-sp"].as<bool>();
-  l.zero = zero;
+  l.zero = v["zero"].as<int>();
+  l.recompute = recompute_from_name(v["recompute"].as<std::string>());
+  l.co2_tau = v["co2-tau"].as<int64_t>();
   l.schedule = pipeline_schedule_from_name(v["pp-schedule"].as<std::string>());
   l.seq_len = v["seq-len"].as<int64_t>();
   l.micro_batch = v["micro-batch"].as<int64_t>();
   l.global_batch = v["global-batch"].as<int64_t>();
-  positive("--seq-len", l.seq_len);
-  positive("--micro-batch", l.micro_batch);
-  positive("--global-batch", l.global_batch);
-  const sim::ClusterSpec cluster =
-      sim::make_cluster(v["gpu"].as<std::string>(), v["gpus-per-node"].as<int>(), v["nodes"].as<int>(),
-                        v["inter-link"].as<std::string>(), v["nics-per-node"].as<int>());
-  const sim::StepPrediction p = sim::simulate_step(model, cluster, l);
+  const sim::ClusterSpec& cluster = setup.cluster;
+  const sim::StepPrediction p = sim::simulate_step(setup.model, cluster, l, setup.cost());
 
   if (v.count("trace")) {
     const std::string path = v["trace"].as<std::string>(), temp = path + ".tmp";
@@ -86,31 +70,56 @@ int sim_command(const std::vector<std::string>& args) {
     }
     std::filesystem::rename(temp, path);
   }
+  const sim::MemoryBreakdown& m = p.memory;
   if (format == "json") {
-    const nlohmann::json j = {{"model", model.name},
-                              {"gpus", cluster.gpus()},
-                              {"layout", {{"dp", l.dp}, {"tp", l.tp}, {"pp", l.pp}, {"sp", 1}, {"zero", l.zero}}},
-                              {"step_time_s", p.step_seconds},
-                              {"tokens_per_gpu_per_s", p.tokens_per_gpu_per_s},
-                              {"mfu", p.mfu},
-                              {"compute_s", p.compute_seconds},
-                              {"bubble_s", p.bubble_seconds},
-                              {"model_flops_per_gpu", p.model_flops_per_gpu},
-                              {"comm_bytes_per_step", p.comm_bytes_per_gpu * cluster.gpus()}};
+    const nlohmann::json j = {
+        {"model", setup.model.name()},
+        {"gpus", cluster.gpus()},
+        {"gpu", cluster.gpu.name},
+        {"cost_source", setup.profile ? "profile" : "roofline"},
+        {"layout",
+         {{"dp", l.dp}, {"tp", l.tp}, {"tp_sp", l.tp_sp}, {"pp", l.pp}, {"sp", l.sp},
+          {"sp_kind", sp_kind_name(l.sp_kind)}, {"zero", l.zero}, {"recompute", recompute_name(l.recompute)},
+          {"co2_tau", l.co2_tau}, {"pp_schedule", v["pp-schedule"].as<std::string>()},
+          {"seq_len", l.seq_len}, {"micro_batch", l.micro_batch}, {"global_batch", l.global_batch}}},
+        {"step_time_s", p.step_seconds},
+        {"tokens_per_gpu_per_s", p.tokens_per_gpu_per_s},
+        {"mfu", p.mfu},
+        {"compute_s", p.compute_seconds},
+        {"comm_s", p.comm_seconds},
+        {"bubble_s", p.bubble_seconds},
+        {"model_flops_per_gpu", p.model_flops_per_gpu},
+        {"comm_bytes_per_step", p.comm_bytes_per_gpu * cluster.gpus()},
+        {"memory_per_gpu_bytes", m.total},
+        {"memory",
+         {{"parameters", m.parameters}, {"gradients", m.gradients}, {"optimizer_state", m.optimizer_state},
+          {"activations", m.activations}, {"workspace", m.workspace},
+          {"communication_buffers", m.communication_buffers}, {"co2_host", m.co2_state}}},
+        {"fits", p.fits}};
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
-  fmt::print("{} on {} × {} ({} GPUs): dp {}, tp {}{}, pp {} ({}), zero {}; {} × {} tokens per micro-batch, "
-             "global batch {}\n",
-             model.name, cluster.nodes, cluster.gpus_per_node, cluster.gpus(), l.dp, l.tp, l.tp_sp ? " (sp)" : "",
-             l.pp, v["pp-schedule"].as<std::string>(), l.zero, l.micro_batch, l.seq_len, l.global_batch);
+  fmt::print("{} on {} × {} {} ({} GPUs): dp {}, tp {}{}, pp {} ({}), sp {}{}, zero {}, recompute {}{}; "
+             "{} × {} tokens per micro-batch, global batch {}; costs: {}\n",
+             setup.model.name(), cluster.nodes, cluster.gpus_per_node, cluster.gpu.name, cluster.gpus(), l.dp, l.tp,
+             l.tp_sp ? " (sp)" : "", l.pp, v["pp-schedule"].as<std::string>(), l.sp,
+             l.sp > 1 ? fmt::format(" ({})", sp_kind_name(l.sp_kind)) : "", l.zero, recompute_name(l.recompute),
+             l.co2_tau > 0 ? fmt::format(", CO2 τ={}", l.co2_tau) : "", l.micro_batch, l.seq_len, l.global_batch,
+             setup.profile ? "measured profile" : "roofline");
   fmt::print("  step time        {:10.3f} ms\n", p.step_seconds * 1e3);
   fmt::print("  tokens/GPU/s     {:10.0f}\n", p.tokens_per_gpu_per_s);
   fmt::print("  MFU              {:10.1f} %  (model FLOPs / datasheet bf16 peak)\n", 100 * p.mfu);
   fmt::print("  compute          {:10.3f} ms  (busiest stage)\n", p.compute_seconds * 1e3);
+  fmt::print("  communication    {:10.3f} ms  (its comm stream, overlapped or not)\n", p.comm_seconds * 1e3);
   fmt::print("  bubble + waits   {:10.3f} ms\n", p.bubble_seconds * 1e3);
   fmt::print("  sent per GPU     {:10.3f} GB\n", static_cast<double>(p.comm_bytes_per_gpu) / 1e9);
-  fmt::print("  (memory per GPU: the memory model is not built yet)\n");
+  fmt::print("  memory per GPU   {:10.2f} GiB of {:.0f}{}\n", gib(m.total), cluster.gpu.hbm_gib,
+             p.fits ? "" : "  — DOES NOT FIT: " + p.memory_message);
+  fmt::print("    parameters {:.2f}, gradients {:.2f}, optimizer {:.2f}, activations {:.2f} "
+             "({} micro-batches in flight), workspace {:.2f}, buffers {:.2f} GiB{}\n",
+             gib(m.parameters), gib(m.gradients), gib(m.optimizer_state), gib(m.activations),
+             m.micro_batches_in_flight, gib(m.workspace), gib(m.communication_buffers),
+             m.co2_state > 0 ? fmt::format("; CO2 host state {:.2f} GiB", gib(m.co2_state)) : "");
   return 0;
 }
 

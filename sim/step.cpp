@@ -1,6 +1,7 @@
 #include "sim/step.h"
 
 #include <algorithm>
+#include <map>
 #include <string>
 
 #include "core/error.h"
@@ -16,12 +17,12 @@ bool ends_with(const std::string& s, const char* suffix) {
   return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
 }
 
-// The layer an op belongs to, or -1 (embedding: -1 with first_stage ops,
-// the head and loss: -2).
+// The layer an op belongs to: its index, -1 for the embedding (first stage),
+// -2 for the final norm, the LM head and the loss (last stage).
 int64_t op_layer(const std::string& name) {
   if (name.rfind("layers.", 0) == 0) return std::stoll(name.substr(7));
-  if (name.rfind("embedding.", 0) == 0) return -1;
-  return -2;  // final_norm, lm_head, cross_entropy
+  if (name.rfind("embedding.", 0) == 0 || name.rfind("position_embedding.", 0) == 0) return -1;
+  return -2;
 }
 
 bool on_stage(int64_t layer, const PipelineStage& st) {
@@ -45,6 +46,144 @@ int64_t sim_payload(CollectiveKind kind, int64_t bytes, int ranks) {
   return bytes;
 }
 
+// Everything the two phases share: the model, the cluster, the cost source
+// and where each group sits.
+struct Costing {
+  const SimModel& model;
+  const ClusterSpec& cluster;
+  const CostModel& cost;
+  GroupPlacement tp, sp, pp, grad;  // grad: the dp·sp ranks that average a shard's gradients
+  GroupPlacement dp;                // CO2's outer group
+
+  Costing(const SimModel& m, const ClusterSpec& c, const SimLayout& l, const CostModel& k)
+      : model(m), cluster(c), cost(k),
+        tp(place_group(l.tp, 1, c.gpus_per_node)),
+        sp(place_group(l.sp, l.tp, c.gpus_per_node)),
+        pp(place_group(l.pp, l.tp * l.sp * l.dp, c.gpus_per_node)),
+        grad(place_group(l.dp * l.sp, l.tp, c.gpus_per_node)),
+        dp(place_group(l.dp, l.tp * l.sp, c.gpus_per_node)) {}
+
+  double op(const PlannedOp& o) const {
+    if (cost.profile == nullptr) return op_seconds(o, cluster.gpu, cost.efficiency);
+    const int64_t key_dim = model.is_transnormer() ? attention_key_dim(model.transnormer(), o.name) : 0;
+    return profile_op_seconds(o, *cost.profile, cluster.gpu, cost.efficiency, key_dim);
+  }
+  // A measured rate is used for groups inside one node (the profile measures
+  // consecutive ranks of one machine); the alpha-beta model otherwise.
+  double collective(CollectiveKind kind, int64_t payload, const GroupPlacement& g) const {
+    if (cost.profile != nullptr && g.nodes == 1 && g.ranks > 1) {
+      if (auto t = profile_collective_seconds(kind, payload, g.ranks, *cost.profile)) return *t;
+    }
+    return collective_seconds(kind, payload, g, cluster);
+  }
+};
+
+// One op of one SP rank in the first phase.
+struct RankOp {
+  const PlannedOp* op;
+  double seconds;  // compute plus blocking TP collectives
+  int64_t layer;
+  bool recompute = false;  // a forward op run again before backward: no SP traffic
+};
+
+// The first phase for one stage and one direction: every SP rank's ops as
+// tasks on its compute stream, SP traffic on the comm streams. Returns the
+// makespan; `layer_done` gets each layer's latest finish over the ranks.
+double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector<std::vector<RankOp>>& ranks,
+                         bool backward, std::vector<std::pair<int64_t, double>>* layer_done) {
+  const int T = static_cast<int>(ranks.size());
+  Schedule s(T);
+  std::vector<size_t> next(static_cast<size_t>(T), 0);
+  std::vector<int> last(static_cast<size_t>(T), -1);  // each rank's last task (compute order)
+  // LASP's hops: (layer, receiver) -> the send task.
+  std::map<std::pair<int64_t, int>, int> mailbox;
+  // Collectives over all SP ranks: op name -> the ranks' compute tasks so far / the task.
+  std::map<std::string, std::vector<int>> arrived;
+  std::map<std::string, int> collective_task;
+  const std::string recv_point = backward ? ".lasp.state.backward" : ".lasp.inter.forward";
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (int r = 0; r < T; ++r) {
+      const size_t ri = static_cast<size_t>(r);
+      while (next[ri] < ranks[ri].size()) {
+        const RankOp& ro = ranks[ri][next[ri]];
+        const PlannedOp& op = *ro.op;
+        std::vector<int> after;
+        if (last[ri] >= 0) after.push_back(last[ri]);
+        // A LASP rank waits for its neighbour's state (gradient) here.
+        if (T > 1 && !ro.recompute && ends_with(op.name, recv_point.c_str())) {
+          auto it = mailbox.find({ro.layer, r});
+          if (it == mailbox.end()) break;  // not sent yet: another rank first
+          after.push_back(it->second);
+        }
+        // An SP collective over every rank: the op's compute on each rank,
+        // then one task over all their comm streams once every rank has
+        // arrived; each rank's next op waits for it.
+        bool group_collective = false;
+        for (const PlannedCollective& pc : op.collectives) {
+          if (pc.group == "sp" && pc.kind != "send_recv" && !ro.recompute) group_collective = true;
+        }
+        if (group_collective && T > 1) {
+          std::vector<int>& in = arrived.try_emplace(op.name, static_cast<size_t>(T), -1).first->second;
+          if (in[ri] < 0) in[ri] = s.add({op.name, {{r, Stream::Compute}}, ro.seconds, after});
+          if (std::count(in.begin(), in.end(), -1) > 0) break;  // the others have not arrived yet
+          auto done = collective_task.find(op.name);
+          if (done == collective_task.end()) {
+            double t = 0;
+            std::vector<Resource> res;
+            for (int q = 0; q < T; ++q) res.push_back({q, Stream::Comm});
+            for (const PlannedCollective& pc : op.collectives) {
+              if (pc.group != "sp") continue;
+              const CollectiveKind k = kind_of(pc.kind);
+              t += c.collective(k, sim_payload(k, pc.bytes, T), c.sp);
+            }
+            done = collective_task.emplace(op.name, s.add({op.name, res, t, in})).first;
+          }
+          last[ri] = done->second;
+          ++next[ri];
+          progress = true;
+          continue;
+        }
+        const int task = s.add({op.name, {{r, Stream::Compute}}, ro.seconds, after});
+        last[ri] = task;
+        for (const PlannedCollective& pc : op.collectives) {
+          if (pc.group != "sp" || pc.kind != "send_recv" || ro.recompute) continue;
+          const int peer = backward ? r - 1 : r + 1;
+          LINPAR_CHECK(peer >= 0 && peer < T, "{} sends outside the SP group", op.name);
+          const double t = c.collective(CollectiveKind::SendRecv, pc.bytes, c.sp);
+          mailbox[{ro.layer, peer}] = s.add({op.name, {{r, Stream::Comm}, {peer, Stream::Comm}}, t, {task}});
+        }
+        ++next[ri];
+        progress = true;
+      }
+    }
+  }
+  for (int r = 0; r < T; ++r) {
+    LINPAR_CHECK(next[static_cast<size_t>(r)] == ranks[static_cast<size_t>(r)].size(),
+                 "SP rank {}'s ops could not be placed", r);
+  }
+  const double makespan = s.run();
+  if (layer_done != nullptr) {
+    // Each layer's latest finish over the ranks; a layer's time is what its
+    // finish adds to the previous layer's (execution order).
+    std::map<int64_t, double> latest;
+    std::vector<int64_t> order;
+    for (const Task& t : s.tasks()) {
+      const int64_t layer = op_layer(t.name);
+      if (!latest.count(layer)) order.push_back(layer);
+      latest[layer] = std::max(latest[layer], t.finish);
+    }
+    double previous = 0;
+    for (int64_t layer : order) {
+      const double end = std::max(latest[layer], previous);
+      layer_done->push_back({layer, end - previous});
+      previous = end;
+    }
+  }
+  return makespan;
+}
+
 }  // namespace
 
 int64_t stage_parameters(const ModelConfig& m, int stage, int stages, int tp) {
@@ -61,106 +200,147 @@ int64_t stage_parameters(const ModelConfig& m, int stage, int stages, int tp) {
   return n;
 }
 
-StepPrediction simulate_step(const ModelConfig& model, const ClusterSpec& cluster,
-                             const SimLayout& l, const Efficiency& eff) {
+void validate_layout(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l) {
   validate(cluster);
-  const int world = l.dp * l.tp * l.pp;
-  if (world != cluster.gpus()) {
-    user_error("layout dp {} × tp {} × pp {} = {} GPUs, the cluster has {}", l.dp, l.tp, l.pp, world,
-               cluster.gpus());
+  for (auto [name, v] : {std::pair{"dp", l.dp}, {"tp", l.tp}, {"pp", l.pp}, {"sp", l.sp}}) {
+    if (v < 1) user_error("--{} {}: must be positive", name, v);
   }
-  validate_tensor_parallel(model, l.tp);
-  if (l.pp > 1) pipeline_stage(model, l.pp - 1, l.pp);
+  if (l.world() != cluster.gpus()) {
+    user_error("layout dp {} × tp {} × pp {} × sp {} = {} GPUs, the cluster has {}", l.dp, l.tp, l.pp, l.sp,
+               l.world(), cluster.gpus());
+  }
+  if (l.seq_len < 1 || l.micro_batch < 1 || l.global_batch < 1) {
+    user_error("seq-len {}, micro-batch {}, global-batch {}: must be positive", l.seq_len, l.micro_batch,
+               l.global_batch);
+  }
   if (l.global_batch % (static_cast<int64_t>(l.dp) * l.micro_batch) != 0) {
     user_error("--global-batch {} must be a multiple of dp {} × micro-batch {}", l.global_batch, l.dp,
                l.micro_batch);
   }
-  if (l.tp_sp && l.seq_len % l.tp != 0) user_error("--tp-sp: seq-len {} not divisible by tp {}", l.seq_len, l.tp);
-  const int64_t m = l.global_batch / (l.dp * l.micro_batch);
-  const int64_t e = l.element_bytes;
+  if (l.zero != 0 && l.zero != 1) user_error("--zero {}: expected 0 or 1", l.zero);
+  if (l.co2_tau < 0) user_error("--co2-tau {}: must be 0 (off) or positive", l.co2_tau);
+  if (l.co2_tau > 0 && l.zero) user_error("--co2-tau with --zero 1: CO2 keeps whole replicas (use --zero 0)");
+  model.validate(l.shard(), l.pp, l.seq_len);
+}
 
-  const GroupPlacement tp_group = place_group(l.tp, 1, cluster.gpus_per_node);
-  const GroupPlacement pp_group = place_group(l.pp, l.tp * l.dp, cluster.gpus_per_node);
-  const GroupPlacement dp_group = place_group(l.dp, l.tp, cluster.gpus_per_node);
+MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
+                                  const CostModel& cost) {
+  const Costing c(model, cluster, l, cost);
+  MicroBatchCosts out;
+  // Every SP rank's plan (they differ in the SP ops only).
+  std::vector<OpPlan> plans;
+  for (int r = 0; r < l.sp; ++r) plans.push_back(model.plan(l.shard(), r, l.micro_batch, l.seq_len, l.element_bytes));
+  for (int p = 0; p < l.pp; ++p) {
+    StageCost sc;
+    sc.stage = model.stage(p, l.pp);
+    sc.parameters = model.stage_parameters(p, l.pp, l.tp);
+    std::vector<std::vector<RankOp>> fwd(static_cast<size_t>(l.sp)), bwd(static_cast<size_t>(l.sp));
+    for (int r = 0; r < l.sp; ++r) {
+      int64_t tp_bytes = 0, sp_bytes = 0;
+      // Forward ops per layer, for recomputation before that layer's backward.
+      std::map<int64_t, std::vector<RankOp>> layer_forward;
+      std::vector<RankOp>& f = fwd[static_cast<size_t>(r)];
+      std::vector<RankOp>& b = bwd[static_cast<size_t>(r)];
+      int64_t recomputed_layer = -3;
+      for (const PlannedOp& op : plans[static_cast<size_t>(r)].ops()) {
+        const int64_t layer = op_layer(op.name);
+        if (!on_stage(layer, sc.stage)) continue;
+        double t = c.op(op);
+        for (const PlannedCollective& pc : op.collectives) {
+          const CollectiveKind kind = kind_of(pc.kind);
+          if (pc.group == "tp") {
+            t += c.collective(kind, sim_payload(kind, pc.bytes, l.tp), c.tp);
+            tp_bytes += wire_bytes(kind, l.tp, pc.bytes);
+          } else if (pc.group == "sp") {
+            sp_bytes += wire_bytes(kind, l.sp, pc.bytes);
+          }
+        }
+        const OpClass cls = classify_op(op.name);
+        if (cls != OpClass::Memory) sc.model_flops += op.flops;
+        const RankOp ro{&op, t, layer};
+        if (!ends_with(op.name, ".backward")) {
+          f.push_back(ro);
+          if (layer >= 0) layer_forward[layer].push_back(ro);
+          continue;
+        }
+        // Recomputation: the layer's forward (full) or its attention core
+        // (selective) once more before its first backward op, with the TP
+        // collectives full recomputation repeats; SP traffic is not
+        // repeated (the strategies keep what they received).
+        if (layer >= 0 && layer != recomputed_layer && l.recompute != Recompute::None) {
+          recomputed_layer = layer;
+          for (const RankOp& again : layer_forward[layer]) {
+            const OpClass k = classify_op(again.op->name);
+            const bool attention = k == OpClass::Attention || k == OpClass::SoftmaxAttention;
+            if (l.recompute == Recompute::Selective && !attention) continue;
+            double t_again = c.op(*again.op);
+            if (l.recompute == Recompute::Full) {
+              for (const PlannedCollective& pc : again.op->collectives) {
+                if (pc.group != "tp") continue;
+                const CollectiveKind kind = kind_of(pc.kind);
+                t_again += c.collective(kind, sim_payload(kind, pc.bytes, l.tp), c.tp);
+                tp_bytes += wire_bytes(kind, l.tp, pc.bytes);
+              }
+            }
+            b.push_back(RankOp{again.op, t_again, layer, true});
+          }
+        }
+        b.push_back(ro);
+      }
+      sc.tp_bytes = std::max(sc.tp_bytes, tp_bytes);
+      sc.sp_bytes = std::max(sc.sp_bytes, sp_bytes);
+    }
+    sc.forward = simulate_sp_ranks(c, l, fwd, false, nullptr);
+    sc.backward = simulate_sp_ranks(c, l, bwd, true, &sc.backward_by_layer);
+    out.stages.push_back(std::move(sc));
+  }
+  const int64_t stream = l.tp_sp ? l.seq_len / l.sp / l.tp : l.seq_len / l.sp;
+  out.boundary_bytes = l.micro_batch * stream * model.width() * l.element_bytes;
+  out.send_seconds = c.collective(CollectiveKind::SendRecv, out.boundary_bytes, c.pp);
+  return out;
+}
 
-  const OpPlan plan = plan_model(model, TensorParallel{nullptr, 0, l.tp, l.tp_sp}, SequenceParallel{},
-                                 StepShape{l.micro_batch, l.seq_len, e});
+
+StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
+                             const MicroBatchCosts& costs, const CostModel& cost) {
+  const Costing c(model, cluster, l, cost);
+  const int64_t m = l.micro_batches();
+  const bool co2 = l.co2_tau > 0;
+  // The group that averages gradients every step: dp·sp ranks, or with CO2
+  // only the SP ranks of a replica (the replicas meet in the outer loop).
+  const GroupPlacement grad = co2 ? c.sp : c.grad;
   StepPrediction out;
   out.schedule = Schedule(l.pp);
   Schedule& s = out.schedule;
 
-  // Per stage: forward and backward time of one micro-batch (ops and their
-  // blocking TP collectives), and per layer the backward time (for buckets).
-  struct StageCost {
-    PipelineStage stage;
-    double forward = 0, backward = 0;
-    std::vector<std::pair<int64_t, double>> backward_by_layer;  // in execution order
-    int64_t tp_bytes = 0;
-    int64_t model_flops = 0;
-    int64_t parameters = 0;  // this rank's (stage_parameters)
-  };
-  std::vector<StageCost> stages(static_cast<size_t>(l.pp));
-  for (int p = 0; p < l.pp; ++p) {
-    stages[static_cast<size_t>(p)].stage = pipeline_stage(model, p, l.pp);
-    stages[static_cast<size_t>(p)].parameters = stage_parameters(model, p, l.pp, l.tp);
-  }
-  for (const PlannedOp& op : plan.ops()) {
-    const int64_t layer = op_layer(op.name);
-    for (StageCost& sc : stages) {
-      if (!on_stage(layer, sc.stage)) continue;
-      double t = op_seconds(op, cluster.gpu, eff);
-      for (const PlannedCollective& c : op.collectives) {
-        const CollectiveKind kind = kind_of(c.kind);
-        t += collective_seconds(kind, sim_payload(kind, c.bytes, l.tp), tp_group, cluster);
-        sc.tp_bytes += wire_bytes(kind, l.tp, c.bytes);
-      }
-      if (classify_op(op.name) != OpClass::Memory) sc.model_flops += op.flops;
-      if (ends_with(op.name, ".backward")) {
-        sc.backward += t;
-        if (sc.backward_by_layer.empty() || sc.backward_by_layer.back().first != layer) {
-          sc.backward_by_layer.push_back({layer, 0.0});
-        }
-        sc.backward_by_layer.back().second += t;
-      } else {
-        sc.forward += t;
-      }
-    }
-  }
-
-  // Activations between stages: [B, N/tp (tp-sp) or N, D].
-  const int64_t stream = l.tp_sp ? l.seq_len / l.tp : l.seq_len;
-  const int64_t boundary_bytes = l.micro_batch * stream * model.width * e;
-  const double send_s = collective_seconds(CollectiveKind::SendRecv, boundary_bytes, pp_group, cluster);
-
   // Forward/backward tasks in each stage's schedule order. A forward needs the
   // previous stage's send of that micro-batch; a backward the next stage's.
-  std::vector<std::vector<int>> fwd_send(static_cast<size_t>(l.pp), std::vector<int>(static_cast<size_t>(m), -1));
-  std::vector<std::vector<int>> bwd_send = fwd_send;
-  std::vector<std::vector<int>> fwd_task = fwd_send;
-  std::vector<std::vector<PipelineAction>> actions(static_cast<size_t>(l.pp));
-  std::vector<size_t> next(static_cast<size_t>(l.pp), 0);
+  const size_t P = static_cast<size_t>(l.pp), M = static_cast<size_t>(m);
+  std::vector<std::vector<int>> fwd_send(P, std::vector<int>(M, -1));
+  std::vector<std::vector<int>> bwd_send = fwd_send, fwd_task = fwd_send;
+  std::vector<std::vector<PipelineAction>> actions(P);
+  std::vector<size_t> next(P, 0);
   for (int p = 0; p < l.pp; ++p) actions[static_cast<size_t>(p)] = pipeline_actions(l.schedule, p, l.pp, m);
-  std::vector<std::vector<int>> bucket_tasks(static_cast<size_t>(l.pp));
-  // Add tasks stage by stage in rounds until every action is placed; an
-  // action waits until the task it depends on exists (added in an earlier round).
+  std::vector<std::vector<int>> bucket_tasks(P);
+  const CollectiveKind reduce = l.zero ? CollectiveKind::ReduceScatter : CollectiveKind::AllReduce;
   bool progress = true;
   while (progress) {
     progress = false;
     for (int p = 0; p < l.pp; ++p) {
       const size_t sp = static_cast<size_t>(p);
+      const StageCost& sc = costs.stages[sp];
       while (next[sp] < actions[sp].size()) {
         const PipelineAction a = actions[sp][next[sp]];
         const size_t i = static_cast<size_t>(a.micro_batch);
-        const StageCost& sc = stages[sp];
         std::vector<int> after;
         if (!a.backward) {
           if (p > 0) {
             if (fwd_send[sp - 1][i] < 0) break;
             after.push_back(fwd_send[sp - 1][i]);
           }
-          const int f = s.add({"forward " + std::to_string(i), {{p, Stream::Compute}}, sc.forward, after});
+          const int f = s.add({"forward", {{p, Stream::Compute}}, sc.forward, after});
           fwd_task[sp][i] = f;
-          if (p < l.pp - 1) fwd_send[sp][i] = s.add({"send activations", {{p, Stream::Comm}}, send_s, {f}});
+          if (p < l.pp - 1) fwd_send[sp][i] = s.add({"send activations", {{p, Stream::Comm}}, costs.send_seconds, {f}});
         } else {
           if (p < l.pp - 1) {
             if (bwd_send[sp + 1][i] < 0) break;
@@ -168,75 +348,144 @@ StepPrediction simulate_step(const ModelConfig& model, const ClusterSpec& cluste
           }
           after.push_back(fwd_task[sp][i]);
           int last = -1;
-          if (static_cast<int64_t>(i) + 1 == m && l.dp > 1) {
+          if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1) {
             // The last micro-batch: layer by layer, each layer's gradients
             // reduced as soon as they are complete (DDP buckets); the
             // stage's parameters are spread evenly over its layers.
             const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
             for (const auto& [layer, t] : sc.backward_by_layer) {
-              last = s.add({"backward " + std::to_string(i), {{p, Stream::Compute}}, t, after});
+              last = s.add({"backward", {{p, Stream::Compute}}, t, after});
               after = {};
-              const int64_t params = layer >= 0 ? per_layer : 0;
-              if (params == 0) continue;
-              const CollectiveKind kind = l.zero ? CollectiveKind::ReduceScatter : CollectiveKind::AllReduce;
-              const int64_t bytes = params * 4;  // f32 gradients
-              const double t_ar = collective_seconds(kind, bytes, dp_group, cluster);
+              if (layer < 0) continue;
+              const int64_t bytes = per_layer * 4;  // f32 gradients
               bucket_tasks[sp].push_back(s.add({l.zero ? "reduce-scatter gradients" : "all-reduce gradients",
-                                                {{p, Stream::Comm}}, t_ar, {last}}));
+                                                {{p, Stream::Comm}}, c.collective(reduce, bytes, grad), {last}}));
             }
           } else {
-            last = s.add({"backward " + std::to_string(i), {{p, Stream::Compute}}, sc.backward, after});
+            last = s.add({"backward", {{p, Stream::Compute}}, sc.backward, after});
           }
-          if (p > 0) bwd_send[sp][i] = s.add({"send gradients", {{p, Stream::Comm}}, send_s, {last}});
+          if (p > 0) bwd_send[sp][i] = s.add({"send gradients", {{p, Stream::Comm}}, costs.send_seconds, {last}});
         }
         ++next[sp];
         progress = true;
       }
     }
   }
-  for (int p = 0; p < l.pp; ++p) {
-    LINPAR_CHECK(next[static_cast<size_t>(p)] == actions[static_cast<size_t>(p)].size(),
-                 "pipeline schedule of stage {} could not be placed", p);
+  for (size_t p = 0; p < P; ++p) {
+    LINPAR_CHECK(next[p] == actions[p].size(), "pipeline schedule of stage {} could not be placed", p);
   }
 
-  // Optimizer: f32 AdamW over this rank's parameters (1/dp of them with
-  // ZeRO-1), about 30 bytes per parameter (reads value, grad, m, v; writes
-  // value, m, v and the bf16 copy); then ZeRO-1's all-gather of the values.
+  // Optimizer: f32 AdamW over this rank's parameters (1/(dp·sp) of them
+  // with ZeRO-1), about 30 bytes per parameter (reads value, grad, m, v;
+  // writes value, m, v and the bf16 copy); then ZeRO-1's all-gather.
   int64_t comm_bytes = 0;
-  for (int p = 0; p < l.pp; ++p) {
-    const size_t sp = static_cast<size_t>(p);
-    const int64_t params = stages[sp].parameters;
-    const int64_t updated = l.zero ? params / l.dp : params;
-    const double t_opt = 30.0 * static_cast<double>(updated) / (cluster.gpu.hbm_gbps * 1e9 * eff.memory);
-    const int opt = s.add({"optimizer", {{p, Stream::Compute}}, t_opt, bucket_tasks[sp]});
-    if (l.zero && l.dp > 1) {
-      s.add({"all-gather values", {{p, Stream::Comm}}, collective_seconds(CollectiveKind::AllGather, params * 4, dp_group, cluster), {opt}});
+  std::vector<double> outer(P, 0.0);
+  for (size_t p = 0; p < P; ++p) {
+    const StageCost& sc = costs.stages[p];
+    const int64_t params = sc.parameters;
+    const int64_t updated = l.zero ? params / grad.ranks : params;
+    const double hbm = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.memory;
+    const int opt = s.add({"optimizer", {{static_cast<int>(p), Stream::Compute}}, 30.0 * static_cast<double>(updated) / hbm,
+                           bucket_tasks[p]});
+    if (l.zero && grad.ranks > 1) {
+      s.add({"all-gather values", {{static_cast<int>(p), Stream::Comm}},
+             c.collective(CollectiveKind::AllGather, params * 4, grad), {opt}});
     }
-    int64_t bytes = m * stages[sp].tp_bytes;
-    if (l.pp > 1) bytes += m * boundary_bytes * ((p < l.pp - 1) + (p > 0));
-    if (l.dp > 1) {
-      bytes += l.zero ? 2 * wire_bytes(CollectiveKind::ReduceScatter, l.dp, params * 4 / l.dp)
-                      : wire_bytes(CollectiveKind::AllReduce, l.dp, params * 4);
+    int64_t bytes = m * (sc.tp_bytes + sc.sp_bytes);
+    if (l.pp > 1) bytes += m * costs.boundary_bytes * ((p + 1 < P) + (p > 0));
+    if (grad.ranks > 1) {
+      bytes += l.zero ? 2 * wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * 4 / grad.ranks)
+                      : wire_bytes(CollectiveKind::AllReduce, grad.ranks, params * 4);
+    }
+    if (co2 && l.dp > 1) {
+      // The outer all-reduce of the f32 parameters, once per τ steps.
+      outer[p] = c.collective(CollectiveKind::AllReduce, params * 4, c.dp);
+      bytes += wire_bytes(CollectiveKind::AllReduce, l.dp, params * 4) / l.co2_tau;
     }
     comm_bytes = std::max(comm_bytes, bytes);
   }
 
-  out.step_seconds = s.run();
+  const double inner = s.run();
+  // CO2: a round of τ inner steps takes the longer of their time and the
+  // outer all-reduce started at its beginning (it has the network to itself
+  // but for the SP ranks' per-step traffic); per step, a τ-th of that.
+  double outer_max = 0;
+  for (double t : outer) outer_max = std::max(outer_max, t);
+  out.step_seconds = co2 ? std::max(inner * static_cast<double>(l.co2_tau), outer_max) /
+                               static_cast<double>(l.co2_tau)
+                         : inner;
   int64_t flops = 0;
   for (int p = 0; p < l.pp; ++p) {
-    const size_t sp = static_cast<size_t>(p);
-    flops += m * stages[sp].model_flops;
+    flops += m * costs.stages[static_cast<size_t>(p)].model_flops;
     const double busy = s.busy(p, Stream::Compute);
     if (busy > out.compute_seconds) {
       out.compute_seconds = busy;
-      out.bubble_seconds = out.step_seconds - busy;
+      out.comm_seconds = s.busy(p, Stream::Comm);
+      out.bubble_seconds = inner - busy;
     }
   }
-  // Every stage's FLOPs, on each of its dp × tp ranks' shares.
-  out.model_flops_per_gpu = flops / l.pp;
+  // Every stage's FLOPs (summed over its SP ranks), on each of its dp × tp
+  // ranks' shares: per GPU, the total over the pp·sp ranks of one replica's shard.
+  out.model_flops_per_gpu = flops / (static_cast<int64_t>(l.pp) * l.sp);
   out.mfu = static_cast<double>(out.model_flops_per_gpu) / out.step_seconds / (cluster.gpu.bf16_tflops * 1e12);
-  out.tokens_per_gpu_per_s = static_cast<double>(l.global_batch * l.seq_len) / out.step_seconds / world;
+  out.tokens_per_gpu_per_s = static_cast<double>(l.global_batch * l.seq_len) / out.step_seconds / l.world();
   out.comm_bytes_per_gpu = comm_bytes;
+  return out;
+}
+
+MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
+  if (model.is_transnormer()) {
+    MemoryLayout ml;
+    ml.dp = l.dp;
+    ml.tp = l.tp;
+    ml.pp = l.pp;
+    ml.sp = l.sp;
+    ml.sp_kind = l.sp_kind;
+    ml.tp_sp = l.tp_sp;
+    ml.zero = l.zero;
+    ml.co2 = l.co2_tau > 0;
+    ml.recompute = l.recompute;
+    ml.schedule = l.schedule;
+    ml.seq_len = l.seq_len;
+    ml.micro_batch = l.micro_batch;
+    ml.micro_batches = l.micro_batches();
+    ml.element_bytes = l.element_bytes;
+    return busiest_stage_memory(model.transnormer(), ml);
+  }
+  // GPT/Llama: the same optimizer-side terms as the TransNormer's (f32 master,
+  // bf16 copy, f32 gradients, AdamW m and v sharded by ZeRO-1 over dp·sp),
+  // Korthikanti's per-layer activations for the micro-batches in flight and
+  // the last stage's f32 logits of one micro-batch for the loss.
+  const SoftmaxTransformerConfig& cfg = model.softmax();
+  const int64_t e = l.element_bytes, m = l.micro_batches();
+  MemoryBreakdown best;
+  for (int p = 0; p < l.pp; ++p) {
+    const PipelineStage st = model.stage(p, l.pp);
+    const int64_t params = model.stage_parameters(p, l.pp, l.tp);
+    MemoryBreakdown mb;
+    mb.parameters = params * (4 + (e == 2 ? 2 : 0));
+    mb.gradients = params * 4;
+    const int64_t shards = l.zero ? static_cast<int64_t>(l.dp) * l.sp : 1;
+    mb.optimizer_state = (params + shards - 1) / shards * 8;
+    const StepShape shape{l.micro_batch, l.seq_len, e};
+    mb.activation_bytes_per_micro_batch =
+        (st.end_layer - st.first_layer) * layer_activation_bytes(cfg, l.tp, l.tp_sp, l.sp, shape, l.recompute);
+    if (st.last()) mb.activation_bytes_per_micro_batch += l.micro_batch * (l.seq_len / l.sp) * cfg.padded_vocab_size(l.tp) / l.tp * 4;
+    mb.micro_batches_in_flight = micro_batches_in_flight(l.schedule, p, l.pp, m);
+    mb.activations = mb.activation_bytes_per_micro_batch * mb.micro_batches_in_flight;
+    mb.total = mb.parameters + mb.gradients + mb.optimizer_state + mb.activations;
+    if (mb.total > best.total) best = mb;
+  }
+  return best;
+}
+
+StepPrediction simulate_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
+                             const CostModel& cost) {
+  validate_layout(model, cluster, l);
+  StepPrediction out = schedule_step(model, cluster, l, micro_batch_costs(model, cluster, l, cost), cost);
+  out.memory = layout_memory(model, l);
+  out.fits = fits(out.memory, cluster.gpu);
+  out.memory_message = memory_overflow_message(out.memory, cluster.gpu);
   return out;
 }
 

@@ -1,34 +1,86 @@
 // One training step of a layout on a cluster, as a discrete-event schedule
-// (sim/engine.h) built from the shared op plan: per pipeline stage a compute
-// and a communication stream; forward and backward of every micro-batch in
-// the pipeline schedule's order, with the TP collectives the plan carries on
-// the critical path, activations and their gradients sent between stages,
-// the DP gradient reduction in per-layer buckets overlapping the last
-// micro-batch's backward (ZeRO-1: reduce-scatter, the update of 1/dp, then
-// the all-gather of the values), and the optimizer pass. The DP and TP ranks
-// of a stage are identical, so one rank per stage is simulated.
-// Sequence parallelism, recomputation and CO2 are not built yet (issue 7).
+// (sim/engine.h) built from the shared op plan, in two phases:
+//
+// micro_batch_costs: what one micro-batch's forward and backward take on each
+//   pipeline stage. The stage's SP ranks are simulated op by op (each has its
+//   own plan: LASP's first rank receives no state, its last sends none), with
+//   the TP collectives the plan carries on the critical path, LASP's state
+//   hops as send/recv tasks between neighbouring ranks (a rank waits for its
+//   predecessor's state before the inter-chunk term, and in backward for its
+//   successor's state gradient), and LASP-2's, all-gather's and Ulysses'
+//   collectives over all SP ranks. Recomputation re-runs the layer's forward
+//   (full) or its attention core (selective) before the layer's backward.
+//   The stage's micro-batch time is the last SP rank's finish.
+// schedule_step: the step over the stages: forward and backward of every
+//   micro-batch in the pipeline schedule's order (GPipe or 1F1B) with the
+//   activations and their gradients sent between stages, the gradient
+//   reduction over the dp·sp ranks of a shard in per-layer buckets
+//   overlapping the last micro-batch's backward (ZeRO-1: reduce-scatter, the
+//   update of 1/(dp·sp), then the all-gather of the values), the optimizer;
+//   with CO2 no per-step reduction over dp but the outer all-reduce of the
+//   parameters, started at a round's first step and hidden behind the τ
+//   inner steps as far as they last.
+// The DP and TP ranks of a stage are identical, so one rank per stage is
+// scheduled in the second phase (the SP ranks in the first).
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
-#include "model/config.h"
 #include "model/pipeline_schedule.h"
+#include "model/recompute.h"
+#include "model/sequence_parallel.h"
 #include "sim/engine.h"
 #include "sim/hardware.h"
+#include "sim/memory.h"
+#include "sim/model.h"
 #include "sim/op_costs.h"
+#include "sim/profile_costs.h"
 
 namespace linpar::sim {
 
 struct SimLayout {
-  int dp = 1, tp = 1, pp = 1;
+  int dp = 1, tp = 1, pp = 1, sp = 1;
+  SequenceParallelKind sp_kind = SequenceParallelKind::Lasp;
   bool tp_sp = false;
   int zero = 0;
+  Recompute recompute = Recompute::None;
+  int64_t co2_tau = 0;  // 0: synchronous data parallelism; else CO2 with τ local steps
   PipelineSchedule schedule = PipelineSchedule::OneFOneB;
-  int64_t seq_len = 2048;
-  int64_t micro_batch = 1;
-  int64_t global_batch = 1;  // samples per step, a multiple of dp · micro_batch
+  int64_t seq_len = 2048;     // tokens per sample (all SP ranks together)
+  int64_t micro_batch = 1;    // samples per micro-batch
+  int64_t global_batch = 1;   // samples per step, a multiple of dp · micro_batch
   int64_t element_bytes = 2;  // bf16 activations; weights, grads and AdamW f32
+
+  int world() const { return dp * tp * pp * sp; }
+  ShardSpec shard() const { return ShardSpec{tp, tp_sp, sp, sp_kind}; }
+  int64_t micro_batches() const { return global_batch / (static_cast<int64_t>(dp) * micro_batch); }
+};
+
+// Where op and collective times come from: the roofline (and alpha-beta
+// collectives) with these efficiencies, or a measured profile where it has
+// the op (sim/profile_costs.h), falling back to them where it has not.
+struct CostModel {
+  Efficiency efficiency;
+  const MeasuredProfile* profile = nullptr;
+};
+
+struct StageCost {
+  PipelineStage stage;
+  double forward = 0, backward = 0;  // one micro-batch, the stage's SP ranks together
+  // Backward time of each layer in execution order (the head and embedding
+  // count as layers -2 and -1), for the DDP buckets.
+  std::vector<std::pair<int64_t, double>> backward_by_layer;
+  int64_t tp_bytes = 0, sp_bytes = 0;  // wire bytes one rank sends per micro-batch (largest SP rank)
+  int64_t model_flops = 0;             // one micro-batch, summed over the SP ranks
+  int64_t parameters = 0;              // one rank's
+};
+
+struct MicroBatchCosts {
+  std::vector<StageCost> stages;
+  int64_t boundary_bytes = 0;  // activations sent between stages per micro-batch
+  double send_seconds = 0;
 };
 
 struct StepPrediction {
@@ -36,17 +88,34 @@ struct StepPrediction {
   double tokens_per_gpu_per_s = 0;
   double mfu = 0;               // model FLOPs (matrix products + attention) / time / bf16 peak
   double compute_seconds = 0;   // busiest stage's compute stream
+  double comm_seconds = 0;      // that stage's communication stream (overlapped or not)
   double bubble_seconds = 0;    // that stage's compute stream idle within the step
   int64_t model_flops_per_gpu = 0;
-  int64_t comm_bytes_per_gpu = 0;  // wire bytes a GPU sends in the step (TP, PP, DP)
+  int64_t comm_bytes_per_gpu = 0;  // wire bytes the busiest GPU sends in the step (TP, SP, PP, DP)
+  MemoryBreakdown memory;          // the busiest stage's GPU
+  bool fits = true;
+  std::string memory_message;      // "" when it fits
   Schedule schedule{1};
 };
 
 // UserError for layouts that do not fit the cluster or the model.
-StepPrediction simulate_step(const ModelConfig& model, const ClusterSpec& cluster,
-                             const SimLayout& layout, const Efficiency& efficiency = {});
+void validate_layout(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout);
 
-// Parameters a pipeline stage's rank holds (its TP shard).
+// Phase 1 (depends on the shard, pp, micro-batch, sequence and recompute;
+// not on dp, ZeRO, CO2 or the global batch).
+MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& cluster,
+                                  const SimLayout& layout, const CostModel& cost = {});
+// Phase 2. `trace` keeps the schedule's tasks named for a Chrome trace.
+StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
+                             const MicroBatchCosts& costs, const CostModel& cost = {});
+// The per-GPU memory of the layout's busiest stage.
+MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& layout);
+
+// Both phases and the memory.
+StepPrediction simulate_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
+                             const CostModel& cost = {});
+
+// Parameters a pipeline stage's rank holds (its TP shard) of a TransNormerLLM.
 int64_t stage_parameters(const ModelConfig& model, int stage, int stages, int tp);
 
 }  // namespace linpar::sim

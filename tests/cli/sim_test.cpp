@@ -39,12 +39,40 @@ TEST(CliSim, TableAndBadLayouts) {
   const auto ok = run_linpar("sim --model tnl-385m --gpus-per-node 2 --dp 2 --global-batch 2");
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("step time"), std::string::npos);
-  for (const std::string args : {"--gpus-per-node 8 --dp 3", "--gpus-per-node 3 --tp 3", "--sp 2",
-                                 "--gpu v100", "--gpus-per-node 2 --dp 2 --global-batch 3", "--format xml"}) {
+  for (const std::string args :
+       {"--gpus-per-node 8 --dp 3", "--gpus-per-node 3 --tp 3", "--sp 2", "--gpu v100",
+        "--gpus-per-node 2 --dp 2 --global-batch 3", "--format xml", "--gpus-per-node 2 --sp 2 --sp-kind ring",
+        "--recompute some", "--gpus-per-node 1 --co2-tau -1", "--gpus-per-node 2 --dp 2 --global-batch 2 --zero 1 --co2-tau 4",
+        "--gpus-per-node 2 --sp 2 --seq-len 2047", "--gpus-per-node 1 --hw gpu.bf16_tflops=fast",
+        "--gpus-per-node 1 --hw-file /nonexistent.ini", "--gpus-per-node 1 --profile /nonexistent.json"}) {
     const auto r = run_linpar("sim --model tnl-385m " + args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
   }
+}
+
+TEST(CliSim, SequenceParallelRecomputeCo2AndTheOtherFamily) {
+  // Every SP kind, recomputation and CO2 are simulated; GPT/Llama presets too.
+  for (const std::string args :
+       {"--model tnl-385m --gpus-per-node 4 --sp 4 --sp-kind lasp --seq-len 32768",
+        "--model tnl-385m --gpus-per-node 4 --sp 4 --sp-kind ulysses --seq-len 32768 --recompute full",
+        "--model tnl-385m --gpus-per-node 2 --dp 2 --global-batch 8 --micro-batch 4 --co2-tau 4",
+        "--model llama2-7b --gpus-per-node 8 --tp 8 --seq-len 4096 --recompute selective"}) {
+    const auto r = run_linpar("sim --format json " + args);
+    ASSERT_EQ(r.exit_code, 0) << args << "\n" << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_GT(j["step_time_s"].get<double>(), 0) << args;
+    EXPECT_GT(j["memory_per_gpu_bytes"].get<int64_t>(), 0) << args;
+    EXPECT_TRUE(j["fits"].get<bool>()) << args;
+  }
+  // A layout that does not fit says so with the overflow, and still exits 0.
+  const auto big = run_linpar("sim --model gpt3-175b --gpus-per-node 8 --dp 8 --global-batch 8");
+  ASSERT_EQ(big.exit_code, 0) << big.err;
+  EXPECT_NE(big.out.find("DOES NOT FIT: needs"), std::string::npos) << big.out;
+  // LASP on a softmax transformer is refused by name.
+  const auto lasp = run_linpar("sim --model llama2-7b --gpus-per-node 2 --sp 2");
+  EXPECT_EQ(lasp.exit_code, 2);
+  EXPECT_NE(lasp.err.find("ulysses"), std::string::npos) << lasp.err;
 }
 
 }  // namespace linpar

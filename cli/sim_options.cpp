@@ -1,0 +1,57 @@
+#include "cli/sim_options.h"
+
+#include "core/error.h"
+#include "model/softmax_transformer.h"
+#include "sim/hardware_config.h"
+
+namespace linpar::cli {
+
+void add_sim_setup_options(po::options_description& options) {
+  add_model_options(options);
+  // clang-format off
+  options.add_options()
+      ("gpu", po::value<std::string>()->default_value("h100"), "GPU preset: a100-40gb|a100-80gb|h100|h200")
+      ("gpus-per-node", po::value<int>()->default_value(8), "GPUs per node")
+      ("nodes", po::value<int>()->default_value(1), "nodes")
+      ("inter-link", po::value<std::string>()->default_value("ib-ndr"), "node-to-node link: ib-hdr|ib-ndr|eth-80g|eth-100g|pcie4")
+      ("nics-per-node", po::value<int>()->default_value(8), "NICs per node")
+      ("hw-file", po::value<std::string>(), "INI file overriding hardware fields ([gpu], [intra], [inter], [cluster]; docs/simulator.md)")
+      ("hw", po::value<std::vector<std::string>>()->composing(), "override one hardware field, e.g. gpu.bf16_tflops=700 (repeatable; after --hw-file)")
+      ("profile", po::value<std::string>(), "measured rates from `linpar profile` (JSON) instead of the roofline where it has them");
+  // clang-format on
+}
+
+namespace {
+// The model: a GPT/Llama preset (no shape overrides) or a TransNormerLLM
+// preset with `linpar train`'s overrides.
+sim::SimModel model_from(const po::variables_map& v) {
+  const std::string name = v["model"].as<std::string>();
+  if (std::optional<SoftmaxTransformerConfig> s = find_softmax_preset(name)) {
+    for (const char* o : {"layers", "width", "heads", "glu-dim", "vocab-size", "lrpe", "decay", "tie-embeddings",
+                          "attention-block"}) {
+      if (v.count(o)) user_error("--{}: overrides a TransNormerLLM preset; {} is a softmax transformer preset", o, name);
+    }
+    return sim::SimModel(*s);
+  }
+  bool transnormer = false;
+  for (const PresetInfo& p : model_presets()) transnormer = transnormer || p.config.name == name;
+  if (!transnormer) return sim::SimModel::from_preset(name);  // UserError listing both families
+  return sim::SimModel(model_config_from(v));
+}
+}  // namespace
+
+SimSetup sim_setup_from(const po::variables_map& v) {
+  sim::ClusterSpec cluster =
+      sim::make_cluster(v["gpu"].as<std::string>(), v["gpus-per-node"].as<int>(), v["nodes"].as<int>(),
+                        v["inter-link"].as<std::string>(), v["nics-per-node"].as<int>());
+  if (v.count("hw-file")) sim::apply_hardware_ini(v["hw-file"].as<std::string>(), cluster);
+  if (v.count("hw")) {
+    for (const std::string& a : v["hw"].as<std::vector<std::string>>()) sim::apply_hardware_override(a, cluster);
+  }
+  sim::validate(cluster);
+  std::optional<sim::MeasuredProfile> profile;
+  if (v.count("profile")) profile = sim::load_profile(v["profile"].as<std::string>());
+  return SimSetup{model_from(v), cluster, std::move(profile)};
+}
+
+}  // namespace linpar::cli

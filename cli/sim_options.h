@@ -1,0 +1,35 @@
+// What `linpar sim` and `linpar search` share: the model (a TransNormerLLM
+// preset with the shape overrides of `linpar train`, or a GPT/Llama preset),
+// the cluster (GPU and link presets, --hw-file INI, --hw section.key=value),
+// the cost source (--profile, else the roofline), and parsing of the layout
+// names (--sp-kind, --recompute, --pp-schedule).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "cli/options.h"
+#include "sim/hardware.h"
+#include "sim/model.h"
+#include "sim/profile_costs.h"
+#include "sim/step.h"
+
+namespace linpar::cli {
+
+// --model and the TransNormer overrides, the cluster, --profile.
+void add_sim_setup_options(po::options_description& options);
+
+struct SimSetup {
+  sim::SimModel model;
+  sim::ClusterSpec cluster;
+  std::optional<sim::MeasuredProfile> profile;
+  sim::CostModel cost() const {
+    sim::CostModel c;
+    if (profile) c.profile = &*profile;
+    return c;
+  }
+};
+// UserError naming the value and the rule for bad options.
+SimSetup sim_setup_from(const po::variables_map& v);
+
+}  // namespace linpar::cli

@@ -1,0 +1,137 @@
+#include "sim/model.h"
+
+#include <memory>
+
+#include "core/communicator.h"
+#include "core/error.h"
+#include "lasp/factory.h"
+#include "model/tensor_parallel.h"
+#include "sim/step.h"
+
+namespace linpar::sim {
+
+namespace {
+
+// The SP group of a layout that exists only on paper: the strategies in lasp/
+// plan their ops from the group's rank and size alone, and the simulator
+// never runs them, so every communication call is an internal error.
+class PlanningCommunicator final : public Communicator {
+ public:
+  PlanningCommunicator(int rank, int size) : Communicator("sp"), rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce(Tensor&) override { refuse(); }
+  void all_reduce_max(Tensor&) override { refuse(); }
+  std::unique_ptr<CommRequest> all_reduce_async(Tensor&) override { refuse(); }
+  void all_gather(const Tensor&, Tensor&) override { refuse(); }
+  std::unique_ptr<CommRequest> all_gather_async(const Tensor&, Tensor&) override { refuse(); }
+  void reduce_scatter(const Tensor&, Tensor&) override { refuse(); }
+  void broadcast(Tensor&, int) override { refuse(); }
+  void all_to_all(const Tensor&, Tensor&) override { refuse(); }
+  void send(const Tensor&, int) override { refuse(); }
+  void recv(Tensor&, int) override { refuse(); }
+  std::unique_ptr<CommRequest> send_async(const Tensor&, int) override { refuse(); }
+  std::unique_ptr<CommRequest> recv_async(Tensor&, int) override { refuse(); }
+  void barrier() override { refuse(); }
+
+ private:
+  [[noreturn]] static void refuse() {
+    throw InternalError("a planning communicator (the simulator's) cannot communicate");
+  }
+  int rank_, size_;
+};
+
+}  // namespace
+
+SimModel::SimModel(ModelConfig transnormer) : transnormer_(std::move(transnormer)) {
+  transnormer_->validate();
+}
+
+SimModel::SimModel(SoftmaxTransformerConfig softmax) : softmax_(std::move(softmax)) {
+  softmax_->validate();
+}
+
+SimModel SimModel::from_preset(const std::string& name) {
+  if (std::optional<SoftmaxTransformerConfig> s = find_softmax_preset(name)) return SimModel(*s);
+  for (const PresetInfo& p : model_presets()) {
+    if (p.config.name == name) return SimModel(p.config);
+  }
+  std::string names;
+  for (const PresetInfo& p : model_presets()) names += (names.empty() ? "" : ", ") + p.config.name;
+  for (const SoftmaxTransformerConfig& s : softmax_presets()) names += ", " + s.name;
+  user_error("--model {}: unknown preset (known: {})", name, names);
+}
+
+const std::string& SimModel::name() const { return transnormer_ ? transnormer_->name : softmax_->name; }
+int64_t SimModel::layers() const { return transnormer_ ? transnormer_->n_layers : softmax_->n_layers; }
+int64_t SimModel::width() const { return transnormer_ ? transnormer_->width : softmax_->width; }
+int64_t SimModel::parameter_count() const {
+  return transnormer_ ? transnormer_->parameter_count() : softmax_->parameter_count();
+}
+
+PipelineStage SimModel::stage(int p, int pp) const {
+  if (transnormer_) return pipeline_stage(*transnormer_, p, pp);
+  ModelConfig layers_only;  // the balance depends on the layer count alone
+  layers_only.n_layers = softmax_->n_layers;
+  return pipeline_stage(layers_only, p, pp);
+}
+
+int64_t SimModel::stage_parameters(int p, int pp, int tp) const {
+  if (transnormer_) return sim::stage_parameters(*transnormer_, p, pp, tp);
+  const SoftmaxTransformerConfig& m = *softmax_;
+  const PipelineStage st = stage(p, pp);
+  int64_t n = (st.end_layer - st.first_layer) * m.layer_parameters(tp);
+  if (st.first()) n += m.embedding_parameters(tp);
+  if (st.last()) {
+    n += m.final_norm_parameters();
+    // Untied: the head's own matrix; tied across a pipeline: a copy of the
+    // table's vocabulary slice on the last stage (Megatron's word embeddings
+    // on both ends); tied on one stage: nothing more.
+    if (!m.tie_embeddings) {
+      n += m.lm_head_parameters(tp);
+    } else if (!st.first()) {
+      n += m.padded_vocab_size(tp) / tp * m.width;
+    }
+  }
+  return n;
+}
+
+void SimModel::validate(const ShardSpec& s, int pp, int64_t seq_len) const {
+  if (s.tp < 1 || s.sp < 1 || pp < 1) user_error("tp {}, sp {}, pp {}: must be positive", s.tp, s.sp, pp);
+  if (pp > 1) stage(pp - 1, pp);  // UserError when a stage would hold no layer
+  if (transnormer_) {
+    validate_tensor_parallel(*transnormer_, s.tp);
+    if (seq_len % s.sp != 0) user_error("sp={} does not divide the sequence of {} tokens", s.sp, seq_len);
+    const int64_t chunk = seq_len / s.sp;
+    if (s.tp_sp && chunk % s.tp != 0) {
+      user_error("--tp-sp: tp={} does not divide the {} tokens per SP rank", s.tp, chunk);
+    }
+    if (s.sp > 1 && s.sp_kind == SequenceParallelKind::Ulysses &&
+        (transnormer_->n_heads / s.tp) % s.sp != 0) {
+      user_error("ulysses: sp={} does not divide the {} heads per TP rank", s.sp, transnormer_->n_heads / s.tp);
+    }
+    return;
+  }
+  if (s.sp > 1 && s.sp_kind != SequenceParallelKind::Ulysses) {
+    user_error("--sp-kind {}: {} is a softmax transformer; its sequence parallelism is ulysses "
+               "(LASP and its baselines need linear attention)",
+               sp_kind_name(s.sp_kind), softmax_->name);
+  }
+  validate_softmax_layout(*softmax_, s.tp, s.tp_sp, s.sp, StepShape{1, seq_len, 2});
+}
+
+OpPlan SimModel::plan(const ShardSpec& s, int sp_rank, int64_t micro_batch, int64_t seq_len,
+                      int64_t element_bytes) const {
+  if (softmax_) {
+    return plan_softmax_transformer(*softmax_, s.tp, s.tp_sp, s.sp,
+                                    StepShape{micro_batch, seq_len, element_bytes});
+  }
+  const TensorParallel tp{nullptr, 0, s.tp, s.tp_sp};
+  const StepShape shape{micro_batch, seq_len / s.sp, element_bytes};
+  if (s.sp == 1) return plan_model(*transnormer_, tp, SequenceParallel{}, shape);
+  PlanningCommunicator group(sp_rank, s.sp);
+  const std::unique_ptr<SequenceAttention> attention = lasp::make_sequence_attention(s.sp_kind, group);
+  return plan_model(*transnormer_, tp, SequenceParallel{attention.get(), sp_rank, s.sp}, shape);
+}
+
+}  // namespace linpar::sim

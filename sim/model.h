@@ -1,0 +1,65 @@
+// The model a simulation costs: a TransNormerLLM (the model linpar trains; its
+// op plan is the one the runtime executes, model/transnormer.h) or a GPT/Llama
+// softmax transformer (model/softmax_transformer.h; planned only, for the
+// published runs the simulator is validated against). Both are described by
+// their op plans; nothing here restates an architecture.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "model/config.h"
+#include "model/op_plan.h"
+#include "model/sequence_parallel.h"
+#include "model/softmax_transformer.h"
+#include "model/transnormer.h"
+
+namespace linpar::sim {
+
+// How one rank's share of a layer is cut: Megatron TP (optionally with its
+// sequence parallelism) and sequence parallelism of the given kind.
+struct ShardSpec {
+  int tp = 1;
+  bool tp_sp = false;
+  int sp = 1;
+  SequenceParallelKind sp_kind = SequenceParallelKind::Lasp;
+};
+
+class SimModel {
+ public:
+  SimModel(ModelConfig transnormer);  // implicit: a TransNormerLLM config is a model
+  SimModel(SoftmaxTransformerConfig softmax);
+  // A TransNormerLLM preset (tnl-*) or a GPT/Llama preset; UserError listing
+  // both families' names for an unknown one.
+  static SimModel from_preset(const std::string& name);
+
+  const std::string& name() const;
+  bool is_transnormer() const { return transnormer_.has_value(); }
+  const ModelConfig& transnormer() const { return *transnormer_; }
+  const SoftmaxTransformerConfig& softmax() const { return *softmax_; }
+  int64_t layers() const;
+  int64_t width() const;
+  int64_t parameter_count() const;
+
+  // Stage p of pp: the trainer's balance (model/transnormer.h) for both families.
+  PipelineStage stage(int p, int pp) const;
+  // Parameters one TP rank of stage p holds.
+  int64_t stage_parameters(int p, int pp, int tp) const;
+
+  // UserError naming the rule a layout breaks (heads, widths, vocabulary and
+  // sequence divisibility; SP kinds the attention supports).
+  void validate(const ShardSpec& shard, int pp, int64_t seq_len) const;
+
+  // One micro-batch's forward and backward of the whole model (the step keeps
+  // each stage's ops) on SP rank `sp_rank`: micro_batch samples of seq_len
+  // tokens (all SP ranks together), activations of element_bytes.
+  OpPlan plan(const ShardSpec& shard, int sp_rank, int64_t micro_batch, int64_t seq_len,
+              int64_t element_bytes) const;
+
+ private:
+  std::optional<ModelConfig> transnormer_;
+  std::optional<SoftmaxTransformerConfig> softmax_;
+};
+
+}  // namespace linpar::sim

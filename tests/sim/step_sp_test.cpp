@@ -1,0 +1,196 @@
+// The step simulation's sequence parallelism, recomputation, CO2 and model
+// families, on cases whose answer follows from the parts: a link with only
+// latency α (infinite bandwidth) makes every message cost α exactly, so what
+// a strategy pays in messages on the critical path can be read off.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "model/transnormer.h"
+#include "sim/collectives.h"
+#include "sim/step.h"
+
+namespace linpar::sim {
+
+namespace {
+// One node of `gpus` H100s whose NVLink has latency `alpha_us` and no
+// bandwidth limit.
+ClusterSpec latency_only(int gpus, double alpha_us) {
+  ClusterSpec c = make_cluster("h100", gpus, 1);
+  c.intra = {"latency-only", 1e15, alpha_us};
+  c.inter = {"latency-only", 1e15, alpha_us};
+  return c;
+}
+
+SimLayout sp_layout(int sp, SequenceParallelKind kind) {
+  SimLayout l;
+  l.sp = sp;
+  l.sp_kind = kind;
+  l.seq_len = 8192;
+  l.micro_batch = 1;
+  l.global_batch = 1;
+  return l;
+}
+
+double seconds_of_forward_ops(const OpPlan& plan, bool attention_only) {
+  double t = 0;
+  for (const PlannedOp& op : plan.ops()) {
+    if (op.name.rfind("layers.", 0) != 0 || op.name.find(".backward") != std::string::npos) continue;
+    const OpClass k = classify_op(op.name);
+    if (attention_only && k != OpClass::Attention) continue;
+    t += op_seconds(op, gpu_preset("h100"));
+  }
+  return t;
+}
+}  // namespace
+
+TEST(SimSequenceParallel, LaspRingPaysOneHopPerPassNotOnePerLayer) {
+  // The ring pipelines over the layers: rank 1 waits for rank 0's state of
+  // layer l, but rank 0 never waits, so rank 1 trails by one hop α in
+  // forward (and rank 0 by one in backward) however many layers there are.
+  const ModelConfig m = preset_config("tnl-385m");
+  // 0.2 ms per message: most of a layer's work here, but less (the link
+  // carries one message at a time, so hops longer than a layer would queue).
+  const double alpha = 2e-4;
+  const SimLayout l = sp_layout(2, SequenceParallelKind::Lasp);
+  const MicroBatchCosts free = micro_batch_costs(m, latency_only(2, 0.0), l);
+  const MicroBatchCosts slow = micro_batch_costs(m, latency_only(2, alpha * 1e6), l);
+  const double hops_fwd = slow.stages[0].forward - free.stages[0].forward;
+  const double hops_bwd = slow.stages[0].backward - free.stages[0].backward;
+  EXPECT_GT(hops_fwd, alpha * 0.99);
+  EXPECT_LT(hops_fwd, alpha * 1.5);  // plus at most part of a layer's difference between the ranks
+  EXPECT_GT(hops_bwd, alpha * 0.99);
+  EXPECT_LT(hops_bwd, alpha * 1.5);
+  EXPECT_LT(hops_fwd, m.n_layers * alpha / 4);  // not one hop per layer
+}
+
+TEST(SimSequenceParallel, AllGatherOfKeysAndValuesPaysEveryLayer) {
+  // The K/V all-gather baseline is a collective every layer must wait for:
+  // two all-gathers (K and V) of a 2-rank ring, α each, per layer forward.
+  const ModelConfig m = preset_config("tnl-385m");
+  const double alpha = 1e-3;
+  const SimLayout l = sp_layout(2, SequenceParallelKind::AllGather);
+  const MicroBatchCosts free = micro_batch_costs(m, latency_only(2, 0.0), l);
+  const MicroBatchCosts slow = micro_batch_costs(m, latency_only(2, alpha * 1e6), l);
+  EXPECT_NEAR(slow.stages[0].forward - free.stages[0].forward, m.n_layers * 2 * alpha, 1e-3 * alpha * m.n_layers);
+  // Backward: the reduce-scatter of the K and V gradients, likewise.
+  EXPECT_NEAR(slow.stages[0].backward - free.stages[0].backward, m.n_layers * 2 * alpha,
+              1e-3 * alpha * m.n_layers);
+}
+
+TEST(SimSequenceParallel, EveryKindIsSimulatedAndLaspSendsTheLeast) {
+  const ModelConfig m = preset_config("tnl-385m");
+  const ClusterSpec c = make_cluster("h100", 4, 1);
+  int64_t lasp_bytes = 0;
+  for (SequenceParallelKind kind : {SequenceParallelKind::Lasp, SequenceParallelKind::Lasp2,
+                                    SequenceParallelKind::AllGather, SequenceParallelKind::Ulysses}) {
+    SimLayout l = sp_layout(4, kind);
+    l.seq_len = 32768;
+    const StepPrediction p = simulate_step(m, c, l);
+    EXPECT_GT(p.step_seconds, 0) << sp_kind_name(kind);
+    EXPECT_GT(p.mfu, 0.05) << sp_kind_name(kind);
+    const MicroBatchCosts costs = micro_batch_costs(m, c, l);
+    if (kind == SequenceParallelKind::Lasp) lasp_bytes = costs.stages[0].sp_bytes;
+    else EXPECT_GT(costs.stages[0].sp_bytes, lasp_bytes) << sp_kind_name(kind);
+  }
+  // LASP: a middle rank sends one dk×d state (f32) per layer and direction
+  // (dk = 2d on LRPE layers).
+  int64_t states = 0;
+  for (int64_t layer = 0; layer < m.n_layers; ++layer) {
+    states += 2 * m.n_heads * (m.layer_uses_lrpe(layer) ? 2 : 1) * m.head_dim() * m.head_dim() * 4;
+  }
+  EXPECT_EQ(lasp_bytes, states);
+}
+
+TEST(SimRecompute, FullRerunsEachLayersForwardAndSelectiveItsAttention) {
+  const ModelConfig m = preset_config("tnl-385m");
+  const ClusterSpec c = make_cluster("h100", 1, 1);
+  SimLayout l;
+  l.seq_len = 2048;
+  l.micro_batch = 2;
+  l.global_batch = 2;
+  const OpPlan plan = plan_model(m, {}, {}, StepShape{2, 2048, 2});
+  const double none = micro_batch_costs(m, c, l).stages[0].backward;
+  l.recompute = Recompute::Full;
+  EXPECT_NEAR(micro_batch_costs(m, c, l).stages[0].backward - none, seconds_of_forward_ops(plan, false), 1e-12);
+  l.recompute = Recompute::Selective;
+  EXPECT_NEAR(micro_batch_costs(m, c, l).stages[0].backward - none, seconds_of_forward_ops(plan, true), 1e-12);
+  // Model FLOPs (MFU's numerator) do not count the recomputation.
+  l.recompute = Recompute::None;
+  const int64_t flops = micro_batch_costs(m, c, l).stages[0].model_flops;
+  l.recompute = Recompute::Full;
+  EXPECT_EQ(micro_batch_costs(m, c, l).stages[0].model_flops, flops);
+}
+
+TEST(SimCo2, LocalStepsSkipTheGradientReductionAndHideTheOuterAllReduce) {
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout one;
+  one.seq_len = 2048;
+  one.micro_batch = 4;
+  one.global_batch = 4;
+  SimLayout co2 = one;
+  co2.dp = 2;
+  co2.global_batch = 8;
+  co2.co2_tau = 4;
+  // A fast network: a CO2 step costs what a single GPU's step does.
+  const double single = simulate_step(m, latency_only(1, 0.0), one).step_seconds;
+  EXPECT_NEAR(simulate_step(m, latency_only(2, 0.0), co2).step_seconds, single, 1e-12);
+  // A slow one (4 GB/s): the outer all-reduce of the f32 parameters, once
+  // per τ steps, outlasts them; a step is a τ-th of it.
+  ClusterSpec slow = make_cluster("h100", 2, 1);
+  slow.intra = {"slow", 4.0, 0.0};
+  const double outer = collective_seconds(CollectiveKind::AllReduce, m.parameter_count() * 4,
+                                          place_group(2, 1, 2), slow);
+  ASSERT_GT(outer, 4 * single);
+  EXPECT_NEAR(simulate_step(m, slow, co2).step_seconds, outer / 4, 1e-12);
+  SimLayout bad = co2;
+  bad.zero = 1;
+  EXPECT_THROW(simulate_step(m, slow, bad), UserError);
+}
+
+TEST(SimModels, GptAndLlamaPresetsAreSimulatedWithTheirMemory) {
+  const SimModel gpt = SimModel::from_preset("gpt3-175b");
+  SimLayout l;
+  l.tp = 8;
+  l.pp = 8;
+  l.dp = 16;
+  l.seq_len = 2048;
+  l.micro_batch = 1;
+  l.global_batch = 1536;
+  const ClusterSpec c = make_cluster("a100-80gb", 8, 128, "ib-hdr", 8);
+  const StepPrediction p = simulate_step(gpt, c, l);
+  EXPECT_GT(p.mfu, 0.2);
+  EXPECT_LT(p.mfu, 0.7);
+  EXPECT_TRUE(p.fits) << p.memory_message;
+  // Without model parallelism 175B parameters cannot fit in 80 GiB.
+  SimLayout dp_only = l;
+  dp_only.tp = dp_only.pp = 1;
+  dp_only.dp = 1024;
+  dp_only.global_batch = 1024;
+  const StepPrediction q = simulate_step(gpt, c, dp_only);
+  EXPECT_FALSE(q.fits);
+  EXPECT_NE(q.memory_message.find("a100-80gb has 80"), std::string::npos) << q.memory_message;
+  // LASP needs linear attention.
+  SimLayout lasp = l;
+  lasp.dp = 8;
+  lasp.sp = 2;
+  lasp.global_batch = 8;
+  EXPECT_THROW(simulate_step(gpt, c, lasp), UserError);
+}
+
+TEST(SimMemory, StepPredictionCarriesTheBusiestStagesMemory) {
+  const ModelConfig m = preset_config("tnl-1b");
+  SimLayout l;
+  l.pp = 2;
+  l.micro_batch = 1;
+  l.global_batch = 8;
+  const StepPrediction p = simulate_step(m, make_cluster("h100", 2, 1), l);
+  MemoryLayout ml;
+  ml.pp = 2;
+  ml.micro_batch = 1;
+  ml.micro_batches = 8;
+  ml.seq_len = 2048;
+  EXPECT_EQ(p.memory.total, busiest_stage_memory(m, ml).total);
+  EXPECT_TRUE(p.fits);
+}
+
+}  // namespace linpar::sim
