@@ -6,19 +6,21 @@
 #   validation_runs.txt    one line per run: name, GPUs, median step seconds
 #                           (steps 3..), peak GPU memory in use (rank 0), then
 #                           the exact linpar arguments
+# VALIDATION_LOGS=DIR puts the per-run logs and metrics there instead.
 # Runs tnl-385m at 2048 tokens per sample on 1 GPU and each 2-GPU layout
 # (DP, ZeRO-1, TP, TP+SP, PP, and every SP kind) that the machine has GPUs for.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 out="${OUT:-/tmp}"
-mkdir -p "$out"
+logs="${VALIDATION_LOGS:-$out}"  # per-run logs and metrics
+mkdir -p "$out" "$logs"
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 mpirun=(mpirun --oversubscribe)
 if [ "$(id -u)" -eq 0 ]; then mpirun+=(--allow-run-as-root); fi
 model="${VALIDATION_MODEL:-tnl-385m}"
 "${mpirun[@]}" -np "$gpus" ./build-gpu/cli/linpar profile --device cuda --model "$model" --seq-len 2048 \
-  --micro-batch 4 --out "$out/profile-$model.json" >"$out/profile.log" 2>&1 || { echo "profile failed"; tail -3 "$out/profile.log"; }
+  --micro-batch 4 --out "$out/profile-$model.json" >"$logs/profile.log" 2>&1 || { echo "profile failed"; tail -3 "$logs/profile.log"; }
 median_step() {  # median seconds per step of the metrics file's steps after the second
   python3 -c "import json,sys,statistics; r=[json.loads(l) for l in open(sys.argv[1])]; \
 t=[x['compute_s']+x['optimizer_s'] for x in r if 'compute_s' in x and x['step']>2]; \
@@ -30,11 +32,11 @@ run() {  # name ranks args...
   local name=$1 ranks=$2; shift 2
   [ "$ranks" -le "$gpus" ] || return
   local args=(--model "$model" --device cuda --steps 8 "$@")
-  rm -f "$out/v-$name.jsonl"
+  rm -f "$logs/v-$name.jsonl"
   "${mpirun[@]}" -np "$ranks" ./build-gpu/cli/linpar train --data data/kjv --eval-every 0 --eval-windows 1 \
-    --progress quiet --metrics "$out/v-$name.jsonl" "${args[@]}" >"$out/v-$name.log" 2>&1 \
-    || { echo "$name failed: $(tail -1 "$out/v-$name.log")"; return; }
-  echo "$name $ranks $(median_step "$out/v-$name.jsonl") ${args[*]}" | tee -a "$results"
+    --progress quiet --metrics "$logs/v-$name.jsonl" "${args[@]}" >"$logs/v-$name.log" 2>&1 \
+    || { echo "$name failed: $(tail -1 "$logs/v-$name.log")"; return; }
+  echo "$name $ranks $(median_step "$logs/v-$name.jsonl") ${args[*]}" | tee -a "$results"
 }
 b="--seq-len 2048 --micro-batch 4"
 run single 1 $b --global-batch 4

@@ -24,8 +24,8 @@ int Schedule::add(Task task) {
 
 double Schedule::run() {
   // When each (rank, stream) is next free.
-  std::vector<double> free_at(static_cast<size_t>(ranks_) * 2, 0.0);
-  auto slot = [](const Resource& r) { return static_cast<size_t>(r.rank) * 2 + static_cast<size_t>(r.stream); };
+  std::vector<double> free_at(static_cast<size_t>(ranks_) * kStreams, 0.0);
+  auto slot = [](const Resource& r) { return static_cast<size_t>(r.rank) * kStreams + static_cast<size_t>(r.stream); };
   double makespan = 0;
   for (Task& t : tasks_) {
     double start = 0;
@@ -55,6 +55,7 @@ std::string Schedule::chrome_trace() const {
     events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", rank}, {"args", {{"name", "rank " + std::to_string(rank)}}}});
     events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 0}, {"args", {{"name", "compute"}}}});
     events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 1}, {"args", {{"name", "comm"}}}});
+    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 2}, {"args", {{"name", "send/recv"}}}});
   }
   for (const Task& t : tasks_) {
     for (const Resource& r : t.resources) {

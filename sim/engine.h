@@ -15,7 +15,11 @@
 
 namespace linpar::sim {
 
-enum class Stream : int { Compute = 0, Comm = 1 };
+// Compute; collectives (DP buckets, ZeRO, SP groups); point-to-point sends
+// (the pipeline's and LASP's), which the runtime runs on their own NCCL
+// communicators and streams, so they never queue behind a bucket all-reduce.
+enum class Stream : int { Compute = 0, Comm = 1, P2P = 2 };
+inline constexpr int kStreams = 3;
 
 struct Resource {
   int rank = 0;

@@ -152,7 +152,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
           const int peer = backward ? r - 1 : r + 1;
           LINPAR_CHECK(peer >= 0 && peer < T, "{} sends outside the SP group", op.name);
           const double t = c.collective(CollectiveKind::SendRecv, pc.bytes, c.sp);
-          mailbox[{ro.layer, peer}] = s.add({op.name, {{r, Stream::Comm}, {peer, Stream::Comm}}, t, {task}});
+          mailbox[{ro.layer, peer}] = s.add({op.name, {{r, Stream::P2P}, {peer, Stream::P2P}}, t, {task}});
         }
         ++next[ri];
         progress = true;
@@ -340,7 +340,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           }
           const int f = s.add({"forward", {{p, Stream::Compute}}, sc.forward, after});
           fwd_task[sp][i] = f;
-          if (p < l.pp - 1) fwd_send[sp][i] = s.add({"send activations", {{p, Stream::Comm}}, costs.send_seconds, {f}});
+          if (p < l.pp - 1) fwd_send[sp][i] = s.add({"send activations", {{p, Stream::P2P}}, costs.send_seconds, {f}});
         } else {
           if (p < l.pp - 1) {
             if (bwd_send[sp + 1][i] < 0) break;
@@ -364,7 +364,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           } else {
             last = s.add({"backward", {{p, Stream::Compute}}, sc.backward, after});
           }
-          if (p > 0) bwd_send[sp][i] = s.add({"send gradients", {{p, Stream::Comm}}, costs.send_seconds, {last}});
+          if (p > 0) bwd_send[sp][i] = s.add({"send gradients", {{p, Stream::P2P}}, costs.send_seconds, {last}});
         }
         ++next[sp];
         progress = true;
@@ -420,7 +420,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     const double busy = s.busy(p, Stream::Compute);
     if (busy > out.compute_seconds) {
       out.compute_seconds = busy;
-      out.comm_seconds = s.busy(p, Stream::Comm);
+      out.comm_seconds = s.busy(p, Stream::Comm) + s.busy(p, Stream::P2P);
       out.bubble_seconds = inner - busy;
     }
   }
