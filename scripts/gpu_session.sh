@@ -6,28 +6,40 @@
 # simulator's validation runs with a `linpar profile` of the machine. Only
 # the profile and the validation table go to $OUT (the device tool returns a
 # few files); everything else is printed, logs under /tmp/session.
+# SESSION_PARTS="check bench kv scaling validation" (default: all) picks the
+# parts; without "check" an existing build-gpu/ is reused (or built).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 keep="${OUT:-/tmp/out}"
 logs=/tmp/session
 mkdir -p "$keep" "$logs"
-OUT=$logs/check bash scripts/gpu_check.sh 2>&1 | tail -40
+parts=" ${SESSION_PARTS:-check bench kv scaling validation} "
+has() { [[ "$parts" == *" $1 "* ]]; }
+if has check; then
+  OUT=$logs/check bash scripts/gpu_check.sh 2>&1 | tail -40
+elif [ ! -x build-gpu/cli/linpar ]; then
+  OUT=$logs/check GPU_CHECK_TESTS=0 bash scripts/gpu_check.sh 2>&1 | tail -3
+fi
 [ -x build-gpu/cli/linpar ] || exit 1
+if has bench; then
 echo "== training step (${SESSION_TRAIN:-tnl-1b:8192:1})"
 OUT=$logs/bench BENCH_SKIP_LIGHTNING=1 BENCH_TRAIN="${SESSION_TRAIN:-tnl-1b:8192:1}" LINPAR_OP_TIMES=1 \
   bash scripts/gpu_bench.sh >"$logs/bench.txt" 2>&1
 grep -v "^# op" "$logs/bench.txt" | grep -v "^gemm\|^shape\|^[a-z_]*[0-9]* *[0-9]* *[0-9]* *[0-9]* " | tail -16
 grep "^# op" "$logs/bench.txt" | head -24
-if [ -x build-gpu/bench/kv_state_bench ]; then
+fi
+if has kv && [ -x build-gpu/bench/kv_state_bench ]; then
   echo "== KV-state kernels"
   ./build-gpu/bench/kv_state_bench 2>&1 | tail -20
 fi
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
-if [ "$gpus" -ge 2 ]; then
+if has scaling && [ "$gpus" -ge 2 ]; then
   echo "== scaling"
   OUT=$logs/scaling SCALING_OP_TIMES=1 bash scripts/gpu_scaling.sh 2>&1 | grep -v "^# rank" 
   grep -h "^# rank 1 op" "$logs"/scaling/lasp2.log | head -10
 fi
-echo "== validation runs"
-OUT=$keep VALIDATION_LOGS=$logs/validation bash scripts/gpu_validation.sh 2>&1 | tail -14
+if has validation; then
+  echo "== validation runs"
+  OUT=$keep VALIDATION_LOGS=$logs/validation bash scripts/gpu_validation.sh 2>&1 | tail -14
+fi

@@ -1,13 +1,19 @@
 // Launchers for the CUDA kernels behind core/ops/kv_state.h (raw device
 // pointers; host code reaches them through that header). `bf16` selects bf16
 // q/k/v/o and their gradients (else f32); every state (KV, its gradient) is
-// f32, and so is all arithmetic. Shapes and math as in kv_state.h, with the
-// chunk's tokens t = 0..C−1 and λ_h = exp(−slope_h):
+// f32, and so is all accumulation (bf16 products run on tensor cores, their
+// f32 factors split into two bf16 halves: kv_state_kernels.cu). Shapes and
+// math as in kv_state.h, with the chunk's tokens t = 0..C−1 and
+// λ_h = exp(−slope_h):
 //   chunk_state_forward    KV = Σ_t λ^{C−1−t} k_tᵀ v_t                   (overwritten)
 //   chunk_state_backward   dK += diag(λ^{C−1−t}) V dKVᵀ, dV += diag(λ^{C−1−t}) K dKV
 //   inter_chunk_forward    O += diag(λ^{t+1}) Q KV_in
 //   inter_chunk_backward   dQ += diag(λ^{t+1}) dO KV_inᵀ, dKV_in += (diag(λ^{t+1}) Q)ᵀ dO
 //   state_decay_add        out = λ^n a + b per head                     (out may be a or b)
+// The sums over the chunk's tokens (KV, dKV_in) are split over CTAs and their
+// partials added in a fixed order: results are reproducible run to run. Those
+// two launchers take their partials' scratch (a few MB) from the caching
+// device allocator for the duration of the call.
 #pragma once
 
 #include <cstdint>
