@@ -20,6 +20,7 @@
 #include "cli/options.h"
 #include "core/cuda/cuda_runtime.h"
 #include "core/error.h"
+#include "core/ops/activation.h"
 #include "core/ops/gemm.h"
 #include "core/ops/lightning_attention.h"
 #include "core/timer.h"
@@ -132,6 +133,20 @@ nlohmann::json profile_memory(Device device, int reps) {
   const double seconds = median_seconds([&] { b.copy_from(a); }, reps, device);
   const double bytes = 2.0 * static_cast<double>(a.nbytes());  // read + write
   return {{"copy_bytes", a.nbytes()}, {"seconds", seconds}, {"gbps", bytes / seconds / 1e9}};
+}
+
+// An elementwise product over the model's SGLU activation [rows, F/tp] in
+// the compute dtype: what the memory-bound ops of a step actually reach
+// (their kernels are not copies: they read several tensors and compute).
+nlohmann::json profile_elementwise(const ModelConfig& m, int64_t rows, int tp, DType dtype, Device device,
+                                   int reps) {
+  const int64_t elements = rows * (m.glu_dim / tp);
+  const Tensor a = Tensor::zeros({elements}, dtype, device), b = Tensor::zeros({elements}, dtype, device);
+  Tensor y = Tensor::empty({elements}, dtype, device);
+  const double seconds = median_seconds([&] { mul_forward(a, b, y); }, reps, device);
+  const double bytes = 3.0 * static_cast<double>(a.nbytes());  // two reads, one write
+  return {{"op", "mul_forward"}, {"bytes", static_cast<int64_t>(bytes)}, {"dtype", dtype_name(dtype)},
+          {"seconds", seconds}, {"gbps", bytes / seconds / 1e9}};
 }
 
 // Collectives over groups of g consecutive ranks (g = 2, 4, ... up to the
@@ -255,6 +270,7 @@ int profile_command(const std::vector<std::string>& args) {
   profile["gemm"] = profile_gemms(m, batch * seq, tp, dtype, device, reps);
   profile["lightning_attention"] = profile_attention(m, batch, seq, tp, dtype, device, reps);
   profile["memory"] = profile_memory(device, reps);
+  profile["elementwise"] = profile_elementwise(m, batch * seq, tp, dtype, device, reps);
   profile["collectives"] = profile_collectives(device, sizes, reps);
   if (rank != 0) return 0;
   const std::string temp = path + ".tmp";
@@ -276,7 +292,8 @@ int profile_command(const std::vector<std::string>& args) {
     fmt::print("  lightning dk {:>4}: forward {:.3f} ms, backward {:.3f} ms\n", a["dk"].get<int64_t>(),
                a["forward_seconds"].get<double>() * 1e3, a["backward_seconds"].get<double>() * 1e3);
   }
-  fmt::print("  memory copy {:.1f} GB/s\n", profile["memory"]["gbps"].get<double>());
+  fmt::print("  memory copy {:.1f} GB/s, elementwise product {:.1f} GB/s\n", profile["memory"]["gbps"].get<double>(),
+             profile["elementwise"]["gbps"].get<double>());
   for (const auto& c : profile["collectives"]) {
     fmt::print("  {:<14} {} ranks {:>10} B  busbw {:8.2f} GB/s\n", c["kind"].get<std::string>(),
                c["ranks"].get<int>(), c["bytes"].get<int64_t>(), c["busbw_gbps"].get<double>());

@@ -262,6 +262,14 @@ MeasuredProfile load_profile(const std::string& path) {
   r.count(memory, "memory", "copy_bytes");
   r.positive(memory, "memory", "seconds");
   p.copy_gbps = r.positive(memory, "memory", "gbps");
+  // Optional (profiles written before it lack it): the measured rate of an
+  // elementwise kernel, which memory-bound ops run at instead of the copy's.
+  if (doc.contains("elementwise")) {
+    const json& e = doc["elementwise"];
+    if (!e.is_object()) r.fail("elementwise: expected an object, got {}", e.dump());
+    r.positive(e, "elementwise", "seconds");
+    p.elementwise_gbps = r.positive(e, "elementwise", "gbps");
+  }
 
   const json& collectives = r.array(doc, "collectives");
   for (size_t i = 0; i < collectives.size(); ++i) {
@@ -311,9 +319,11 @@ ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& p, const 
                            const Efficiency& fallback, int64_t key_dim) {
   const double flops = static_cast<double>(op.flops);
   const double bytes = static_cast<double>(op.bytes_read + op.bytes_written);
-  // Bytes at the measured copy rate (it counts read + write, as op bytes do).
-  const double memory_s = p.copy_gbps > 0 ? bytes / (p.copy_gbps * 1e9)
-                                          : bytes / (gpu.hbm_gbps * 1e9 * fallback.memory);
+  // Bytes at the measured elementwise rate, else the copy's (both count
+  // reads and writes, as op bytes do).
+  const double measured_gbps = p.elementwise_gbps > 0 ? p.elementwise_gbps : p.copy_gbps;
+  const double memory_s = measured_gbps > 0 ? bytes / (measured_gbps * 1e9)
+                                            : bytes / (gpu.hbm_gbps * 1e9 * fallback.memory);
   const Pass pass = pass_of(op.name);
   auto roofline = [&] { return ProfiledOp{op_seconds(op, gpu, fallback), CostSource::Roofline}; };
   switch (classify_op(op.name)) {
@@ -345,7 +355,7 @@ ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& p, const 
       return {std::max(flops / (tflops * 1e12), memory_s), CostSource::MeasuredAttention};
     }
     case OpClass::Memory:
-      if (!(p.copy_gbps > 0)) return roofline();
+      if (!(measured_gbps > 0)) return roofline();
       return {memory_s, CostSource::MeasuredCopy};
     default:  // a class added to classify_op after this file: the roofline knows it
       return roofline();

@@ -77,6 +77,7 @@ struct MeasuredProfile {
   int tp = 1;  // the shapes are one TP rank's shard
   std::vector<MeasuredGemm> gemms;
   std::vector<MeasuredAttention> attention;
+  double elementwise_gbps = 0;  // optional `elementwise` entry (0: absent): a product's bytes / seconds
   double copy_gbps = 0;                         // device-to-device copy, 2·bytes / seconds
   std::vector<MeasuredCollective> collectives;  // sorted by kind, ranks, bytes
 };

@@ -270,6 +270,21 @@ TEST_F(ProfileCosts, MemoryOpsTakeTheirBytesAtTheCopyRate) {
   EXPECT_STREQ(cost_source_name(fallback.source), "roofline");
 }
 
+TEST_F(ProfileCosts, MemoryOpsPreferTheMeasuredElementwiseRate) {
+  // 2e9 bytes at a measured 400 GB/s elementwise rate: 5 ms (not the copy's 2).
+  profile_.elementwise_gbps = 400;
+  const ProfiledOp silu = cost("layers.0.token_mixer.silu.forward", 1e9, 2e9);
+  EXPECT_NEAR(silu.seconds, 5e-3, 1e-15);
+  EXPECT_EQ(silu.source, CostSource::MeasuredCopy);
+  // The entry is optional in the file and read when present.
+  testing::TempDir dir;
+  json j = test_profile();
+  j["elementwise"] = {{"op", "mul_forward"}, {"bytes", 3000}, {"seconds", 1e-6}, {"gbps", 3.0}};
+  EXPECT_DOUBLE_EQ(load_profile(write(dir, j)).elementwise_gbps, 3.0);
+  j["elementwise"]["gbps"] = -1;
+  EXPECT_THROW(load_profile(write(dir, j, "bad.json")), UserError);
+}
+
 TEST_F(ProfileCosts, EveryOpOfARealPlanFindsItsMeasurement) {
   // The plan's op names and the profile's layers agree: a complete profile
   // leaves nothing to the roofline.
