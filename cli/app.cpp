@@ -28,6 +28,7 @@ const std::map<std::string, Command>& commands() {
       {"prepare-data", {prepare_data_command, "tokenize a text file into train/val token files"}},
       {"presets", {presets_command, "list the model presets with their parameter counts"}},
       {"sim", {sim_command, "predict one training step of a layout on a cluster (simulation, no GPU)"}},
+      {"search", {search_command, "rank every layout of a model on a cluster by simulated throughput (no GPU)"}},
       {"profile", {profile_command, "measure GEMM, attention, memory and collective rates for the simulator"}},
   };
   return table;
@@ -85,7 +86,7 @@ int run_main(int argc, char** argv) {
     auto it = commands().find(args[0]);
     if (it == commands().end()) {
       user_error(
-          "unknown command '{}': expected one of train, inspect, convert, prepare-data, presets, profile, sim",
+          "unknown command '{}': expected one of train, inspect, convert, prepare-data, presets, profile, sim, search",
           args[0]);
     }
     return it->second.run(std::vector<std::string>(args.begin() + 1, args.end()));

@@ -13,5 +13,6 @@ int prepare_data_command(const std::vector<std::string>& args);
 int presets_command(const std::vector<std::string>& args);
 int profile_command(const std::vector<std::string>& args);
 int sim_command(const std::vector<std::string>& args);
+int search_command(const std::vector<std::string>& args);
 
 }  // namespace linpar::cli

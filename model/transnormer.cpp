@@ -17,23 +17,22 @@ PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size) {
   }
   // Every stage gets one layer; each further layer goes to the least loaded
   // stage (the earliest on ties), where the embedding and the head each weigh
-  // as much as a layer on the first and the last stage.
-  std::vector<int64_t> layers(static_cast<size_t>(size), 1);
-  auto load = [&](int s) {
-    return layers[static_cast<size_t>(s)] + (s == 0 ? 1 : 0) + (s == size - 1 ? 1 : 0);
+  // as much as a layer on the first and the last stage. In closed form (the
+  // simulator's layout search calls this millions of times; the test checks
+  // it against the greedy loop): the middle stages, at load 1, are filled in
+  // order up to the ends' load 2, then the rest go round all stages in order.
+  const int64_t extra = config.n_layers - size;
+  auto layers = [&](int s) -> int64_t {
+    if (size == 1) return config.n_layers;
+    const int64_t middle = std::min<int64_t>(extra, size - 2);  // stages 1..middle get one
+    const int64_t rest = extra - middle, rounds = rest / size, left = rest % size;
+    return 1 + (s >= 1 && s <= middle ? 1 : 0) + rounds + (s < left ? 1 : 0);
   };
-  for (int64_t extra = config.n_layers - size; extra > 0; --extra) {
-    int best = 0;
-    for (int s = 1; s < size; ++s) {
-      if (load(s) < load(best)) best = s;
-    }
-    ++layers[static_cast<size_t>(best)];
-  }
   PipelineStage stage;
   stage.rank = rank;
   stage.size = size;
-  for (int s = 0; s < rank; ++s) stage.first_layer += layers[static_cast<size_t>(s)];
-  stage.end_layer = stage.first_layer + layers[static_cast<size_t>(rank)];
+  for (int s = 0; s < rank; ++s) stage.first_layer += layers(s);
+  stage.end_layer = stage.first_layer + layers(rank);
   return stage;
 }
 

@@ -27,7 +27,10 @@ struct Resource {
 };
 
 struct Task {
-  std::string name;
+  // A string that outlives the schedule (a literal, or an op plan's name
+  // while the schedule built from it lives): the simulator lays out many
+  // thousands of tasks per layout and copies no name.
+  const char* name = "";
   std::vector<Resource> resources;  // all held for the whole duration
   double seconds = 0;
   std::vector<int> after;  // ids of tasks that must finish first

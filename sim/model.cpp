@@ -71,6 +71,18 @@ int64_t SimModel::parameter_count() const {
 
 PipelineStage SimModel::stage(int p, int pp) const {
   if (transnormer_) return pipeline_stage(*transnormer_, p, pp);
+  // Megatron-LM's split for the softmax transformers it trained: the same
+  // number of layers on every stage when pp divides them (the embedding and
+  // the head ride on the first and last); otherwise linpar's balance.
+  if (softmax_->n_layers % pp == 0) {
+    const int64_t per = softmax_->n_layers / pp;
+    PipelineStage st;
+    st.rank = p;
+    st.size = pp;
+    st.first_layer = p * per;
+    st.end_layer = st.first_layer + per;
+    return st;
+  }
   ModelConfig layers_only;  // the balance depends on the layer count alone
   layers_only.n_layers = softmax_->n_layers;
   return pipeline_stage(layers_only, p, pp);

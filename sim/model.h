@@ -42,7 +42,9 @@ class SimModel {
   int64_t width() const;
   int64_t parameter_count() const;
 
-  // Stage p of pp: the trainer's balance (model/transnormer.h) for both families.
+  // Stage p of pp: the trainer's balance (model/transnormer.h) for a
+  // TransNormer; Megatron-LM's even split for a softmax transformer when pp
+  // divides its layers (the balance otherwise).
   PipelineStage stage(int p, int pp) const;
   // Parameters one TP rank of stage p holds.
   int64_t stage_parameters(int p, int pp, int tp) const;

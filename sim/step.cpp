@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "core/error.h"
 #include "model/transnormer.h"
@@ -92,14 +93,35 @@ struct RankOp {
 double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector<std::vector<RankOp>>& ranks,
                          bool backward, std::vector<std::pair<int64_t, double>>* layer_done) {
   const int T = static_cast<int>(ranks.size());
+  if (T == 1) {
+    // One rank: its ops back to back (what the schedule below gives, with
+    // the same arithmetic, without building it).
+    double finish = 0, previous = 0;
+    int64_t layer = -3;
+    for (const RankOp& ro : ranks[0]) {
+      if (layer_done != nullptr && ro.layer != layer && layer != -3) {
+        layer_done->push_back({layer, finish - previous});
+        previous = finish;
+      }
+      layer = ro.layer;
+      finish = finish + ro.seconds;
+    }
+    if (layer_done != nullptr && layer != -3) layer_done->push_back({layer, finish - previous});
+    return finish;
+  }
   Schedule s(T);
+  std::vector<int64_t> task_layer;  // by task id
+  auto add = [&](Task t, int64_t layer) {
+    task_layer.push_back(layer);
+    return s.add(std::move(t));
+  };
   std::vector<size_t> next(static_cast<size_t>(T), 0);
   std::vector<int> last(static_cast<size_t>(T), -1);  // each rank's last task (compute order)
   // LASP's hops: (layer, receiver) -> the send task.
   std::map<std::pair<int64_t, int>, int> mailbox;
   // Collectives over all SP ranks: op name -> the ranks' compute tasks so far / the task.
-  std::map<std::string, std::vector<int>> arrived;
-  std::map<std::string, int> collective_task;
+  std::map<std::string_view, std::vector<int>> arrived;
+  std::map<std::string_view, int> collective_task;
   const std::string recv_point = backward ? ".lasp.state.backward" : ".lasp.inter.forward";
   bool progress = true;
   while (progress) {
@@ -126,7 +148,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
         }
         if (group_collective && T > 1) {
           std::vector<int>& in = arrived.try_emplace(op.name, static_cast<size_t>(T), -1).first->second;
-          if (in[ri] < 0) in[ri] = s.add({op.name, {{r, Stream::Compute}}, ro.seconds, after});
+          if (in[ri] < 0) in[ri] = add({op.name.c_str(), {{r, Stream::Compute}}, ro.seconds, after}, ro.layer);
           if (std::count(in.begin(), in.end(), -1) > 0) break;  // the others have not arrived yet
           auto done = collective_task.find(op.name);
           if (done == collective_task.end()) {
@@ -138,21 +160,24 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
               const CollectiveKind k = kind_of(pc.kind);
               t += c.collective(k, sim_payload(k, pc.bytes, T), c.sp);
             }
-            done = collective_task.emplace(op.name, s.add({op.name, res, t, in})).first;
+            done = collective_task.emplace(op.name, add({op.name.c_str(), res, t, in}, ro.layer)).first;
           }
           last[ri] = done->second;
           ++next[ri];
           progress = true;
           continue;
         }
-        const int task = s.add({op.name, {{r, Stream::Compute}}, ro.seconds, after});
+        const int task = add({op.name.c_str(), {{r, Stream::Compute}}, ro.seconds, after}, ro.layer);
         last[ri] = task;
         for (const PlannedCollective& pc : op.collectives) {
           if (pc.group != "sp" || pc.kind != "send_recv" || ro.recompute) continue;
           const int peer = backward ? r - 1 : r + 1;
           LINPAR_CHECK(peer >= 0 && peer < T, "{} sends outside the SP group", op.name);
           const double t = c.collective(CollectiveKind::SendRecv, pc.bytes, c.sp);
-          mailbox[{ro.layer, peer}] = s.add({op.name, {{r, Stream::P2P}, {peer, Stream::P2P}}, t, {task}});
+          // The sender's stream only: the runtime receives on a communicator
+          // of the other direction, so a rank's own sends never queue
+          // behind what it receives (and the receiver waits through `after`).
+          mailbox[{ro.layer, peer}] = add({op.name.c_str(), {{r, Stream::P2P}}, t, {task}}, ro.layer);
         }
         ++next[ri];
         progress = true;
@@ -169,8 +194,9 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     // finish adds to the previous layer's (execution order).
     std::map<int64_t, double> latest;
     std::vector<int64_t> order;
-    for (const Task& t : s.tasks()) {
-      const int64_t layer = op_layer(t.name);
+    for (size_t id = 0; id < s.tasks().size(); ++id) {
+      const Task& t = s.tasks()[id];
+      const int64_t layer = task_layer[id];
       if (!latest.count(layer)) order.push_back(layer);
       latest[layer] = std::max(latest[layer], t.finish);
     }
@@ -223,13 +249,45 @@ void validate_layout(const SimModel& model, const ClusterSpec& cluster, const Si
   model.validate(l.shard(), l.pp, l.seq_len);
 }
 
+ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l, const CostModel& cost) {
+  const Costing c(model, cluster, l, cost);
+  ShardOps out;
+  for (int r = 0; r < l.sp; ++r) {
+    out.plans.push_back(model.plan(l.shard(), r, l.micro_batch, l.seq_len, l.element_bytes));
+    std::vector<ShardOps::Op>& ops = out.ops.emplace_back();
+    for (const PlannedOp& op : out.plans.back().ops()) {
+      ShardOps::Op o;
+      o.layer = op_layer(op.name);
+      o.cls = classify_op(op.name);
+      o.backward = ends_with(op.name, ".backward");
+      o.compute = c.op(op);
+      for (const PlannedCollective& pc : op.collectives) {
+        const CollectiveKind kind = kind_of(pc.kind);
+        if (pc.group == "tp") {
+          o.tp_seconds += c.collective(kind, sim_payload(kind, pc.bytes, l.tp), c.tp);
+          o.tp_bytes += wire_bytes(kind, l.tp, pc.bytes);
+        } else if (pc.group == "sp") {
+          o.sp_bytes += wire_bytes(kind, l.sp, pc.bytes);
+        }
+      }
+      ops.push_back(o);
+    }
+  }
+  return out;
+}
+
 MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
-                                  const CostModel& cost) {
+                                  const CostModel& cost, const ShardOps* shard) {
   const Costing c(model, cluster, l, cost);
   MicroBatchCosts out;
-  // Every SP rank's plan (they differ in the SP ops only).
-  std::vector<OpPlan> plans;
-  for (int r = 0; r < l.sp; ++r) plans.push_back(model.plan(l.shard(), r, l.micro_batch, l.seq_len, l.element_bytes));
+  ShardOps own;
+  if (shard == nullptr) {
+    own = shard_ops(model, cluster, l, cost);
+    shard = &own;
+  }
+  LINPAR_CHECK(static_cast<int>(shard->plans.size()) == l.sp, "shard ops of {} SP ranks for sp {}",
+               shard->plans.size(), l.sp);
+  std::vector<std::vector<RankOp>> layer_forward;  // per layer (index), reused over the ranks
   for (int p = 0; p < l.pp; ++p) {
     StageCost sc;
     sc.stage = model.stage(p, l.pp);
@@ -238,29 +296,24 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
     for (int r = 0; r < l.sp; ++r) {
       int64_t tp_bytes = 0, sp_bytes = 0;
       // Forward ops per layer, for recomputation before that layer's backward.
-      std::map<int64_t, std::vector<RankOp>> layer_forward;
+      layer_forward.assign(static_cast<size_t>(sc.stage.end_layer - sc.stage.first_layer), {});
       std::vector<RankOp>& f = fwd[static_cast<size_t>(r)];
       std::vector<RankOp>& b = bwd[static_cast<size_t>(r)];
+      const std::vector<PlannedOp>& plan_ops = shard->plans[static_cast<size_t>(r)].ops();
+      const std::vector<ShardOps::Op>& costed = shard->ops[static_cast<size_t>(r)];
       int64_t recomputed_layer = -3;
-      for (const PlannedOp& op : plans[static_cast<size_t>(r)].ops()) {
-        const int64_t layer = op_layer(op.name);
+      for (size_t i = 0; i < plan_ops.size(); ++i) {
+        const ShardOps::Op& o = costed[i];
+        const int64_t layer = o.layer;
         if (!on_stage(layer, sc.stage)) continue;
-        double t = c.op(op);
-        for (const PlannedCollective& pc : op.collectives) {
-          const CollectiveKind kind = kind_of(pc.kind);
-          if (pc.group == "tp") {
-            t += c.collective(kind, sim_payload(kind, pc.bytes, l.tp), c.tp);
-            tp_bytes += wire_bytes(kind, l.tp, pc.bytes);
-          } else if (pc.group == "sp") {
-            sp_bytes += wire_bytes(kind, l.sp, pc.bytes);
-          }
-        }
-        const OpClass cls = classify_op(op.name);
-        if (cls != OpClass::Memory) sc.model_flops += op.flops;
-        const RankOp ro{&op, t, layer};
-        if (!ends_with(op.name, ".backward")) {
+        const PlannedOp& op = plan_ops[i];
+        tp_bytes += o.tp_bytes;
+        sp_bytes += o.sp_bytes;
+        if (o.cls != OpClass::Memory) sc.model_flops += op.flops;
+        const RankOp ro{&op, o.compute + o.tp_seconds, layer};
+        if (!o.backward) {
           f.push_back(ro);
-          if (layer >= 0) layer_forward[layer].push_back(ro);
+          if (layer >= 0) layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)].push_back(ro);
           continue;
         }
         // Recomputation: the layer's forward (full) or its attention core
@@ -269,18 +322,14 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
         // repeated (the strategies keep what they received).
         if (layer >= 0 && layer != recomputed_layer && l.recompute != Recompute::None) {
           recomputed_layer = layer;
-          for (const RankOp& again : layer_forward[layer]) {
-            const OpClass k = classify_op(again.op->name);
-            const bool attention = k == OpClass::Attention || k == OpClass::SoftmaxAttention;
+          for (const RankOp& again : layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)]) {
+            const ShardOps::Op& a = costed[static_cast<size_t>(again.op - plan_ops.data())];
+            const bool attention = a.cls == OpClass::Attention || a.cls == OpClass::SoftmaxAttention;
             if (l.recompute == Recompute::Selective && !attention) continue;
-            double t_again = c.op(*again.op);
+            double t_again = a.compute;
             if (l.recompute == Recompute::Full) {
-              for (const PlannedCollective& pc : again.op->collectives) {
-                if (pc.group != "tp") continue;
-                const CollectiveKind kind = kind_of(pc.kind);
-                t_again += c.collective(kind, sim_payload(kind, pc.bytes, l.tp), c.tp);
-                tp_bytes += wire_bytes(kind, l.tp, pc.bytes);
-              }
+              t_again += a.tp_seconds;
+              tp_bytes += a.tp_bytes;
             }
             b.push_back(RankOp{again.op, t_again, layer, true});
           }
@@ -302,7 +351,7 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
 
 
 StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
-                             const MicroBatchCosts& costs, const CostModel& cost) {
+                             const MicroBatchCosts& costs, const CostModel& cost, bool trace) {
   const Costing c(model, cluster, l, cost);
   const int64_t m = l.micro_batches();
   const bool co2 = l.co2_tau > 0;
@@ -313,15 +362,46 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   out.schedule = Schedule(l.pp);
   Schedule& s = out.schedule;
 
+  // The engine's rule (sim/engine.h), applied as each task is laid out: it
+  // starts when its stream is free and its dependencies have finished. The
+  // times are kept here, in flat arrays, and the tasks themselves built only
+  // for the trace: the layout search schedules millions of them. The trace's
+  // run() gives the same times (checked below).
+  struct Placed {
+    double finish = -1;  // -1: not laid out yet
+    int id = -1;         // the trace's task
+  };
+  struct Lane {
+    double free = 0, busy = 0;  // busy: seconds summed in task order, as Schedule::busy does
+  };
+  const size_t P = static_cast<size_t>(l.pp), M = static_cast<size_t>(m);
+  std::vector<Lane> lanes(P * kStreams);
+  double makespan = 0;
+  std::vector<int> after;  // the trace's dependencies of one task
+  auto place = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n) {
+    Lane& lane = lanes[static_cast<size_t>(p) * kStreams + static_cast<size_t>(stream)];
+    double start = std::max(0.0, lane.free);
+    for (size_t k = 0; k < n; ++k) start = std::max(start, deps[k].finish);
+    Placed task{start + seconds, -1};
+    lane.free = task.finish;
+    lane.busy += seconds;
+    makespan = std::max(makespan, task.finish);
+    if (trace) {
+      after.clear();
+      for (size_t k = 0; k < n; ++k) after.push_back(deps[k].id);
+      task.id = s.add({name, {{p, stream}}, seconds, after});
+    }
+    return task;
+  };
+
   // Forward/backward tasks in each stage's schedule order. A forward needs the
   // previous stage's send of that micro-batch; a backward the next stage's.
-  const size_t P = static_cast<size_t>(l.pp), M = static_cast<size_t>(m);
-  std::vector<std::vector<int>> fwd_send(P, std::vector<int>(M, -1));
-  std::vector<std::vector<int>> bwd_send = fwd_send, fwd_task = fwd_send;
+  // [stage · M + micro-batch]:
+  std::vector<Placed> fwd_send(P * M), bwd_send(P * M), fwd_task(P * M);
   std::vector<std::vector<PipelineAction>> actions(P);
   std::vector<size_t> next(P, 0);
   for (int p = 0; p < l.pp; ++p) actions[static_cast<size_t>(p)] = pipeline_actions(l.schedule, p, l.pp, m);
-  std::vector<std::vector<int>> bucket_tasks(P);
+  std::vector<std::vector<Placed>> bucket_tasks(P);
   const CollectiveKind reduce = l.zero ? CollectiveKind::ReduceScatter : CollectiveKind::AllReduce;
   bool progress = true;
   while (progress) {
@@ -332,39 +412,41 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
       while (next[sp] < actions[sp].size()) {
         const PipelineAction a = actions[sp][next[sp]];
         const size_t i = static_cast<size_t>(a.micro_batch);
-        std::vector<int> after;
+        Placed deps[2];
+        size_t n = 0;
         if (!a.backward) {
           if (p > 0) {
-            if (fwd_send[sp - 1][i] < 0) break;
-            after.push_back(fwd_send[sp - 1][i]);
+            if (fwd_send[(sp - 1) * M + i].finish < 0) break;
+            deps[n++] = fwd_send[(sp - 1) * M + i];
           }
-          const int f = s.add({"forward", {{p, Stream::Compute}}, sc.forward, after});
-          fwd_task[sp][i] = f;
-          if (p < l.pp - 1) fwd_send[sp][i] = s.add({"send activations", {{p, Stream::P2P}}, costs.send_seconds, {f}});
+          const Placed f = place("forward", p, Stream::Compute, sc.forward, deps, n);
+          fwd_task[sp * M + i] = f;
+          if (p < l.pp - 1) fwd_send[sp * M + i] = place("send activations", p, Stream::P2P, costs.send_seconds, &f, 1);
         } else {
           if (p < l.pp - 1) {
-            if (bwd_send[sp + 1][i] < 0) break;
-            after.push_back(bwd_send[sp + 1][i]);
+            if (bwd_send[(sp + 1) * M + i].finish < 0) break;
+            deps[n++] = bwd_send[(sp + 1) * M + i];
           }
-          after.push_back(fwd_task[sp][i]);
-          int last = -1;
+          deps[n++] = fwd_task[sp * M + i];
+          Placed last;
           if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1) {
             // The last micro-batch: layer by layer, each layer's gradients
             // reduced as soon as they are complete (DDP buckets); the
             // stage's parameters are spread evenly over its layers.
             const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
+            const int64_t bytes = per_layer * 4;  // f32 gradients
+            const double bucket_seconds = c.collective(reduce, bytes, grad);
             for (const auto& [layer, t] : sc.backward_by_layer) {
-              last = s.add({"backward", {{p, Stream::Compute}}, t, after});
-              after = {};
+              last = place("backward", p, Stream::Compute, t, deps, n);
+              n = 0;
               if (layer < 0) continue;
-              const int64_t bytes = per_layer * 4;  // f32 gradients
-              bucket_tasks[sp].push_back(s.add({l.zero ? "reduce-scatter gradients" : "all-reduce gradients",
-                                                {{p, Stream::Comm}}, c.collective(reduce, bytes, grad), {last}}));
+              bucket_tasks[sp].push_back(place(l.zero ? "reduce-scatter gradients" : "all-reduce gradients", p,
+                                               Stream::Comm, bucket_seconds, &last, 1));
             }
           } else {
-            last = s.add({"backward", {{p, Stream::Compute}}, sc.backward, after});
+            last = place("backward", p, Stream::Compute, sc.backward, deps, n);
           }
-          if (p > 0) bwd_send[sp][i] = s.add({"send gradients", {{p, Stream::P2P}}, costs.send_seconds, {last}});
+          if (p > 0) bwd_send[sp * M + i] = place("send gradients", p, Stream::P2P, costs.send_seconds, &last, 1);
         }
         ++next[sp];
         progress = true;
@@ -385,11 +467,11 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     const int64_t params = sc.parameters;
     const int64_t updated = l.zero ? params / grad.ranks : params;
     const double hbm = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.memory;
-    const int opt = s.add({"optimizer", {{static_cast<int>(p), Stream::Compute}}, 30.0 * static_cast<double>(updated) / hbm,
-                           bucket_tasks[p]});
+    const Placed opt = place("optimizer", static_cast<int>(p), Stream::Compute,
+                             30.0 * static_cast<double>(updated) / hbm, bucket_tasks[p].data(), bucket_tasks[p].size());
     if (l.zero && grad.ranks > 1) {
-      s.add({"all-gather values", {{static_cast<int>(p), Stream::Comm}},
-             c.collective(CollectiveKind::AllGather, params * 4, grad), {opt}});
+      place("all-gather values", static_cast<int>(p), Stream::Comm,
+            c.collective(CollectiveKind::AllGather, params * 4, grad), &opt, 1);
     }
     int64_t bytes = m * (sc.tp_bytes + sc.sp_bytes);
     if (l.pp > 1) bytes += m * costs.boundary_bytes * ((p + 1 < P) + (p > 0));
@@ -405,7 +487,8 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     comm_bytes = std::max(comm_bytes, bytes);
   }
 
-  const double inner = s.run();
+  const double inner = makespan;
+  if (trace) LINPAR_CHECK(s.run() == inner, "the trace's schedule ends at {} s, the step at {} s", s.run(), inner);
   // CO2: a round of τ inner steps takes the longer of their time and the
   // outer all-reduce started at its beginning (it has the network to itself
   // but for the SP ranks' per-step traffic); per step, a τ-th of that.
@@ -417,10 +500,11 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   int64_t flops = 0;
   for (int p = 0; p < l.pp; ++p) {
     flops += m * costs.stages[static_cast<size_t>(p)].model_flops;
-    const double busy = s.busy(p, Stream::Compute);
+    const Lane* lane = &lanes[static_cast<size_t>(p) * kStreams];
+    const double busy = lane[static_cast<int>(Stream::Compute)].busy;
     if (busy > out.compute_seconds) {
       out.compute_seconds = busy;
-      out.comm_seconds = s.busy(p, Stream::Comm) + s.busy(p, Stream::P2P);
+      out.comm_seconds = lane[static_cast<int>(Stream::Comm)].busy + lane[static_cast<int>(Stream::P2P)].busy;
       out.bubble_seconds = inner - busy;
     }
   }

@@ -101,13 +101,43 @@ struct StepPrediction {
 // UserError for layouts that do not fit the cluster or the model.
 void validate_layout(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout);
 
-// Phase 1 (depends on the shard, pp, micro-batch, sequence and recompute;
-// not on dp, ZeRO, CO2 or the global batch).
+// Every SP rank's op plan with each op's cost on the cluster: the part of
+// phase 1 that depends on the shard, micro-batch and sequence only (not on
+// pp, recompute, dp or the batch), which the layout search computes once per
+// shard and reuses. Not copyable: phase 1 keeps pointers into the plans.
+struct ShardOps {
+  struct Op {
+    int64_t layer = 0;   // -1 embedding, -2 head and loss
+    OpClass cls = OpClass::Memory;
+    bool backward = false;
+    double compute = 0;     // the op alone
+    double tp_seconds = 0;  // its blocking TP collectives
+    int64_t tp_bytes = 0, sp_bytes = 0;
+  };
+  std::vector<OpPlan> plans;          // one per SP rank
+  std::vector<std::vector<Op>> ops;   // ops[r][i] describes plans[r].ops()[i]
+  ShardOps() = default;
+  ShardOps(ShardOps&&) = default;
+  ShardOps& operator=(ShardOps&&) = default;
+  ShardOps(const ShardOps&) = delete;
+  ShardOps& operator=(const ShardOps&) = delete;
+};
+ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
+                   const CostModel& cost = {});
+
+// Phase 1 (depends on the shard, pp, micro-batch, sequence and recompute, and
+// on dp only through where the pipeline's sends go; not on ZeRO, CO2 or the
+// global batch). `shard`: shard_ops of the same shard, micro-batch and
+// sequence, when the caller has them.
 MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& cluster,
-                                  const SimLayout& layout, const CostModel& cost = {});
-// Phase 2. `trace` keeps the schedule's tasks named for a Chrome trace.
+                                  const SimLayout& layout, const CostModel& cost = {},
+                                  const ShardOps* shard = nullptr);
+// Phase 2. `trace` keeps the schedule's tasks named for a Chrome trace
+// (StepPrediction::schedule); without it the schedule holds no task and the
+// step is laid out without building any (the layout search's fast path: the
+// same numbers).
 StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
-                             const MicroBatchCosts& costs, const CostModel& cost = {});
+                             const MicroBatchCosts& costs, const CostModel& cost = {}, bool trace = true);
 // The per-GPU memory of the layout's busiest stage.
 MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& layout);
 

@@ -86,6 +86,33 @@ TEST(TransNormer, GradientsAccumulateOverMicroBatches) {
   }
 }
 
+TEST(TransNormer, PipelineStagesAreTheGreedyBalance) {
+  // The closed form against the rule it implements: one layer per stage, each
+  // further layer to the least loaded stage (earliest on ties), the embedding
+  // and the head weighing a layer each on the first and last stage.
+  ModelConfig c = preset_config("tnl-tiny");
+  for (int64_t n = 1; n <= 128; ++n) {
+    c.n_layers = n;
+    for (int size = 1; size <= n; ++size) {
+      std::vector<int64_t> layers(static_cast<size_t>(size), 1);
+      auto load = [&](int s) { return layers[static_cast<size_t>(s)] + (s == 0) + (s == size - 1); };
+      for (int64_t extra = n - size; extra > 0; --extra) {
+        int best = 0;
+        for (int s = 1; s < size; ++s) best = load(s) < load(best) ? s : best;
+        ++layers[static_cast<size_t>(best)];
+      }
+      int64_t first = 0;
+      for (int s = 0; s < size; ++s) {
+        const PipelineStage st = pipeline_stage(c, s, size);
+        ASSERT_EQ(st.first_layer, first) << n << " layers, stage " << s << " of " << size;
+        ASSERT_EQ(st.end_layer, first + layers[static_cast<size_t>(s)]) << n << " layers, stage " << s << " of " << size;
+        first = st.end_layer;
+      }
+      EXPECT_EQ(first, n);
+    }
+  }
+}
+
 TEST(TransNormer, InitialisationDependsOnlyOnSeedAndName) {
   ModelConfig c = small_config(false, LrpeLayers::None);
   TransNormerLLM a(c, 7), b(c, 7), other(c, 8);

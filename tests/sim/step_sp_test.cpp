@@ -63,6 +63,22 @@ TEST(SimSequenceParallel, LaspRingPaysOneHopPerPassNotOnePerLayer) {
   EXPECT_LT(hops_fwd, m.n_layers * alpha / 4);  // not one hop per layer
 }
 
+TEST(SimSequenceParallel, LongerRingsPayOneHopPerRankNotPerLayer) {
+  // Eight ranks: the last trails the first by seven hops; a rank's own sends
+  // never queue behind the states it receives (they travel on separate
+  // communicators), so the ring still pipelines over the layers.
+  const ModelConfig m = preset_config("tnl-385m");
+  const double alpha = 2e-5;
+  SimLayout l = sp_layout(8, SequenceParallelKind::Lasp);
+  l.seq_len = 8 * 8192;
+  const MicroBatchCosts free = micro_batch_costs(m, latency_only(8, 0.0), l);
+  const MicroBatchCosts slow = micro_batch_costs(m, latency_only(8, alpha * 1e6), l);
+  const double hops_fwd = slow.stages[0].forward - free.stages[0].forward;
+  EXPECT_GT(hops_fwd, 7 * alpha * 0.99);
+  EXPECT_LT(hops_fwd, 7 * alpha * 1.5);
+  EXPECT_LT(slow.stages[0].backward - free.stages[0].backward, 7 * alpha * 1.5);
+}
+
 TEST(SimSequenceParallel, AllGatherOfKeysAndValuesPaysEveryLayer) {
   // The K/V all-gather baseline is a collective every layer must wait for:
   // two all-gathers (K and V) of a 2-rank ring, α each, per layer forward.
