@@ -10,6 +10,7 @@ void add_sim_setup_options(po::options_description& options) {
   add_model_options(options);
   // clang-format off
   options.add_options()
+      ("attention-core", po::value<std::string>(), "GPT/Llama presets: attention core flash|unfused (default flash)")
       ("gpu", po::value<std::string>()->default_value("h100"), "GPU preset: a100-40gb|a100-80gb|h100|h200")
       ("gpus-per-node", po::value<int>()->default_value(8), "GPUs per node")
       ("nodes", po::value<int>()->default_value(1), "nodes")
@@ -22,8 +23,17 @@ void add_sim_setup_options(po::options_description& options) {
 }
 
 namespace {
-// The model: a GPT/Llama preset (no shape overrides) or a TransNormerLLM
-// preset with `linpar train`'s overrides.
+// --attention-core: FlashAttention (true) or the unfused core of Megatron-LM
+// before it (false), which the published runs of 2021-22 used
+// (model/softmax_transformer.h).
+bool flash_attention_from_name(const std::string& core) {
+  if (core == "flash") return true;
+  if (core == "unfused") return false;
+  user_error("--attention-core {}: expected flash or unfused", core);
+}
+
+// The model: a GPT/Llama preset (no shape overrides; --attention-core) or a
+// TransNormerLLM preset with `linpar train`'s overrides.
 sim::SimModel model_from(const po::variables_map& v) {
   const std::string name = v["model"].as<std::string>();
   if (std::optional<SoftmaxTransformerConfig> s = find_softmax_preset(name)) {
@@ -31,11 +41,19 @@ sim::SimModel model_from(const po::variables_map& v) {
                           "attention-block"}) {
       if (v.count(o)) user_error("--{}: overrides a TransNormerLLM preset; {} is a softmax transformer preset", o, name);
     }
+    if (v.count("attention-core")) {
+      s->flash_attention = flash_attention_from_name(v["attention-core"].as<std::string>());
+    }
     return sim::SimModel(*s);
   }
   bool transnormer = false;
   for (const PresetInfo& p : model_presets()) transnormer = transnormer || p.config.name == name;
   if (!transnormer) return sim::SimModel::from_preset(name);  // UserError listing both families
+  if (v.count("attention-core")) {
+    user_error("--attention-core: picks a softmax transformer's attention kernel; {} is a "
+               "TransNormerLLM preset (lightning attention)",
+               name);
+  }
   return sim::SimModel(model_config_from(v));
 }
 }  // namespace

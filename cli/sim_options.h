@@ -16,7 +16,8 @@
 
 namespace linpar::cli {
 
-// --model and the TransNormer overrides, the cluster, --profile.
+// --model with the TransNormer overrides or the GPT/Llama --attention-core, the
+// cluster, --profile.
 void add_sim_setup_options(po::options_description& options);
 
 struct SimSetup {

@@ -75,4 +75,29 @@ TEST(CliSim, SequenceParallelRecomputeCo2AndTheOtherFamily) {
   EXPECT_NE(lasp.err.find("ulysses"), std::string::npos) << lasp.err;
 }
 
+TEST(CliSim, AttentionCorePicksTheSoftmaxKernel) {
+  // The unfused core (Megatron-LM before FlashAttention) multiplies over the
+  // whole N×N square and writes the scores to memory: the step is slower
+  // than with FlashAttention, the presets' default.
+  auto step = [](const std::string& core) {
+    const auto r = run_linpar(
+        "sim --format json --model megatron-1.7b --gpu a100-80gb --gpus-per-node 1 "
+        "--seq-len 2048 --micro-batch 4 --global-batch 4" + core);
+    EXPECT_EQ(r.exit_code, 0) << core << "\n" << r.err;
+    return nlohmann::json::parse(r.out)["step_time_s"].get<double>();
+  };
+  const double preset = step(""), flash = step(" --attention-core flash");
+  const double unfused = step(" --attention-core unfused");
+  EXPECT_EQ(preset, flash);
+  EXPECT_GT(unfused, flash);
+  // A TransNormer's attention is lightning attention; an unknown core is refused.
+  for (const std::string args :
+       {"--model tnl-385m --attention-core unfused", "--model gpt3-1.3b --attention-core fused"}) {
+    const auto r = run_linpar("sim --gpus-per-node 1 " + args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find("--attention-core"), std::string::npos) << r.err;
+  }
+}
+
 }  // namespace linpar
