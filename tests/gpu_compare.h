@@ -41,6 +41,33 @@ inline Tensor random_ids(int64_t rows, int64_t limit, uint64_t seed) {
   return Tensor::from_vector<int32_t>({rows}, ids);
 }
 
+// Elements [offset, offset + numel(shape)) of `full` (1-D) as `shape`: with
+// offset 1 the data pointer sits 2 or 4 bytes past a 16-byte boundary, which
+// sends vectorised kernels down their element-wise path.
+inline Tensor view_of(const Tensor& full, int64_t offset, const Shape& shape) {
+  return full.slice0(offset, offset + shape_numel(shape)).reshape(shape);
+}
+
+// A poisoned CUDA output of `shape` at `offset` in its buffer; `full` keeps
+// the whole buffer, to check that nothing before the view was written.
+struct PoisonedView {
+  Tensor full, view;
+};
+inline PoisonedView poisoned_view(const Shape& shape, int64_t offset, DType dtype) {
+  Tensor full = poisoned({shape_numel(shape) + offset}, dtype);
+  return {full, view_of(full, offset, shape)};
+}
+// Whether the elements before the view are all still NaN.
+inline bool head_untouched(const PoisonedView& out) {
+  const int64_t offset = out.full.numel() - out.view.numel();
+  if (offset == 0) return true;
+  const std::vector<float> head =
+      out.full.slice0(0, offset).to(Device::CPU).to(DType::F32).to_vector<float>();
+  for (float v : head)
+    if (!std::isnan(v)) return false;
+  return true;
+}
+
 // The tolerance of a GPU result against the CPU reference by compute dtype.
 inline double gpu_tolerance(DType dtype) { return dtype == DType::F32 ? 1e-5 : 1e-2; }
 

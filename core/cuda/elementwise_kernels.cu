@@ -1,7 +1,14 @@
+// Elementwise updates, conversions, sums of squares and the optimizer step
+// on the GPU. axpy, scale and the conversions are memory-bound: each thread
+// moves a 16-byte vector per access (4 f32 or 8 bf16; a conversion moves 8
+// elements, one bf16 vector and two f32 ones) when every pointer is 16-byte
+// aligned, else one element, and finishes the n % kV tail element-wise
+// (for_each_vector); arithmetic is f32, bf16 rounds to nearest even.
 #include <cuda_bf16.h>
 
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/elementwise_kernels.h"
+#include "core/cuda/kernel_common.cuh"
 
 namespace linpar::cuda {
 
@@ -9,53 +16,74 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int blocks_for(int64_t n) {
-  int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 * 16 ? blocks : 65535 * 16);
+int blocks_for(int64_t n) { return grid_blocks(n, kThreads); }
+
+// y += alpha · x
+template <typename T, int kV>
+__global__ void axpy_kernel(float alpha, const T* x, T* y, int64_t n) {
+  for_each_vector<kV>(n, [&](int64_t i, auto width) {
+    constexpr int w = decltype(width)::value;
+    float xv[w], yv[w];
+    load_vec<w>(x + i, xv);
+    load_vec<w>(y + i, yv);
+#pragma unroll
+    for (int k = 0; k < w; ++k) yv[k] += alpha * xv[k];
+    store_vec<w>(y + i, yv);
+  });
 }
 
-// Grid-stride loops so any n works with a bounded grid.
-__global__ void axpy_f32_kernel(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    y[i] += alpha * x[i];
-  }
+template <typename T, int kV>
+__global__ void scale_kernel(float alpha, T* x, int64_t n) {
+  for_each_vector<kV>(n, [&](int64_t i, auto width) {
+    constexpr int w = decltype(width)::value;
+    float v[w];
+    load_vec<w>(x + i, v);
+#pragma unroll
+    for (int k = 0; k < w; ++k) v[k] *= alpha;
+    store_vec<w>(x + i, v);
+  });
 }
 
-__global__ void axpy_bf16_kernel(float alpha, const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    y[i] = __float2bfloat16(__bfloat162float(y[i]) + alpha * __bfloat162float(x[i]));
-  }
+// dst = src, element type converted; kV is 8 (two f32 vectors, one bf16
+// vector) or 1.
+template <typename Src, typename Dst, int kV>
+__global__ void convert_kernel(const Src* src, Dst* dst, int64_t n) {
+  for_each_vector<kV>(n, [&](int64_t i, auto width) {
+    constexpr int w = decltype(width)::value;
+    float v[w];
+    if constexpr (w == 1) {
+      v[0] = ld(src + i, 0);
+      st(dst + i, 0, v[0]);
+    } else {
+      static_assert(w == 8, "a conversion moves 8 elements per vector");
+      if constexpr (sizeof(Src) == 4) {
+        load_vec<4>(src + i, v);
+        load_vec<4>(src + i + 4, v + 4);
+        store_vec<8>(dst + i, v);
+      } else {
+        load_vec<8>(src + i, v);
+        store_vec<4>(dst + i, v);
+        store_vec<4>(dst + i + 4, v + 4);
+      }
+    }
+  });
 }
 
-__global__ void scale_f32_kernel(float alpha, float* x, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    x[i] *= alpha;
-  }
+// Calls f.template operator()<kV>() with kV = vector (the 16-byte width the
+// caller uses) when every pointer is 16-byte aligned, else 1.
+template <int kVector, typename F>
+void by_vector(std::initializer_list<const void*> pointers, F&& f) {
+  if (aligned16(pointers))
+    f.template operator()<kVector>();
+  else
+    f.template operator()<1>();
+  CUDA_CHECK(cudaGetLastError());
 }
 
-__global__ void scale_bf16_kernel(float alpha, __nv_bfloat16* x, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    x[i] = __float2bfloat16(alpha * __bfloat162float(x[i]));
-  }
+const __nv_bfloat16* as_bf16(const uint16_t* p) {
+  return reinterpret_cast<const __nv_bfloat16*>(p);
 }
-
-__global__ void f32_to_bf16_kernel(const float* src, __nv_bfloat16* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    dst[i] = __float2bfloat16_rn(src[i]);
-  }
-}
-
-__global__ void bf16_to_f32_kernel(const __nv_bfloat16* src, float* dst, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    dst[i] = __bfloat162float(src[i]);
-  }
-}
+__nv_bfloat16* as_bf16(uint16_t* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
 
 __device__ float as_float(float v) { return v; }
 __device__ float as_float(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -77,7 +105,8 @@ __global__ void sum_squares_kernel(const T* x, int64_t n, double* total) {
   __syncthreads();
   if (threadIdx.x < 32) {
     sum = threadIdx.x < kThreads / 32 ? warp_sums[threadIdx.x] : 0.f;
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffffu, sum, offset);
+    for (int offset = 16; offset > 0; offset /= 2)
+      sum += __shfl_down_sync(0xffffffffu, sum, offset);
     if (threadIdx.x == 0) atomicAdd(total, static_cast<double>(sum));
   }
 }
@@ -111,24 +140,6 @@ int reduction_blocks(int64_t n) {
 
 }  // namespace
 
-void scale_bf16(float alpha, uint16_t* x, int64_t n) {
-  if (n == 0) return;
-  scale_bf16_kernel<<<blocks_for(n), kThreads>>>(alpha, reinterpret_cast<__nv_bfloat16*>(x), n);
-  CUDA_CHECK(cudaGetLastError());
-}
-
-void convert_f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
-  if (n == 0) return;
-  f32_to_bf16_kernel<<<blocks_for(n), kThreads>>>(src, reinterpret_cast<__nv_bfloat16*>(dst), n);
-  CUDA_CHECK(cudaGetLastError());
-}
-
-void convert_bf16_to_f32(const uint16_t* src, float* dst, int64_t n) {
-  if (n == 0) return;
-  bf16_to_f32_kernel<<<blocks_for(n), kThreads>>>(reinterpret_cast<const __nv_bfloat16*>(src), dst, n);
-  CUDA_CHECK(cudaGetLastError());
-}
-
 void sum_squares_f32(const float* x, int64_t n, double* total) {
   if (n == 0) return;
   sum_squares_kernel<<<reduction_blocks(n), kThreads>>>(x, n, total);
@@ -137,8 +148,8 @@ void sum_squares_f32(const float* x, int64_t n, double* total) {
 
 void sum_squares_bf16(const uint16_t* x, int64_t n, double* total) {
   if (n == 0) return;
-  sum_squares_kernel<<<reduction_blocks(n), kThreads>>>(reinterpret_cast<const __nv_bfloat16*>(x), n,
-                                                        total);
+  sum_squares_kernel<<<reduction_blocks(n), kThreads>>>(reinterpret_cast<const __nv_bfloat16*>(x),
+                                                        n, total);
   CUDA_CHECK(cudaGetLastError());
 }
 
@@ -152,21 +163,48 @@ void adamw_f32(const AdamWStep& step, float* value, const float* grad, float* m,
 
 void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
   if (n == 0) return;
-  axpy_f32_kernel<<<blocks_for(n), kThreads>>>(alpha, x, y, n);
-  CUDA_CHECK(cudaGetLastError());
+  by_vector<kVec16<float>>({x, y}, [&]<int kV>() {
+    axpy_kernel<float, kV><<<vector_blocks(n, kV, kThreads), kThreads>>>(alpha, x, y, n);
+  });
 }
 
 void axpy_bf16(float alpha, const uint16_t* x, uint16_t* y, int64_t n) {
   if (n == 0) return;
-  axpy_bf16_kernel<<<blocks_for(n), kThreads>>>(alpha, reinterpret_cast<const __nv_bfloat16*>(x),
-                                                reinterpret_cast<__nv_bfloat16*>(y), n);
-  CUDA_CHECK(cudaGetLastError());
+  by_vector<kVec16<__nv_bfloat16>>({x, y}, [&]<int kV>() {
+    axpy_kernel<__nv_bfloat16, kV>
+        <<<vector_blocks(n, kV, kThreads), kThreads>>>(alpha, as_bf16(x), as_bf16(y), n);
+  });
 }
 
 void scale_f32(float alpha, float* x, int64_t n) {
   if (n == 0) return;
-  scale_f32_kernel<<<blocks_for(n), kThreads>>>(alpha, x, n);
-  CUDA_CHECK(cudaGetLastError());
+  by_vector<kVec16<float>>({x}, [&]<int kV>() {
+    scale_kernel<float, kV><<<vector_blocks(n, kV, kThreads), kThreads>>>(alpha, x, n);
+  });
+}
+
+void scale_bf16(float alpha, uint16_t* x, int64_t n) {
+  if (n == 0) return;
+  by_vector<kVec16<__nv_bfloat16>>({x}, [&]<int kV>() {
+    scale_kernel<__nv_bfloat16, kV>
+        <<<vector_blocks(n, kV, kThreads), kThreads>>>(alpha, as_bf16(x), n);
+  });
+}
+
+void convert_f32_to_bf16(const float* src, uint16_t* dst, int64_t n) {
+  if (n == 0) return;
+  by_vector<8>({src, dst}, [&]<int kV>() {
+    convert_kernel<float, __nv_bfloat16, kV>
+        <<<vector_blocks(n, kV, kThreads), kThreads>>>(src, as_bf16(dst), n);
+  });
+}
+
+void convert_bf16_to_f32(const uint16_t* src, float* dst, int64_t n) {
+  if (n == 0) return;
+  by_vector<8>({src, dst}, [&]<int kV>() {
+    convert_kernel<__nv_bfloat16, float, kV>
+        <<<vector_blocks(n, kV, kThreads), kThreads>>>(as_bf16(src), dst, n);
+  });
 }
 
 }  // namespace linpar::cuda

@@ -1,12 +1,15 @@
 // Small pieces every elementwise CUDA kernel file uses (.cu files only):
-// bounded grids for grid-stride loops, and f32 loads/stores of f32 or bf16
+// bounded grids for grid-stride loops, f32 loads/stores of f32 or bf16
 // elements, one at a time or as 16-byte vectors (kernels compute in f32
-// whatever the storage type).
+// whatever the storage type), and a grid-stride loop over 16-byte vectors
+// with an element-wise tail.
 #pragma once
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <initializer_list>
+#include <type_traits>
 
 namespace linpar::cuda {
 
@@ -30,6 +33,11 @@ template <typename T>
 constexpr int kVec16 = 16 / static_cast<int>(sizeof(T));
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+inline bool aligned16(std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers)
+    if (!aligned16(p)) return false;
+  return true;
+}
 
 template <int kV, typename T>
 __device__ inline void load_vec(const T* p, float* x) {
@@ -81,6 +89,28 @@ __device__ inline void copy_vec(T* dst, const T* src) {
     static_assert(kV * sizeof(T) == 16, "copy_vec moves one element or 16 bytes");
     *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
   }
+}
+
+// A grid-stride loop over n elements in kV-element vectors: body(i, width)
+// runs with width kV on elements [i, i + kV) for every whole vector, then
+// with width 1 on each of the n % kV tail elements (std::integral_constant,
+// so body can pass width on as a template argument). With kV > 1 every
+// pointer body touches at element i must be 16-byte aligned at i = 0.
+template <int kV, typename Body>
+__device__ inline void for_each_vector(int64_t n, Body&& body) {
+  const int64_t thread = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x, vectors = n / kV;
+  for (int64_t v = thread; v < vectors; v += stride)
+    body(v * kV, std::integral_constant<int, kV>{});
+  if constexpr (kV > 1) {
+    const int64_t i = vectors * kV + thread;  // fewer than kV tail elements, one per thread
+    if (i < n) body(i, std::integral_constant<int, 1>{});
+  }
+}
+
+// Blocks for a for_each_vector launch over n elements at kV per thread.
+inline int vector_blocks(int64_t n, int kV, int threads) {
+  return grid_blocks((n + kV - 1) / kV, threads);
 }
 
 }  // namespace linpar::cuda

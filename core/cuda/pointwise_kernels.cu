@@ -1,8 +1,14 @@
-// SiLU, products and SRMSNorm on the GPU: grid-stride elementwise kernels and
-// one CTA per row for the row statistics (a block reduction in f32). The
-// head-layout SRMSNorm kernels move kV elements per thread: a 16-byte vector
-// when the head dim is a multiple of one and the pointers are aligned (a
-// vector then stays inside one head), else one element.
+// SiLU, products and SRMSNorm on the GPU, all memory-bound: each thread
+// moves kV elements per access, a 16-byte vector (8 bf16, 4 f32) when every
+// pointer is 16-byte aligned, else one element; arithmetic is f32.
+// Elementwise kernels grid-stride over whole vectors and finish the n % kV
+// tail one element at a time. Row kernels (the SRMSNorm phases) take one CTA
+// per row, sized to the row (whole warps, at most kThreads), and reduce in a
+// fixed order (each thread's vectors in turn, a warp shuffle tree, the warps
+// in order), so a row's statistic is the same bits on every run; they use
+// vectors when the row width is a multiple of one as well (every row starts
+// aligned). The head-layout SRMSNorm kernels use vectors when the head dim is
+// a multiple of one (a vector then stays inside one head).
 #include <cuda_bf16.h>
 
 #include <initializer_list>
@@ -17,92 +23,160 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int blocks_for(int64_t n) { return grid_blocks(n, kThreads); }
+__device__ inline float silu(float x) { return x / (1.0f + expf(-x)); }
+__device__ inline float silu_grad(float dy, float x) {
+  const float s = 1.0f / (1.0f + expf(-x));
+  return dy * s * (1.0f + x * (1.0f - s));
+}
 
-
-#define GRID_STRIDE(i, n)                                                          \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
-template <typename T>
+template <typename T, int kV>
 __global__ void silu_forward_kernel(const T* x, T* y, int64_t n) {
-  GRID_STRIDE(i, n) {
-    const float v = ld(x, i);
-    st(y, i, v / (1.0f + expf(-v)));
-  }
+  for_each_vector<kV>(n, [&](int64_t i, auto width) {
+    constexpr int w = decltype(width)::value;
+    float v[w];
+    load_vec<w>(x + i, v);
+#pragma unroll
+    for (int k = 0; k < w; ++k) v[k] = silu(v[k]);
+    store_vec<w>(y + i, v);
+  });
 }
 
-template <typename T>
+template <typename T, int kV>
 __global__ void silu_backward_kernel(const T* dy, const T* x, T* dx, int64_t n) {
-  GRID_STRIDE(i, n) {
-    const float v = ld(x, i), s = 1.0f / (1.0f + expf(-v));
-    st(dx, i, ld(dy, i) * s * (1.0f + v * (1.0f - s)));
-  }
+  for_each_vector<kV>(n, [&](int64_t i, auto width) {
+    constexpr int w = decltype(width)::value;
+    float g[w], v[w];
+    load_vec<w>(dy + i, g);
+    load_vec<w>(x + i, v);
+#pragma unroll
+    for (int k = 0; k < w; ++k) g[k] = silu_grad(g[k], v[k]);
+    store_vec<w>(dx + i, g);
+  });
 }
 
-template <typename T>
+template <typename T, int kV>
 __global__ void mul_forward_kernel(const T* a, const T* b, T* y, int64_t n) {
-  GRID_STRIDE(i, n) { st(y, i, ld(a, i) * ld(b, i)); }
+  for_each_vector<kV>(n, [&](int64_t i, auto width) {
+    constexpr int w = decltype(width)::value;
+    float av[w], bv[w];
+    load_vec<w>(a + i, av);
+    load_vec<w>(b + i, bv);
+#pragma unroll
+    for (int k = 0; k < w; ++k) av[k] *= bv[k];
+    store_vec<w>(y + i, av);
+  });
 }
 
-template <typename T>
+// da = dy ⊙ b, db = dy ⊙ a; a null output skips its product and its read.
+template <typename T, int kV>
 __global__ void mul_backward_kernel(const T* dy, const T* a, const T* b, T* da, T* db, int64_t n) {
-  GRID_STRIDE(i, n) {
-    const float g = ld(dy, i);
-    if (da != nullptr) st(da, i, g * ld(b, i));
-    if (db != nullptr) st(db, i, g * ld(a, i));
-  }
+  for_each_vector<kV>(n, [&](int64_t i, auto width) {
+    constexpr int w = decltype(width)::value;
+    float g[w], other[w];
+    load_vec<w>(dy + i, g);
+    if (da != nullptr) {
+      load_vec<w>(b + i, other);
+#pragma unroll
+      for (int k = 0; k < w; ++k) other[k] *= g[k];
+      store_vec<w>(da + i, other);
+    }
+    if (db != nullptr) {
+      load_vec<w>(a + i, other);
+#pragma unroll
+      for (int k = 0; k < w; ++k) other[k] *= g[k];
+      store_vec<w>(db + i, other);
+    }
+  });
 }
 
-// Sum of f(i) over one row by the CTA; every thread gets the total.
+// Sum of f(v) over v in [0, count) by the CTA, in a fixed order; every
+// thread gets the total. blockDim.x is a multiple of 32, at most kThreads.
 template <typename F>
-__device__ float row_reduce(int64_t width, F&& f) {
+__device__ float row_reduce(int64_t count, F&& f) {
   __shared__ float partial[kThreads / 32];
   float acc = 0.0f;
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) acc += f(i);
+  for (int64_t v = threadIdx.x; v < count; v += blockDim.x) acc += f(v);
   for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_down_sync(0xffffffffu, acc, offset);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   if (lane == 0) partial[warp] = acc;
   __syncthreads();
   float total = 0.0f;
-  for (int w = 0; w < kThreads / 32; ++w) total += partial[w];
+  for (int w = 0; w < warps; ++w) total += partial[w];
   __syncthreads();
   return total;
 }
 
-template <typename T>
-__global__ void row_sums_kernel(const T* x, float* sums, int64_t width) {
-  const int64_t row = blockIdx.x;
-  const T* xr = x + row * width;
-  const float total = row_reduce(width, [&](int64_t i) { const float v = ld(xr, i); return v * v; });
-  if (threadIdx.x == 0) sums[row] = total;
+// Σ a ⊙ b over the kV elements at p and q.
+template <int kV, typename T>
+__device__ inline float dot_vec(const T* p, const T* q) {
+  float a[kV], b[kV];
+  load_vec<kV>(p, a);
+  load_vec<kV>(q, b);
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kV; ++k) sum += a[k] * b[k];
+  return sum;
 }
 
-template <typename T>
+template <typename T, int kV>
+__global__ void row_sums_kernel(const T* x, float* sums, int64_t width) {
+  const T* xr = x + blockIdx.x * width;
+  const float total = row_reduce(width / kV, [&](int64_t v) {
+    float e[kV];
+    load_vec<kV>(xr + v * kV, e);
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kV; ++k) sum += e[k] * e[k];
+    return sum;
+  });
+  if (threadIdx.x == 0) sums[blockIdx.x] = total;
+}
+
+template <typename T, int kV>
 __global__ void apply_kernel(const T* x, const float* sums, float inv_full_width, float eps, T* y,
                              float* rstd, int64_t width) {
   const int64_t row = blockIdx.x;
   const float inv = rsqrtf(sums[row] * inv_full_width + eps);
   if (threadIdx.x == 0) rstd[row] = inv;
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) st(y, row * width + i, ld(x, row * width + i) * inv);
+  const T* xr = x + row * width;
+  T* yr = y + row * width;
+  for (int64_t i = threadIdx.x * static_cast<int64_t>(kV); i < width;
+       i += static_cast<int64_t>(blockDim.x) * kV) {
+    float e[kV];
+    load_vec<kV>(xr + i, e);
+#pragma unroll
+    for (int k = 0; k < kV; ++k) e[k] *= inv;
+    store_vec<kV>(yr + i, e);
+  }
 }
 
-template <typename T>
+template <typename T, int kV>
 __global__ void row_dots_kernel(const T* dy, const T* y, float* dots, int64_t width) {
-  const int64_t row = blockIdx.x;
-  const float total = row_reduce(width, [&](int64_t i) { return ld(dy, row * width + i) * ld(y, row * width + i); });
-  if (threadIdx.x == 0) dots[row] = total;
+  const int64_t base = blockIdx.x * width;
+  const float total = row_reduce(
+      width / kV, [&](int64_t v) { return dot_vec<kV>(dy + base + v * kV, y + base + v * kV); });
+  if (threadIdx.x == 0) dots[blockIdx.x] = total;
 }
 
-template <typename T>
+template <typename T, int kV>
 __global__ void backward_apply_kernel(const T* dy, const T* y, const float* rstd, const float* dots,
                                       float inv_full_width, T* dx, bool accumulate, int64_t width) {
-  const int64_t row = blockIdx.x;
+  const int64_t row = blockIdx.x, base = row * width;
   const float mean = dots[row] * inv_full_width, r = rstd[row];
-  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
-    const int64_t k = row * width + i;
-    const float g = r * (ld(dy, k) - ld(y, k) * mean);
-    st(dx, k, accumulate ? ld(dx, k) + g : g);
+  for (int64_t i = threadIdx.x * static_cast<int64_t>(kV); i < width;
+       i += static_cast<int64_t>(blockDim.x) * kV) {
+    float g[kV], yv[kV];
+    load_vec<kV>(dy + base + i, g);
+    load_vec<kV>(y + base + i, yv);
+#pragma unroll
+    for (int k = 0; k < kV; ++k) g[k] = r * (g[k] - yv[k] * mean);
+    if (accumulate) {
+      float old[kV];
+      load_vec<kV>(dx + base + i, old);
+#pragma unroll
+      for (int k = 0; k < kV; ++k) g[k] += old[k];
+    }
+    store_vec<kV>(dx + base + i, g);
   }
 }
 
@@ -167,84 +241,118 @@ __global__ void backward_apply_heads_kernel(HeadRows l, const T* dy, const T* y,
 }
 
 template <typename T>
-const T* in(const void* p) { return static_cast<const T*>(p); }
+const T* in(const void* p) {
+  return static_cast<const T*>(p);
+}
 template <typename T>
-T* out(void* p) { return static_cast<T*>(p); }
+T* out(void* p) {
+  return static_cast<T*>(p);
+}
 
 // Calls f.template operator()<T>() with T the element type.
 template <typename F>
 void by_type(bool bf16, F&& f) {
-  if (bf16) f.template operator()<__nv_bfloat16>();
-  else f.template operator()<float>();
+  if (bf16)
+    f.template operator()<__nv_bfloat16>();
+  else
+    f.template operator()<float>();
   CUDA_CHECK(cudaGetLastError());
 }
 
-// Calls f.template operator()<T, kV>() with T the element type and kV the
-// widest vector the head layout and every pointer allow.
+// Calls f.template operator()<T, kV>() with T the element type and kV a
+// 16-byte vector when every pointer is 16-byte aligned (null ones count as
+// aligned) and `group` (a row width, a head dim; 0 for none) is a multiple of
+// one, else 1.
 template <typename F>
-void by_type_and_vector(bool bf16, const HeadRows& l, std::initializer_list<const void*> pointers,
+void by_type_and_vector(bool bf16, int64_t group, std::initializer_list<const void*> pointers,
                         F&& f) {
-  bool aligned = true;
-  for (const void* p : pointers) aligned = aligned && aligned16(p);
+  const bool aligned = aligned16(pointers);
   by_type(bf16, [&]<typename T>() {
-    if (aligned && l.head_dim % kVec16<T> == 0)
+    if (aligned && group % kVec16<T> == 0)
       f.template operator()<T, kVec16<T>>();
     else
       f.template operator()<T, 1>();
   });
+}
+template <typename F>
+void by_type_and_vector(bool bf16, const HeadRows& l, std::initializer_list<const void*> pointers,
+                        F&& f) {
+  by_type_and_vector(bf16, l.head_dim, pointers, f);
+}
+
+// Threads for one CTA per row of `width` elements at kV per thread: enough
+// for the row in whole warps, at most kThreads.
+int row_threads(int64_t width, int kV) {
+  const int64_t wanted = (width / kV + 31) / 32 * 32;
+  return static_cast<int>(wanted < 32 ? 32 : (wanted < kThreads ? wanted : kThreads));
 }
 
 }  // namespace
 
 void silu_forward(bool bf16, const void* x, void* y, int64_t n) {
   if (n == 0) return;
-  by_type(bf16, [&]<typename T>() { silu_forward_kernel<T><<<blocks_for(n), kThreads, 0, cudaStreamLegacy>>>(in<T>(x), out<T>(y), n); });
+  by_type_and_vector(bf16, 0, {x, y}, [&]<typename T, int kV>() {
+    silu_forward_kernel<T, kV>
+        <<<vector_blocks(n, kV, kThreads), kThreads, 0, cudaStreamLegacy>>>(in<T>(x), out<T>(y), n);
+  });
 }
 void silu_backward(bool bf16, const void* dy, const void* x, void* dx, int64_t n) {
   if (n == 0) return;
-  by_type(bf16, [&]<typename T>() {
-    silu_backward_kernel<T><<<blocks_for(n), kThreads, 0, cudaStreamLegacy>>>(in<T>(dy), in<T>(x), out<T>(dx), n);
+  by_type_and_vector(bf16, 0, {dy, x, dx}, [&]<typename T, int kV>() {
+    silu_backward_kernel<T, kV><<<vector_blocks(n, kV, kThreads), kThreads, 0, cudaStreamLegacy>>>(
+        in<T>(dy), in<T>(x), out<T>(dx), n);
   });
 }
 void mul_forward(bool bf16, const void* a, const void* b, void* y, int64_t n) {
   if (n == 0) return;
-  by_type(bf16, [&]<typename T>() {
-    mul_forward_kernel<T><<<blocks_for(n), kThreads, 0, cudaStreamLegacy>>>(in<T>(a), in<T>(b), out<T>(y), n);
+  by_type_and_vector(bf16, 0, {a, b, y}, [&]<typename T, int kV>() {
+    mul_forward_kernel<T, kV><<<vector_blocks(n, kV, kThreads), kThreads, 0, cudaStreamLegacy>>>(
+        in<T>(a), in<T>(b), out<T>(y), n);
   });
 }
-void mul_backward(bool bf16, const void* dy, const void* a, const void* b, void* da, void* db, int64_t n) {
+void mul_backward(bool bf16, const void* dy, const void* a, const void* b, void* da, void* db,
+                  int64_t n) {
   if (n == 0) return;
-  by_type(bf16, [&]<typename T>() {
-    mul_backward_kernel<T><<<blocks_for(n), kThreads, 0, cudaStreamLegacy>>>(in<T>(dy), in<T>(a), in<T>(b), out<T>(da), out<T>(db), n);
+  by_type_and_vector(bf16, 0, {dy, a, b, da, db}, [&]<typename T, int kV>() {
+    mul_backward_kernel<T, kV><<<vector_blocks(n, kV, kThreads), kThreads, 0, cudaStreamLegacy>>>(
+        in<T>(dy), in<T>(a), in<T>(b), out<T>(da), out<T>(db), n);
   });
 }
 void srmsnorm_row_sums(bool bf16, const void* x, float* sums, int64_t rows, int64_t width) {
   if (rows == 0) return;
-  by_type(bf16, [&]<typename T>() {
-    row_sums_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, cudaStreamLegacy>>>(in<T>(x), sums, width);
+  by_type_and_vector(bf16, width, {x}, [&]<typename T, int kV>() {
+    row_sums_kernel<T, kV>
+        <<<static_cast<unsigned>(rows), row_threads(width, kV), 0, cudaStreamLegacy>>>(in<T>(x),
+                                                                                       sums, width);
   });
 }
 void srmsnorm_apply(bool bf16, const void* x, const float* sums, int64_t full_width, float eps,
                     void* y, float* rstd, int64_t rows, int64_t width) {
   if (rows == 0) return;
-  by_type(bf16, [&]<typename T>() {
-    apply_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, cudaStreamLegacy>>>(
-        in<T>(x), sums, 1.0f / static_cast<float>(full_width), eps, out<T>(y), rstd, width);
+  by_type_and_vector(bf16, width, {x, y}, [&]<typename T, int kV>() {
+    apply_kernel<T, kV>
+        <<<static_cast<unsigned>(rows), row_threads(width, kV), 0, cudaStreamLegacy>>>(
+            in<T>(x), sums, 1.0f / static_cast<float>(full_width), eps, out<T>(y), rstd, width);
   });
 }
-void srmsnorm_row_dots(bool bf16, const void* dy, const void* y, float* dots, int64_t rows, int64_t width) {
+void srmsnorm_row_dots(bool bf16, const void* dy, const void* y, float* dots, int64_t rows,
+                       int64_t width) {
   if (rows == 0) return;
-  by_type(bf16, [&]<typename T>() {
-    row_dots_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, cudaStreamLegacy>>>(in<T>(dy), in<T>(y), dots, width);
+  by_type_and_vector(bf16, width, {dy, y}, [&]<typename T, int kV>() {
+    row_dots_kernel<T, kV>
+        <<<static_cast<unsigned>(rows), row_threads(width, kV), 0, cudaStreamLegacy>>>(
+            in<T>(dy), in<T>(y), dots, width);
   });
 }
 void srmsnorm_backward_apply(bool bf16, const void* dy, const void* y, const float* rstd,
                              const float* dots, int64_t full_width, void* dx, bool accumulate,
                              int64_t rows, int64_t width) {
   if (rows == 0) return;
-  by_type(bf16, [&]<typename T>() {
-    backward_apply_kernel<T><<<static_cast<unsigned>(rows), kThreads, 0, cudaStreamLegacy>>>(
-        in<T>(dy), in<T>(y), rstd, dots, 1.0f / static_cast<float>(full_width), out<T>(dx), accumulate, width);
+  by_type_and_vector(bf16, width, {dy, y, dx}, [&]<typename T, int kV>() {
+    backward_apply_kernel<T, kV>
+        <<<static_cast<unsigned>(rows), row_threads(width, kV), 0, cudaStreamLegacy>>>(
+            in<T>(dy), in<T>(y), rstd, dots, 1.0f / static_cast<float>(full_width), out<T>(dx),
+            accumulate, width);
   });
 }
 
@@ -253,7 +361,8 @@ void srmsnorm_row_sums_heads(bool bf16, const HeadRows& l, const void* x, float*
   if (rows == 0) return;
   by_type_and_vector(bf16, l, {x}, [&]<typename T, int kV>() {
     row_sums_heads_kernel<T, kV>
-        <<<static_cast<unsigned>(rows), kThreads, 0, cudaStreamLegacy>>>(l, in<T>(x), sums);
+        <<<static_cast<unsigned>(rows), row_threads(l.heads * l.head_dim, kV), 0,
+           cudaStreamLegacy>>>(l, in<T>(x), sums);
   });
 }
 void srmsnorm_apply_heads(bool bf16, const HeadRows& l, const void* x, const float* sums,
@@ -261,7 +370,8 @@ void srmsnorm_apply_heads(bool bf16, const HeadRows& l, const void* x, const flo
   const int64_t rows = l.batch * l.length;
   if (rows == 0) return;
   by_type_and_vector(bf16, l, {x, y}, [&]<typename T, int kV>() {
-    apply_heads_kernel<T, kV><<<static_cast<unsigned>(rows), kThreads, 0, cudaStreamLegacy>>>(
+    apply_heads_kernel<T, kV><<<static_cast<unsigned>(rows), row_threads(l.heads * l.head_dim, kV),
+                                0, cudaStreamLegacy>>>(
         l, in<T>(x), sums, 1.0f / static_cast<float>(full_width), eps, out<T>(y), rstd);
   });
 }
@@ -272,8 +382,9 @@ void srmsnorm_backward_apply_heads(bool bf16, const HeadRows& l, const void* dy,
   if (rows == 0) return;
   by_type_and_vector(bf16, l, {dy, y, dx}, [&]<typename T, int kV>() {
     backward_apply_heads_kernel<T, kV>
-        <<<static_cast<unsigned>(rows), kThreads, 0, cudaStreamLegacy>>>(
-            l, in<T>(dy), in<T>(y), rstd, dots, 1.0f / static_cast<float>(full_width), out<T>(dx));
+        <<<static_cast<unsigned>(rows), row_threads(l.heads * l.head_dim, kV), 0,
+           cudaStreamLegacy>>>(l, in<T>(dy), in<T>(y), rstd, dots,
+                               1.0f / static_cast<float>(full_width), out<T>(dx));
   });
 }
 
