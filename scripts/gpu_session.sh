@@ -26,7 +26,7 @@ if has bench; then
 echo "== training step (${SESSION_TRAIN:-tnl-1b:8192:1})"
 OUT=$logs/bench BENCH_SKIP_LIGHTNING=1 BENCH_TRAIN="${SESSION_TRAIN:-tnl-1b:8192:1}" LINPAR_OP_TIMES=1 \
   bash scripts/gpu_bench.sh >"$logs/bench.txt" 2>&1
-grep -v "^# op" "$logs/bench.txt" | grep -v "^gemm\|^shape\|^[a-z_]*[0-9]* *[0-9]* *[0-9]* *[0-9]* " | tail -16
+grep -E "^train_|^who|^# phases|^# peak|measured bf16|^copy" "$logs/bench.txt"
 grep "^# op" "$logs/bench.txt" | head -24
 fi
 if has kv && [ -x build-gpu/bench/kv_state_bench ]; then
