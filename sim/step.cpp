@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include "core/error.h"
 #include "model/transnormer.h"
@@ -288,10 +289,39 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
   LINPAR_CHECK(static_cast<int>(shard->plans.size()) == l.sp, "shard ops of {} SP ranks for sp {}",
                shard->plans.size(), l.sp);
   std::vector<std::vector<RankOp>> layer_forward;  // per layer (index), reused over the ranks
+  // Stages of the same structure (first or not, last or not, as many layers,
+  // as many LRPE layers) cost the same: their ops differ only in the layer
+  // index. The first of them is simulated; the others take its costs with
+  // the layers renumbered (a deep pipeline has few distinct stages).
+  std::map<std::tuple<bool, bool, int64_t, int64_t>, size_t> same_as;
   for (int p = 0; p < l.pp; ++p) {
     StageCost sc;
     sc.stage = model.stage(p, l.pp);
     sc.parameters = model.stage_parameters(p, l.pp, l.tp);
+    int64_t lrpe_layers = 0;
+    if (model.is_transnormer()) {
+      for (int64_t layer = sc.stage.first_layer; layer < sc.stage.end_layer; ++layer) {
+        lrpe_layers += model.transnormer().layer_uses_lrpe(layer) ? 1 : 0;
+      }
+    }
+    const auto key = std::make_tuple(sc.stage.first(), sc.stage.last(), sc.stage.end_layer - sc.stage.first_layer,
+                                     lrpe_layers);
+    if (auto it = same_as.find(key); it != same_as.end()) {
+      const StageCost& twin = out.stages[it->second];
+      const int64_t shift = sc.stage.first_layer - twin.stage.first_layer;
+      sc.forward = twin.forward;
+      sc.backward = twin.backward;
+      sc.tp_bytes = twin.tp_bytes;
+      sc.sp_bytes = twin.sp_bytes;
+      sc.model_flops = twin.model_flops;
+      sc.backward_by_layer = twin.backward_by_layer;
+      for (auto& [layer, t] : sc.backward_by_layer) {
+        if (layer >= 0) layer += shift;
+      }
+      out.stages.push_back(std::move(sc));
+      continue;
+    }
+    same_as.emplace(key, out.stages.size());
     std::vector<std::vector<RankOp>> fwd(static_cast<size_t>(l.sp)), bwd(static_cast<size_t>(l.sp));
     for (int r = 0; r < l.sp; ++r) {
       int64_t tp_bytes = 0, sp_bytes = 0;

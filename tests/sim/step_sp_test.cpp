@@ -117,6 +117,30 @@ TEST(SimSequenceParallel, EveryKindIsSimulatedAndLaspSendsTheLeast) {
   EXPECT_EQ(lasp_bytes, states);
 }
 
+TEST(SimPipeline, StagesOfOneStructureShareTheirCostsWithTheLayersRenumbered) {
+  // tnl-385m (24 layers, LRPE on the first) over 6 stages with LASP on 2
+  // ranks: the middle stages hold the same number of layers and no LRPE, so
+  // their costs are equal, and each stage's bucket layers are its own.
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l = sp_layout(2, SequenceParallelKind::Lasp);
+  l.pp = 6;
+  const MicroBatchCosts costs = micro_batch_costs(m, make_cluster("h100", 8, 2), l);
+  for (size_t p = 1; p < 6; ++p) {
+    const StageCost& a = costs.stages[p];
+    for (const auto& [layer, t] : a.backward_by_layer) {
+      if (layer >= 0) EXPECT_TRUE(layer >= a.stage.first_layer && layer < a.stage.end_layer) << p;
+    }
+  }
+  const StageCost &b = costs.stages[2], &c = costs.stages[3];
+  ASSERT_EQ(b.stage.end_layer - b.stage.first_layer, c.stage.end_layer - c.stage.first_layer);
+  EXPECT_EQ(b.forward, c.forward);
+  EXPECT_EQ(b.backward, c.backward);
+  // The per-layer times the buckets use still add up to the stage's backward.
+  double sum = 0;
+  for (const auto& [layer, t] : c.backward_by_layer) sum += t;
+  EXPECT_NEAR(sum, c.backward, 1e-12);
+}
+
 TEST(SimRecompute, FullRerunsEachLayersForwardAndSelectiveItsAttention) {
   const ModelConfig m = preset_config("tnl-385m");
   const ClusterSpec c = make_cluster("h100", 1, 1);
