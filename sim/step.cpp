@@ -313,6 +313,8 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
       sc.backward = twin.backward;
       sc.tp_bytes = twin.tp_bytes;
       sc.sp_bytes = twin.sp_bytes;
+      sc.tp_bytes_all = twin.tp_bytes_all;
+      sc.sp_bytes_all = twin.sp_bytes_all;
       sc.model_flops = twin.model_flops;
       sc.backward_by_layer = twin.backward_by_layer;
       for (auto& [layer, t] : sc.backward_by_layer) {
@@ -368,6 +370,8 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
       }
       sc.tp_bytes = std::max(sc.tp_bytes, tp_bytes);
       sc.sp_bytes = std::max(sc.sp_bytes, sp_bytes);
+      sc.tp_bytes_all += tp_bytes;
+      sc.sp_bytes_all += sp_bytes;
     }
     sc.forward = simulate_sp_ranks(c, l, fwd, false, nullptr);
     sc.backward = simulate_sp_ranks(c, l, bwd, true, &sc.backward_by_layer);
@@ -503,18 +507,27 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
       place("all-gather values", static_cast<int>(p), Stream::Comm,
             c.collective(CollectiveKind::AllGather, params * 4, grad), &opt, 1);
     }
-    int64_t bytes = m * (sc.tp_bytes + sc.sp_bytes);
-    if (l.pp > 1) bytes += m * costs.boundary_bytes * ((p + 1 < P) + (p > 0));
+    // What every SP rank of the stage sends besides its TP and SP traffic.
+    int64_t shared = 0;
+    if (l.pp > 1) shared += m * costs.boundary_bytes * ((p + 1 < P) + (p > 0));
     if (grad.ranks > 1) {
-      bytes += l.zero ? 2 * wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * 4 / grad.ranks)
-                      : wire_bytes(CollectiveKind::AllReduce, grad.ranks, params * 4);
+      shared += l.zero ? 2 * wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * 4 / grad.ranks)
+                       : wire_bytes(CollectiveKind::AllReduce, grad.ranks, params * 4);
     }
+    // The gradient norm for clipping: an 8-byte all-reduce of the sum of
+    // squares over the groups holding other parts of the model (TP, PP) and,
+    // with ZeRO-1, over the shards.
+    if (l.tp > 1) shared += wire_bytes(CollectiveKind::AllReduce, l.tp, 8);
+    if (l.pp > 1) shared += wire_bytes(CollectiveKind::AllReduce, l.pp, 8);
+    if (l.zero && grad.ranks > 1) shared += wire_bytes(CollectiveKind::AllReduce, grad.ranks, 8);
     if (co2 && l.dp > 1) {
       // The outer all-reduce of the f32 parameters, once per τ steps.
       outer[p] = c.collective(CollectiveKind::AllReduce, params * 4, c.dp);
-      bytes += wire_bytes(CollectiveKind::AllReduce, l.dp, params * 4) / l.co2_tau;
+      shared += wire_bytes(CollectiveKind::AllReduce, l.dp, params * 4) / l.co2_tau;
     }
-    comm_bytes = std::max(comm_bytes, bytes);
+    comm_bytes = std::max(comm_bytes, m * (sc.tp_bytes + sc.sp_bytes) + shared);
+    out.comm_bytes_per_step += static_cast<int64_t>(l.dp) * l.tp *
+                               (m * (sc.tp_bytes_all + sc.sp_bytes_all) + static_cast<int64_t>(l.sp) * shared);
   }
 
   const double inner = makespan;

@@ -73,6 +73,7 @@ struct StageCost {
   // count as layers -2 and -1), for the DDP buckets.
   std::vector<std::pair<int64_t, double>> backward_by_layer;
   int64_t tp_bytes = 0, sp_bytes = 0;  // wire bytes one rank sends per micro-batch (largest SP rank)
+  int64_t tp_bytes_all = 0, sp_bytes_all = 0;  // the same summed over the stage's SP ranks
   int64_t model_flops = 0;             // one micro-batch, summed over the SP ranks
   int64_t parameters = 0;              // one rank's
 };
@@ -92,6 +93,7 @@ struct StepPrediction {
   double bubble_seconds = 0;    // that stage's compute stream idle within the step
   int64_t model_flops_per_gpu = 0;
   int64_t comm_bytes_per_gpu = 0;  // wire bytes the busiest GPU sends in the step (TP, SP, PP, DP)
+  int64_t comm_bytes_per_step = 0; // wire bytes all GPUs send in the step (the runtime's counters' sum)
   MemoryBreakdown memory;          // the busiest stage's GPU
   bool fits = true;
   std::string memory_message;      // "" when it fits
