@@ -86,7 +86,9 @@ TEST(SimStep, TensorParallelTrafficIsThePlans) {
       if (c.kind == "all_reduce") per_micro += wire_bytes(CollectiveKind::AllReduce, 2, c.bytes);
     }
   }
-  EXPECT_EQ(p.comm_bytes_per_gpu, 2 * per_micro);
+  // Two micro-batches, plus the step's 8-byte gradient-norm all-reduce.
+  EXPECT_EQ(p.comm_bytes_per_gpu, 2 * per_micro + wire_bytes(CollectiveKind::AllReduce, 2, 8));
+  EXPECT_EQ(p.comm_bytes_per_step, 2 * p.comm_bytes_per_gpu);
 }
 
 TEST(SimStep, BadLayoutsAreRefused) {
