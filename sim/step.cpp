@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <map>
 #include <string>
-#include <string_view>
 #include <tuple>
 
 #include "core/error.h"
@@ -86,6 +85,7 @@ struct RankOp {
   double seconds;  // compute plus blocking TP collectives
   int64_t layer;
   bool recompute = false;  // a forward op run again before backward: no SP traffic
+  const ShardOps::Op* info = nullptr;  // its SP traffic
 };
 
 // The first phase for one stage and one direction: every SP rank's ops as
@@ -120,10 +120,11 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
   std::vector<int> last(static_cast<size_t>(T), -1);  // each rank's last task (compute order)
   // LASP's hops: (layer, receiver) -> the send task.
   std::map<std::pair<int64_t, int>, int> mailbox;
-  // Collectives over all SP ranks: op name -> the ranks' compute tasks so far / the task.
-  std::map<std::string_view, std::vector<int>> arrived;
-  std::map<std::string_view, int> collective_task;
-  const std::string recv_point = backward ? ".lasp.state.backward" : ".lasp.inter.forward";
+  // Collectives over all SP ranks, in the order every rank issues them: the
+  // k-th one's compute task per rank (-1: not arrived) and its own task.
+  std::vector<std::vector<int>> arrived;
+  std::vector<int> collective_task;
+  std::vector<size_t> issued(static_cast<size_t>(T), 0);  // group collectives each rank has passed
   bool progress = true;
   while (progress) {
     progress = false;
@@ -132,10 +133,11 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
       while (next[ri] < ranks[ri].size()) {
         const RankOp& ro = ranks[ri][next[ri]];
         const PlannedOp& op = *ro.op;
+        const ShardOps::Op& info = *ro.info;
         std::vector<int> after;
         if (last[ri] >= 0) after.push_back(last[ri]);
         // A LASP rank waits for its neighbour's state (gradient) here.
-        if (T > 1 && !ro.recompute && ends_with(op.name, recv_point.c_str())) {
+        if (!ro.recompute && (backward ? info.receives_backward : info.receives_forward)) {
           auto it = mailbox.find({ro.layer, r});
           if (it == mailbox.end()) break;  // not sent yet: another rank first
           after.push_back(it->second);
@@ -143,42 +145,35 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
         // An SP collective over every rank: the op's compute on each rank,
         // then one task over all their comm streams once every rank has
         // arrived; each rank's next op waits for it.
-        bool group_collective = false;
-        for (const PlannedCollective& pc : op.collectives) {
-          if (pc.group == "sp" && pc.kind != "send_recv" && !ro.recompute) group_collective = true;
-        }
-        if (group_collective && T > 1) {
-          std::vector<int>& in = arrived.try_emplace(op.name, static_cast<size_t>(T), -1).first->second;
+        if (info.sp_group && !ro.recompute) {
+          const size_t k = issued[ri];
+          if (arrived.size() <= k) {
+            arrived.resize(k + 1, std::vector<int>(static_cast<size_t>(T), -1));
+            collective_task.resize(k + 1, -1);
+          }
+          std::vector<int>& in = arrived[k];
           if (in[ri] < 0) in[ri] = add({op.name.c_str(), {{r, Stream::Compute}}, ro.seconds, after}, ro.layer);
           if (std::count(in.begin(), in.end(), -1) > 0) break;  // the others have not arrived yet
-          auto done = collective_task.find(op.name);
-          if (done == collective_task.end()) {
-            double t = 0;
+          if (collective_task[k] < 0) {
             std::vector<Resource> res;
             for (int q = 0; q < T; ++q) res.push_back({q, Stream::Comm});
-            for (const PlannedCollective& pc : op.collectives) {
-              if (pc.group != "sp") continue;
-              const CollectiveKind k = kind_of(pc.kind);
-              t += c.collective(k, sim_payload(k, pc.bytes, T), c.sp);
-            }
-            done = collective_task.emplace(op.name, add({op.name.c_str(), res, t, in}, ro.layer)).first;
+            collective_task[k] = add({op.name.c_str(), res, info.sp_group_seconds, in}, ro.layer);
           }
-          last[ri] = done->second;
+          last[ri] = collective_task[k];
+          ++issued[ri];
           ++next[ri];
           progress = true;
           continue;
         }
         const int task = add({op.name.c_str(), {{r, Stream::Compute}}, ro.seconds, after}, ro.layer);
         last[ri] = task;
-        for (const PlannedCollective& pc : op.collectives) {
-          if (pc.group != "sp" || pc.kind != "send_recv" || ro.recompute) continue;
+        if (info.sp_send && !ro.recompute) {
           const int peer = backward ? r - 1 : r + 1;
           LINPAR_CHECK(peer >= 0 && peer < T, "{} sends outside the SP group", op.name);
-          const double t = c.collective(CollectiveKind::SendRecv, pc.bytes, c.sp);
           // The sender's stream only: the runtime receives on a communicator
           // of the other direction, so a rank's own sends never queue
           // behind what it receives (and the receiver waits through `after`).
-          mailbox[{ro.layer, peer}] = add({op.name.c_str(), {{r, Stream::P2P}}, t, {task}}, ro.layer);
+          mailbox[{ro.layer, peer}] = add({op.name.c_str(), {{r, Stream::P2P}}, info.sp_send_seconds, {task}}, ro.layer);
         }
         ++next[ri];
         progress = true;
@@ -269,8 +264,18 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
           o.tp_bytes += wire_bytes(kind, l.tp, pc.bytes);
         } else if (pc.group == "sp") {
           o.sp_bytes += wire_bytes(kind, l.sp, pc.bytes);
+          if (l.sp == 1) continue;
+          if (kind == CollectiveKind::SendRecv) {
+            o.sp_send = true;
+            o.sp_send_seconds += c.collective(kind, pc.bytes, c.sp);
+          } else {
+            o.sp_group = true;
+            o.sp_group_seconds += c.collective(kind, sim_payload(kind, pc.bytes, l.sp), c.sp);
+          }
         }
       }
+      o.receives_forward = l.sp > 1 && ends_with(op.name, ".lasp.inter.forward");
+      o.receives_backward = l.sp > 1 && ends_with(op.name, ".lasp.state.backward");
       ops.push_back(o);
     }
   }
@@ -342,7 +347,7 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
         tp_bytes += o.tp_bytes;
         sp_bytes += o.sp_bytes;
         if (o.cls != OpClass::Memory) sc.model_flops += op.flops;
-        const RankOp ro{&op, o.compute + o.tp_seconds, layer};
+        const RankOp ro{&op, o.compute + o.tp_seconds, layer, false, &o};
         if (!o.backward) {
           f.push_back(ro);
           if (layer >= 0) layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)].push_back(ro);
@@ -363,7 +368,7 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
               t_again += a.tp_seconds;
               tp_bytes += a.tp_bytes;
             }
-            b.push_back(RankOp{again.op, t_again, layer, true});
+            b.push_back(RankOp{again.op, t_again, layer, true, &a});
           }
         }
         b.push_back(ro);

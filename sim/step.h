@@ -115,6 +115,13 @@ struct ShardOps {
     double compute = 0;     // the op alone
     double tp_seconds = 0;  // its blocking TP collectives
     int64_t tp_bytes = 0, sp_bytes = 0;
+    // SP traffic, decided once from the op's name and collectives: a
+    // collective over the whole SP group after the op (and its time), a
+    // LASP send to the neighbour (and its time), and whether the op is where
+    // a LASP rank waits for its neighbour's state (forward) or state
+    // gradient (backward).
+    bool sp_group = false, sp_send = false, receives_forward = false, receives_backward = false;
+    double sp_group_seconds = 0, sp_send_seconds = 0;
   };
   std::vector<OpPlan> plans;          // one per SP rank
   std::vector<std::vector<Op>> ops;   // ops[r][i] describes plans[r].ops()[i]
