@@ -312,20 +312,14 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
     const auto key = std::make_tuple(sc.stage.first(), sc.stage.last(), sc.stage.end_layer - sc.stage.first_layer,
                                      lrpe_layers);
     if (auto it = same_as.find(key); it != same_as.end()) {
-      const StageCost& twin = out.stages[it->second];
-      const int64_t shift = sc.stage.first_layer - twin.stage.first_layer;
-      sc.forward = twin.forward;
-      sc.backward = twin.backward;
-      sc.tp_bytes = twin.tp_bytes;
-      sc.sp_bytes = twin.sp_bytes;
-      sc.tp_bytes_all = twin.tp_bytes_all;
-      sc.sp_bytes_all = twin.sp_bytes_all;
-      sc.model_flops = twin.model_flops;
-      sc.backward_by_layer = twin.backward_by_layer;
-      for (auto& [layer, t] : sc.backward_by_layer) {
+      StageCost copy = out.stages[it->second];  // every cost; this stage's own place and parameters
+      const int64_t shift = sc.stage.first_layer - copy.stage.first_layer;
+      copy.stage = sc.stage;
+      copy.parameters = sc.parameters;
+      for (auto& [layer, t] : copy.backward_by_layer) {
         if (layer >= 0) layer += shift;
       }
-      out.stages.push_back(std::move(sc));
+      out.stages.push_back(std::move(copy));
       continue;
     }
     same_as.emplace(key, out.stages.size());
