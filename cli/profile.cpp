@@ -224,7 +224,7 @@ int profile_command(const std::vector<std::string>& args) {
       "seq-len", po::value<int64_t>()->default_value(2048), "tokens per sample")(
       "micro-batch", po::value<int64_t>()->default_value(1), "samples per micro-batch")(
       "tp", po::value<int>()->default_value(1), "tensor-parallel degree of the shapes")(
-      "sizes-mb", po::value<std::string>()->default_value("1,16,128"),
+      "sizes-mb", po::value<std::string>()->default_value("0.00390625,0.0625,1,16,128"),
       "collective payload sizes, MiB per rank (comma-separated)")(
       "reps", po::value<int>()->default_value(10), "timed repetitions (the median is kept)")(
       "out", po::value<std::string>()->default_value("profile.json"), "the profile file to write");

@@ -4,8 +4,11 @@
 #   profile-<model>.json   `linpar profile` of this machine (collectives over
 #                           every GPU when there are 2+)
 #   validation_runs.txt    one line per run: name, GPUs, median step seconds
-#                           (steps 3..), peak GPU memory in use (rank 0), then
+#                           (steps 3..8), peak GPU memory in use (rank 0), then
 #                           the exact linpar arguments
+#   validation-logs.tar.gz every run's log and metrics; step 9 of each run
+#                           is timed op by op (LINPAR_OP_TIMES) and left out
+#                           of the median
 # VALIDATION_LOGS=DIR puts the per-run logs and metrics there instead.
 # Runs tnl-385m at 2048 tokens per sample on 1 GPU and each 2-GPU layout
 # (DP, ZeRO-1, TP, TP+SP, PP, and every SP kind) that the machine has GPUs for.
@@ -23,7 +26,7 @@ model="${VALIDATION_MODEL:-tnl-385m}"
   --micro-batch 4 --out "$out/profile-$model.json" >"$logs/profile.log" 2>&1 || { echo "profile failed"; tail -3 "$logs/profile.log"; }
 median_step() {  # median seconds per step of the metrics file's steps after the second
   python3 -c "import json,sys,statistics; r=[json.loads(l) for l in open(sys.argv[1])]; \
-t=[x['compute_s']+x['optimizer_s'] for x in r if 'compute_s' in x and x['step']>2]; \
+t=[x['compute_s']+x['optimizer_s'] for x in r if 'compute_s' in x and 2<x['step']<9]; \
 m=max(x.get('gpu_peak_in_use_bytes',0) for x in r); print(f'{statistics.median(t):.5f} {m/2**30:.2f}GiB')" "$1"
 }
 results="$out/validation_runs.txt"
@@ -31,9 +34,9 @@ results="$out/validation_runs.txt"
 run() {  # name ranks args...
   local name=$1 ranks=$2; shift 2
   [ "$ranks" -le "$gpus" ] || return
-  local args=(--model "$model" --device cuda --steps 8 "$@")
+  local args=(--model "$model" --device cuda --steps 9 "$@")
   rm -f "$logs/v-$name.jsonl"
-  "${mpirun[@]}" -np "$ranks" ./build-gpu/cli/linpar train --data data/kjv --eval-every 0 --eval-windows 1 \
+  LINPAR_OP_TIMES=1 "${mpirun[@]}" -x LINPAR_OP_TIMES -np "$ranks" ./build-gpu/cli/linpar train --data data/kjv --eval-every 0 --eval-windows 1 \
     --progress quiet --metrics "$logs/v-$name.jsonl" "${args[@]}" >"$logs/v-$name.log" 2>&1 \
     || { echo "$name failed: $(tail -1 "$logs/v-$name.log")"; return; }
   echo "$name $ranks $(median_step "$logs/v-$name.jsonl") ${args[*]}" | tee -a "$results"
@@ -49,3 +52,6 @@ for kind in lasp lasp2 allgather ulysses; do
   run "sp2-$kind" 2 --seq-len 4096 --micro-batch 2 --global-batch 2 --sp 2 --sp-kind "$kind"
 done
 run single-8k 1 --seq-len 8192 --micro-batch 1 --global-batch 1
+# The per-op tables and metrics of every run, one file (the device tool
+# returns only a few files).
+tar -czf "$out/validation-logs.tar.gz" -C "$logs" . 2>/dev/null || true

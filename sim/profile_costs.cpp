@@ -383,7 +383,10 @@ std::optional<double> profile_collective_seconds(CollectiveKind kind, int64_t pa
   const double bytes = static_cast<double>(payload_bytes);
   double busbw = 0;
   if (payload_bytes <= sizes.front()->bytes) {
-    busbw = sizes.front()->busbw_gbps;
+    // Below the smallest measured size a collective costs its latency: no
+    // less than the smallest measurement (holding its bandwidth instead made
+    // an 8-byte norm all-reduce nearly free, while NCCL takes microseconds).
+    return sizes.front()->seconds;
   } else if (payload_bytes >= sizes.back()->bytes) {
     busbw = sizes.back()->busbw_gbps;
   } else {

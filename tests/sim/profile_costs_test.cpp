@@ -345,10 +345,13 @@ TEST_F(ProfileCosts, CollectiveBusBandwidthIsInterpolatedInLogBytes) {
               static_cast<double>(bytes) * 1.5 / (busbw * 1e9), 1e-15);
 }
 
-TEST_F(ProfileCosts, CollectiveBusBandwidthIsHeldOutsideTheMeasuredSizes) {
-  // Below 1e6: busbw 30; above 1e9: busbw 90.
+TEST_F(ProfileCosts, CollectiveTimeIsHeldBelowAndBandwidthAboveTheMeasuredSizes) {
+  // Below 1e6 the smallest measurement's time (latency floor): 1e6 · 1.5 / 30e9;
+  // above 1e9: busbw 90.
   EXPECT_NEAR(*profile_collective_seconds(CollectiveKind::AllReduce, 100'000, 4, profile_),
-              1e5 * 1.5 / 30e9, 1e-15);
+              1e6 * 1.5 / 30e9, 1e-15);
+  EXPECT_NEAR(*profile_collective_seconds(CollectiveKind::AllReduce, 8, 4, profile_),
+              1e6 * 1.5 / 30e9, 1e-15);
   EXPECT_NEAR(*profile_collective_seconds(CollectiveKind::AllReduce, 4'000'000'000, 4, profile_),
               4e9 * 1.5 / 90e9, 1e-12);
 }
