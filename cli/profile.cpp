@@ -23,6 +23,7 @@
 #include "core/ops/activation.h"
 #include "core/ops/gemm.h"
 #include "core/ops/lightning_attention.h"
+#include "core/op_timing.h"
 #include "core/timer.h"
 #include "parallel/hybrid_communicator.h"
 #include "parallel/nccl_communicator.h"
@@ -149,6 +150,68 @@ nlohmann::json profile_elementwise(const ModelConfig& m, int64_t rows, int tp, D
           {"seconds", seconds}, {"gbps", bytes / seconds / 1e9}};
 }
 
+// GPU time of `calls` back-to-back launches of `run` on the compute stream
+// (CUDA events of the op-timing scopes, so the host's launch and
+// synchronisation are not counted), summed over the op names they record.
+double timed_gpu_seconds(const std::function<void()>& run, int calls) {
+  cuda::synchronize();
+  reset_op_times();
+  enable_op_timing(true);
+  for (int i = 0; i < calls; ++i) run();
+  enable_op_timing(false);
+  double total = 0;
+  for (const OpTime& t : op_times()) total += t.seconds;
+  return total;
+}
+
+// Compute and a collective at once, as the DDP buckets overlap backward: a
+// stream of GEMMs (channel_mixer.l1's forward, the model's largest layer
+// product) while every rank all-reduces 64 MiB buffers on the communicator's
+// stream, sized so that each alone lasts about as long. σ = the GEMMs' GPU
+// time together / alone − 1; ρ from the all-reduces' end: their work
+// J·t_alone was done at 1/(1+ρ) during the GEMMs and at full speed after.
+nlohmann::json profile_overlap(const ModelConfig& m, int64_t rows, int tp, DType dtype, int reps) {
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  HybridCommunicator group(MPI_COMM_WORLD, "overlap", false);
+  const int64_t D = m.width, F = m.glu_dim / tp;
+  const Tensor x = filled({rows, D}, dtype, Device::CUDA, 0.01f), w = filled({F, D}, dtype, Device::CUDA, 0.01f);
+  Tensor y = Tensor::empty({rows, F}, dtype, Device::CUDA);
+  const auto gemm = [&] { linear_forward(x, w, y); };
+  const int64_t elements = (int64_t{64} << 20) / 4;
+  Tensor buffer = Tensor::zeros({elements}, DType::F32, Device::CUDA);
+  const double t_gemm = timed_gpu_seconds(gemm, reps) / reps;
+  group.barrier();
+  const double t_collective = median_seconds([&] { group.all_reduce(buffer); }, reps, Device::CUDA);
+  const int gemms = std::max(1, static_cast<int>(0.02 / t_gemm));  // about 20 ms of GEMMs
+  const int collectives = std::max(1, static_cast<int>(std::lround(gemms * t_gemm / t_collective)));
+  const double gemm_alone = timed_gpu_seconds(gemm, gemms);
+  const double collective_alone = collectives * t_collective;
+  std::vector<double> sigma, rho;
+  for (int r = 0; r < std::max(3, reps / 3); ++r) {
+    group.barrier();
+    cuda::synchronize();
+    Timer timer;
+    std::vector<std::unique_ptr<CommRequest>> pending;
+    for (int c = 0; c < collectives; ++c) pending.push_back(group.all_reduce_async(buffer));
+    const double gemm_together = timed_gpu_seconds(gemm, gemms);
+    for (auto& request : pending) request->wait();
+    cuda::synchronize();
+    const double end = timer.elapsed_s();
+    sigma.push_back(std::max(0.0, gemm_together / gemm_alone - 1));
+    // Work left after the GEMMs ran at full speed; the rest at 1/(1+ρ).
+    const double after = std::max(0.0, end - gemm_together);
+    const double during = collective_alone - after;
+    rho.push_back(during > 0 ? std::max(0.0, std::min(gemm_together, end) / during - 1) : 0.0);
+  }
+  std::sort(sigma.begin(), sigma.end());
+  std::sort(rho.begin(), rho.end());
+  return {{"gemm", "channel_mixer.l1 forward"}, {"rows", rows}, {"gemm_seconds", t_gemm},
+          {"collective", "all_reduce"}, {"ranks", world}, {"bytes", buffer.nbytes()},
+          {"collective_seconds", t_collective}, {"gemms", gemms}, {"collectives", collectives},
+          {"compute_slowdown", sigma[sigma.size() / 2]}, {"comm_slowdown", rho[rho.size() / 2]}};
+}
+
 // Collectives over groups of g consecutive ranks (g = 2, 4, ... up to the
 // world), every group measured at once as a layout would run them.
 nlohmann::json profile_collectives(Device device, const std::vector<double>& sizes_mb, int reps) {
@@ -267,11 +330,20 @@ int profile_command(const std::vector<std::string>& args) {
   if (device == Device::CUDA) select_local_device();
   // Compute is measured on every rank at once (as training would run) and
   // reported from rank 0.
-  profile["gemm"] = profile_gemms(m, batch * seq, tp, dtype, device, reps);
-  profile["lightning_attention"] = profile_attention(m, batch, seq, tp, dtype, device, reps);
+  // Products and attention at micro-batches 1, 2, 4, ... up to twice the
+  // given one: the simulator interpolates their rates by size.
+  profile["gemm"] = nlohmann::json::array();
+  profile["lightning_attention"] = nlohmann::json::array();
+  for (int64_t b = 1; b <= 2 * batch; b = b < batch && 2 * b > batch ? batch : 2 * b) {
+    for (auto& g : profile_gemms(m, b * seq, tp, dtype, device, reps)) profile["gemm"].push_back(g);
+    for (auto& a : profile_attention(m, b, seq, tp, dtype, device, reps)) {
+      profile["lightning_attention"].push_back(a);
+    }
+  }
   profile["memory"] = profile_memory(device, reps);
   profile["elementwise"] = profile_elementwise(m, batch * seq, tp, dtype, device, reps);
   profile["collectives"] = profile_collectives(device, sizes, reps);
+  if (device == Device::CUDA && world > 1) profile["overlap"] = profile_overlap(m, batch * seq, tp, dtype, reps);
   if (rank != 0) return 0;
   const std::string temp = path + ".tmp";
   {
@@ -297,6 +369,11 @@ int profile_command(const std::vector<std::string>& args) {
   for (const auto& c : profile["collectives"]) {
     fmt::print("  {:<14} {} ranks {:>10} B  busbw {:8.2f} GB/s\n", c["kind"].get<std::string>(),
                c["ranks"].get<int>(), c["bytes"].get<int64_t>(), c["busbw_gbps"].get<double>());
+  }
+  if (profile.contains("overlap")) {
+    fmt::print("  overlap: GEMMs {:.1f}% slower beside all-reduces, all-reduces {:.1f}% slower\n",
+               profile["overlap"]["compute_slowdown"].get<double>() * 100,
+               profile["overlap"]["comm_slowdown"].get<double>() * 100);
   }
   return 0;
 }

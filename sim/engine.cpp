@@ -22,18 +22,48 @@ int Schedule::add(Task task) {
   return id;
 }
 
+Stretch interfere(const Interference& i, double start, double seconds, double comm_free) {
+  if (comm_free <= start || (i.compute <= 0 && i.comm <= 0)) return {seconds, 0.0};
+  const double overlap = std::min(comm_free - start, (1 + i.compute) * seconds);
+  return {seconds + overlap * i.compute / (1 + i.compute), overlap * i.comm / (1 + i.comm)};
+}
+
 double Schedule::run() {
-  // When each (rank, stream) is next free.
+  // When each (rank, stream) is next free, and each rank's last task on its
+  // comm stream (the one interference pushes back).
   std::vector<double> free_at(static_cast<size_t>(ranks_) * kStreams, 0.0);
-  auto slot = [](const Resource& r) { return static_cast<size_t>(r.rank) * kStreams + static_cast<size_t>(r.stream); };
+  std::vector<int> last_comm(static_cast<size_t>(ranks_), -1);
+  auto slot = [](int rank, Stream stream) {
+    return static_cast<size_t>(rank) * kStreams + static_cast<size_t>(stream);
+  };
   double makespan = 0;
-  for (Task& t : tasks_) {
+  for (size_t id = 0; id < tasks_.size(); ++id) {
+    Task& t = tasks_[id];
     double start = 0;
-    for (const Resource& r : t.resources) start = std::max(start, free_at[slot(r)]);
+    for (const Resource& r : t.resources) start = std::max(start, free_at[slot(r.rank, r.stream)]);
     for (int dep : t.after) start = std::max(start, tasks_[static_cast<size_t>(dep)].finish);
     t.start = start;
     t.finish = start + t.seconds;
-    for (const Resource& r : t.resources) free_at[slot(r)] = t.finish;
+    if (t.resources.size() == 1 && t.resources[0].stream == Stream::Compute) {
+      const int rank = t.resources[0].rank;
+      const Stretch st = interfere(interference_, start, t.seconds, free_at[slot(rank, Stream::Comm)]);
+      t.finish = start + st.seconds;
+      if (st.comm_delay > 0) {
+        // The queue's last task ends later, on every rank it holds (a
+        // collective's other ranks wait for it too).
+        const int last = last_comm[static_cast<size_t>(rank)];
+        Task& c = tasks_[static_cast<size_t>(last)];
+        c.finish += st.comm_delay;
+        for (const Resource& r : c.resources) {
+          if (last_comm[static_cast<size_t>(r.rank)] == last) free_at[slot(r.rank, Stream::Comm)] = c.finish;
+        }
+        makespan = std::max(makespan, c.finish);
+      }
+    }
+    for (const Resource& r : t.resources) {
+      free_at[slot(r.rank, r.stream)] = t.finish;
+      if (r.stream == Stream::Comm) last_comm[static_cast<size_t>(r.rank)] = static_cast<int>(id);
+    }
     makespan = std::max(makespan, t.finish);
   }
   return makespan;
@@ -43,7 +73,7 @@ double Schedule::busy(int rank, Stream stream) const {
   double total = 0;
   for (const Task& t : tasks_) {
     for (const Resource& r : t.resources) {
-      if (r.rank == rank && r.stream == stream) total += t.seconds;
+      if (r.rank == rank && r.stream == stream) total += t.finish - t.start;
     }
   }
   return total;
@@ -60,7 +90,7 @@ std::string Schedule::chrome_trace() const {
   for (const Task& t : tasks_) {
     for (const Resource& r : t.resources) {
       events.push_back({{"name", t.name}, {"ph", "X"}, {"pid", r.rank}, {"tid", static_cast<int>(r.stream)},
-                        {"ts", t.start * 1e6}, {"dur", t.seconds * 1e6}});
+                        {"ts", t.start * 1e6}, {"dur", (t.finish - t.start) * 1e6}});
     }
   }
   return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump();

@@ -7,6 +7,18 @@
 // slow rank delays its group. Tasks must be added after their dependencies
 // (the step builder adds them in program order), so one pass in insertion
 // order gives every start and finish time.
+//
+// Interference: a collective in flight on a rank's comm stream shares the
+// GPU with the rank's compute (NCCL's kernels hold SMs and memory bandwidth
+// for as long as they run), so compute that overlaps it runs 1 + σ times
+// slower and the collective 1 + ρ times slower (σ, ρ measured by `linpar
+// profile`: docs/profile.md). A compute task starting at t while the comm
+// stream is busy until c overlaps it for o = min(c − t, (1 + σ)·d) of wall
+// time, doing o/(1 + σ) of its work d there: it lasts d + o·σ/(1 + σ), and
+// the comm stream's queue (its last task) ends o·ρ/(1 + ρ) later. Zero σ and
+// ρ: streams overlap for free. (First order: the comm stream's end is taken
+// before it is pushed back.) Point-to-point sends use few SMs and do not
+// interfere.
 #pragma once
 
 #include <cstdint>
@@ -34,21 +46,37 @@ struct Task {
   std::vector<Resource> resources;  // all held for the whole duration
   double seconds = 0;
   std::vector<int> after;  // ids of tasks that must finish first
-  // Filled by run():
+  // Filled by run() (finish − start exceeds `seconds` when interference
+  // stretched the task):
   double start = 0, finish = 0;
 };
 
+struct Interference {
+  double compute = 0;  // σ: compute slowdown while a collective runs
+  double comm = 0;     // ρ: collective slowdown while compute runs
+};
+
+// The interference rule above for one compute task of `seconds` starting at
+// `start` while the comm stream is busy until `comm_free`: the task's
+// duration, and how much later the comm stream's queue ends.
+struct Stretch {
+  double seconds = 0, comm_delay = 0;
+};
+Stretch interfere(const Interference& i, double start, double seconds, double comm_free);
+
 class Schedule {
  public:
-  explicit Schedule(int ranks) : ranks_(ranks) {}
+  explicit Schedule(int ranks, Interference interference = {})
+      : ranks_(ranks), interference_(interference) {}
   // Returns the task's id (its index).
   int add(Task task);
   const std::vector<Task>& tasks() const { return tasks_; }
   int ranks() const { return ranks_; }
 
-  // Assigns start and finish times; returns the makespan (the last finish).
+  // Assigns start and finish times (interference included); returns the
+  // makespan (the last finish).
   double run();
-  // Seconds each rank's stream was busy (after run()).
+  // Seconds each rank's stream was busy (after run(); stretched durations).
   double busy(int rank, Stream stream) const;
 
   // Chrome/Perfetto trace JSON: one process per rank, one thread per stream.
@@ -56,6 +84,7 @@ class Schedule {
 
  private:
   int ranks_;
+  Interference interference_;
   std::vector<Task> tasks_;
 };
 

@@ -18,6 +18,11 @@ struct GpuSpec {
   double f32_tflops = 0;   // non-tensor-core f32 peak
   double hbm_gib = 0;      // memory capacity, GiB
   double hbm_gbps = 0;     // memory bandwidth, GB/s (10^9 bytes)
+  // Compute and a collective on one GPU at once (sim/engine.h): compute
+  // runs 1 + σ times slower while a collective is in flight, the collective
+  // 1 + ρ times slower (measured: docs/simulator.md).
+  double overlap_compute_slowdown = 0;  // σ
+  double overlap_comm_slowdown = 0;     // ρ
 };
 
 // One direction of one link, per endpoint: an NVLink/NVSwitch port set per

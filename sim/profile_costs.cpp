@@ -62,6 +62,14 @@ class ProfileReader {
       fail("{} = {}: must be positive", name(where, key), value.dump());
     return x;
   }
+  double non_negative(const json& object, const std::string& where, const char* key) const {
+    const json& value = at(object, where, key);
+    if (!value.is_number()) fail("{}: expected a number, got {}", name(where, key), value.dump());
+    const double x = value.get<double>();
+    if (!(x >= 0) || !std::isfinite(x))
+      fail("{} = {}: must be zero or positive", name(where, key), value.dump());
+    return x;
+  }
   int64_t count(const json& object, const std::string& where, const char* key) const {
     const json& value = at(object, where, key);
     if (!value.is_number_integer()) {
@@ -197,20 +205,54 @@ std::string gemm_layer_of(const std::string& name) {
   return "";
 }
 
-const MeasuredGemm* find_gemm(const MeasuredProfile& p, const std::string& layer,
-                              const char* pass) {
-  for (const MeasuredGemm& g : p.gemms) {
-    if (g.layer == layer && g.pass == pass) return &g;
-  }
-  return nullptr;
+// A rate (FLOP/s) at `flops` from measurements (FLOPs, rate) of one kernel
+// at several sizes: interpolated linearly in log(FLOPs), held at the nearest
+// measured size outside them. Empty: 0.
+double rate_at(std::vector<std::pair<double, double>> points, double flops) {
+  if (points.empty()) return 0;
+  std::sort(points.begin(), points.end());
+  if (flops <= points.front().first) return points.front().second;
+  if (flops >= points.back().first) return points.back().second;
+  size_t hi = 1;
+  while (points[hi].first < flops) ++hi;
+  const auto [xa, ya] = points[hi - 1];
+  const auto [xb, yb] = points[hi];
+  const double w = std::log(flops / xa) / std::log(xb / xa);
+  return ya + w * (yb - ya);
 }
 
-const MeasuredAttention* find_attention(const MeasuredProfile& p, int64_t key_dim) {
-  if (key_dim <= 0) return p.attention.size() == 1 ? &p.attention.front() : nullptr;
-  for (const MeasuredAttention& a : p.attention) {
-    if (a.dk == key_dim) return &a;
+// The measured rate (TFLOP/s) of one layer's product in one pass at an op of
+// `flops` (one product's FLOPs); 0 when the profile lacks the layer or pass.
+double gemm_tflops(const MeasuredProfile& p, const std::string& layer, const char* pass, double flops) {
+  std::vector<std::pair<double, double>> points;
+  for (const MeasuredGemm& g : p.gemms) {
+    if (g.layer == layer && g.pass == pass) {
+      points.push_back({2.0 * static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(g.k),
+                        g.tflops});
+    }
   }
-  return nullptr;
+  return rate_at(std::move(points), flops);
+}
+
+// The measured lightning-attention rate (TFLOP/s) of the op's key width at
+// its FLOPs; 0 when the profile lacks that width (or, with key_dim 0, has
+// several).
+double attention_tflops(const MeasuredProfile& p, int64_t key_dim, bool forward, double flops) {
+  if (key_dim <= 0) {
+    for (const MeasuredAttention& a : p.attention) {
+      if (a.dk != p.attention.front().dk) return 0;
+    }
+    if (p.attention.empty()) return 0;
+    key_dim = p.attention.front().dk;
+  }
+  std::vector<std::pair<double, double>> points;
+  for (const MeasuredAttention& a : p.attention) {
+    if (a.dk != key_dim) continue;
+    const double tflops = forward ? a.forward_tflops : a.backward_tflops;
+    const double seconds = forward ? a.forward_seconds : a.backward_seconds;
+    points.push_back({tflops * 1e12 * seconds, tflops});
+  }
+  return rate_at(std::move(points), flops);
 }
 
 }  // namespace
@@ -243,8 +285,10 @@ MeasuredProfile load_profile(const std::string& path) {
   for (size_t i = 0; i < gemms.size(); ++i) {
     const std::string where = fmt::format("gemm[{}]", i);
     MeasuredGemm g = read_gemm(r, gemms[i], where);
-    if (find_gemm(p, g.layer, g.pass.c_str()) != nullptr) {
-      r.fail("{}: a second entry for {} {}", where, g.layer, g.pass);
+    for (const MeasuredGemm& h : p.gemms) {
+      if (h.layer == g.layer && h.pass == g.pass && h.m == g.m && h.n == g.n && h.k == g.k) {
+        r.fail("{}: a second entry for {} {} at {} x {} x {}", where, g.layer, g.pass, g.m, g.n, g.k);
+      }
     }
     p.gemms.push_back(std::move(g));
   }
@@ -253,7 +297,10 @@ MeasuredProfile load_profile(const std::string& path) {
     const std::string where = fmt::format("lightning_attention[{}]", i);
     const MeasuredAttention a = read_attention(r, attention[i], where);
     for (const MeasuredAttention& b : p.attention) {
-      if (b.dk == a.dk) r.fail("{}: a second entry for dk {}", where, a.dk);
+      if (b.dk == a.dk && b.batch == a.batch && b.length == a.length && b.heads == a.heads) {
+        r.fail("{}: a second entry for dk {} at batch {}, {} heads, length {}", where, a.dk, a.batch,
+               a.heads, a.length);
+      }
     }
     p.attention.push_back(a);
   }
@@ -269,6 +316,16 @@ MeasuredProfile load_profile(const std::string& path) {
     if (!e.is_object()) r.fail("elementwise: expected an object, got {}", e.dump());
     r.positive(e, "elementwise", "seconds");
     p.elementwise_gbps = r.positive(e, "elementwise", "gbps");
+  }
+
+  // Optional (from 2 ranks up; older files lack it): how a GEMM and an
+  // all-reduce slow each other when they run at once.
+  if (doc.contains("overlap")) {
+    const json& o = doc["overlap"];
+    if (!o.is_object()) r.fail("overlap: expected an object, got {}", o.dump());
+    p.overlap_compute_slowdown = r.non_negative(o, "overlap", "compute_slowdown");
+    p.overlap_comm_slowdown = r.non_negative(o, "overlap", "comm_slowdown");
+    p.has_overlap = true;
   }
 
   const json& collectives = r.array(doc, "collectives");
@@ -331,15 +388,15 @@ ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& p, const 
       const std::string layer = gemm_layer_of(op.name);
       double compute_s = 0;
       if (pass == Pass::Forward) {
-        const MeasuredGemm* forward = find_gemm(p, layer, "forward");
-        if (forward == nullptr) return roofline();
-        compute_s = flops / (forward->tflops * 1e12);
+        const double forward = gemm_tflops(p, layer, "forward", flops);
+        if (!(forward > 0)) return roofline();
+        compute_s = flops / (forward * 1e12);
       } else if (pass == Pass::Backward) {
         // The plan counts 2·(2mnk): dx = dy·W and dW += dyᵀ·x, equal halves.
-        const MeasuredGemm* input = find_gemm(p, layer, "backward_input");
-        const MeasuredGemm* weight = find_gemm(p, layer, "backward_weight");
-        if (input == nullptr || weight == nullptr) return roofline();
-        compute_s = flops / 2 / (input->tflops * 1e12) + flops / 2 / (weight->tflops * 1e12);
+        const double input = gemm_tflops(p, layer, "backward_input", flops / 2);
+        const double weight = gemm_tflops(p, layer, "backward_weight", flops / 2);
+        if (!(input > 0) || !(weight > 0)) return roofline();
+        compute_s = flops / 2 / (input * 1e12) + flops / 2 / (weight * 1e12);
       } else {
         return roofline();
       }
@@ -349,9 +406,9 @@ ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& p, const 
       // Every attention-class op (the LASP inter-chunk and state ops too)
       // runs at the lightning kernel's rate, as the roofline's one attention
       // efficiency does; FLOP-less ones (state sends) cost their bytes.
-      const MeasuredAttention* a = find_attention(p, key_dim);
-      if (a == nullptr || pass == Pass::Unknown) return roofline();
-      const double tflops = pass == Pass::Forward ? a->forward_tflops : a->backward_tflops;
+      if (pass == Pass::Unknown) return roofline();
+      const double tflops = attention_tflops(p, key_dim, pass == Pass::Forward, flops);
+      if (!(tflops > 0)) return roofline();
       return {std::max(flops / (tflops * 1e12), memory_s), CostSource::MeasuredAttention};
     }
     case OpClass::Memory:

@@ -11,13 +11,13 @@
 // Compute-bound ops take the longer of that and their bytes at the copy rate,
 // as the roofline (sim/op_costs.h) does.
 //
-// Other shapes: the profile measures one micro-batch, sequence length and TP
-// shard. An op whose FLOPs differ from the measured product's (another
-// micro-batch, sequence or TP degree) is costed at the measured *rate*
-// (FLOPs / TFLOP/s), not by scaling the measured time. Small products run
-// below the rate of large ones, so shapes much smaller than the profiled one
-// come out optimistic; MeasuredProfile keeps the shape it measured so that a
-// caller can say when it differs.
+// Other shapes: the profile measures each product and attention kernel at
+// several micro-batches (1, 2, 4, ... up to twice the given one) of one
+// sequence length and TP shard. An op is costed at the measured *rate*
+// (FLOPs / TFLOP/s) of its own layer, pass (or key width), interpolated in
+// log FLOPs between the measured sizes and held at the nearest outside them:
+// small products run below the rate of large ones. A profile with one size
+// per product (older files) gives that one rate.
 //
 // Fallbacks to the roofline (op_seconds with the given Efficiency): a matrix
 // product whose layer or pass the profile lacks, an attention op whose dk it
@@ -80,6 +80,10 @@ struct MeasuredProfile {
   double elementwise_gbps = 0;  // optional `elementwise` entry (0: absent): a product's bytes / seconds
   double copy_gbps = 0;                         // device-to-device copy, 2·bytes / seconds
   std::vector<MeasuredCollective> collectives;  // sorted by kind, ranks, bytes
+  // Optional `overlap` entry: compute and a collective at once
+  // (sim/engine.h's interference σ and ρ).
+  bool has_overlap = false;
+  double overlap_compute_slowdown = 0, overlap_comm_slowdown = 0;
 };
 
 // Reads a linpar-profile-1 file. UserError, one line naming the file and the

@@ -69,6 +69,14 @@ struct Costing {
     const int64_t key_dim = model.is_transnormer() ? attention_key_dim(model.transnormer(), o.name) : 0;
     return profile_op_seconds(o, *cost.profile, cluster.gpu, cost.efficiency, key_dim);
   }
+  // Compute and collectives sharing a GPU (sim/engine.h): the profile's
+  // measurement when it has one, else the GPU's.
+  Interference interference() const {
+    if (cost.profile != nullptr && cost.profile->has_overlap) {
+      return {cost.profile->overlap_compute_slowdown, cost.profile->overlap_comm_slowdown};
+    }
+    return {cluster.gpu.overlap_compute_slowdown, cluster.gpu.overlap_comm_slowdown};
+  }
   // A measured rate is used for groups inside one node (the profile measures
   // consecutive ranks of one machine); the alpha-beta model otherwise.
   double collective(CollectiveKind kind, int64_t payload, const GroupPlacement& g) const {
@@ -392,7 +400,8 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   // only the SP ranks of a replica (the replicas meet in the outer loop).
   const GroupPlacement grad = co2 ? c.sp : c.grad;
   StepPrediction out;
-  out.schedule = Schedule(l.pp);
+  const Interference interference = c.interference();
+  out.schedule = Schedule(l.pp, interference);
   Schedule& s = out.schedule;
 
   // The engine's rule (sim/engine.h), applied as each task is laid out: it
@@ -411,13 +420,28 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   std::vector<Lane> lanes(P * kStreams);
   double makespan = 0;
   std::vector<int> after;  // the trace's dependencies of one task
+  // Each stage's gradient buckets: its comm stream's tasks before the
+  // optimizer, the last of which interference pushes back.
+  std::vector<std::vector<Placed>> bucket_tasks(P);
   auto place = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n) {
     Lane& lane = lanes[static_cast<size_t>(p) * kStreams + static_cast<size_t>(stream)];
     double start = std::max(0.0, lane.free);
     for (size_t k = 0; k < n; ++k) start = std::max(start, deps[k].finish);
-    Placed task{start + seconds, -1};
+    double duration = seconds;
+    if (stream == Stream::Compute) {
+      Lane& comm = lanes[static_cast<size_t>(p) * kStreams + static_cast<size_t>(Stream::Comm)];
+      const Stretch st = interfere(interference, start, seconds, comm.free);
+      duration = st.seconds;
+      if (st.comm_delay > 0) {
+        comm.free += st.comm_delay;
+        comm.busy += st.comm_delay;
+        bucket_tasks[static_cast<size_t>(p)].back().finish = comm.free;
+        makespan = std::max(makespan, comm.free);
+      }
+    }
+    Placed task{start + duration, -1};
     lane.free = task.finish;
-    lane.busy += seconds;
+    lane.busy += duration;
     makespan = std::max(makespan, task.finish);
     if (trace) {
       after.clear();
@@ -434,8 +458,6 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   std::vector<std::vector<PipelineAction>> actions(P);
   std::vector<size_t> next(P, 0);
   for (int p = 0; p < l.pp; ++p) actions[static_cast<size_t>(p)] = pipeline_actions(l.schedule, p, l.pp, m);
-  std::vector<std::vector<Placed>> bucket_tasks(P);
-  const CollectiveKind reduce = l.zero ? CollectiveKind::ReduceScatter : CollectiveKind::AllReduce;
   bool progress = true;
   while (progress) {
     progress = false;
@@ -462,19 +484,18 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           }
           deps[n++] = fwd_task[sp * M + i];
           Placed last;
-          if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1) {
+          if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1 && !l.zero) {
             // The last micro-batch: layer by layer, each layer's gradients
             // reduced as soon as they are complete (DDP buckets); the
             // stage's parameters are spread evenly over its layers.
             const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
             const int64_t bytes = per_layer * 4;  // f32 gradients
-            const double bucket_seconds = c.collective(reduce, bytes, grad);
+            const double bucket_seconds = c.collective(CollectiveKind::AllReduce, bytes, grad);
             for (const auto& [layer, t] : sc.backward_by_layer) {
               last = place("backward", p, Stream::Compute, t, deps, n);
               n = 0;
               if (layer < 0) continue;
-              bucket_tasks[sp].push_back(place(l.zero ? "reduce-scatter gradients" : "all-reduce gradients", p,
-                                               Stream::Comm, bucket_seconds, &last, 1));
+              bucket_tasks[sp].push_back(place("all-reduce gradients", p, Stream::Comm, bucket_seconds, &last, 1));
             }
           } else {
             last = place("backward", p, Stream::Compute, sc.backward, deps, n);
@@ -492,7 +513,11 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
 
   // Optimizer: f32 AdamW over this rank's parameters (1/(dp·sp) of them
   // with ZeRO-1), about 30 bytes per parameter (reads value, grad, m, v;
-  // writes value, m, v and the bf16 copy); then ZeRO-1's all-gather.
+  // writes value, m, v and the bf16 copy). ZeRO-1 as the runtime runs it
+  // (parallel/data_parallel.h), after the whole backward: the gradients
+  // copied into one flat f32 vector, one reduce-scatter of it, the update of
+  // the shard (with the values copied into the flat vector first), the
+  // all-gather of the values.
   int64_t comm_bytes = 0;
   std::vector<double> outer(P, 0.0);
   for (size_t p = 0; p < P; ++p) {
@@ -500,8 +525,16 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     const int64_t params = sc.parameters;
     const int64_t updated = l.zero ? params / grad.ranks : params;
     const double hbm = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.memory;
-    const Placed opt = place("optimizer", static_cast<int>(p), Stream::Compute,
-                             30.0 * static_cast<double>(updated) / hbm, bucket_tasks[p].data(), bucket_tasks[p].size());
+    double optimizer_seconds = 30.0 * static_cast<double>(updated) / hbm;
+    if (l.zero && grad.ranks > 1) {
+      const double flat_copy = 8.0 * static_cast<double>(params) / hbm;  // f32 read + write
+      const Placed flat = place("flatten gradients", static_cast<int>(p), Stream::Compute, flat_copy, nullptr, 0);
+      bucket_tasks[p].push_back(place("reduce-scatter gradients", static_cast<int>(p), Stream::Comm,
+                                      c.collective(CollectiveKind::ReduceScatter, params * 4, grad), &flat, 1));
+      optimizer_seconds += flat_copy;
+    }
+    const Placed opt = place("optimizer", static_cast<int>(p), Stream::Compute, optimizer_seconds,
+                             bucket_tasks[p].data(), bucket_tasks[p].size());
     if (l.zero && grad.ranks > 1) {
       place("all-gather values", static_cast<int>(p), Stream::Comm,
             c.collective(CollectiveKind::AllGather, params * 4, grad), &opt, 1);

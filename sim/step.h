@@ -15,8 +15,11 @@
 //   micro-batch in the pipeline schedule's order (GPipe or 1F1B) with the
 //   activations and their gradients sent between stages, the gradient
 //   reduction over the dp·sp ranks of a shard in per-layer buckets
-//   overlapping the last micro-batch's backward (ZeRO-1: reduce-scatter, the
-//   update of 1/(dp·sp), then the all-gather of the values), the optimizer;
+//   overlapping the last micro-batch's backward, with compute and
+//   collectives slowing each other while they overlap (sim/engine.h's
+//   interference); ZeRO-1 as the runtime runs it, after the backward: the
+//   gradients flattened, one reduce-scatter, the update of 1/(dp·sp), the
+//   all-gather of the values; the optimizer;
 //   with CO2 no per-step reduction over dp but the outer all-reduce of the
 //   parameters, started at a round's first step and hidden behind the τ
 //   inner steps as far as they last.

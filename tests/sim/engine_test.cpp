@@ -48,6 +48,33 @@ TEST(SimEngine, CollectivesWaitForTheSlowestRankAndOverlapCompute) {
   EXPECT_EQ(spans, 1 + 1 + 2 + 1 + 1 + 2 + 1);
 }
 
+// Interference σ = 1, ρ = 1: an all-reduce of 0.5 s runs from 0; a compute
+// task of 1 s starts at 0 beside it. For 0.5 s of wall time the compute does
+// half speed (0.25 s of its work), then 0.75 s alone: it ends at 1.25; the
+// all-reduce does half speed for those 0.5 s and ends 0.25 s later, at 0.75.
+// A compute task after the comm stream is free is not slowed.
+TEST(SimEngine, ComputeAndACollectiveAtOnceSlowEachOther) {
+  Schedule s(1, Interference{1.0, 1.0});
+  const int ar = s.add({"allreduce", {{0, Stream::Comm}}, 0.5, {}});
+  const int c = s.add({"bwd", {{0, Stream::Compute}}, 1.0, {}});
+  const int opt = s.add({"optimizer", {{0, Stream::Compute}}, 0.5, {ar}});
+  EXPECT_DOUBLE_EQ(s.run(), 1.75);
+  EXPECT_DOUBLE_EQ(s.tasks()[c].finish, 1.25);
+  EXPECT_DOUBLE_EQ(s.tasks()[ar].finish, 0.75);
+  EXPECT_DOUBLE_EQ(s.tasks()[opt].start, 1.25);
+  EXPECT_DOUBLE_EQ(s.busy(0, Stream::Compute), 1.75);
+  EXPECT_DOUBLE_EQ(s.busy(0, Stream::Comm), 0.75);
+  // The rule alone: a short task inside a long collective is slowed whole.
+  const Stretch inside = interfere(Interference{0.5, 0.25}, 0.0, 1.0, 10.0);
+  EXPECT_DOUBLE_EQ(inside.seconds, 1.5);
+  EXPECT_DOUBLE_EQ(inside.comm_delay, 1.5 * 0.25 / 1.25);
+  // Without interference the streams overlap for free.
+  Schedule free(1);
+  free.add({"allreduce", {{0, Stream::Comm}}, 0.5, {}});
+  free.add({"bwd", {{0, Stream::Compute}}, 1.0, {}});
+  EXPECT_DOUBLE_EQ(free.run(), 1.0);
+}
+
 TEST(SimEngine, BadTasksAreRefused) {
   Schedule s(1);
   EXPECT_THROW(s.add({"nowhere", {}, 1.0, {}}), InternalError);

@@ -172,6 +172,42 @@ TEST_F(ProfileCosts, OtherShapesScaleByFlopsAtTheMeasuredRate) {
   EXPECT_NEAR(cost("layers.0.token_mixer.qkvu_proj.forward", 8e10).seconds, measured * 10, 1e-15);
 }
 
+TEST_F(ProfileCosts, ProductsMeasuredAtSeveralSizesInterpolateTheirRateInLogFlops) {
+  // qkvu_proj forward also measured at m = 4000 (3.2e10 FLOPs) at 200 TFLOP/s:
+  // 100 at 8e9, 150 halfway in log (1.6e10), 200 from 3.2e10 up, 100 below 8e9.
+  json j = test_profile();
+  json big = gemm("qkvu_proj", "forward", 200);
+  big["m"] = 4000;
+  big["seconds"] = 3.2e10 / 200e12;
+  j["gemm"].push_back(big);
+  profile_ = load_profile(write(dir_, j));
+  EXPECT_NEAR(cost("layers.0.token_mixer.qkvu_proj.forward", 1.6e10).seconds, 1.6e10 / 150e12, 1e-15);
+  EXPECT_NEAR(cost("layers.0.token_mixer.qkvu_proj.forward", 6.4e10).seconds, 6.4e10 / 200e12, 1e-15);
+  EXPECT_NEAR(cost("layers.0.token_mixer.qkvu_proj.forward", 4e9).seconds, 4e9 / 100e12, 1e-15);
+  // Attention dk 16 also at batch 8: 2e10 FLOPs forward at 20 TFLOP/s
+  // (the batch-2 entry: 1e10 at 10), so √2·1e10 runs at 15.
+  json a = j["lightning_attention"][0];
+  a["batch"] = 8;
+  a["forward_tflops"] = 20;
+  j["lightning_attention"].push_back(a);
+  profile_ = load_profile(write(dir_, j));
+  const double flops = std::sqrt(2.0) * 1e10;
+  EXPECT_NEAR(cost("layers.0.token_mixer.lightning_attention.forward", flops, 0, 16).seconds, flops / 15e12, 1e-9 * flops / 15e12);
+  EXPECT_NEAR(cost("layers.0.token_mixer.lightning_attention.forward", 1e9, 0, 16).seconds, 1e9 / 10e12, 1e-15);
+}
+
+TEST_F(ProfileCosts, OverlapEntryIsReadWhenPresent) {
+  EXPECT_FALSE(profile_.has_overlap);
+  json j = test_profile();
+  j["overlap"] = {{"compute_slowdown", 0.25}, {"comm_slowdown", 0.5}};
+  const MeasuredProfile p = load_profile(write(dir_, j));
+  EXPECT_TRUE(p.has_overlap);
+  EXPECT_DOUBLE_EQ(p.overlap_compute_slowdown, 0.25);
+  EXPECT_DOUBLE_EQ(p.overlap_comm_slowdown, 0.5);
+  j["overlap"]["comm_slowdown"] = -0.1;
+  EXPECT_THROW(load_profile(write(dir_, j)), UserError);
+}
+
 TEST_F(ProfileCosts, ProductsBoundByMemoryTakeTheirBytesAtTheCopyRate) {
   // 2e12 FLOPs at 400 TFLOP/s = 5 ms; 1e10 bytes at 1000 GB/s = 10 ms.
   const ProfiledOp head = cost("lm_head.forward", 2e12, 1e10);
@@ -495,10 +531,13 @@ TEST(ProfileLoad, UnknownNames) {
 TEST(ProfileLoad, RepeatedEntries) {
   json p = test_profile();
   p["gemm"].push_back(gemm("lm_head", "forward", 1));
-  expect_load_error(p.dump(), "gemm[10]: a second entry for lm_head forward");
+  expect_load_error(p.dump(), "gemm[10]: a second entry for lm_head forward at 1000 x 4000 x 1000");
   p = test_profile();
   p["lightning_attention"].push_back(p["lightning_attention"][0]);
-  expect_load_error(p.dump(), "lightning_attention[2]: a second entry for dk 16");
+  expect_load_error(p.dump(), "lightning_attention[2]: a second entry for dk 16 at batch 2");
+  p = test_profile();
+  p["overlap"] = {{"compute_slowdown", -1}, {"comm_slowdown", 0}};
+  expect_load_error(p.dump(), "overlap.compute_slowdown = -1: must be zero or positive");
   p = test_profile();
   p["collectives"].push_back(collective("all_reduce", 4, 1'000'000, 31, 1.5));
   expect_load_error(p.dump(),

@@ -54,6 +54,50 @@ TEST(SimStep, DataParallelOverAFreeNetworkCostsNothing) {
   EXPECT_LT(real, 1.1 * t1);
 }
 
+TEST(SimStep, ZeroOneReducesAfterBackwardAsTheRuntimeDoes) {
+  // Over a free network the collectives cost nothing; ZeRO-1 (2 ranks)
+  // copies the gradients into the flat vector (8 bytes per parameter, f32
+  // read + write) and the values before the update (8 more), and updates
+  // half the parameters (30 bytes each): P·(8 + 8 + 15 − 30) bytes more
+  // than plain DP at the optimizer's bandwidth.
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.dp = 2;
+  l.micro_batch = 2;
+  l.global_batch = 4;
+  SimLayout z = l;
+  z.zero = 1;
+  const double t0 = simulate_step(m, free_network(2), l).step_seconds;
+  const double t1 = simulate_step(m, free_network(2), z).step_seconds;
+  const double params = static_cast<double>(m.parameter_count());
+  EXPECT_NEAR(t1 - t0, params * (8 + 8 + 15 - 30) / (3350e9 * Efficiency{}.memory), 1e-9);
+}
+
+TEST(SimStep, CollectivesOverlappingBackwardSlowIt) {
+  // dp 2 on NVLink: the gradient buckets overlap the last backward. With
+  // compute slowed by σ = 0.5 while they run, the step grows by at most
+  // σ·(the buckets' time) and by more than nothing; the trace's engine
+  // (simulate_step checks its run) gives the same step.
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.dp = 2;
+  l.micro_batch = 2;
+  l.global_batch = 4;
+  ClusterSpec c = cluster(2, 1);
+  const StepPrediction free = simulate_step(m, c, l);
+  c.gpu.overlap_compute_slowdown = 0.5;
+  const StepPrediction slowed = simulate_step(m, c, l);
+  EXPECT_GT(slowed.step_seconds, free.step_seconds + 1e-6);
+  EXPECT_LE(slowed.step_seconds, free.step_seconds + 0.5 * free.comm_seconds + 1e-12);
+  // The collective slowed instead: compute keeps its pace, the buckets end
+  // later (the last one, after backward, decides).
+  c.gpu.overlap_compute_slowdown = 0;
+  c.gpu.overlap_comm_slowdown = 1.0;
+  const StepPrediction comm_slowed = simulate_step(m, c, l);
+  EXPECT_GE(comm_slowed.step_seconds, free.step_seconds);
+  EXPECT_NEAR(comm_slowed.compute_seconds, free.compute_seconds, 1e-12);
+}
+
 TEST(SimStep, PipelineBubbleShrinksWithMoreMicroBatches) {
   const ModelConfig m = preset_config("tnl-385m");
   SimLayout l;
