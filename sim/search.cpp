@@ -163,28 +163,32 @@ std::vector<SearchResult> search_layouts(const SimModel& model, const ClusterSpe
   std::vector<SearchResult> results;
   Search search{model, cluster, cost, st, results};
   const int gpus = cluster.gpus();
+  // Shard by shard (tp, sp, Megatron SP, SP kind), every pipeline depth and
+  // data-parallel degree of it: the shard's costed op plans are built once
+  // and dropped before the next shard, which keeps the search's memory to one
+  // shard's plans.
   for (int tp : divisors(cluster.gpus_per_node)) {
     if (gpus % tp != 0) continue;
-    for (int pp : divisors(gpus / tp)) {
-      if (pp > model.layers()) break;
-      for (int sp = 1; (gpus / tp / pp) % sp == 0 && space.seq_len % sp == 0; sp *= 2) {
-        const int dp = gpus / tp / pp / sp;
-        if (space.global_batch % dp != 0) continue;
-        // ZeRO-1 where there is more than one rank to shard over; CO2 where
-        // there is more than one replica and ZeRO is off; a schedule where
-        // there is a pipeline.
-        std::vector<Variant> variants;
-        for (PipelineSchedule schedule : space.schedules) {
-          if (pp == 1 && schedule != space.schedules.front()) continue;
-          if (pp == 1) schedule = PipelineSchedule::OneFOneB;
-          for (int64_t tau : dp > 1 ? space.co2_taus : std::vector<int64_t>{0}) {
-            variants.push_back({schedule, 0, tau});
-          }
-          if (dp * sp > 1) variants.push_back({schedule, 1, 0});
-        }
-        for (bool tp_sp : {false, true}) {
-          if (tp_sp && tp == 1) continue;
-          for (size_t k = 0; k < (sp > 1 ? kinds.size() : 1); ++k) {
+    for (int sp = 1; (gpus / tp) % sp == 0 && space.seq_len % sp == 0; sp *= 2) {
+      for (bool tp_sp : {false, true}) {
+        if (tp_sp && tp == 1) continue;
+        for (size_t k = 0; k < (sp > 1 ? kinds.size() : 1); ++k) {
+          for (int pp : divisors(gpus / tp / sp)) {
+            if (pp > model.layers()) break;
+            const int dp = gpus / tp / pp / sp;
+            if (space.global_batch % dp != 0) continue;
+            // ZeRO-1 where there is more than one rank to shard over; CO2
+            // where there is more than one replica and ZeRO is off; a
+            // schedule where there is a pipeline.
+            std::vector<Variant> variants;
+            for (PipelineSchedule schedule : space.schedules) {
+              if (pp == 1 && schedule != space.schedules.front()) continue;
+              if (pp == 1) schedule = PipelineSchedule::OneFOneB;
+              for (int64_t tau : dp > 1 ? space.co2_taus : std::vector<int64_t>{0}) {
+                variants.push_back({schedule, 0, tau});
+              }
+              if (dp * sp > 1) variants.push_back({schedule, 1, 0});
+            }
             SimLayout l;
             l.dp = dp;
             l.tp = tp;
@@ -205,6 +209,7 @@ std::vector<SearchResult> search_layouts(const SimModel& model, const ClusterSpe
             }
             search.shard(l, space.max_micro_batch, variants);
           }
+          search.shard_ops_cache.clear();
         }
       }
     }
