@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <map>
 #include <string>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "model/transnormer.h"
@@ -253,18 +255,70 @@ void validate_layout(const SimModel& model, const ClusterSpec& cluster, const Si
   model.validate(l.shard(), l.pp, l.seq_len);
 }
 
+namespace {
+
+// An op's name after "layers.N." (the whole name outside the layers) and N
+// (op_layer's numbering), read without allocating.
+std::pair<std::string_view, int64_t> split_layer(const std::string& name) {
+  const std::string_view v(name);
+  if (v.starts_with("layers.")) {
+    int64_t layer = 0;
+    size_t i = 7;
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') layer = 10 * layer + (v[i++] - '0');
+    if (i > 7 && i < v.size() && v[i] == '.') return {v.substr(i + 1), layer};
+  }
+  return {v, op_layer(name)};
+}
+
+// What an op costs apart from its collectives, for the memo below.
+struct OpCostKey {
+  std::string_view suffix;
+  int64_t flops, bytes_read, bytes_written;
+  bool lrpe;  // the layer's attention keys are 2d wide (profile rates differ)
+  bool operator==(const OpCostKey&) const = default;
+};
+struct OpCostKeyHash {
+  size_t operator()(const OpCostKey& k) const {
+    size_t h = std::hash<std::string_view>{}(k.suffix);
+    for (int64_t x : {k.flops, k.bytes_read, k.bytes_written}) h = h * 1000003u ^ std::hash<int64_t>{}(x);
+    return h ^ static_cast<size_t>(k.lrpe);
+  }
+};
+
+}  // namespace
+
 ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l, const CostModel& cost) {
   const Costing c(model, cluster, l, cost);
   ShardOps out;
+  // The layers repeat their ops: an op with the same name after "layers.N.",
+  // FLOPs, bytes and key width as one already costed gets that one's class
+  // and compute time (the same function of those), so each distinct op is
+  // classified and costed once per rank.
+  std::unordered_map<OpCostKey, ShardOps::Op, OpCostKeyHash> costed;
   for (int r = 0; r < l.sp; ++r) {
     out.plans.push_back(model.plan(l.shard(), r, l.micro_batch, l.seq_len, l.element_bytes));
     std::vector<ShardOps::Op>& ops = out.ops.emplace_back();
+    costed.clear();  // its keys view this plan's names
     for (const PlannedOp& op : out.plans.back().ops()) {
+      const auto [suffix, layer] = split_layer(op.name);
+      const OpCostKey key{suffix, op.flops, op.bytes_read, op.bytes_written,
+                          model.is_transnormer() && layer >= 0 && model.transnormer().layer_uses_lrpe(layer)};
+      auto [it, fresh] = costed.try_emplace(key);
+      ShardOps::Op& base = it->second;
+      if (fresh) {
+        base.cls = classify_op(op.name);
+        base.backward = ends_with(op.name, ".backward");
+        base.compute = c.op(op);
+        base.receives_forward = l.sp > 1 && ends_with(op.name, ".lasp.inter.forward");
+        base.receives_backward = l.sp > 1 && ends_with(op.name, ".lasp.state.backward");
+      }
       ShardOps::Op o;
-      o.layer = op_layer(op.name);
-      o.cls = classify_op(op.name);
-      o.backward = ends_with(op.name, ".backward");
-      o.compute = c.op(op);
+      o.layer = layer;
+      o.cls = base.cls;
+      o.backward = base.backward;
+      o.compute = base.compute;
+      o.receives_forward = base.receives_forward;
+      o.receives_backward = base.receives_backward;
       for (const PlannedCollective& pc : op.collectives) {
         const CollectiveKind kind = kind_of(pc.kind);
         if (pc.group == "tp") {
@@ -282,8 +336,6 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
           }
         }
       }
-      o.receives_forward = l.sp > 1 && ends_with(op.name, ".lasp.inter.forward");
-      o.receives_backward = l.sp > 1 && ends_with(op.name, ".lasp.state.backward");
       ops.push_back(o);
     }
   }

@@ -33,7 +33,9 @@ std::string error_of(F run) {
 bool same(const ClusterSpec& a, const ClusterSpec& b) {
   return a.gpu.name == b.gpu.name && a.gpu.bf16_tflops == b.gpu.bf16_tflops &&
          a.gpu.f32_tflops == b.gpu.f32_tflops && a.gpu.hbm_gib == b.gpu.hbm_gib &&
-         a.gpu.hbm_gbps == b.gpu.hbm_gbps && a.intra.name == b.intra.name &&
+         a.gpu.hbm_gbps == b.gpu.hbm_gbps &&
+         a.gpu.overlap_compute_slowdown == b.gpu.overlap_compute_slowdown &&
+         a.gpu.overlap_comm_slowdown == b.gpu.overlap_comm_slowdown && a.intra.name == b.intra.name &&
          a.intra.gbps == b.intra.gbps && a.intra.latency_us == b.intra.latency_us &&
          a.inter.name == b.inter.name && a.inter.gbps == b.inter.gbps &&
          a.inter.latency_us == b.inter.latency_us && a.gpus_per_node == b.gpus_per_node &&
@@ -109,7 +111,7 @@ TEST(HardwareIni, EveryErrorNamesFileKeyAndValueAndChangesNothing) {
       {"[gpu\n", at1 + "[gpu: expected [section]"},
       {"[gpu]\nbf16 = 700\n",
        at2 + "[gpu] bf16 = 700: unknown key bf16 in [gpu] (known: name, bf16_tflops, f32_tflops, "
-             "hbm_gib, hbm_gbps)"},
+             "hbm_gib, hbm_gbps, overlap_compute_slowdown, overlap_comm_slowdown)"},
       {"[gpu]\nbf16_tflops = fast\n", at2 + "[gpu] bf16_tflops = fast: not a number"},
       {"[gpu]\nbf16_tflops = 700 TFLOP/s\n", at2 + "[gpu] bf16_tflops = 700 TFLOP/s: not a number"},
       {"[gpu]\nbf16_tflops = nan\n", at2 + "[gpu] bf16_tflops = nan: not a number"},
@@ -170,6 +172,7 @@ TEST(HardwareOverride, EveryErrorNamesTheArgument) {
       {"gpu.bf16_tflops=", "--hw gpu.bf16_tflops=: no value"},
       {"gpu.hbm_gbps=-3", "--hw gpu.hbm_gbps=-3: must be positive"},
       {"intra.latency_us=-1", "--hw intra.latency_us=-1: must be >= 0"},
+      {"gpu.overlap_compute_slowdown=-0.5", "--hw gpu.overlap_compute_slowdown=-0.5: must be >= 0"},
       {"cluster.gpus_per_node=eight", "--hw cluster.gpus_per_node=eight: not a whole number"},
       {"cluster.nodes=0", "--hw cluster.nodes=0: must be positive"},
   };
@@ -184,7 +187,7 @@ TEST(HardwareOverride, EveryErrorNamesTheArgument) {
 
 TEST(HardwareOverride, FieldNamesListTheTable) {
   const std::vector<std::string> names = hardware_field_names();
-  ASSERT_EQ(names.size(), 14u);
+  ASSERT_EQ(names.size(), 16u);
   EXPECT_EQ(names.front(), "gpu.name");
   EXPECT_EQ(names.back(), "cluster.nics_per_node");
   // Every listed name is accepted by --hw.
