@@ -312,13 +312,8 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
         base.receives_forward = l.sp > 1 && ends_with(op.name, ".lasp.inter.forward");
         base.receives_backward = l.sp > 1 && ends_with(op.name, ".lasp.state.backward");
       }
-      ShardOps::Op o;
+      ShardOps::Op o = base;  // no traffic in it: the collectives below are this op's
       o.layer = layer;
-      o.cls = base.cls;
-      o.backward = base.backward;
-      o.compute = base.compute;
-      o.receives_forward = base.receives_forward;
-      o.receives_backward = base.receives_backward;
       for (const PlannedCollective& pc : op.collectives) {
         const CollectiveKind kind = kind_of(pc.kind);
         if (pc.group == "tp") {
