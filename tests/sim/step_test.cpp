@@ -95,6 +95,7 @@ TEST(SimStep, CollectivesOverlappingBackwardSlowIt) {
   c.gpu.overlap_comm_slowdown = 1.0;
   const StepPrediction comm_slowed = simulate_step(m, c, l);
   EXPECT_GE(comm_slowed.step_seconds, free.step_seconds);
+  EXPECT_GT(comm_slowed.comm_seconds, free.comm_seconds + 1e-6);
   EXPECT_NEAR(comm_slowed.compute_seconds, free.compute_seconds, 1e-12);
 }
 
