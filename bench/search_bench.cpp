@@ -6,7 +6,7 @@
 //   search_check <layout> step_s ok|FAILED                 (three lines)
 //   search <model> <gpus> <gpu> seq <N> batch <B> evaluated <n> fitting <f> rejected <r>
 //          median_s <s> layouts_per_s <rate>
-//   search_phases memory_s <s> costs_s <s> (<calls> micro-batch costs) schedule_s <s> (<runs>
+//   search_phases memory_s <s> costs_s <s> (plans <s>; <calls> micro-batch costs) schedule_s <s> (<runs>
 //   schedules) top <rank> <layout> step_ms tokens/GPU/s mfu GiB/GPU     (three lines) explanation:
 //   <line>
 // Exit status 1 when the check fails.
@@ -66,9 +66,9 @@ int main(int argc, char** argv) {
         static_cast<long long>(stats.fitting), static_cast<long long>(stats.rejected), median,
         static_cast<double>(stats.evaluated) / median);
     std::printf(
-        "search_phases memory_s %.3f costs_s %.3f (%lld micro-batch costs) schedule_s %.3f (%lld "
+        "search_phases memory_s %.3f costs_s %.3f (plans %.3f; %lld micro-batch costs) schedule_s %.3f (%lld "
         "schedules)\n",
-        stats.memory_seconds, stats.costs_seconds, static_cast<long long>(stats.micro_batch_costs),
+        stats.memory_seconds, stats.costs_seconds, stats.plan_seconds, static_cast<long long>(stats.micro_batch_costs),
         stats.schedule_seconds, static_cast<long long>(stats.schedules));
     for (size_t i = 0; i < std::min<size_t>(3, results.size()); ++i) {
       const SearchResult& r = results[i];

@@ -24,5 +24,9 @@ struct PipelineAction {
 // most S − s micro-batches are in flight on stage s.
 std::vector<PipelineAction> pipeline_actions(PipelineSchedule schedule, int stage, int stages,
                                              int64_t micro_batches);
+// The k-th of them (0 <= k < 2 · micro_batches), without building the list
+// (the simulator's layout search walks millions of actions).
+PipelineAction pipeline_action(PipelineSchedule schedule, int stage, int stages, int64_t micro_batches,
+                               int64_t k);
 
 }  // namespace linpar

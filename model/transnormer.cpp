@@ -21,18 +21,20 @@ PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size) {
   // simulator's layout search calls this millions of times; the test checks
   // it against the greedy loop): the middle stages, at load 1, are filled in
   // order up to the ends' load 2, then the rest go round all stages in order.
-  const int64_t extra = config.n_layers - size;
-  auto layers = [&](int s) -> int64_t {
-    if (size == 1) return config.n_layers;
-    const int64_t middle = std::min<int64_t>(extra, size - 2);  // stages 1..middle get one
-    const int64_t rest = extra - middle, rounds = rest / size, left = rest % size;
-    return 1 + (s >= 1 && s <= middle ? 1 : 0) + rounds + (s < left ? 1 : 0);
-  };
   PipelineStage stage;
   stage.rank = rank;
   stage.size = size;
-  for (int s = 0; s < rank; ++s) stage.first_layer += layers(s);
-  stage.end_layer = stage.first_layer + layers(rank);
+  if (size == 1) {
+    stage.end_layer = config.n_layers;
+    return stage;
+  }
+  const int64_t extra = config.n_layers - size;
+  const int64_t middle = std::min<int64_t>(extra, size - 2);  // stages 1..middle get one
+  const int64_t rest = extra - middle, rounds = rest / size, left = rest % size;
+  // This stage's layers, and the layers of the stages before it.
+  const int64_t layers = 1 + (rank >= 1 && rank <= middle ? 1 : 0) + rounds + (rank < left ? 1 : 0);
+  stage.first_layer = rank + std::clamp<int64_t>(rank - 1, 0, middle) + rank * rounds + std::min<int64_t>(rank, left);
+  stage.end_layer = stage.first_layer + layers;
   return stage;
 }
 

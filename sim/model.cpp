@@ -132,6 +132,20 @@ void SimModel::validate(const ShardSpec& s, int pp, int64_t seq_len) const {
   validate_softmax_layout(*softmax_, s.tp, s.tp_sp, s.sp, StepShape{1, seq_len, 2});
 }
 
+int SimModel::plan_twin(const ShardSpec& s, int sp_rank) const {
+  if (s.sp == 1 || softmax_) return 0;
+  switch (s.sp_kind) {
+    case SequenceParallelKind::Ulysses:
+      return 0;
+    case SequenceParallelKind::Lasp:
+      return sp_rank == 0 || sp_rank == s.sp - 1 ? sp_rank : 1;
+    case SequenceParallelKind::Lasp2:
+    case SequenceParallelKind::AllGather:
+      return sp_rank;
+  }
+  return sp_rank;
+}
+
 OpPlan SimModel::plan(const ShardSpec& s, int sp_rank, int64_t micro_batch, int64_t seq_len,
                       int64_t element_bytes) const {
   if (softmax_) {

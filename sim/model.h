@@ -58,6 +58,13 @@ class SimModel {
   // tokens (all SP ranks together), activations of element_bytes.
   OpPlan plan(const ShardSpec& shard, int sp_rank, int64_t micro_batch, int64_t seq_len,
               int64_t element_bytes) const;
+  // The lowest SP rank whose plan equals sp_rank's (op for op: names, FLOPs,
+  // bytes, collectives). The strategies' plans depend on the rank only
+  // through whether it has a predecessor and a successor (LASP's ring: the
+  // middle ranks are alike) or how many chunks precede it (LASP-2, K/V
+  // all-gather: every rank differs); Ulysses' ranks and a softmax
+  // transformer's are all alike. The test compares the plans.
+  int plan_twin(const ShardSpec& shard, int sp_rank) const;
 
  private:
   std::optional<ModelConfig> transnormer_;

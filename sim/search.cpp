@@ -119,7 +119,10 @@ struct Search {
             const Clock::time_point t = Clock::now();
             const auto key = std::make_tuple(l.tp, l.tp_sp, l.sp, static_cast<int>(l.sp_kind), l.micro_batch);
             auto it = shard_ops_cache.find(key);
-            if (it == shard_ops_cache.end()) it = shard_ops_cache.emplace(key, shard_ops(model, cluster, l, cost)).first;
+            if (it == shard_ops_cache.end()) {
+              it = shard_ops_cache.emplace(key, shard_ops(model, cluster, l, cost)).first;
+              stats.plan_seconds += since(t);
+            }
             costs = micro_batch_costs(model, cluster, l, cost, &it->second);
             stats.costs_seconds += since(t);
             ++stats.micro_batch_costs;

@@ -75,6 +75,7 @@ struct SearchStats {
   int64_t schedules = 0;          // phase-2 runs (one per fitting layout)
   double seconds = 0;             // wall time of the whole search
   double memory_seconds = 0, costs_seconds = 0, schedule_seconds = 0;
+  double plan_seconds = 0;  // of costs_seconds: building and costing the shards' op plans
   double layouts_per_second() const {
     return seconds > 0 ? static_cast<double>(evaluated) / seconds : 0;
   }

@@ -101,21 +101,27 @@ struct RankOp {
 // The first phase for one stage and one direction: every SP rank's ops as
 // tasks on its compute stream, SP traffic on the comm streams. Returns the
 // makespan; `layer_done` gets each layer's latest finish over the ranks.
-double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector<std::vector<RankOp>>& ranks,
-                         bool backward, std::vector<std::pair<int64_t, double>>* layer_done) {
+// `alike`: every rank runs the same ops (Ulysses, one rank).
+double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector<const std::vector<RankOp>*>& ranks,
+                         bool alike, bool backward, std::vector<std::pair<int64_t, double>>* layer_done) {
   const int T = static_cast<int>(ranks.size());
-  if (T == 1) {
-    // One rank: its ops back to back (what the schedule below gives, with
-    // the same arithmetic, without building it).
+  if (alike) {
+    // Alike ranks arrive at each SP collective together and leave it
+    // together, with nothing else on their comm streams (alike ranks send
+    // to no neighbour): each rank's ops and collectives back to back, what
+    // the schedule below gives with the same arithmetic, without building
+    // it (the test compares the two).
     double finish = 0, previous = 0;
     int64_t layer = -3;
-    for (const RankOp& ro : ranks[0]) {
+    for (const RankOp& ro : *ranks[0]) {
       if (layer_done != nullptr && ro.layer != layer && layer != -3) {
         layer_done->push_back({layer, finish - previous});
         previous = finish;
       }
       layer = ro.layer;
       finish = finish + ro.seconds;
+      LINPAR_CHECK(!ro.info->sp_send || ro.recompute, "{}: alike SP ranks send to a neighbour", ro.op->name);
+      if (ro.info->sp_group && !ro.recompute) finish = finish + ro.info->sp_group_seconds;
     }
     if (layer_done != nullptr && layer != -3) layer_done->push_back({layer, finish - previous});
     return finish;
@@ -140,8 +146,8 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     progress = false;
     for (int r = 0; r < T; ++r) {
       const size_t ri = static_cast<size_t>(r);
-      while (next[ri] < ranks[ri].size()) {
-        const RankOp& ro = ranks[ri][next[ri]];
+      while (next[ri] < ranks[ri]->size()) {
+        const RankOp& ro = (*ranks[ri])[next[ri]];
         const PlannedOp& op = *ro.op;
         const ShardOps::Op& info = *ro.info;
         std::vector<int> after;
@@ -191,7 +197,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     }
   }
   for (int r = 0; r < T; ++r) {
-    LINPAR_CHECK(next[static_cast<size_t>(r)] == ranks[static_cast<size_t>(r)].size(),
+    LINPAR_CHECK(next[static_cast<size_t>(r)] == ranks[static_cast<size_t>(r)]->size(),
                  "SP rank {}'s ops could not be placed", r);
   }
   const double makespan = s.run();
@@ -296,8 +302,15 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
   // classified and costed once per rank.
   std::unordered_map<OpCostKey, ShardOps::Op, OpCostKeyHash> costed;
   for (int r = 0; r < l.sp; ++r) {
+    const int twin = model.plan_twin(l.shard(), r);
+    if (twin != r) {  // a lower rank's plan (plan_twin's test compares them)
+      out.rank_plan.push_back(out.rank_plan[static_cast<size_t>(twin)]);
+      continue;
+    }
+    out.rank_plan.push_back(static_cast<int>(out.plans.size()));
     out.plans.push_back(model.plan(l.shard(), r, l.micro_batch, l.seq_len, l.element_bytes));
     std::vector<ShardOps::Op>& ops = out.ops.emplace_back();
+    std::vector<ShardOps::Run>& runs = out.runs.emplace_back();
     costed.clear();  // its keys view this plan's names
     for (const PlannedOp& op : out.plans.back().ops()) {
       const auto [suffix, layer] = split_layer(op.name);
@@ -331,6 +344,8 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
           }
         }
       }
+      if (runs.empty() || runs.back().layer != layer) runs.push_back({layer, ops.size(), ops.size()});
+      ++runs.back().end;
       ops.push_back(o);
     }
   }
@@ -346,9 +361,9 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
     own = shard_ops(model, cluster, l, cost);
     shard = &own;
   }
-  LINPAR_CHECK(static_cast<int>(shard->plans.size()) == l.sp, "shard ops of {} SP ranks for sp {}",
-               shard->plans.size(), l.sp);
-  std::vector<std::vector<RankOp>> layer_forward;  // per layer (index), reused over the ranks
+  LINPAR_CHECK(static_cast<int>(shard->rank_plan.size()) == l.sp, "shard ops of {} SP ranks for sp {}",
+               shard->rank_plan.size(), l.sp);
+  std::vector<std::vector<RankOp>> layer_forward;  // per layer (index), reused over the plans
   // Stages of the same structure (first or not, last or not, as many layers,
   // as many LRPE layers) cost the same: their ops differ only in the layer
   // index. The first of them is simulated; the others take its costs with
@@ -378,57 +393,69 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
       continue;
     }
     same_as.emplace(key, out.stages.size());
-    std::vector<std::vector<RankOp>> fwd(static_cast<size_t>(l.sp)), bwd(static_cast<size_t>(l.sp));
-    for (int r = 0; r < l.sp; ++r) {
-      int64_t tp_bytes = 0, sp_bytes = 0;
+    // Each distinct plan's ops on this stage, forward and backward; every SP
+    // rank runs its plan's.
+    const size_t K = shard->plans.size();
+    std::vector<std::vector<RankOp>> fwd(K), bwd(K);
+    std::vector<int64_t> tp_bytes(K, 0), sp_bytes(K, 0), flops(K, 0);
+    for (size_t k = 0; k < K; ++k) {
       // Forward ops per layer, for recomputation before that layer's backward.
       layer_forward.assign(static_cast<size_t>(sc.stage.end_layer - sc.stage.first_layer), {});
-      std::vector<RankOp>& f = fwd[static_cast<size_t>(r)];
-      std::vector<RankOp>& b = bwd[static_cast<size_t>(r)];
-      const std::vector<PlannedOp>& plan_ops = shard->plans[static_cast<size_t>(r)].ops();
-      const std::vector<ShardOps::Op>& costed = shard->ops[static_cast<size_t>(r)];
+      std::vector<RankOp>& f = fwd[k];
+      std::vector<RankOp>& b = bwd[k];
+      const std::vector<PlannedOp>& plan_ops = shard->plans[k].ops();
+      const std::vector<ShardOps::Op>& costed = shard->ops[k];
       int64_t recomputed_layer = -3;
-      for (size_t i = 0; i < plan_ops.size(); ++i) {
-        const ShardOps::Op& o = costed[i];
-        const int64_t layer = o.layer;
-        if (!on_stage(layer, sc.stage)) continue;
-        const PlannedOp& op = plan_ops[i];
-        tp_bytes += o.tp_bytes;
-        sp_bytes += o.sp_bytes;
-        if (o.cls != OpClass::Memory) sc.model_flops += op.flops;
-        const RankOp ro{&op, o.compute + o.tp_seconds, layer, false, &o};
-        if (!o.backward) {
-          f.push_back(ro);
-          if (layer >= 0) layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)].push_back(ro);
-          continue;
-        }
-        // Recomputation: the layer's forward (full) or its attention core
-        // (selective) once more before its first backward op, with the TP
-        // collectives full recomputation repeats; SP traffic is not
-        // repeated (the strategies keep what they received).
-        if (layer >= 0 && layer != recomputed_layer && l.recompute != Recompute::None) {
-          recomputed_layer = layer;
-          for (const RankOp& again : layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)]) {
-            const ShardOps::Op& a = costed[static_cast<size_t>(again.op - plan_ops.data())];
-            const bool attention = a.cls == OpClass::Attention || a.cls == OpClass::SoftmaxAttention;
-            if (l.recompute == Recompute::Selective && !attention) continue;
-            double t_again = a.compute;
-            if (l.recompute == Recompute::Full) {
-              t_again += a.tp_seconds;
-              tp_bytes += a.tp_bytes;
-            }
-            b.push_back(RankOp{again.op, t_again, layer, true, &a});
+      for (const ShardOps::Run& run : shard->runs[k]) {
+        if (!on_stage(run.layer, sc.stage)) continue;
+        for (size_t i = run.begin; i < run.end; ++i) {
+          const ShardOps::Op& o = costed[i];
+          const int64_t layer = o.layer;
+          const PlannedOp& op = plan_ops[i];
+          tp_bytes[k] += o.tp_bytes;
+          sp_bytes[k] += o.sp_bytes;
+          if (o.cls != OpClass::Memory) flops[k] += op.flops;
+          const RankOp ro{&op, o.compute + o.tp_seconds, layer, false, &o};
+          if (!o.backward) {
+            f.push_back(ro);
+            if (layer >= 0) layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)].push_back(ro);
+            continue;
           }
+          // Recomputation: the layer's forward (full) or its attention core
+          // (selective) once more before its first backward op, with the TP
+          // collectives full recomputation repeats; SP traffic is not
+          // repeated (the strategies keep what they received).
+          if (layer >= 0 && layer != recomputed_layer && l.recompute != Recompute::None) {
+            recomputed_layer = layer;
+            for (const RankOp& again : layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)]) {
+              const ShardOps::Op& a = *again.info;
+              const bool attention = a.cls == OpClass::Attention || a.cls == OpClass::SoftmaxAttention;
+              if (l.recompute == Recompute::Selective && !attention) continue;
+              double t_again = a.compute;
+              if (l.recompute == Recompute::Full) {
+                t_again += a.tp_seconds;
+                tp_bytes[k] += a.tp_bytes;
+              }
+              b.push_back(RankOp{again.op, t_again, layer, true, &a});
+            }
+          }
+          b.push_back(ro);
         }
-        b.push_back(ro);
       }
-      sc.tp_bytes = std::max(sc.tp_bytes, tp_bytes);
-      sc.sp_bytes = std::max(sc.sp_bytes, sp_bytes);
-      sc.tp_bytes_all += tp_bytes;
-      sc.sp_bytes_all += sp_bytes;
     }
-    sc.forward = simulate_sp_ranks(c, l, fwd, false, nullptr);
-    sc.backward = simulate_sp_ranks(c, l, bwd, true, &sc.backward_by_layer);
+    std::vector<const std::vector<RankOp>*> rank_fwd, rank_bwd;
+    for (int r = 0; r < l.sp; ++r) {
+      const size_t k = static_cast<size_t>(shard->rank_plan[static_cast<size_t>(r)]);
+      rank_fwd.push_back(&fwd[k]);
+      rank_bwd.push_back(&bwd[k]);
+      sc.tp_bytes = std::max(sc.tp_bytes, tp_bytes[k]);
+      sc.sp_bytes = std::max(sc.sp_bytes, sp_bytes[k]);
+      sc.tp_bytes_all += tp_bytes[k];
+      sc.sp_bytes_all += sp_bytes[k];
+      sc.model_flops += flops[k];
+    }
+    sc.forward = simulate_sp_ranks(c, l, rank_fwd, K == 1, false, nullptr);
+    sc.backward = simulate_sp_ranks(c, l, rank_bwd, K == 1, true, &sc.backward_by_layer);
     out.stages.push_back(std::move(sc));
   }
   const int64_t stream = l.tp_sp ? l.seq_len / l.sp / l.tp : l.seq_len / l.sp;
@@ -502,17 +529,15 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   // previous stage's send of that micro-batch; a backward the next stage's.
   // [stage · M + micro-batch]:
   std::vector<Placed> fwd_send(P * M), bwd_send(P * M), fwd_task(P * M);
-  std::vector<std::vector<PipelineAction>> actions(P);
-  std::vector<size_t> next(P, 0);
-  for (int p = 0; p < l.pp; ++p) actions[static_cast<size_t>(p)] = pipeline_actions(l.schedule, p, l.pp, m);
+  std::vector<int64_t> next(P, 0);  // each stage's next action
   bool progress = true;
   while (progress) {
     progress = false;
     for (int p = 0; p < l.pp; ++p) {
       const size_t sp = static_cast<size_t>(p);
       const StageCost& sc = costs.stages[sp];
-      while (next[sp] < actions[sp].size()) {
-        const PipelineAction a = actions[sp][next[sp]];
+      while (next[sp] < 2 * m) {
+        const PipelineAction a = pipeline_action(l.schedule, p, l.pp, m, next[sp]);
         const size_t i = static_cast<size_t>(a.micro_batch);
         Placed deps[2];
         size_t n = 0;
@@ -555,7 +580,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     }
   }
   for (size_t p = 0; p < P; ++p) {
-    LINPAR_CHECK(next[p] == actions[p].size(), "pipeline schedule of stage {} could not be placed", p);
+    LINPAR_CHECK(next[p] == 2 * m, "pipeline schedule of stage {} could not be placed", p);
   }
 
   // Optimizer: f32 AdamW over this rank's parameters (1/(dp·sp) of them

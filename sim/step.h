@@ -126,8 +126,19 @@ struct ShardOps {
     bool sp_group = false, sp_send = false, receives_forward = false, receives_backward = false;
     double sp_group_seconds = 0, sp_send_seconds = 0;
   };
-  std::vector<OpPlan> plans;          // one per SP rank
-  std::vector<std::vector<Op>> ops;   // ops[r][i] describes plans[r].ops()[i]
+  // A run of consecutive ops of one layer in a plan (plan order): a stage
+  // takes the runs of its layers without visiting the others' ops.
+  struct Run {
+    int64_t layer = 0;
+    size_t begin = 0, end = 0;
+  };
+  // One plan per distinct SP rank (SimModel::plan_twin: LASP's first, middle
+  // and last ranks; Ulysses' one), its costed ops and runs; rank_plan[r] is
+  // SP rank r's index into them.
+  std::vector<OpPlan> plans;
+  std::vector<std::vector<Op>> ops;   // ops[k][i] describes plans[k].ops()[i]
+  std::vector<std::vector<Run>> runs;
+  std::vector<int> rank_plan;
   ShardOps() = default;
   ShardOps(ShardOps&&) = default;
   ShardOps& operator=(ShardOps&&) = default;

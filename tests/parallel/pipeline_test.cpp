@@ -42,6 +42,26 @@ TEST(PipelineSchedule, OneFOneBBoundsActivationsInFlight) {
   }
 }
 
+TEST(PipelineSchedule, ActionAtIndexEqualsTheList) {
+  // m below, equal to and above the warm-up depth of the first stages.
+  for (PipelineSchedule schedule : {PipelineSchedule::GPipe, PipelineSchedule::OneFOneB}) {
+    for (int stages : {1, 2, 5}) {
+      for (int64_t m : {1, 2, 3, 4, 7}) {
+        for (int s = 0; s < stages; ++s) {
+          const auto list = pipeline_actions(schedule, s, stages, m);
+          for (int64_t k = 0; k < 2 * m; ++k) {
+            const PipelineAction a = pipeline_action(schedule, s, stages, m, k);
+            ASSERT_EQ(a.backward, list[static_cast<size_t>(k)].backward)
+                << "stage " << s << " of " << stages << ", m " << m << ", action " << k;
+            ASSERT_EQ(a.micro_batch, list[static_cast<size_t>(k)].micro_batch)
+                << "stage " << s << " of " << stages << ", m " << m << ", action " << k;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(PipelineSchedule, StagesBalanceLayersWithEmbeddingAndHead) {
   ModelConfig c = preset_config("tnl-tiny");
   c.n_layers = 6;

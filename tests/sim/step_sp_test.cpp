@@ -2,6 +2,7 @@
 // families, on cases whose answer follows from the parts: a link with only
 // latency α (infinite bandwidth) makes every message cost α exactly, so what
 // a strategy pays in messages on the critical path can be read off.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "core/error.h"
@@ -42,6 +43,91 @@ double seconds_of_forward_ops(const OpPlan& plan, bool attention_only) {
   return t;
 }
 }  // namespace
+
+bool same_plan(const OpPlan& a, const OpPlan& b) {
+  if (a.ops().size() != b.ops().size()) return false;
+  for (size_t i = 0; i < a.ops().size(); ++i) {
+    const PlannedOp &x = a.ops()[i], &y = b.ops()[i];
+    if (x.name != y.name || x.flops != y.flops || x.bytes_read != y.bytes_read ||
+        x.bytes_written != y.bytes_written || x.collectives.size() != y.collectives.size()) {
+      return false;
+    }
+    for (size_t k = 0; k < x.collectives.size(); ++k) {
+      const PlannedCollective &p = x.collectives[k], &q = y.collectives[k];
+      if (p.kind != q.kind || p.group != q.group || p.bytes != q.bytes) return false;
+    }
+  }
+  return true;
+}
+
+TEST(SimSequenceParallel, PlanTwinsAreTheLowestRanksWithTheSamePlan) {
+  // The step simulation builds and costs one plan per twin: a twin whose
+  // plan differed would simulate the wrong rank.
+  for (const std::string name : {"tnl-385m", "llama2-7b"}) {
+    const SimModel model = SimModel::from_preset(name);
+    const std::vector<SequenceParallelKind> kinds =
+        model.is_transnormer()
+            ? std::vector<SequenceParallelKind>{SequenceParallelKind::Lasp, SequenceParallelKind::Lasp2,
+                                                SequenceParallelKind::AllGather, SequenceParallelKind::Ulysses}
+            : std::vector<SequenceParallelKind>{SequenceParallelKind::Ulysses};
+    for (SequenceParallelKind kind : kinds) {
+      for (int sp : {2, 3, 4}) {
+        const ShardSpec shard{2, true, sp, kind};
+        try {
+          model.validate(shard, 1, 768);
+        } catch (const UserError&) {
+          continue;  // e.g. Ulysses over 3 ranks of 16 heads
+        }
+        std::vector<OpPlan> plans;
+        for (int r = 0; r < sp; ++r) plans.push_back(model.plan(shard, r, 1, 768, 2));
+        for (int r = 0; r < sp; ++r) {
+          const int twin = model.plan_twin(shard, r);
+          SCOPED_TRACE(fmt::format("{} {} sp {} rank {} twin {}", name, sp_kind_name(kind), sp, r, twin));
+          ASSERT_GE(twin, 0);
+          ASSERT_LE(twin, r);
+          EXPECT_TRUE(same_plan(plans[static_cast<size_t>(r)], plans[static_cast<size_t>(twin)]));
+          for (int q = 0; q < twin; ++q) {
+            EXPECT_FALSE(same_plan(plans[static_cast<size_t>(r)], plans[static_cast<size_t>(q)])) << "rank " << q;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(SimSequenceParallel, RanksSharingAPlanCostWhatSimulatingEveryRankCosts) {
+  // The step simulates one plan per twin, and alike ranks (Ulysses) as one
+  // rank; giving every rank its own copy of its plan makes the simulation
+  // schedule all of them, which must give the same times to the bit.
+  const SimModel model = SimModel::from_preset("tnl-385m");
+  const ClusterSpec cluster = make_cluster("h100", 4, 1);
+  for (SequenceParallelKind kind : {SequenceParallelKind::Lasp, SequenceParallelKind::Ulysses}) {
+    for (Recompute recompute : {Recompute::None, Recompute::Full}) {
+      SimLayout l = sp_layout(4, kind);
+      l.recompute = recompute;
+      l.pp = 1;
+      const ShardOps shared = shard_ops(model, cluster, l);
+      ASSERT_EQ(shared.plans.size(), kind == SequenceParallelKind::Ulysses ? 1u : 3u);
+      ShardOps every;
+      for (int r = 0; r < l.sp; ++r) {
+        const size_t k = static_cast<size_t>(shared.rank_plan[static_cast<size_t>(r)]);
+        every.plans.push_back(shared.plans[k]);
+        every.ops.push_back(shared.ops[k]);
+        every.runs.push_back(shared.runs[k]);
+        every.rank_plan.push_back(r);
+      }
+      const MicroBatchCosts a = micro_batch_costs(model, cluster, l, {}, &shared);
+      const MicroBatchCosts b = micro_batch_costs(model, cluster, l, {}, &every);
+      SCOPED_TRACE(sp_kind_name(kind));
+      EXPECT_EQ(a.stages[0].forward, b.stages[0].forward);
+      EXPECT_EQ(a.stages[0].backward, b.stages[0].backward);
+      EXPECT_EQ(a.stages[0].backward_by_layer, b.stages[0].backward_by_layer);
+      EXPECT_EQ(a.stages[0].sp_bytes_all, b.stages[0].sp_bytes_all);
+      EXPECT_EQ(a.stages[0].model_flops, b.stages[0].model_flops);
+      EXPECT_GT(a.stages[0].sp_bytes, 0);
+    }
+  }
+}
 
 TEST(SimSequenceParallel, LaspRingPaysOneHopPerPassNotOnePerLayer) {
   // The ring pipelines over the layers: rank 1 waits for rank 0's state of
