@@ -12,17 +12,6 @@ PipelineSchedule pipeline_schedule_from_name(const std::string& name) {
   user_error("--pp-schedule {}: expected gpipe or 1f1b", name);
 }
 
-PipelineAction pipeline_action(PipelineSchedule schedule, int stage, int stages, int64_t micro_batches,
-                               int64_t k) {
-  const int64_t m = micro_batches;
-  if (schedule == PipelineSchedule::GPipe) return k < m ? PipelineAction{false, k} : PipelineAction{true, k - m};
-  const int64_t warmup = std::min<int64_t>(stages - stage - 1, m);
-  if (k < warmup) return {false, k};                   // warm-up forwards
-  if (k >= 2 * m - warmup) return {true, k - m};       // draining backwards
-  const int64_t i = (k - warmup) / 2;                  // steady state: forward, backward
-  return (k - warmup) % 2 == 0 ? PipelineAction{false, warmup + i} : PipelineAction{true, i};
-}
-
 std::vector<PipelineAction> pipeline_actions(PipelineSchedule schedule, int stage, int stages,
                                              int64_t micro_batches) {
   std::vector<PipelineAction> actions;

@@ -25,8 +25,16 @@ struct PipelineAction {
 std::vector<PipelineAction> pipeline_actions(PipelineSchedule schedule, int stage, int stages,
                                              int64_t micro_batches);
 // The k-th of them (0 <= k < 2 · micro_batches), without building the list
-// (the simulator's layout search walks millions of actions).
-PipelineAction pipeline_action(PipelineSchedule schedule, int stage, int stages, int64_t micro_batches,
-                               int64_t k);
+// (the simulator's layout search walks millions of actions: inline).
+inline PipelineAction pipeline_action(PipelineSchedule schedule, int stage, int stages, int64_t micro_batches,
+                                      int64_t k) {
+  const int64_t m = micro_batches;
+  if (schedule == PipelineSchedule::GPipe) return k < m ? PipelineAction{false, k} : PipelineAction{true, k - m};
+  const int64_t warmup = stages - stage - 1 < m ? stages - stage - 1 : m;
+  if (k < warmup) return {false, k};              // warm-up forwards
+  if (k >= 2 * m - warmup) return {true, k - m};  // draining backwards
+  const int64_t i = (k - warmup) / 2;             // steady state: forward, backward
+  return (k - warmup) % 2 == 0 ? PipelineAction{false, warmup + i} : PipelineAction{true, i};
+}
 
 }  // namespace linpar

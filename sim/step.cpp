@@ -126,11 +126,33 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     if (layer_done != nullptr && layer != -3) layer_done->push_back({layer, finish - previous});
     return finish;
   }
-  Schedule s(T);
-  std::vector<int64_t> task_layer;  // by task id
-  auto add = [&](Task t, int64_t layer) {
+  // The tasks are laid out as they are added, every dependency before its
+  // dependents: the engine's rule (sim/engine.h; nothing interferes in this
+  // phase) on flat arrays, without building the tasks.
+  std::vector<double> free_at(static_cast<size_t>(T) * kStreams, 0.0);
+  std::vector<double> finish;        // by task id
+  std::vector<int64_t> task_layer;   // by task id
+  double makespan = 0;
+  auto slot = [](int rank, Stream stream) { return static_cast<size_t>(rank) * kStreams + static_cast<size_t>(stream); };
+  // A task on one stream of rank r (r < 0: on every rank's comm stream).
+  auto add = [&](int r, Stream stream, double seconds, const int* after, size_t n, int64_t layer) {
+    double start = 0;
+    if (r >= 0) {
+      start = free_at[slot(r, stream)];
+    } else {
+      for (int q = 0; q < T; ++q) start = std::max(start, free_at[slot(q, Stream::Comm)]);
+    }
+    for (size_t k = 0; k < n; ++k) start = std::max(start, finish[static_cast<size_t>(after[k])]);
+    const double end = start + seconds;
+    if (r >= 0) {
+      free_at[slot(r, stream)] = end;
+    } else {
+      for (int q = 0; q < T; ++q) free_at[slot(q, Stream::Comm)] = end;
+    }
+    makespan = std::max(makespan, end);
+    finish.push_back(end);
     task_layer.push_back(layer);
-    return s.add(std::move(t));
+    return static_cast<int>(finish.size()) - 1;
   };
   std::vector<size_t> next(static_cast<size_t>(T), 0);
   std::vector<int> last(static_cast<size_t>(T), -1);  // each rank's last task (compute order)
@@ -148,15 +170,15 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
       const size_t ri = static_cast<size_t>(r);
       while (next[ri] < ranks[ri]->size()) {
         const RankOp& ro = (*ranks[ri])[next[ri]];
-        const PlannedOp& op = *ro.op;
         const ShardOps::Op& info = *ro.info;
-        std::vector<int> after;
-        if (last[ri] >= 0) after.push_back(last[ri]);
+        int after[2];
+        size_t n = 0;
+        if (last[ri] >= 0) after[n++] = last[ri];
         // A LASP rank waits for its neighbour's state (gradient) here.
         if (!ro.recompute && (backward ? info.receives_backward : info.receives_forward)) {
           auto it = mailbox.find({ro.layer, r});
           if (it == mailbox.end()) break;  // not sent yet: another rank first
-          after.push_back(it->second);
+          after[n++] = it->second;
         }
         // An SP collective over every rank: the op's compute on each rank,
         // then one task over all their comm streams once every rank has
@@ -168,12 +190,10 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
             collective_task.resize(k + 1, -1);
           }
           std::vector<int>& in = arrived[k];
-          if (in[ri] < 0) in[ri] = add({op.name.c_str(), {{r, Stream::Compute}}, ro.seconds, after}, ro.layer);
+          if (in[ri] < 0) in[ri] = add(r, Stream::Compute, ro.seconds, after, n, ro.layer);
           if (std::count(in.begin(), in.end(), -1) > 0) break;  // the others have not arrived yet
           if (collective_task[k] < 0) {
-            std::vector<Resource> res;
-            for (int q = 0; q < T; ++q) res.push_back({q, Stream::Comm});
-            collective_task[k] = add({op.name.c_str(), res, info.sp_group_seconds, in}, ro.layer);
+            collective_task[k] = add(-1, Stream::Comm, info.sp_group_seconds, in.data(), in.size(), ro.layer);
           }
           last[ri] = collective_task[k];
           ++issued[ri];
@@ -181,15 +201,15 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
           progress = true;
           continue;
         }
-        const int task = add({op.name.c_str(), {{r, Stream::Compute}}, ro.seconds, after}, ro.layer);
+        const int task = add(r, Stream::Compute, ro.seconds, after, n, ro.layer);
         last[ri] = task;
         if (info.sp_send && !ro.recompute) {
           const int peer = backward ? r - 1 : r + 1;
-          LINPAR_CHECK(peer >= 0 && peer < T, "{} sends outside the SP group", op.name);
+          LINPAR_CHECK(peer >= 0 && peer < T, "{} sends outside the SP group", ro.op->name);
           // The sender's stream only: the runtime receives on a communicator
           // of the other direction, so a rank's own sends never queue
           // behind what it receives (and the receiver waits through `after`).
-          mailbox[{ro.layer, peer}] = add({op.name.c_str(), {{r, Stream::P2P}}, info.sp_send_seconds, {task}}, ro.layer);
+          mailbox[{ro.layer, peer}] = add(r, Stream::P2P, info.sp_send_seconds, &task, 1, ro.layer);
         }
         ++next[ri];
         progress = true;
@@ -200,17 +220,15 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     LINPAR_CHECK(next[static_cast<size_t>(r)] == ranks[static_cast<size_t>(r)]->size(),
                  "SP rank {}'s ops could not be placed", r);
   }
-  const double makespan = s.run();
   if (layer_done != nullptr) {
     // Each layer's latest finish over the ranks; a layer's time is what its
     // finish adds to the previous layer's (execution order).
     std::map<int64_t, double> latest;
     std::vector<int64_t> order;
-    for (size_t id = 0; id < s.tasks().size(); ++id) {
-      const Task& t = s.tasks()[id];
+    for (size_t id = 0; id < finish.size(); ++id) {
       const int64_t layer = task_layer[id];
       if (!latest.count(layer)) order.push_back(layer);
-      latest[layer] = std::max(latest[layer], t.finish);
+      latest[layer] = std::max(latest[layer], finish[id]);
     }
     double previous = 0;
     for (int64_t layer : order) {
@@ -497,12 +515,19 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   // Each stage's gradient buckets: its comm stream's tasks before the
   // optimizer, the last of which interference pushes back.
   std::vector<std::vector<Placed>> bucket_tasks(P);
+  const bool interfering = interference.compute > 0 || interference.comm > 0;
+  // The trace's task (the fast path builds none).
+  auto trace_task = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n) {
+    after.clear();
+    for (size_t k = 0; k < n; ++k) after.push_back(deps[k].id);
+    return s.add({name, {{p, stream}}, seconds, after});
+  };
   auto place = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n) {
     Lane& lane = lanes[static_cast<size_t>(p) * kStreams + static_cast<size_t>(stream)];
-    double start = std::max(0.0, lane.free);
+    double start = lane.free;  // never negative
     for (size_t k = 0; k < n; ++k) start = std::max(start, deps[k].finish);
     double duration = seconds;
-    if (stream == Stream::Compute) {
+    if (interfering && stream == Stream::Compute) {
       Lane& comm = lanes[static_cast<size_t>(p) * kStreams + static_cast<size_t>(Stream::Comm)];
       const Stretch st = interfere(interference, start, seconds, comm.free);
       duration = st.seconds;
@@ -517,11 +542,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     lane.free = task.finish;
     lane.busy += duration;
     makespan = std::max(makespan, task.finish);
-    if (trace) {
-      after.clear();
-      for (size_t k = 0; k < n; ++k) after.push_back(deps[k].id);
-      task.id = s.add({name, {{p, stream}}, seconds, after});
-    }
+    if (trace) task.id = trace_task(name, p, stream, seconds, deps, n);
     return task;
   };
 

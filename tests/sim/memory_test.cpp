@@ -227,6 +227,22 @@ TEST(Memory, PipelineStagesGPipeAndOneFOneB) {
   }
   EXPECT_EQ(micro_batches_in_flight(PipelineSchedule::OneFOneB, 0, 4, 2), 2);  // min(4, m)
   EXPECT_EQ(micro_batches_in_flight(PipelineSchedule::OneFOneB, 1, 4, 8), 3);
+  // The most cached at once in the order the trainer runs the actions.
+  for (PipelineSchedule schedule : {PipelineSchedule::GPipe, PipelineSchedule::OneFOneB}) {
+    for (int stages : {1, 2, 5}) {
+      for (int64_t m : {1, 3, 4, 9}) {
+        for (int s = 0; s < stages; ++s) {
+          int64_t live = 0, most = 0;
+          for (const PipelineAction& a : pipeline_actions(schedule, s, stages, m)) {
+            live += a.backward ? -1 : 1;
+            most = std::max(most, live);
+          }
+          EXPECT_EQ(micro_batches_in_flight(schedule, s, stages, m), most)
+              << "stage " << s << " of " << stages << ", " << m << " micro-batches";
+        }
+      }
+    }
+  }
 }
 
 // Full: each layer keeps its input [2, 128, 64] bf16 = 32768: 2·32768 plus the
