@@ -28,6 +28,7 @@ int sim_command(const std::vector<std::string>& args) {
       ("tp-sp", po::bool_switch(), "Megatron sequence parallelism inside TP")
       ("pp", po::value<int>()->default_value(1), "pipeline-parallel degree")
       ("pp-schedule", po::value<std::string>()->default_value("1f1b"), "gpipe|1f1b")
+      ("pp-chunks", po::value<int>()->default_value(1), "model chunks per stage: > 1 is interleaved 1F1B (Megatron's virtual pipeline)")
       ("sp", po::value<int>()->default_value(1), "sequence-parallel degree")
       ("sp-kind", po::value<std::string>()->default_value("lasp"), "lasp|lasp2|allgather|ulysses (GPT/Llama: ulysses)")
       ("zero", po::value<int>()->default_value(0), "0 or 1 (ZeRO-1)")
@@ -55,6 +56,7 @@ int sim_command(const std::vector<std::string>& args) {
   l.recompute = recompute_from_name(v["recompute"].as<std::string>());
   l.co2_tau = v["co2-tau"].as<int64_t>();
   l.schedule = pipeline_schedule_from_name(v["pp-schedule"].as<std::string>());
+  l.pp_chunks = v["pp-chunks"].as<int>();
   l.seq_len = v["seq-len"].as<int64_t>();
   l.micro_batch = v["micro-batch"].as<int64_t>();
   l.global_batch = v["global-batch"].as<int64_t>();
@@ -80,7 +82,7 @@ int sim_command(const std::vector<std::string>& args) {
         {"layout",
          {{"dp", l.dp}, {"tp", l.tp}, {"tp_sp", l.tp_sp}, {"pp", l.pp}, {"sp", l.sp},
           {"sp_kind", sp_kind_name(l.sp_kind)}, {"zero", l.zero}, {"recompute", recompute_name(l.recompute)},
-          {"co2_tau", l.co2_tau}, {"pp_schedule", v["pp-schedule"].as<std::string>()},
+          {"co2_tau", l.co2_tau}, {"pp_schedule", v["pp-schedule"].as<std::string>()}, {"pp_chunks", l.pp_chunks},
           {"seq_len", l.seq_len}, {"micro_batch", l.micro_batch}, {"global_batch", l.global_batch}}},
         {"step_time_s", p.step_seconds},
         {"tokens_per_gpu_per_s", p.tokens_per_gpu_per_s},
@@ -103,7 +105,9 @@ int sim_command(const std::vector<std::string>& args) {
   fmt::print("{} on {} × {} {} ({} GPUs): dp {}, tp {}{}, pp {} ({}), sp {}{}, zero {}, recompute {}{}; "
              "{} × {} tokens per micro-batch, global batch {}; costs: {}\n",
              setup.model.name(), cluster.nodes, cluster.gpus_per_node, cluster.gpu.name, cluster.gpus(), l.dp, l.tp,
-             l.tp_sp ? " (sp)" : "", l.pp, v["pp-schedule"].as<std::string>(), l.sp,
+             l.tp_sp ? " (sp)" : "", l.pp,
+             v["pp-schedule"].as<std::string>() + (l.pp_chunks > 1 ? fmt::format(", {} chunks interleaved", l.pp_chunks) : ""),
+             l.sp,
              l.sp > 1 ? fmt::format(" ({})", sp_kind_name(l.sp_kind)) : "", l.zero, recompute_name(l.recompute),
              l.co2_tau > 0 ? fmt::format(", CO2 τ={}", l.co2_tau) : "", l.micro_batch, l.seq_len, l.global_batch,
              setup.profile ? "measured profile" : "roofline");

@@ -30,4 +30,33 @@ std::vector<PipelineAction> pipeline_actions(PipelineSchedule schedule, int stag
   return actions;
 }
 
+PipelineAction interleaved_pipeline_action(int stage, int stages, int chunks, int64_t micro_batches,
+                                           int64_t k) {
+  const int64_t S = stages, v = chunks, total = micro_batches * chunks;
+  const int64_t warmup = micro_batches == S ? total : std::min<int64_t>(2 * (S - stage - 1) + (v - 1) * S, total);
+  // The forward or backward count this action is, as in 1F1B.
+  bool backward = false;
+  int64_t n = 0;
+  if (k < warmup) {
+    n = k;
+  } else if (k >= 2 * total - warmup) {
+    backward = true;
+    n = k - total;
+  } else {
+    backward = (k - warmup) % 2 == 1;
+    n = backward ? (k - warmup) / 2 : warmup + (k - warmup) / 2;
+  }
+  const int64_t in_group = n % (S * v);
+  const int64_t chunk = in_group / S;
+  return {backward, n / (S * v) * S + in_group % S, static_cast<int>(backward ? v - 1 - chunk : chunk)};
+}
+
+std::vector<PipelineAction> interleaved_pipeline_actions(int stage, int stages, int chunks, int64_t micro_batches) {
+  std::vector<PipelineAction> actions;
+  for (int64_t k = 0; k < 2 * micro_batches * chunks; ++k) {
+    actions.push_back(interleaved_pipeline_action(stage, stages, chunks, micro_batches, k));
+  }
+  return actions;
+}
+
 }  // namespace linpar

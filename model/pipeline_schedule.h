@@ -16,6 +16,7 @@ PipelineSchedule pipeline_schedule_from_name(const std::string& name);  // UserE
 struct PipelineAction {
   bool backward = false;
   int64_t micro_batch = 0;
+  int chunk = 0;  // the model chunk (interleaved schedule); 0 otherwise
 };
 
 // GPipe: every forward, then every backward (all m micro-batches' activations
@@ -36,5 +37,20 @@ inline PipelineAction pipeline_action(PipelineSchedule schedule, int stage, int 
   const int64_t i = (k - warmup) / 2;             // steady state: forward, backward
   return (k - warmup) % 2 == 0 ? PipelineAction{false, warmup + i} : PipelineAction{true, i};
 }
+
+// Interleaved 1F1B (Narayanan et al. 2021, §2.2; Megatron-LM's
+// forward_backward_pipelining_with_interleaving; simulated only, the trainer
+// runs GPipe and 1F1B): each of the S stages holds v model chunks, stage s's
+// chunk c being virtual stage c·S + s of S·v, so a micro-batch passes the
+// stages v times. Micro-batches go in groups of S: forward k (of m·v) runs
+// micro-batch (k / (S·v))·S + k % S on chunk (k / S) % v, backward k the same
+// micro-batch on chunk v − 1 − (k / S) % v. Stage s runs
+// min(2·(S − s − 1) + (v − 1)·S, m·v) warm-up forwards (all m·v when m = S),
+// then alternates one forward and one backward, then drains the backwards.
+// The bubble is v times smaller than 1F1B's; m must be a multiple of S.
+// The k-th action, 0 <= k < 2·m·v:
+PipelineAction interleaved_pipeline_action(int stage, int stages, int chunks, int64_t micro_batches, int64_t k);
+// All of them in order.
+std::vector<PipelineAction> interleaved_pipeline_actions(int stage, int stages, int chunks, int64_t micro_batches);
 
 }  // namespace linpar

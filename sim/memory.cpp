@@ -1,6 +1,7 @@
 #include "sim/memory.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "core/error.h"
 #include "model/tensor_parallel.h"
@@ -221,7 +222,8 @@ void validate(const ModelConfig& m, const MemoryLayout& l) {
   if (l.stage < 0 || l.stage >= l.pp)
     user_error("stage {}: expected 0 to pp − 1 = {}", l.stage, l.pp - 1);
   validate_tensor_parallel(m, l.tp);
-  pipeline_stage(m, l.pp - 1, l.pp);  // every stage holds a layer
+  if (l.chunks < 1) user_error("--pp-chunks {}: must be positive", l.chunks);
+  pipeline_stage(m, l.pp * l.chunks - 1, l.pp * l.chunks);  // every chunk holds a layer
   if (l.seq_len <= 0 || l.seq_len % l.sp != 0)
     user_error("--seq-len {}: must be a positive multiple of sp {}", l.seq_len, l.sp);
   if (l.tp_sp && (l.seq_len / l.sp) % l.tp != 0) {
@@ -257,6 +259,21 @@ int64_t micro_batches_in_flight(PipelineSchedule schedule, int stage, int stages
   return std::min<int64_t>(stages - stage, micro_batches);
 }
 
+ActivationPeak interleaved_activation_peak(int stage, int stages, const std::vector<int64_t>& chunk_bytes,
+                                          int64_t micro_batches) {
+  ActivationPeak peak;
+  int64_t live = 0, passes = 0;
+  const int chunks = static_cast<int>(chunk_bytes.size());
+  for (const PipelineAction& a : interleaved_pipeline_actions(stage, stages, chunks, micro_batches)) {
+    const int64_t b = chunk_bytes[static_cast<size_t>(a.chunk)];
+    live += a.backward ? -b : b;
+    passes += a.backward ? -1 : 1;
+    peak.bytes = std::max(peak.bytes, live);
+    peak.passes = std::max(peak.passes, passes);
+  }
+  return peak;
+}
+
 int64_t activation_bytes_per_micro_batch(const ModelConfig& m, const MemoryLayout& l) {
   validate(m, l);
   const Shard s = shard_of(m, l);
@@ -272,12 +289,23 @@ int64_t activation_bytes_per_micro_batch(const ModelConfig& m, const MemoryLayou
 MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
   validate(m, l);
   const Shard s = shard_of(m, l);
-  const PipelineStage st = pipeline_stage(m, l.stage, l.pp);
+  // The stage's chunks as virtual stages (one, the stage itself, without
+  // interleaving); each chunk's own layout for the per-chunk terms.
+  const int V = l.pp * l.chunks;
+  std::vector<MemoryLayout> chunk(static_cast<size_t>(l.chunks), l);
+  std::vector<PipelineStage> st;
+  for (int c = 0; c < l.chunks; ++c) {
+    chunk[static_cast<size_t>(c)].stage = c * l.pp + l.stage;
+    chunk[static_cast<size_t>(c)].pp = V;
+    chunk[static_cast<size_t>(c)].chunks = 1;
+    st.push_back(pipeline_stage(m, c * l.pp + l.stage, V));
+  }
   MemoryBreakdown r;
 
   // Weights: f32 masters, plus the bf16 compute copy when activations are
   // narrower than the masters (TransNormerLLM::place, ParameterSet::compute).
-  const int64_t P = stage_parameters(m, l.stage, l.pp, l.tp);
+  int64_t P = 0;
+  for (int c = 0; c < l.chunks; ++c) P += stage_parameters(m, c * l.pp + l.stage, V, l.tp);
   r.parameters = P * s.master + (s.e < s.master ? P * s.e : 0);
   r.gradients = P * s.master;  // Parameter::grad has the master dtype
   // ZeRO-1 shards over the data-parallel group, which is dp·sp ranks when
@@ -287,13 +315,27 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
   const int64_t zero_shard = (P + zero_ranks - 1) / zero_ranks;
   r.optimizer_state = 2 * (l.zero == 1 ? zero_shard : P) * s.master;
 
-  r.activation_bytes_per_micro_batch = activation_bytes_per_micro_batch(m, l);
-  r.micro_batches_in_flight = micro_batches_in_flight(l.schedule, l.stage, l.pp, l.micro_batches);
-  r.activations = r.activation_bytes_per_micro_batch * r.micro_batches_in_flight;
+  if (l.chunks == 1) {
+    r.activation_bytes_per_micro_batch = activation_bytes_per_micro_batch(m, l);
+    r.micro_batches_in_flight = micro_batches_in_flight(l.schedule, l.stage, l.pp, l.micro_batches);
+    r.activations = r.activation_bytes_per_micro_batch * r.micro_batches_in_flight;
+  } else {
+    // Each chunk's cache from its forward to its backward, in the
+    // interleaved order.
+    std::vector<int64_t> bytes;
+    for (const MemoryLayout& c : chunk) bytes.push_back(activation_bytes_per_micro_batch(m, c));
+    const ActivationPeak peak = interleaved_activation_peak(l.stage, l.pp, bytes, l.micro_batches);
+    r.activations = peak.bytes;
+    r.micro_batches_in_flight = peak.passes;
+    for (int64_t b : bytes) r.activation_bytes_per_micro_batch += b;
+  }
 
-  for (int64_t layer = st.first_layer; layer < st.end_layer; ++layer)
-    r.workspace = std::max(r.workspace, layer_backward_peak(m, layer, l, s));
-  if (st.last()) r.workspace = std::max(r.workspace, head_backward_peak(l, s));
+  for (int c = 0; c < l.chunks; ++c) {
+    const PipelineStage& cs = st[static_cast<size_t>(c)];
+    for (int64_t layer = cs.first_layer; layer < cs.end_layer; ++layer)
+      r.workspace = std::max(r.workspace, layer_backward_peak(m, layer, l, s));
+    if (cs.last()) r.workspace = std::max(r.workspace, head_backward_peak(l, s));
+  }
 
   // Gradient reduction (Trainer's constructor): ZeRO-1 keeps flat_grads_ and
   // flat_values_ (n·shard each) and shard_grads_, plus step()'s copy of the
@@ -302,17 +344,20 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
   if (l.zero == 1) r.communication_buffers += (2 * zero_ranks + 2) * zero_shard * s.master;
   // The pipeline (Trainer::train_step): every activation sent forward and
   // every gradient sent back stays alive until the step's end (`sent`), one
-  // [B, Ns, D] per micro-batch each way; plus the receive buffer in use.
+  // [B, Ns, D] per micro-batch each way (and chunk); plus the receive buffer
+  // in use.
   if (l.pp > 1) {
     const int64_t boundary = s.B * s.Ns * s.D * s.e;
-    const int64_t directions = (st.first() ? 0 : 1) + (st.last() ? 0 : 1);
+    int64_t directions = 0;
+    for (const PipelineStage& cs : st) directions += (cs.first() ? 0 : 1) + (cs.last() ? 0 : 1);
     r.communication_buffers += directions * l.micro_batches * boundary + boundary;
   }
   // LASP: the last state sent stays in PendingSends until the next call.
   if (l.sp > 1 && l.sp_kind == SequenceParallelKind::Lasp) {
     int64_t dk = m.head_dim();
-    for (int64_t layer = st.first_layer; layer < st.end_layer; ++layer)
-      dk = std::max(dk, key_dim(m, layer));
+    for (const PipelineStage& cs : st) {
+      for (int64_t layer = cs.first_layer; layer < cs.end_layer; ++layer) dk = std::max(dk, key_dim(m, layer));
+    }
     r.communication_buffers += state_bytes(s, dk);
   }
 

@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "model/pipeline_schedule.h"
@@ -54,6 +55,9 @@ struct MemoryLayout {
   int64_t micro_batches = 1;  // per step per pipeline: global_batch / (dp · micro_batch)
   int64_t element_bytes = 2;  // activations and compute copies: bf16 2, f32 4 (f64 8 on the CPU)
   int stage = 0;              // the pipeline stage this rank holds
+  // Model chunks per stage (interleaved 1F1B, simulated only): the stage
+  // holds virtual stages c·pp + stage of pp·chunks.
+  int chunks = 1;
 };
 
 struct MemoryBreakdown {
@@ -66,6 +70,9 @@ struct MemoryBreakdown {
   int64_t co2_state = 0;  // host memory
   int64_t total = 0;      // device memory
   // The parts of `activations`: one micro-batch's cache times the count.
+  // Interleaved (chunks > 1): one micro-batch's caches over all the stage's
+  // chunks, and the most chunk passes cached at once; `activations` is then
+  // the peak of the live chunks' caches in the schedule's order.
   int64_t activation_bytes_per_micro_batch = 0;
   int64_t micro_batches_in_flight = 0;
 };
@@ -82,6 +89,16 @@ int64_t activation_bytes_per_micro_batch(const ModelConfig& model, const MemoryL
 // schedule the trainer runs (pipeline_actions): GPipe m, 1F1B min(pp − stage, m).
 int64_t micro_batches_in_flight(PipelineSchedule schedule, int stage, int stages,
                                 int64_t micro_batches);
+
+// Interleaved 1F1B: the most activation bytes stage `stage` holds at once
+// when chunk c's cache of a micro-batch is chunk_bytes[c], kept from the
+// chunk's forward to its backward (interleaved_pipeline_actions), and the
+// most chunk passes cached at once.
+struct ActivationPeak {
+  int64_t bytes = 0, passes = 0;
+};
+ActivationPeak interleaved_activation_peak(int stage, int stages, const std::vector<int64_t>& chunk_bytes,
+                                          int64_t micro_batches);
 
 // Whether the device total fits the GPU's memory (GiB = 2^30 bytes).
 bool fits(const MemoryBreakdown& memory, const GpuSpec& gpu);

@@ -276,7 +276,20 @@ void validate_layout(const SimModel& model, const ClusterSpec& cluster, const Si
   if (l.zero != 0 && l.zero != 1) user_error("--zero {}: expected 0 or 1", l.zero);
   if (l.co2_tau < 0) user_error("--co2-tau {}: must be 0 (off) or positive", l.co2_tau);
   if (l.co2_tau > 0 && l.zero) user_error("--co2-tau with --zero 1: CO2 keeps whole replicas (use --zero 0)");
-  model.validate(l.shard(), l.pp, l.seq_len);
+  if (l.pp_chunks < 1) user_error("--pp-chunks {}: must be positive", l.pp_chunks);
+  if (l.pp_chunks > 1) {
+    if (l.virtual_stages() > model.layers()) {
+      user_error("--pp {} × --pp-chunks {} = {} model chunks: the model has {} layers", l.pp, l.pp_chunks,
+                 l.virtual_stages(), model.layers());
+    }
+    if (l.pp == 1) user_error("--pp-chunks {}: interleaving needs a pipeline (pp > 1)", l.pp_chunks);
+    if (l.schedule != PipelineSchedule::OneFOneB) user_error("--pp-chunks {}: interleaving is of the 1f1b schedule", l.pp_chunks);
+    if (l.micro_batches() % l.pp != 0) {
+      user_error("--pp-chunks {}: the interleaved schedule needs the {} micro-batches per step to be a multiple "
+                 "of pp {}", l.pp_chunks, l.micro_batches(), l.pp);
+    }
+  }
+  model.validate(l.shard(), l.virtual_stages(), l.seq_len);
 }
 
 namespace {
@@ -387,10 +400,11 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
   // index. The first of them is simulated; the others take its costs with
   // the layers renumbered (a deep pipeline has few distinct stages).
   std::map<std::tuple<bool, bool, int64_t, int64_t>, size_t> same_as;
-  for (int p = 0; p < l.pp; ++p) {
+  const int V = l.virtual_stages();
+  for (int q = 0; q < V; ++q) {
     StageCost sc;
-    sc.stage = model.stage(p, l.pp);
-    sc.parameters = model.stage_parameters(p, l.pp, l.tp);
+    sc.stage = model.stage(q, V);
+    sc.parameters = model.stage_parameters(q, V, l.tp);
     int64_t lrpe_layers = 0;
     if (model.is_transnormer()) {
       for (int64_t layer = sc.stage.first_layer; layer < sc.stage.end_layer; ++layer) {
@@ -547,40 +561,48 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   };
 
   // Forward/backward tasks in each stage's schedule order. A forward needs the
-  // previous stage's send of that micro-batch; a backward the next stage's.
-  // [stage · M + micro-batch]:
-  std::vector<Placed> fwd_send(P * M), bwd_send(P * M), fwd_task(P * M);
+  // previous (virtual) stage's send of that micro-batch; a backward the next
+  // one's. Virtual stage q = chunk · pp + p ([q · M + micro-batch] below);
+  // without interleaving q = p.
+  const int V = l.virtual_stages();
+  const int64_t actions = 2 * m * l.pp_chunks;  // per stage
+  const size_t Q = static_cast<size_t>(V);
+  std::vector<Placed> fwd_send(Q * M), bwd_send(Q * M), fwd_task(Q * M);
   std::vector<int64_t> next(P, 0);  // each stage's next action
   bool progress = true;
   while (progress) {
     progress = false;
     for (int p = 0; p < l.pp; ++p) {
       const size_t sp = static_cast<size_t>(p);
-      const StageCost& sc = costs.stages[sp];
-      while (next[sp] < 2 * m) {
-        const PipelineAction a = pipeline_action(l.schedule, p, l.pp, m, next[sp]);
+      while (next[sp] < actions) {
+        const PipelineAction a = l.pp_chunks > 1 ? interleaved_pipeline_action(p, l.pp, l.pp_chunks, m, next[sp])
+                                                 : pipeline_action(l.schedule, p, l.pp, m, next[sp]);
+        const int q = a.chunk * l.pp + p;
+        const size_t sq = static_cast<size_t>(q);
+        const StageCost& sc = costs.stages[sq];
         const size_t i = static_cast<size_t>(a.micro_batch);
         Placed deps[2];
         size_t n = 0;
         if (!a.backward) {
-          if (p > 0) {
-            if (fwd_send[(sp - 1) * M + i].finish < 0) break;
-            deps[n++] = fwd_send[(sp - 1) * M + i];
+          if (q > 0) {
+            if (fwd_send[(sq - 1) * M + i].finish < 0) break;
+            deps[n++] = fwd_send[(sq - 1) * M + i];
           }
           const Placed f = place("forward", p, Stream::Compute, sc.forward, deps, n);
-          fwd_task[sp * M + i] = f;
-          if (p < l.pp - 1) fwd_send[sp * M + i] = place("send activations", p, Stream::P2P, costs.send_seconds, &f, 1);
+          fwd_task[sq * M + i] = f;
+          if (q < V - 1) fwd_send[sq * M + i] = place("send activations", p, Stream::P2P, costs.send_seconds, &f, 1);
         } else {
-          if (p < l.pp - 1) {
-            if (bwd_send[(sp + 1) * M + i].finish < 0) break;
-            deps[n++] = bwd_send[(sp + 1) * M + i];
+          if (q < V - 1) {
+            if (bwd_send[(sq + 1) * M + i].finish < 0) break;
+            deps[n++] = bwd_send[(sq + 1) * M + i];
           }
-          deps[n++] = fwd_task[sp * M + i];
+          deps[n++] = fwd_task[sq * M + i];
           Placed last;
           if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1 && !l.zero) {
-            // The last micro-batch: layer by layer, each layer's gradients
-            // reduced as soon as they are complete (DDP buckets); the
-            // stage's parameters are spread evenly over its layers.
+            // The last micro-batch (of each chunk): layer by layer, each
+            // layer's gradients reduced as soon as they are complete (DDP
+            // buckets); the chunk's parameters are spread evenly over its
+            // layers.
             const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
             const int64_t bytes = per_layer * 4;  // f32 gradients
             const double bucket_seconds = c.collective(CollectiveKind::AllReduce, bytes, grad);
@@ -593,7 +615,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           } else {
             last = place("backward", p, Stream::Compute, sc.backward, deps, n);
           }
-          if (p > 0) bwd_send[sp * M + i] = place("send gradients", p, Stream::P2P, costs.send_seconds, &last, 1);
+          if (q > 0) bwd_send[sq * M + i] = place("send gradients", p, Stream::P2P, costs.send_seconds, &last, 1);
         }
         ++next[sp];
         progress = true;
@@ -601,7 +623,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     }
   }
   for (size_t p = 0; p < P; ++p) {
-    LINPAR_CHECK(next[p] == 2 * m, "pipeline schedule of stage {} could not be placed", p);
+    LINPAR_CHECK(next[p] == actions, "pipeline schedule of stage {} could not be placed", p);
   }
 
   // Optimizer: f32 AdamW over this rank's parameters (1/(dp·sp) of them
@@ -614,8 +636,19 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   int64_t comm_bytes = 0;
   std::vector<double> outer(P, 0.0);
   for (size_t p = 0; p < P; ++p) {
-    const StageCost& sc = costs.stages[p];
-    const int64_t params = sc.parameters;
+    // The stage's chunks together (one without interleaving): its
+    // parameters, its traffic per micro-batch, and its sends (a chunk sends
+    // its activations on unless it is the last virtual stage, its input's
+    // gradient back unless it is the first).
+    int64_t params = 0, tp_sp_bytes = 0, tp_sp_bytes_all = 0, sends = 0;
+    for (int chunk = 0; chunk < l.pp_chunks; ++chunk) {
+      const size_t q = static_cast<size_t>(chunk) * P + p;
+      const StageCost& sc = costs.stages[q];
+      params += sc.parameters;
+      tp_sp_bytes += sc.tp_bytes + sc.sp_bytes;
+      tp_sp_bytes_all += sc.tp_bytes_all + sc.sp_bytes_all;
+      sends += (q + 1 < Q) + (q > 0);
+    }
     const int64_t updated = l.zero ? params / grad.ranks : params;
     const double hbm = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.memory;
     double optimizer_seconds = 30.0 * static_cast<double>(updated) / hbm;
@@ -634,7 +667,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     }
     // What every SP rank of the stage sends besides its TP and SP traffic.
     int64_t shared = 0;
-    if (l.pp > 1) shared += m * costs.boundary_bytes * ((p + 1 < P) + (p > 0));
+    if (l.pp > 1) shared += m * costs.boundary_bytes * sends;
     if (grad.ranks > 1) {
       shared += l.zero ? 2 * wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * 4 / grad.ranks)
                        : wire_bytes(CollectiveKind::AllReduce, grad.ranks, params * 4);
@@ -650,9 +683,9 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
       outer[p] = c.collective(CollectiveKind::AllReduce, params * 4, c.dp);
       shared += wire_bytes(CollectiveKind::AllReduce, l.dp, params * 4) / l.co2_tau;
     }
-    comm_bytes = std::max(comm_bytes, m * (sc.tp_bytes + sc.sp_bytes) + shared);
-    out.comm_bytes_per_step += static_cast<int64_t>(l.dp) * l.tp *
-                               (m * (sc.tp_bytes_all + sc.sp_bytes_all) + static_cast<int64_t>(l.sp) * shared);
+    comm_bytes = std::max(comm_bytes, m * tp_sp_bytes + shared);
+    out.comm_bytes_per_step +=
+        static_cast<int64_t>(l.dp) * l.tp * (m * tp_sp_bytes_all + static_cast<int64_t>(l.sp) * shared);
   }
 
   const double inner = makespan;
@@ -666,8 +699,8 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
                                static_cast<double>(l.co2_tau)
                          : inner;
   int64_t flops = 0;
+  for (const StageCost& sc : costs.stages) flops += m * sc.model_flops;
   for (int p = 0; p < l.pp; ++p) {
-    flops += m * costs.stages[static_cast<size_t>(p)].model_flops;
     const Lane* lane = &lanes[static_cast<size_t>(p) * kStreams];
     const double busy = lane[static_cast<int>(Stream::Compute)].busy;
     if (busy > out.compute_seconds) {
@@ -698,6 +731,7 @@ MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
     ml.co2 = l.co2_tau > 0;
     ml.recompute = l.recompute;
     ml.schedule = l.schedule;
+    ml.chunks = l.pp_chunks;
     ml.seq_len = l.seq_len;
     ml.micro_batch = l.micro_batch;
     ml.micro_batches = l.micro_batches();
@@ -711,20 +745,36 @@ MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
   const SoftmaxTransformerConfig& cfg = model.softmax();
   const int64_t e = l.element_bytes, m = l.micro_batches();
   MemoryBreakdown best;
+  const int V = l.virtual_stages();
+  const StepShape shape{l.micro_batch, l.seq_len, e};
+  // One micro-batch's activations of virtual stage q (a stage's chunk).
+  auto activation_bytes = [&](int q) {
+    const PipelineStage st = model.stage(q, V);
+    int64_t bytes =
+        (st.end_layer - st.first_layer) * layer_activation_bytes(cfg, l.tp, l.tp_sp, l.sp, shape, l.recompute);
+    if (st.last()) bytes += l.micro_batch * (l.seq_len / l.sp) * cfg.padded_vocab_size(l.tp) / l.tp * 4;
+    return bytes;
+  };
   for (int p = 0; p < l.pp; ++p) {
-    const PipelineStage st = model.stage(p, l.pp);
-    const int64_t params = model.stage_parameters(p, l.pp, l.tp);
+    int64_t params = 0;
+    for (int c = 0; c < l.pp_chunks; ++c) params += model.stage_parameters(c * l.pp + p, V, l.tp);
     MemoryBreakdown mb;
     mb.parameters = params * (4 + (e == 2 ? 2 : 0));
     mb.gradients = params * 4;
     const int64_t shards = l.zero ? static_cast<int64_t>(l.dp) * l.sp : 1;
     mb.optimizer_state = (params + shards - 1) / shards * 8;
-    const StepShape shape{l.micro_batch, l.seq_len, e};
-    mb.activation_bytes_per_micro_batch =
-        (st.end_layer - st.first_layer) * layer_activation_bytes(cfg, l.tp, l.tp_sp, l.sp, shape, l.recompute);
-    if (st.last()) mb.activation_bytes_per_micro_batch += l.micro_batch * (l.seq_len / l.sp) * cfg.padded_vocab_size(l.tp) / l.tp * 4;
-    mb.micro_batches_in_flight = micro_batches_in_flight(l.schedule, p, l.pp, m);
-    mb.activations = mb.activation_bytes_per_micro_batch * mb.micro_batches_in_flight;
+    if (l.pp_chunks == 1) {
+      mb.activation_bytes_per_micro_batch = activation_bytes(p);
+      mb.micro_batches_in_flight = micro_batches_in_flight(l.schedule, p, l.pp, m);
+      mb.activations = mb.activation_bytes_per_micro_batch * mb.micro_batches_in_flight;
+    } else {
+      std::vector<int64_t> bytes;
+      for (int c = 0; c < l.pp_chunks; ++c) bytes.push_back(activation_bytes(c * l.pp + p));
+      const ActivationPeak peak = interleaved_activation_peak(p, l.pp, bytes, m);
+      mb.activations = peak.bytes;
+      mb.micro_batches_in_flight = peak.passes;
+      for (int64_t b : bytes) mb.activation_bytes_per_micro_batch += b;
+    }
     mb.total = mb.parameters + mb.gradients + mb.optimizer_state + mb.activations;
     if (mb.total > best.total) best = mb;
   }

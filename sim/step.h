@@ -51,12 +51,17 @@ struct SimLayout {
   Recompute recompute = Recompute::None;
   int64_t co2_tau = 0;  // 0: synchronous data parallelism; else CO2 with τ local steps
   PipelineSchedule schedule = PipelineSchedule::OneFOneB;
+  // Model chunks per pipeline stage: > 1 is interleaved 1F1B
+  // (model/pipeline_schedule.h; simulated only), Megatron-LM's
+  // --virtual-pipeline-model-parallel-size.
+  int pp_chunks = 1;
   int64_t seq_len = 2048;     // tokens per sample (all SP ranks together)
   int64_t micro_batch = 1;    // samples per micro-batch
   int64_t global_batch = 1;   // samples per step, a multiple of dp · micro_batch
   int64_t element_bytes = 2;  // bf16 activations; weights, grads and AdamW f32
 
   int world() const { return dp * tp * pp * sp; }
+  int virtual_stages() const { return pp * pp_chunks; }
   ShardSpec shard() const { return ShardSpec{tp, tp_sp, sp, sp_kind}; }
   int64_t micro_batches() const { return global_batch / (static_cast<int64_t>(dp) * micro_batch); }
 };
@@ -82,6 +87,8 @@ struct StageCost {
 };
 
 struct MicroBatchCosts {
+  // One per virtual stage (pipeline stage p's chunk c is c·pp + p; without
+  // interleaving, one per stage).
   std::vector<StageCost> stages;
   int64_t boundary_bytes = 0;  // activations sent between stages per micro-batch
   double send_seconds = 0;

@@ -62,6 +62,46 @@ TEST(PipelineSchedule, ActionAtIndexEqualsTheList) {
   }
 }
 
+TEST(PipelineSchedule, InterleavedOrderIsMegatrons) {
+  // 2 stages, 2 chunks, 4 micro-batches, by hand from Megatron-LM's rules:
+  // groups of 2 micro-batches, chunk 0 then 1 forward, 1 then 0 backward;
+  // stage 0 warms up with 2·1 + 1·2 = 4 forwards, stage 1 with 2.
+  auto F = [](int64_t i, int c) { return PipelineAction{false, i, c}; };
+  auto B = [](int64_t i, int c) { return PipelineAction{true, i, c}; };
+  const std::vector<std::vector<PipelineAction>> want = {
+      {F(0, 0), F(1, 0), F(0, 1), F(1, 1), F(2, 0), B(0, 1), F(3, 0), B(1, 1), F(2, 1), B(0, 0), F(3, 1),
+       B(1, 0), B(2, 1), B(3, 1), B(2, 0), B(3, 0)},
+      {F(0, 0), F(1, 0), F(0, 1), B(0, 1), F(1, 1), B(1, 1), F(2, 0), B(0, 0), F(3, 0), B(1, 0), F(2, 1),
+       B(2, 1), F(3, 1), B(3, 1), B(2, 0), B(3, 0)}};
+  for (int s = 0; s < 2; ++s) {
+    const auto got = interleaved_pipeline_actions(s, 2, 2, 4);
+    ASSERT_EQ(got.size(), want[static_cast<size_t>(s)].size());
+    for (size_t k = 0; k < got.size(); ++k) {
+      const PipelineAction& w = want[static_cast<size_t>(s)][k];
+      EXPECT_TRUE(got[k].backward == w.backward && got[k].micro_batch == w.micro_batch && got[k].chunk == w.chunk)
+          << "stage " << s << " action " << k;
+    }
+  }
+  // Larger: every (chunk, micro-batch) runs forward once, then backward once.
+  for (int stages : {2, 4}) {
+    for (int chunks : {2, 3}) {
+      for (int64_t m : {static_cast<int64_t>(stages), 2 * static_cast<int64_t>(stages), 5 * static_cast<int64_t>(stages)}) {
+        for (int s = 0; s < stages; ++s) {
+          std::vector<int> state(static_cast<size_t>(m * chunks), 0);  // 0 none, 1 forward, 2 backward
+          for (const PipelineAction& a : interleaved_pipeline_actions(s, stages, chunks, m)) {
+            ASSERT_GE(a.chunk, 0);
+            ASSERT_LT(a.chunk, chunks);
+            int& st = state[static_cast<size_t>(a.micro_batch * chunks + a.chunk)];
+            ASSERT_EQ(st, a.backward ? 1 : 0) << "stage " << s << " micro-batch " << a.micro_batch << " chunk " << a.chunk;
+            st = a.backward ? 2 : 1;
+          }
+          for (int st : state) EXPECT_EQ(st, 2);
+        }
+      }
+    }
+  }
+}
+
 TEST(PipelineSchedule, StagesBalanceLayersWithEmbeddingAndHead) {
   ModelConfig c = preset_config("tnl-tiny");
   c.n_layers = 6;

@@ -227,6 +227,13 @@ TEST(Memory, PipelineStagesGPipeAndOneFOneB) {
   }
   EXPECT_EQ(micro_batches_in_flight(PipelineSchedule::OneFOneB, 0, 4, 2), 2);  // min(4, m)
   EXPECT_EQ(micro_batches_in_flight(PipelineSchedule::OneFOneB, 1, 4, 8), 3);
+  // Interleaved, by hand from the order in pipeline_test's
+  // InterleavedOrderIsMegatrons (stage 0 of 2, 2 chunks, 4 micro-batches):
+  // chunk caches of 10 and 100 bytes peak at F(0,0) F(1,0) F(0,1) F(1,1)
+  // F(2,0) = 230 (and again later), 5 chunk passes.
+  const ActivationPeak peak = interleaved_activation_peak(0, 2, {10, 100}, 4);
+  EXPECT_EQ(peak.bytes, 230);
+  EXPECT_EQ(peak.passes, 5);
   // The most cached at once in the order the trainer runs the actions.
   for (PipelineSchedule schedule : {PipelineSchedule::GPipe, PipelineSchedule::OneFOneB}) {
     for (int stages : {1, 2, 5}) {

@@ -117,6 +117,62 @@ TEST(SimStep, PipelineBubbleShrinksWithMoreMicroBatches) {
   EXPECT_EQ(total, m.parameter_count() + (m.tie_embeddings ? m.vocab_size * m.width : 0));
 }
 
+TEST(SimStep, InterleavingDividesTheBubbleByTheChunks) {
+  // Narayanan et al. 2021 §2.2: with v chunks per stage of equal cost the
+  // bubble is (p − 1)·(f + b)/v, f and b a stage's whole forward and
+  // backward of one micro-batch. Hand-made costs over a free network: the
+  // step is m·(f + b) plus that bubble (no optimizer: no parameters).
+  const ModelConfig m = preset_config("tnl-385m");
+  const int pp = 4;
+  const int64_t micro_batches = 8;
+  const double f = 1.0, b = 2.0;
+  for (int v : {1, 2, 4}) {
+    SimLayout l;
+    l.pp = pp;
+    l.pp_chunks = v;
+    l.micro_batch = 1;
+    l.global_batch = micro_batches;
+    MicroBatchCosts costs;
+    for (int q = 0; q < pp * v; ++q) {
+      StageCost sc;
+      sc.stage = pipeline_stage(m, q, pp * v);
+      sc.forward = f / v;
+      sc.backward = b / v;
+      sc.backward_by_layer = {{sc.stage.first_layer, b / v}};
+      costs.stages.push_back(sc);
+    }
+    const StepPrediction p = schedule_step(m, free_network(pp), l, costs);
+    SCOPED_TRACE(v);
+    EXPECT_NEAR(p.step_seconds, micro_batches * (f + b) + (pp - 1) * (f + b) / v, 1e-9);
+    EXPECT_NEAR(p.bubble_seconds, (pp - 1) * (f + b) / v, 1e-9);
+  }
+}
+
+TEST(SimStep, InterleavedLayoutsAreCheckedAndCostAsManySendsAsChunks) {
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.pp = 2;
+  l.micro_batch = 1;
+  l.global_batch = 4;
+  const StepPrediction plain = simulate_step(m, cluster(2, 1), l);
+  l.pp_chunks = 2;
+  const StepPrediction interleaved = simulate_step(m, cluster(2, 1), l);
+  // A micro-batch crosses pp·v − 1 = 3 boundaries between virtual stages
+  // instead of pp − 1 = 1 (stage 1's chunk 0 sends on to stage 0's chunk
+  // 1), forward and backward: 4 more sends per micro-batch, 4 micro-batches.
+  const int64_t boundary = 1 * 2048 * m.width * 2;  // [1, 2048, D] bf16
+  EXPECT_EQ(interleaved.comm_bytes_per_step - plain.comm_bytes_per_step, 4 * 4 * boundary);
+  EXPECT_LT(interleaved.bubble_seconds, plain.bubble_seconds);
+  l.global_batch = 3;  // 3 micro-batches over pp 2
+  EXPECT_THROW(simulate_step(m, cluster(2, 1), l), UserError);
+  l.global_batch = 4;
+  l.schedule = PipelineSchedule::GPipe;
+  EXPECT_THROW(simulate_step(m, cluster(2, 1), l), UserError);
+  l.schedule = PipelineSchedule::OneFOneB;
+  l.pp_chunks = 100;  // more chunks than layers
+  EXPECT_THROW(simulate_step(m, cluster(2, 1), l), UserError);
+}
+
 TEST(SimStep, TensorParallelTrafficIsThePlans) {
   const ModelConfig m = preset_config("tnl-385m");
   SimLayout l;
