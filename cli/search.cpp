@@ -48,6 +48,22 @@ std::vector<int64_t> parse_taus(const std::string& list) {
   return taus;
 }
 
+std::vector<int> parse_chunks(const std::string& list) {
+  std::vector<int> chunks;
+  for (const std::string& item : split_commas("pp-chunks", list)) {
+    size_t used = 0;
+    int v = 0;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size()) user_error("--pp-chunks {}: '{}' is not an integer", list, item);
+    chunks.push_back(v);  // positive and distinct: checked by the search
+  }
+  return chunks;
+}
+
 std::string co2_name(int64_t tau) { return tau > 0 ? fmt::format("τ={}", tau) : "off"; }
 
 nlohmann::json layout_json(int rank, const sim::SearchResult& r) {
@@ -58,6 +74,7 @@ nlohmann::json layout_json(int rank, const sim::SearchResult& r) {
           {"tp_sp", l.tp_sp},
           {"pp", l.pp},
           {"pp_schedule", l.schedule == PipelineSchedule::GPipe ? "gpipe" : "1f1b"},
+          {"pp_chunks", l.pp_chunks},
           {"sp", l.sp},
           {"sp_kind", sp_kind_name(l.sp_kind)},
           {"micro_batch", l.micro_batch},
@@ -87,6 +104,7 @@ int search_command(const std::vector<std::string>& args) {
       ("sp-kinds", po::value<std::string>(), "SP kinds tried, comma-separated (default: lasp,lasp2,allgather,ulysses; GPT/Llama: ulysses)")
       ("co2-tau", po::value<std::string>()->default_value("0"), "CO2 τ values tried, comma-separated (0: synchronous DP), e.g. 0,4")
       ("gpipe", po::bool_switch(), "also try GPipe pipelines (1F1B always)")
+      ("pp-chunks", po::value<std::string>()->default_value("1"), "model chunks per stage tried with 1F1B, e.g. 1,2,4 (> 1: interleaved)")
       ("top", po::value<int>()->default_value(10), "layouts shown")
       ("format", po::value<std::string>()->default_value("table"), "table|json");
   // clang-format on
@@ -109,6 +127,7 @@ int search_command(const std::vector<std::string>& args) {
     }
   }
   if (v["gpipe"].as<bool>()) space.schedules.push_back(PipelineSchedule::GPipe);
+  space.pp_chunks = parse_chunks(v["pp-chunks"].as<std::string>());
   const sim::ClusterSpec& cluster = setup.cluster;
 
   sim::SearchStats stats;
@@ -165,7 +184,9 @@ int search_command(const std::vector<std::string>& args) {
         "{:>8.2f}\n",
         i + 1, l.dp, fmt::format("{}{}", l.tp, l.tp_sp ? "+sp" : ""),
         fmt::format("{}{}", l.pp,
-                    l.pp > 1 && l.schedule == PipelineSchedule::GPipe ? " gpipe" : ""),
+                    l.pp > 1 && l.schedule == PipelineSchedule::GPipe ? " gpipe"
+                    : l.pp_chunks > 1                                 ? fmt::format("×{}", l.pp_chunks)
+                                                                      : ""),
         l.sp > 1 ? fmt::format("{} {}", l.sp, sp_kind_name(l.sp_kind)) : "1", l.micro_batch,
         recompute_name(l.recompute), l.zero, co2_name(l.co2_tau), r.step_seconds * 1e3,
         r.tokens_per_gpu_per_s, 100 * r.mfu, gib(r.memory.total));

@@ -49,6 +49,13 @@ void validate(const SimModel& model, const SearchSpace& s) {
   if (s.schedules.size() == 2 && s.schedules[0] == s.schedules[1])
     user_error("a pipeline schedule is listed twice");
   if (s.schedules.empty()) user_error("no pipeline schedule to search");
+  if (s.pp_chunks.empty()) user_error("--pp-chunks: give at least one value (1: plain 1F1B)");
+  for (size_t i = 0; i < s.pp_chunks.size(); ++i) {
+    if (s.pp_chunks[i] < 1) user_error("--pp-chunks {}: must be positive", s.pp_chunks[i]);
+    for (size_t j = 0; j < i; ++j) {
+      if (s.pp_chunks[i] == s.pp_chunks[j]) user_error("--pp-chunks: {} is listed twice", s.pp_chunks[i]);
+    }
+  }
   if (!model.is_transnormer()) {
     for (SequenceParallelKind k : s.sp_kinds) {
       if (k != SequenceParallelKind::Ulysses) {
@@ -64,6 +71,7 @@ void validate(const SimModel& model, const SearchSpace& s) {
 // micro-batch and recomputation) differ in these.
 struct Variant {
   PipelineSchedule schedule;
+  int pp_chunks;
   int zero;
   int64_t co2_tau;
 };
@@ -92,15 +100,18 @@ struct Search {
       l.micro_batch = mb;
       for (Recompute recompute : {Recompute::None, Recompute::Selective, Recompute::Full}) {
         l.recompute = recompute;
-        std::optional<MicroBatchCosts> costs;
+        std::map<int, MicroBatchCosts> costs;  // by model chunks per stage
         std::optional<MemoryBreakdown> memory;
         SimLayout memory_of;  // the layout `memory` is of: CO2's τ does not change it, CO2 does
         for (const Variant& v : variants) {
           l.schedule = v.schedule;
+          l.pp_chunks = v.pp_chunks;
           l.zero = v.zero;
           l.co2_tau = v.co2_tau;
-          if (!memory || memory_of.schedule != l.schedule || memory_of.zero != l.zero ||
-              (memory_of.co2_tau > 0) != (l.co2_tau > 0)) {
+          // Interleaving needs whole groups of pp micro-batches.
+          if (l.pp_chunks > 1 && l.micro_batches() % l.pp != 0) continue;
+          if (!memory || memory_of.schedule != l.schedule || memory_of.pp_chunks != l.pp_chunks ||
+              memory_of.zero != l.zero || (memory_of.co2_tau > 0) != (l.co2_tau > 0)) {
             const Clock::time_point t = Clock::now();
             memory = layout_memory(model, l);
             memory_of = l;
@@ -115,7 +126,8 @@ struct Search {
             results.push_back(std::move(r));
             continue;
           }
-          if (!costs) {
+          auto cost_of = costs.find(l.pp_chunks);
+          if (cost_of == costs.end()) {
             const Clock::time_point t = Clock::now();
             const auto key = std::make_tuple(l.tp, l.tp_sp, l.sp, static_cast<int>(l.sp_kind), l.micro_batch);
             auto it = shard_ops_cache.find(key);
@@ -123,12 +135,12 @@ struct Search {
               it = shard_ops_cache.emplace(key, shard_ops(model, cluster, l, cost)).first;
               stats.plan_seconds += since(t);
             }
-            costs = micro_batch_costs(model, cluster, l, cost, &it->second);
+            cost_of = costs.emplace(l.pp_chunks, micro_batch_costs(model, cluster, l, cost, &it->second)).first;
             stats.costs_seconds += since(t);
             ++stats.micro_batch_costs;
           }
           const Clock::time_point t = Clock::now();
-          const StepPrediction p = schedule_step(model, cluster, l, *costs, cost, /*trace=*/false);
+          const StepPrediction p = schedule_step(model, cluster, l, cost_of->second, cost, /*trace=*/false);
           stats.schedule_seconds += since(t);
           ++stats.schedules;
           r.step_seconds = p.step_seconds;
@@ -187,10 +199,16 @@ std::vector<SearchResult> search_layouts(const SimModel& model, const ClusterSpe
             for (PipelineSchedule schedule : space.schedules) {
               if (pp == 1 && schedule != space.schedules.front()) continue;
               if (pp == 1) schedule = PipelineSchedule::OneFOneB;
-              for (int64_t tau : dp > 1 ? space.co2_taus : std::vector<int64_t>{0}) {
-                variants.push_back({schedule, 0, tau});
+              for (int chunks : space.pp_chunks) {
+                if (chunks > 1 && (pp == 1 || schedule != PipelineSchedule::OneFOneB ||
+                                   pp * chunks > model.layers())) {
+                  continue;
+                }
+                for (int64_t tau : dp > 1 ? space.co2_taus : std::vector<int64_t>{0}) {
+                  variants.push_back({schedule, chunks, 0, tau});
+                }
+                if (dp * sp > 1) variants.push_back({schedule, chunks, 1, 0});
               }
-              if (dp * sp > 1) variants.push_back({schedule, 1, 0});
             }
             SimLayout l;
             l.dp = dp;
@@ -234,7 +252,10 @@ std::string describe_layout(const SimLayout& l) {
   return fmt::format(
       "dp {}, tp {}{}, pp {}{}, sp {}{}, micro-batch {}, recompute {}, zero {}, co2 {}", l.dp, l.tp,
       l.tp_sp ? " (sp)" : "", l.pp,
-      l.pp > 1 && l.schedule == PipelineSchedule::GPipe ? " (gpipe)" : "", l.sp,
+      l.pp > 1 && l.schedule == PipelineSchedule::GPipe ? " (gpipe)"
+      : l.pp_chunks > 1                                 ? fmt::format(" ({} chunks interleaved)", l.pp_chunks)
+                                                        : "",
+      l.sp,
       l.sp > 1 ? fmt::format(" ({})", sp_kind_name(l.sp_kind)) : "", l.micro_batch,
       recompute_name(l.recompute), l.zero, l.co2_tau > 0 ? fmt::format("τ={}", l.co2_tau) : "off");
 }
@@ -264,7 +285,7 @@ bool same_knob(const SimLayout& a, const SimLayout& b, int knob) {
     case kCo2:
       return a.co2_tau == b.co2_tau;
     case kSchedule:
-      return a.schedule == b.schedule || (a.pp == 1 && b.pp == 1);
+      return (a.schedule == b.schedule && a.pp_chunks == b.pp_chunks) || (a.pp == 1 && b.pp == 1);
   }
   return true;
 }
@@ -306,7 +327,9 @@ std::string knob_value(const SimLayout& a, const SimLayout& b, int knob) {
     case kCo2:
       return b.co2_tau > 0 ? fmt::format("CO2 τ={}", b.co2_tau) : "no CO2";
     case kSchedule:
-      return b.schedule == PipelineSchedule::GPipe ? "gpipe" : "1f1b";
+      return b.schedule == PipelineSchedule::GPipe ? "gpipe"
+             : b.pp_chunks > 1                      ? fmt::format("1f1b interleaved over {} chunks", b.pp_chunks)
+                                                    : "1f1b";
   }
   return "";
 }

@@ -46,6 +46,10 @@ struct SearchSpace {
   std::vector<int64_t> co2_taus{0};
   // Pipeline schedules tried where pp > 1 (a single stage has no schedule).
   std::vector<PipelineSchedule> schedules{PipelineSchedule::OneFOneB};
+  // Model chunks per stage tried with 1F1B where pp > 1: 1 is plain 1F1B,
+  // v > 1 interleaved (SimLayout::pp_chunks; where the micro-batches per
+  // step are a multiple of pp and pp·v is at most the layers).
+  std::vector<int> pp_chunks{1};
   int64_t element_bytes = 2;  // bf16 activations
 };
 

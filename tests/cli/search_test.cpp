@@ -25,7 +25,7 @@ TEST(CliSearch, TableShowsTheBestLayoutsTheCountsAndWhy) {
 TEST(CliSearch, JsonHasTheStableKeysInRankOrder) {
   const auto r = run_linpar(
       "search --model tnl-385m --gpus-per-node 4 --seq-len 2048 --global-batch 8 "
-      "--co2-tau 0,4 --sp-kinds lasp,ulysses --max-micro-batch 4 --gpipe --top 5 --format json");
+      "--co2-tau 0,4 --sp-kinds lasp,ulysses --max-micro-batch 4 --gpipe --pp-chunks 1,2 --top 5 --format json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   for (const char* key :
@@ -38,7 +38,7 @@ TEST(CliSearch, JsonHasTheStableKeysInRankOrder) {
   ASSERT_EQ(j["layouts"].size(), 5u);
   double previous = 1e300;
   for (const auto& l : j["layouts"]) {
-    for (const char* key : {"rank", "dp", "tp", "tp_sp", "pp", "pp_schedule", "sp", "sp_kind",
+    for (const char* key : {"rank", "dp", "tp", "tp_sp", "pp", "pp_schedule", "pp_chunks", "sp", "sp_kind",
                             "micro_batch", "recompute", "zero", "co2_tau", "step_time_s",
                             "tokens_per_gpu_per_s", "mfu", "memory_per_gpu_bytes", "fits"}) {
       ASSERT_TRUE(l.contains(key)) << key;
@@ -63,7 +63,8 @@ TEST(CliSearch, BadInputIsOneLineAndExitTwo) {
         "--model tnl-385m --max-micro-batch 0", "--model tnl-385m --seq-len 0",
         "--model tnl-385m --global-batch 0", "--model tnl-385m --gpu v100",
         "--model llama2-7b --sp-kinds lasp", "--model tnl-385m --hw gpu.bf16_tflops=fast",
-        "--model tnl-385m --gpus-per-node 0",
+        "--model tnl-385m --gpus-per-node 0", "--model tnl-385m --pp-chunks 1,x",
+        "--model tnl-385m --pp-chunks 0", "--model tnl-385m --pp-chunks 2,2",
         // No valid layout: tnl-tiny's 4 heads refuse tp 3, its 2 layers pp 3, and dp 3 does not
         // divide 2.
         "--model tnl-tiny --gpus-per-node 3 --global-batch 2"}) {

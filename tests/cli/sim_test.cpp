@@ -44,7 +44,12 @@ TEST(CliSim, TableAndBadLayouts) {
         "--gpus-per-node 2 --dp 2 --global-batch 3", "--format xml", "--gpus-per-node 2 --sp 2 --sp-kind ring",
         "--recompute some", "--gpus-per-node 1 --co2-tau -1", "--gpus-per-node 2 --dp 2 --global-batch 2 --zero 1 --co2-tau 4",
         "--gpus-per-node 2 --sp 2 --seq-len 2047", "--gpus-per-node 1 --hw gpu.bf16_tflops=fast",
-        "--gpus-per-node 1 --hw-file /nonexistent.ini", "--gpus-per-node 1 --profile /nonexistent.json"}) {
+        "--gpus-per-node 1 --hw-file /nonexistent.ini", "--gpus-per-node 1 --profile /nonexistent.json",
+        // interleaving: a pipeline, 1f1b, whole groups of pp micro-batches, a layer per chunk
+        "--gpus-per-node 1 --pp-chunks 2", "--gpus-per-node 2 --pp 2 --pp-chunks 0",
+        "--gpus-per-node 2 --pp 2 --global-batch 3 --pp-chunks 2",
+        "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 2 --pp-schedule gpipe",
+        "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 64"}) {
     const auto r = run_linpar("sim --model tnl-385m " + args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
@@ -57,7 +62,8 @@ TEST(CliSim, SequenceParallelRecomputeCo2AndTheOtherFamily) {
        {"--model tnl-385m --gpus-per-node 4 --sp 4 --sp-kind lasp --seq-len 32768",
         "--model tnl-385m --gpus-per-node 4 --sp 4 --sp-kind ulysses --seq-len 32768 --recompute full",
         "--model tnl-385m --gpus-per-node 2 --dp 2 --global-batch 8 --micro-batch 4 --co2-tau 4",
-        "--model llama2-7b --gpus-per-node 8 --tp 8 --seq-len 4096 --recompute selective"}) {
+        "--model llama2-7b --gpus-per-node 8 --tp 8 --seq-len 4096 --recompute selective",
+        "--model llama2-7b --gpus-per-node 8 --tp 4 --pp 2 --pp-chunks 4 --global-batch 8"}) {
     const auto r = run_linpar("sim --format json " + args);
     ASSERT_EQ(r.exit_code, 0) << args << "\n" << r.err;
     const nlohmann::json j = nlohmann::json::parse(r.out);

@@ -142,6 +142,36 @@ TEST(SimSearch, EveryPredictionIsSimulateStepsAndTheOrderHolds) {
   }
 }
 
+TEST(SimSearch, InterleavingIsTriedWhereTheMicroBatchesAndLayersAllowIt) {
+  // tnl-tiny with 4 layers: pp 2 × 2 chunks fits the layers (pp 4 × 2 does
+  // not); the micro-batches per step must be a multiple of pp = 2:
+  //   tp1 pp2 sp1 dp2: micro-batch 1 only (m = 2)     1 × 1 × 3 × 2 =  6
+  //   tp1 pp2 sp2 dp1: micro-batches 1, 2 (m = 4, 2)  4 × 2 × 3 × 2 = 48
+  //   tp2 pp2 sp1 dp1: micro-batches 1, 2             2 × 2 × 3     = 12
+  ModelConfig config = preset_config("tnl-tiny");
+  config.n_layers = 4;
+  const SimModel m(config);
+  const ClusterSpec c = make_cluster("h100", 4, 1);
+  SearchSpace s = tiny_space();
+  const size_t plain = search_layouts(m, c, s).size();
+  s.pp_chunks = {1, 2};
+  const std::vector<SearchResult> all = search_layouts(m, c, s);
+  EXPECT_EQ(all.size(), plain + 66u);
+  int interleaved = 0;
+  for (const SearchResult& r : all) {
+    if (r.layout.pp_chunks == 1) continue;
+    ++interleaved;
+    const StepPrediction p = simulate_step(m, c, r.layout);
+    EXPECT_EQ(r.step_seconds, p.step_seconds) << describe_layout(r.layout);
+    EXPECT_EQ(r.memory.total, p.memory.total) << describe_layout(r.layout);
+  }
+  EXPECT_EQ(interleaved, 66);
+  // tnl-tiny's 2 layers leave no room for a second chunk.
+  SearchSpace tiny = tiny_space();
+  tiny.pp_chunks = {1, 2};
+  EXPECT_EQ(search_layouts(SimModel::from_preset("tnl-tiny"), c, tiny).size(), 306u);
+}
+
 TEST(SimSearch, OverAFreeNetworkDataParallelismWins) {
   // Nothing to communicate costs anything, so every other degree only adds
   // work (TP repeats the unsplit norms, SP adds LASP's inter-chunk terms, a
@@ -225,6 +255,11 @@ TEST(SimSearch, BadSpacesAreRefused) {
   s = tiny_space();
   s.co2_taus = {0, 4, 4};
   EXPECT_THROW(search_layouts(m, c, s), UserError);
+  for (const std::vector<int>& chunks : {std::vector<int>{}, {0}, {1, 2, 2}}) {
+    s = tiny_space();
+    s.pp_chunks = chunks;
+    EXPECT_THROW(search_layouts(m, c, s), UserError);
+  }
   s = tiny_space();
   s.sp_kinds = {SequenceParallelKind::Lasp};
   EXPECT_THROW(search_layouts(SimModel::from_preset("llama2-7b"), c, s), UserError);
