@@ -16,12 +16,15 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench/cuda_timing.h"
 #include "core/cuda/cuda_check.h"
 #include "core/ops/kv_state.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
 namespace {
+
+using linpar::bench::median_ms;
 
 using linpar::Device;
 using linpar::DType;
@@ -51,27 +54,6 @@ double relative_error(const Tensor& got, const Tensor& want) {
   return std::sqrt(diff / std::max(norm, 1e-300));
 }
 
-template <typename F>
-double median_ms(F&& run, int reps) {
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  run();
-  std::vector<float> times;
-  for (int i = 0; i < reps; ++i) {
-    CUDA_CHECK(cudaEventRecord(start, cudaStreamLegacy));
-    run();
-    CUDA_CHECK(cudaEventRecord(stop, cudaStreamLegacy));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 }  // namespace
 

@@ -12,12 +12,15 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench/cuda_timing.h"
 #include "core/cuda/cuda_check.h"
 #include "core/ops/lightning_attention.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
 namespace {
+
+using linpar::bench::median_ms;
 
 using linpar::DType;
 using linpar::Device;
@@ -30,25 +33,6 @@ Tensor random_bf16(const linpar::Shape& shape, uint64_t seed, double std) {
   return t.to(DType::BF16).to(Device::CUDA);
 }
 
-template <typename F>
-double median_ms(F&& run, int reps) {
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  run();
-  std::vector<float> times;
-  for (int i = 0; i < reps; ++i) {
-    CUDA_CHECK(cudaEventRecord(start, cudaStreamLegacy));
-    run();
-    CUDA_CHECK(cudaEventRecord(stop, cudaStreamLegacy));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 }  // namespace
 

@@ -2,11 +2,11 @@
 # One call on a GPU machine that does a session's GPU work (the device time is
 # scarce): build + every GPU test (scripts/gpu_check.sh), the training-step
 # benchmark with its PyTorch peer and the per-op table, the KV-state kernel
-# benchmark, the scaling runs with per-op times (2+ GPUs), and the
+# benchmark, the chunk-layout benchmark, the scaling runs with per-op times (2+ GPUs), and the
 # simulator's validation runs with a `linpar profile` of the machine. Only
 # the profile and the validation table go to $OUT (the device tool returns a
 # few files); everything else is printed, logs under /tmp/session.
-# SESSION_PARTS="check bench kv scaling validation" (default: all) picks the
+# SESSION_PARTS="check bench kv layout scaling validation" (default: all) picks the
 # parts; without "check" an existing build-gpu/ is reused (or built).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ export NCCL_NVLS_ENABLE=0
 keep="${OUT:-/tmp/out}"
 logs=/tmp/session
 mkdir -p "$keep" "$logs"
-parts=" ${SESSION_PARTS:-check bench kv scaling validation} "
+parts=" ${SESSION_PARTS:-check bench kv layout scaling validation} "
 has() { [[ "$parts" == *" $1 "* ]]; }
 if has check; then
   OUT=$logs/check bash scripts/gpu_check.sh 2>&1 | tail -40
@@ -32,6 +32,10 @@ fi
 if has kv && [ -x build-gpu/bench/kv_state_bench ]; then
   echo "== KV-state kernels"
   ./build-gpu/bench/kv_state_bench 2>&1 | tail -20
+fi
+if has layout && [ -x build-gpu/bench/chunk_layout_bench ]; then
+  echo "== chunk-layout permutations (SP collectives' re-arrangements)"
+  ./build-gpu/bench/chunk_layout_bench 2>&1 | tail -12
 fi
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 if has scaling && [ "$gpus" -ge 2 ]; then

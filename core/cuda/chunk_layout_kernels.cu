@@ -1,6 +1,9 @@
 // The chunk-layout permutation on the GPU: the C·d elements of one
 // (block, batch, head) are contiguous on both sides, so the grid is (run,
-// CTAs along the run): consecutive threads copy consecutive elements.
+// CTAs along the run): consecutive threads copy consecutive elements. Rows
+// of a multiple of 16 bytes (d = 64 in bf16: 128) are copied 16 bytes per
+// thread: 2-byte copies reached a fifth of the copy rate (Ulysses' 384
+// permutations took 6.2 ms of a 48 ms tnl-385m step on an H200).
 #include <cstdint>
 
 #include "core/cuda/chunk_layout_kernels.h"
@@ -47,6 +50,15 @@ void launch(const ChunkBlocks& s, bool heads_split, bool to_blocks, const void* 
 void permute_chunk_blocks(const ChunkBlocks& s, bool heads_split, bool to_blocks,
                           size_t element_bytes, const void* from, void* to) {
   if (s.blocks * s.batch * s.heads * s.length * s.width == 0) return;
+  const int64_t row_bytes = s.width * static_cast<int64_t>(element_bytes);
+  const bool aligned = reinterpret_cast<uintptr_t>(from) % 16 == 0 && reinterpret_cast<uintptr_t>(to) % 16 == 0;
+  if (row_bytes % 16 == 0 && aligned) {
+    // The same permutation of rows of row_bytes / 16 16-byte words.
+    ChunkBlocks words = s;
+    words.width = row_bytes / 16;
+    launch<uint4>(words, heads_split, to_blocks, from, to);
+    return;
+  }
   switch (element_bytes) {
     case 2:
       launch<uint16_t>(s, heads_split, to_blocks, from, to);

@@ -19,34 +19,37 @@ using namespace testing;
 TEST(ChunkLayoutCuda, PermutationsEqualTheCpuCopies) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
 #ifdef LINPAR_HAVE_CUDA
-  const int64_t T = 3, B = 2, Hs = 2, C = 5, d = 7;
+  const int64_t T = 3, B = 2, Hs = 2, C = 5;
   uint64_t seed = 40;
-  for (DType dtype : {DType::F32, DType::BF16}) {
-    for (bool heads_split : {true, false}) {
-      const Shape x_shape = heads_split ? Shape{B, T * Hs, C, d} : Shape{B, Hs, T * C, d};
-      const Shape blocks_shape{T, B, Hs, C, d};
-      const Tensor x = random_tensor(x_shape, seed++, 1.0, DType::F32).to(dtype);
-      const Tensor blocks = random_tensor(blocks_shape, seed++, 1.0, DType::F32).to(dtype);
-      Tensor want_blocks = Tensor::empty(blocks_shape, dtype),
-             want_x = Tensor::empty(x_shape, dtype);
-      if (heads_split) {
-        heads_to_blocks(x, want_blocks);
-        blocks_to_heads(blocks, want_x);
-      } else {
-        sequence_to_blocks(x, want_blocks);
-        blocks_to_sequence(blocks, want_x);
+  // d = 7: element by element; d = 64: rows of 128 or 256 bytes, 16 at a time.
+  for (const int64_t d : {int64_t{7}, int64_t{64}}) {
+    for (DType dtype : {DType::F32, DType::BF16}) {
+      for (bool heads_split : {true, false}) {
+        const Shape x_shape = heads_split ? Shape{B, T * Hs, C, d} : Shape{B, Hs, T * C, d};
+        const Shape blocks_shape{T, B, Hs, C, d};
+        const Tensor x = random_tensor(x_shape, seed++, 1.0, DType::F32).to(dtype);
+        const Tensor blocks = random_tensor(blocks_shape, seed++, 1.0, DType::F32).to(dtype);
+        Tensor want_blocks = Tensor::empty(blocks_shape, dtype),
+               want_x = Tensor::empty(x_shape, dtype);
+        if (heads_split) {
+          heads_to_blocks(x, want_blocks);
+          blocks_to_heads(blocks, want_x);
+        } else {
+          sequence_to_blocks(x, want_blocks);
+          blocks_to_sequence(blocks, want_x);
+        }
+        Tensor got_blocks = poisoned(blocks_shape, dtype), got_x = poisoned(x_shape, dtype);
+        const Tensor x_gpu = x.to(Device::CUDA), blocks_gpu = blocks.to(Device::CUDA);
+        const cuda::ChunkBlocks shape{T, B, Hs, C, d};
+        cuda::permute_chunk_blocks(shape, heads_split, true, dtype_size(dtype), x_gpu.raw_data(),
+                                   got_blocks.raw_data());
+        cuda::permute_chunk_blocks(shape, heads_split, false, dtype_size(dtype),
+                                   blocks_gpu.raw_data(), got_x.raw_data());
+        const std::string what = std::string(dtype_name(dtype)) + (heads_split ? " heads" : " sequence") +
+                                 " d " + std::to_string(d);
+        EXPECT_EQ(relative_error(got_blocks, want_blocks), 0.0) << "to blocks, " << what;
+        EXPECT_EQ(relative_error(got_x, want_x), 0.0) << "from blocks, " << what;
       }
-      Tensor got_blocks = poisoned(blocks_shape, dtype), got_x = poisoned(x_shape, dtype);
-      const Tensor x_gpu = x.to(Device::CUDA), blocks_gpu = blocks.to(Device::CUDA);
-      const cuda::ChunkBlocks shape{T, B, Hs, C, d};
-      cuda::permute_chunk_blocks(shape, heads_split, true, dtype_size(dtype), x_gpu.raw_data(),
-                                 got_blocks.raw_data());
-      cuda::permute_chunk_blocks(shape, heads_split, false, dtype_size(dtype),
-                                 blocks_gpu.raw_data(), got_x.raw_data());
-      const std::string what =
-          std::string(dtype_name(dtype)) + (heads_split ? " heads" : " sequence");
-      EXPECT_EQ(relative_error(got_blocks, want_blocks), 0.0) << "to blocks, " << what;
-      EXPECT_EQ(relative_error(got_x, want_x), 0.0) << "from blocks, " << what;
     }
   }
 #endif
