@@ -61,14 +61,14 @@ int sim_command(const std::vector<std::string>& args) {
   l.micro_batch = v["micro-batch"].as<int64_t>();
   l.global_batch = v["global-batch"].as<int64_t>();
   const sim::ClusterSpec& cluster = setup.cluster;
-  const sim::StepPrediction p = sim::simulate_step(setup.model, cluster, l, setup.cost());
+  const sim::StepPrediction p = sim::simulate_step(setup.model, cluster, l, setup.cost(), v.count("trace") > 0);
 
   if (v.count("trace")) {
     const std::string path = v["trace"].as<std::string>(), temp = path + ".tmp";
     {
       std::ofstream out(temp);
       if (!out) user_error("--trace {}: cannot write the file", path);
-      out << p.schedule.chrome_trace() << "\n";
+      out << p.chrome_trace() << "\n";
     }
     std::filesystem::rename(temp, path);
   }

@@ -79,19 +79,28 @@ double Schedule::busy(int rank, Stream stream) const {
   return total;
 }
 
-std::string Schedule::chrome_trace() const {
+std::string Schedule::chrome_trace(const std::vector<TracedTask>& extra,
+                                   const std::vector<std::string>& extra_names) const {
   nlohmann::json events = nlohmann::json::array();
-  for (int rank = 0; rank < ranks_; ++rank) {
-    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", rank}, {"args", {{"name", "rank " + std::to_string(rank)}}}});
-    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 0}, {"args", {{"name", "compute"}}}});
-    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 1}, {"args", {{"name", "comm"}}}});
-    events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", rank}, {"tid", 2}, {"args", {{"name", "send/recv"}}}});
-  }
-  for (const Task& t : tasks_) {
-    for (const Resource& r : t.resources) {
-      events.push_back({{"name", t.name}, {"ph", "X"}, {"pid", r.rank}, {"tid", static_cast<int>(r.stream)},
-                        {"ts", t.start * 1e6}, {"dur", (t.finish - t.start) * 1e6}});
+  auto process = [&](int pid, const std::string& name) {
+    events.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", pid}, {"args", {{"name", name}}}});
+    for (auto [tid, thread] : {std::pair{0, "compute"}, {1, "comm"}, {2, "send/recv"}}) {
+      events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", pid}, {"tid", tid}, {"args", {{"name", thread}}}});
     }
+  };
+  auto task = [&](const std::string& name, int pid, Stream stream, double start, double finish) {
+    events.push_back({{"name", name}, {"ph", "X"}, {"pid", pid}, {"tid", static_cast<int>(stream)},
+                      {"ts", start * 1e6}, {"dur", (finish - start) * 1e6}});
+  };
+  for (int rank = 0; rank < ranks_; ++rank) process(rank, "rank " + std::to_string(rank));
+  for (size_t i = 0; i < extra_names.size(); ++i) process(ranks_ + static_cast<int>(i), extra_names[i]);
+  for (const Task& t : tasks_) {
+    for (const Resource& r : t.resources) task(t.name, r.rank, r.stream, t.start, t.finish);
+  }
+  for (const TracedTask& t : extra) {
+    LINPAR_CHECK(t.process >= 0 && static_cast<size_t>(t.process) < extra_names.size(),
+                 "traced task {} on process {} of {}", t.name, t.process, extra_names.size());
+    task(t.name, ranks_ + t.process, t.stream, t.start, t.finish);
   }
   return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump();
 }

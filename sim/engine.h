@@ -64,6 +64,15 @@ struct Stretch {
 };
 Stretch interfere(const Interference& i, double start, double seconds, double comm_free);
 
+// A task laid out elsewhere, for a trace only (the step's op-by-op detail of
+// a stage's SP ranks): on trace process `process`, thread = stream.
+struct TracedTask {
+  std::string name;  // its own copy: the op plans it comes from are gone by the trace
+  int process = 0;
+  Stream stream = Stream::Compute;
+  double start = 0, finish = 0;
+};
+
 class Schedule {
  public:
   explicit Schedule(int ranks, Interference interference = {})
@@ -79,8 +88,11 @@ class Schedule {
   // Seconds each rank's stream was busy (after run(); stretched durations).
   double busy(int rank, Stream stream) const;
 
-  // Chrome/Perfetto trace JSON: one process per rank, one thread per stream.
-  std::string chrome_trace() const;
+  // Chrome/Perfetto trace JSON: one process per rank, one thread per stream;
+  // `extra` tasks on further processes, extra_names[i] naming process
+  // ranks() + i (a TracedTask's `process` indexes extra_names).
+  std::string chrome_trace(const std::vector<TracedTask>& extra = {},
+                           const std::vector<std::string>& extra_names = {}) const;
 
  private:
   int ranks_;

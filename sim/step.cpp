@@ -7,6 +7,8 @@
 #include <tuple>
 #include <unordered_map>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "model/transnormer.h"
 #include "sim/collectives.h"
@@ -102,10 +104,13 @@ struct RankOp {
 // tasks on its compute stream, SP traffic on the comm streams. Returns the
 // makespan; `layer_done` gets each layer's latest finish over the ranks.
 // `alike`: every rank runs the same ops (Ulysses, one rank).
+// `ops`: every task for a trace (process = SP rank; alike ranks then all
+// scheduled, with the same times).
 double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector<const std::vector<RankOp>*>& ranks,
-                         bool alike, bool backward, std::vector<std::pair<int64_t, double>>* layer_done) {
+                         bool alike, bool backward, std::vector<std::pair<int64_t, double>>* layer_done,
+                         std::vector<TracedTask>* ops = nullptr) {
   const int T = static_cast<int>(ranks.size());
-  if (alike) {
+  if (alike && ops == nullptr) {
     // Alike ranks arrive at each SP collective together and leave it
     // together, with nothing else on their comm streams (alike ranks send
     // to no neighbour): each rank's ops and collectives back to back, what
@@ -135,7 +140,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
   double makespan = 0;
   auto slot = [](int rank, Stream stream) { return static_cast<size_t>(rank) * kStreams + static_cast<size_t>(stream); };
   // A task on one stream of rank r (r < 0: on every rank's comm stream).
-  auto add = [&](int r, Stream stream, double seconds, const int* after, size_t n, int64_t layer) {
+  auto add = [&](const char* name, int r, Stream stream, double seconds, const int* after, size_t n, int64_t layer) {
     double start = 0;
     if (r >= 0) {
       start = free_at[slot(r, stream)];
@@ -152,6 +157,9 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     makespan = std::max(makespan, end);
     finish.push_back(end);
     task_layer.push_back(layer);
+    if (ops != nullptr) {
+      for (int q = r >= 0 ? r : 0; q < (r >= 0 ? r + 1 : T); ++q) ops->push_back({name, q, stream, start, end});
+    }
     return static_cast<int>(finish.size()) - 1;
   };
   std::vector<size_t> next(static_cast<size_t>(T), 0);
@@ -190,10 +198,11 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
             collective_task.resize(k + 1, -1);
           }
           std::vector<int>& in = arrived[k];
-          if (in[ri] < 0) in[ri] = add(r, Stream::Compute, ro.seconds, after, n, ro.layer);
+          if (in[ri] < 0) in[ri] = add(ro.op->name.c_str(), r, Stream::Compute, ro.seconds, after, n, ro.layer);
           if (std::count(in.begin(), in.end(), -1) > 0) break;  // the others have not arrived yet
           if (collective_task[k] < 0) {
-            collective_task[k] = add(-1, Stream::Comm, info.sp_group_seconds, in.data(), in.size(), ro.layer);
+            collective_task[k] =
+                add(ro.op->name.c_str(), -1, Stream::Comm, info.sp_group_seconds, in.data(), in.size(), ro.layer);
           }
           last[ri] = collective_task[k];
           ++issued[ri];
@@ -201,7 +210,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
           progress = true;
           continue;
         }
-        const int task = add(r, Stream::Compute, ro.seconds, after, n, ro.layer);
+        const int task = add(ro.op->name.c_str(), r, Stream::Compute, ro.seconds, after, n, ro.layer);
         last[ri] = task;
         if (info.sp_send && !ro.recompute) {
           const int peer = backward ? r - 1 : r + 1;
@@ -209,7 +218,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
           // The sender's stream only: the runtime receives on a communicator
           // of the other direction, so a rank's own sends never queue
           // behind what it receives (and the receiver waits through `after`).
-          mailbox[{ro.layer, peer}] = add(r, Stream::P2P, info.sp_send_seconds, &task, 1, ro.layer);
+          mailbox[{ro.layer, peer}] = add(ro.op->name.c_str(), r, Stream::P2P, info.sp_send_seconds, &task, 1, ro.layer);
         }
         ++next[ri];
         progress = true;
@@ -384,7 +393,7 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
 }
 
 MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
-                                  const CostModel& cost, const ShardOps* shard) {
+                                  const CostModel& cost, const ShardOps* shard, bool trace_ops) {
   const Costing c(model, cluster, l, cost);
   MicroBatchCosts out;
   ShardOps own;
@@ -413,7 +422,7 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
     }
     const auto key = std::make_tuple(sc.stage.first(), sc.stage.last(), sc.stage.end_layer - sc.stage.first_layer,
                                      lrpe_layers);
-    if (auto it = same_as.find(key); it != same_as.end()) {
+    if (auto it = same_as.find(key); it != same_as.end() && !trace_ops) {
       StageCost copy = out.stages[it->second];  // every cost; this stage's own place and parameters
       const int64_t shift = sc.stage.first_layer - copy.stage.first_layer;
       copy.stage = sc.stage;
@@ -486,8 +495,9 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
       sc.sp_bytes_all += sp_bytes[k];
       sc.model_flops += flops[k];
     }
-    sc.forward = simulate_sp_ranks(c, l, rank_fwd, K == 1, false, nullptr);
-    sc.backward = simulate_sp_ranks(c, l, rank_bwd, K == 1, true, &sc.backward_by_layer);
+    sc.forward = simulate_sp_ranks(c, l, rank_fwd, K == 1, false, nullptr, trace_ops ? &sc.forward_ops : nullptr);
+    sc.backward = simulate_sp_ranks(c, l, rank_bwd, K == 1, true, &sc.backward_by_layer,
+                                    trace_ops ? &sc.backward_ops : nullptr);
     out.stages.push_back(std::move(sc));
   }
   const int64_t stream = l.tp_sp ? l.seq_len / l.sp / l.tp : l.seq_len / l.sp;
@@ -518,6 +528,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   struct Placed {
     double finish = -1;  // -1: not laid out yet
     int id = -1;         // the trace's task
+    double start = 0;
   };
   struct Lane {
     double free = 0, busy = 0;  // busy: seconds summed in task order, as Schedule::busy does
@@ -552,7 +563,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
         makespan = std::max(makespan, comm.free);
       }
     }
-    Placed task{start + duration, -1};
+    Placed task{start + duration, -1, start};
     lane.free = task.finish;
     lane.busy += duration;
     makespan = std::max(makespan, task.finish);
@@ -568,6 +579,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   const int64_t actions = 2 * m * l.pp_chunks;  // per stage
   const size_t Q = static_cast<size_t>(V);
   std::vector<Placed> fwd_send(Q * M), bwd_send(Q * M), fwd_task(Q * M);
+  std::vector<double> first_backward(Q, 0.0);  // when micro-batch 0's backward starts (the op trace)
   std::vector<int64_t> next(P, 0);  // each stage's next action
   bool progress = true;
   while (progress) {
@@ -606,14 +618,18 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
             const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
             const int64_t bytes = per_layer * 4;  // f32 gradients
             const double bucket_seconds = c.collective(CollectiveKind::AllReduce, bytes, grad);
+            bool first = true;
             for (const auto& [layer, t] : sc.backward_by_layer) {
               last = place("backward", p, Stream::Compute, t, deps, n);
+              if (first && i == 0) first_backward[sq] = last.start;
+              first = false;
               n = 0;
               if (layer < 0) continue;
               bucket_tasks[sp].push_back(place("all-reduce gradients", p, Stream::Comm, bucket_seconds, &last, 1));
             }
           } else {
             last = place("backward", p, Stream::Compute, sc.backward, deps, n);
+            if (i == 0) first_backward[sq] = last.start;
           }
           if (q > 0) bwd_send[sq * M + i] = place("send gradients", p, Stream::P2P, costs.send_seconds, &last, 1);
         }
@@ -624,6 +640,28 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   }
   for (size_t p = 0; p < P; ++p) {
     LINPAR_CHECK(next[p] == actions, "pipeline schedule of stage {} could not be placed", p);
+  }
+  // The SP ranks' op-by-op tasks of each stage's (and chunk's) first
+  // micro-batch where the step runs its forward and backward, one trace
+  // process per stage, chunk and SP rank (micro_batch_costs' trace_ops).
+  if (trace) {
+    for (size_t q = 0; q < Q; ++q) {
+      const StageCost& sc = costs.stages[q];
+      if (sc.forward_ops.empty()) continue;
+      const int first_track = static_cast<int>(out.op_tracks.size());
+      for (int r = 0; r < l.sp; ++r) {
+        out.op_tracks.push_back(fmt::format("stage {}{} SP rank {}: micro-batch 0, op by op", q % P,
+                                            l.pp_chunks > 1 ? fmt::format(" chunk {}", q / P) : "", r));
+      }
+      for (auto [ops, at] : {std::pair{&sc.forward_ops, fwd_task[q * M].start}, {&sc.backward_ops, first_backward[q]}}) {
+        for (TracedTask t : *ops) {  // a copy, moved into place
+          t.process += first_track;
+          t.start += at;
+          t.finish += at;
+          out.op_tasks.push_back(std::move(t));
+        }
+      }
+    }
   }
 
   // Optimizer: f32 AdamW over this rank's parameters (1/(dp·sp) of them
@@ -782,9 +820,10 @@ MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
 }
 
 StepPrediction simulate_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
-                             const CostModel& cost) {
+                             const CostModel& cost, bool trace_ops) {
   validate_layout(model, cluster, l);
-  StepPrediction out = schedule_step(model, cluster, l, micro_batch_costs(model, cluster, l, cost), cost);
+  StepPrediction out =
+      schedule_step(model, cluster, l, micro_batch_costs(model, cluster, l, cost, nullptr, trace_ops), cost);
   out.memory = layout_memory(model, l);
   out.fits = fits(out.memory, cluster.gpu);
   out.memory_message = memory_overflow_message(out.memory, cluster.gpu);

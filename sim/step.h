@@ -84,6 +84,9 @@ struct StageCost {
   int64_t tp_bytes_all = 0, sp_bytes_all = 0;  // the same summed over the stage's SP ranks
   int64_t model_flops = 0;             // one micro-batch, summed over the SP ranks
   int64_t parameters = 0;              // one rank's
+  // With trace_ops only: the forward's and the backward's tasks of every SP
+  // rank, op by op (process = SP rank; seconds from the pass's start).
+  std::vector<TracedTask> forward_ops, backward_ops;
 };
 
 struct MicroBatchCosts {
@@ -108,6 +111,12 @@ struct StepPrediction {
   bool fits = true;
   std::string memory_message;      // "" when it fits
   Schedule schedule{1};
+  // With trace_ops: each stage's first micro-batch, forward and backward, op
+  // by op on each SP rank, where the step runs them (op_tracks names the
+  // trace processes, one per stage, chunk and SP rank).
+  std::vector<TracedTask> op_tasks;
+  std::vector<std::string> op_tracks;
+  std::string chrome_trace() const { return schedule.chrome_trace(op_tasks, op_tracks); }
 };
 
 // UserError for layouts that do not fit the cluster or the model.
@@ -159,9 +168,11 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
 // on dp only through where the pipeline's sends go; not on ZeRO, CO2 or the
 // global batch). `shard`: shard_ops of the same shard, micro-batch and
 // sequence, when the caller has them.
+// `trace_ops`: keep every SP rank's op-by-op tasks (StageCost::forward_ops;
+// every stage simulated, none copied from a stage of its structure).
 MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& cluster,
                                   const SimLayout& layout, const CostModel& cost = {},
-                                  const ShardOps* shard = nullptr);
+                                  const ShardOps* shard = nullptr, bool trace_ops = false);
 // Phase 2. `trace` keeps the schedule's tasks named for a Chrome trace
 // (StepPrediction::schedule); without it the schedule holds no task and the
 // step is laid out without building any (the layout search's fast path: the
@@ -171,9 +182,10 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
 // The per-GPU memory of the layout's busiest stage.
 MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& layout);
 
-// Both phases and the memory.
+// Both phases and the memory; `trace_ops` adds the SP ranks' op-by-op
+// tasks to the trace (StepPrediction::op_tasks; the same numbers).
 StepPrediction simulate_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
-                             const CostModel& cost = {});
+                             const CostModel& cost = {}, bool trace_ops = false);
 
 // Parameters a pipeline stage's rank holds (its TP shard) of a TransNormerLLM.
 int64_t stage_parameters(const ModelConfig& model, int stage, int stages, int tp);

@@ -32,7 +32,9 @@ TEST(CliSim, JsonHasTheStableKeysAndTheTraceIsWritten) {
   const nlohmann::json t = nlohmann::json::parse(read_file(trace));
   int processes = 0;
   for (const auto& e : t["traceEvents"]) processes += e["name"] == "process_name";
-  EXPECT_EQ(processes, 2);  // one per pipeline stage
+  // One per pipeline stage, and one per stage and SP rank (here 1) with the
+  // first micro-batch op by op.
+  EXPECT_EQ(processes, 2 + 2);
 }
 
 TEST(CliSim, TableAndBadLayouts) {

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "model/transnormer.h"
 #include "sim/collectives.h"
@@ -126,6 +128,45 @@ TEST(SimSequenceParallel, RanksSharingAPlanCostWhatSimulatingEveryRankCosts) {
       EXPECT_EQ(a.stages[0].model_flops, b.stages[0].model_flops);
       EXPECT_GT(a.stages[0].sp_bytes, 0);
     }
+  }
+}
+
+TEST(SimTrace, OpByOpTracksShowEverySpRankAndChangeNoNumber) {
+  const SimModel model = SimModel::from_preset("tnl-385m");
+  const ClusterSpec cluster = make_cluster("h100", 4, 1);
+  for (SequenceParallelKind kind : {SequenceParallelKind::Lasp, SequenceParallelKind::Ulysses}) {
+    SimLayout l = sp_layout(2, kind);
+    l.pp = 2;
+    l.global_batch = 2;
+    const StepPrediction plain = simulate_step(model, cluster, l);
+    const StepPrediction traced = simulate_step(model, cluster, l, {}, true);
+    SCOPED_TRACE(sp_kind_name(kind));
+    EXPECT_EQ(plain.step_seconds, traced.step_seconds);
+    EXPECT_TRUE(plain.op_tasks.empty());
+    ASSERT_EQ(traced.op_tracks.size(), 4u);  // 2 stages × 2 SP ranks
+    std::vector<int> per_track(4, 0);
+    int sends = 0;
+    for (const TracedTask& t : traced.op_tasks) {
+      ASSERT_GE(t.process, 0);
+      ASSERT_LT(t.process, 4);
+      ++per_track[static_cast<size_t>(t.process)];
+      EXPECT_LE(t.start, t.finish) << t.name;
+      EXPECT_LE(t.finish, traced.step_seconds) << t.name;
+      // LASP's ring: rank 0 sends states on in forward, rank 1 their
+      // gradients back in backward; Ulysses sends to no neighbour.
+      if (t.stream == Stream::P2P) {
+        ++sends;
+        EXPECT_EQ(t.process % 2, t.name.ends_with(".forward") ? 0 : 1) << t.name;
+      }
+    }
+    EXPECT_EQ(sends > 0, kind == SequenceParallelKind::Lasp);
+    for (int n : per_track) EXPECT_GT(n, 0);
+    // Ulysses' ranks run alike: as many tasks on each.
+    if (kind == SequenceParallelKind::Ulysses) EXPECT_EQ(per_track[0], per_track[1]);
+    const nlohmann::json trace = nlohmann::json::parse(traced.chrome_trace());
+    int processes = 0;
+    for (const auto& e : trace["traceEvents"]) processes += e["name"] == "process_name";
+    EXPECT_EQ(processes, 2 + 4);
   }
 }
 
