@@ -143,13 +143,7 @@ struct Search {
           const StepPrediction p = schedule_step(model, cluster, l, cost_of->second, cost, /*trace=*/false);
           stats.schedule_seconds += since(t);
           ++stats.schedules;
-          r.step_seconds = p.step_seconds;
-          r.tokens_per_gpu_per_s = p.tokens_per_gpu_per_s;
-          r.mfu = p.mfu;
-          r.compute_seconds = p.compute_seconds;
-          r.comm_seconds = p.comm_seconds;
-          r.bubble_seconds = p.bubble_seconds;
-          r.comm_bytes_per_gpu = p.comm_bytes_per_gpu;
+          static_cast<StepTimes&>(r) = p;  // the times and traffic, nothing else of the prediction
           results.push_back(std::move(r));
         }
       }

@@ -53,21 +53,15 @@ struct SearchSpace {
   int64_t element_bytes = 2;  // bf16 activations
 };
 
-// One layout and what the simulation says of it. Layouts that do not fit are
-// never scheduled: their step fields stay 0.
-struct SearchResult {
+// One layout and what the simulation says of it (StepTimes: bubble_seconds
+// is the busiest stage's compute stream idle in the step, bubble and exposed
+// communication). Layouts that do not fit are never scheduled: their step
+// fields stay 0.
+struct SearchResult : StepTimes {
   SimLayout layout;
   bool fits = false;
   std::string memory_message;  // "" when it fits
   MemoryBreakdown memory;      // the busiest stage's GPU
-  double step_seconds = 0;
-  double tokens_per_gpu_per_s = 0;
-  double mfu = 0;
-  double compute_seconds = 0;  // the busiest stage's compute stream
-  double comm_seconds = 0;     // its communication streams (overlapped or not)
-  double bubble_seconds =
-      0;  // its compute stream idle in the step: bubble and exposed communication
-  int64_t comm_bytes_per_gpu = 0;
 };
 
 struct SearchStats {

@@ -528,7 +528,6 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   struct Placed {
     double finish = -1;  // -1: not laid out yet
     int id = -1;         // the trace's task
-    double start = 0;
   };
   struct Lane {
     double free = 0, busy = 0;  // busy: seconds summed in task order, as Schedule::busy does
@@ -547,7 +546,10 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     for (size_t k = 0; k < n; ++k) after.push_back(deps[k].id);
     return s.add({name, {{p, stream}}, seconds, after});
   };
-  auto place = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n) {
+  // Inlined at its dozen call sites: out of line it cost a fifth of the
+  // layout search's scheduling time (bench/search_bench).
+  auto place = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n)
+                   __attribute__((always_inline)) {
     Lane& lane = lanes[static_cast<size_t>(p) * kStreams + static_cast<size_t>(stream)];
     double start = lane.free;  // never negative
     for (size_t k = 0; k < n; ++k) start = std::max(start, deps[k].finish);
@@ -563,7 +565,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
         makespan = std::max(makespan, comm.free);
       }
     }
-    Placed task{start + duration, -1, start};
+    Placed task{start + duration, -1};
     lane.free = task.finish;
     lane.busy += duration;
     makespan = std::max(makespan, task.finish);
@@ -579,7 +581,8 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   const int64_t actions = 2 * m * l.pp_chunks;  // per stage
   const size_t Q = static_cast<size_t>(V);
   std::vector<Placed> fwd_send(Q * M), bwd_send(Q * M), fwd_task(Q * M);
-  std::vector<double> first_backward(Q, 0.0);  // when micro-batch 0's backward starts (the op trace)
+  // Micro-batch 0's first backward task per virtual stage (the op trace's).
+  std::vector<int> first_backward(trace ? Q : 0, -1);
   std::vector<int64_t> next(P, 0);  // each stage's next action
   bool progress = true;
   while (progress) {
@@ -618,18 +621,16 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
             const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
             const int64_t bytes = per_layer * 4;  // f32 gradients
             const double bucket_seconds = c.collective(CollectiveKind::AllReduce, bytes, grad);
-            bool first = true;
             for (const auto& [layer, t] : sc.backward_by_layer) {
               last = place("backward", p, Stream::Compute, t, deps, n);
-              if (first && i == 0) first_backward[sq] = last.start;
-              first = false;
+              if (trace && i == 0 && first_backward[sq] < 0) first_backward[sq] = last.id;
               n = 0;
               if (layer < 0) continue;
               bucket_tasks[sp].push_back(place("all-reduce gradients", p, Stream::Comm, bucket_seconds, &last, 1));
             }
           } else {
             last = place("backward", p, Stream::Compute, sc.backward, deps, n);
-            if (i == 0) first_backward[sq] = last.start;
+            if (trace && i == 0) first_backward[sq] = last.id;
           }
           if (q > 0) bwd_send[sq * M + i] = place("send gradients", p, Stream::P2P, costs.send_seconds, &last, 1);
         }
@@ -640,28 +641,6 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   }
   for (size_t p = 0; p < P; ++p) {
     LINPAR_CHECK(next[p] == actions, "pipeline schedule of stage {} could not be placed", p);
-  }
-  // The SP ranks' op-by-op tasks of each stage's (and chunk's) first
-  // micro-batch where the step runs its forward and backward, one trace
-  // process per stage, chunk and SP rank (micro_batch_costs' trace_ops).
-  if (trace) {
-    for (size_t q = 0; q < Q; ++q) {
-      const StageCost& sc = costs.stages[q];
-      if (sc.forward_ops.empty()) continue;
-      const int first_track = static_cast<int>(out.op_tracks.size());
-      for (int r = 0; r < l.sp; ++r) {
-        out.op_tracks.push_back(fmt::format("stage {}{} SP rank {}: micro-batch 0, op by op", q % P,
-                                            l.pp_chunks > 1 ? fmt::format(" chunk {}", q / P) : "", r));
-      }
-      for (auto [ops, at] : {std::pair{&sc.forward_ops, fwd_task[q * M].start}, {&sc.backward_ops, first_backward[q]}}) {
-        for (TracedTask t : *ops) {  // a copy, moved into place
-          t.process += first_track;
-          t.start += at;
-          t.finish += at;
-          out.op_tasks.push_back(std::move(t));
-        }
-      }
-    }
   }
 
   // Optimizer: f32 AdamW over this rank's parameters (1/(dp·sp) of them
@@ -728,6 +707,33 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
 
   const double inner = makespan;
   if (trace) LINPAR_CHECK(s.run() == inner, "the trace's schedule ends at {} s, the step at {} s", s.run(), inner);
+  // The SP ranks' op-by-op tasks of each stage's (and chunk's) first
+  // micro-batch where the step runs its forward and backward (the trace's
+  // schedule has run), one trace process per stage, chunk and SP rank
+  // (micro_batch_costs' trace_ops).
+  if (trace) {
+    for (size_t q = 0; q < Q; ++q) {
+      const StageCost& sc = costs.stages[q];
+      if (sc.forward_ops.empty()) continue;
+      const int first_track = static_cast<int>(out.op_tracks.size());
+      for (int r = 0; r < l.sp; ++r) {
+        out.op_tracks.push_back(fmt::format("stage {}{} SP rank {}: micro-batch 0, op by op", q % P,
+                                            l.pp_chunks > 1 ? fmt::format(" chunk {}", q / P) : "", r));
+      }
+      const std::vector<Task>& tasks = s.tasks();
+      const double forward_at = tasks[static_cast<size_t>(fwd_task[q * M].id)].start,
+                   backward_at = tasks[static_cast<size_t>(first_backward[q])].start;
+      for (auto [ops, at] : {std::pair{&sc.forward_ops, forward_at}, {&sc.backward_ops, backward_at}}) {
+        for (TracedTask t : *ops) {  // a copy, moved into place
+          t.process += first_track;
+          t.start += at;
+          t.finish += at;
+          out.op_tasks.push_back(std::move(t));
+        }
+      }
+    }
+  }
+
   // CO2: a round of τ inner steps takes the longer of their time and the
   // outer all-reduce started at its beginning (it has the network to itself
   // but for the SP ranks' per-step traffic); per step, a τ-th of that.

@@ -97,15 +97,19 @@ struct MicroBatchCosts {
   double send_seconds = 0;
 };
 
-struct StepPrediction {
+// A step's time and traffic, what the layout search keeps of each layout.
+struct StepTimes {
   double step_seconds = 0;
   double tokens_per_gpu_per_s = 0;
   double mfu = 0;               // model FLOPs (matrix products + attention) / time / bf16 peak
   double compute_seconds = 0;   // busiest stage's compute stream
   double comm_seconds = 0;      // that stage's communication stream (overlapped or not)
   double bubble_seconds = 0;    // that stage's compute stream idle within the step
-  int64_t model_flops_per_gpu = 0;
   int64_t comm_bytes_per_gpu = 0;  // wire bytes the busiest GPU sends in the step (TP, SP, PP, DP)
+};
+
+struct StepPrediction : StepTimes {
+  int64_t model_flops_per_gpu = 0;
   int64_t comm_bytes_per_step = 0; // wire bytes all GPUs send in the step (the runtime's counters' sum)
   MemoryBreakdown memory;          // the busiest stage's GPU
   bool fits = true;
