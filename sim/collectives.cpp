@@ -1,6 +1,7 @@
 #include "sim/collectives.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 
@@ -38,6 +39,22 @@ double ring_seconds(CollectiveKind kind, int64_t payload_bytes, int ranks, doubl
   return 0.0;
 }
 
+double tree_allreduce_seconds(int64_t payload_bytes, int ranks, double gbps, double latency_us) {
+  if (ranks <= 1) return 0.0;
+  const double steps = std::ceil(std::log2(static_cast<double>(ranks)));
+  return 2 * steps * latency_us * 1e-6 + 2 * static_cast<double>(payload_bytes) / (gbps * 1e9);
+}
+
+namespace {
+
+// An all-reduce across nodes: the faster of NCCL's ring and tree.
+double across_nodes_allreduce(int64_t payload_bytes, int ranks, double gbps, double latency_us) {
+  return std::min(ring_seconds(CollectiveKind::AllReduce, payload_bytes, ranks, gbps, latency_us),
+                  tree_allreduce_seconds(payload_bytes, ranks, gbps, latency_us));
+}
+
+}  // namespace
+
 double collective_seconds(CollectiveKind kind, int64_t payload_bytes, const GroupPlacement& g,
                           const ClusterSpec& c) {
   const double intra = c.intra.gbps, a_intra = c.intra.latency_us;
@@ -45,12 +62,15 @@ double collective_seconds(CollectiveKind kind, int64_t payload_bytes, const Grou
   const double inter = static_cast<double>(c.nics_per_node) * c.inter.gbps / c.gpus_per_node;
   const double a_inter = c.inter.latency_us;
   if (g.nodes <= 1) return ring_seconds(kind, payload_bytes, g.ranks, intra, a_intra);
-  if (g.per_node <= 1) return ring_seconds(kind, payload_bytes, g.ranks, inter, a_inter);
+  if (g.per_node <= 1) {
+    if (kind == CollectiveKind::AllReduce) return across_nodes_allreduce(payload_bytes, g.ranks, inter, a_inter);
+    return ring_seconds(kind, payload_bytes, g.ranks, inter, a_inter);
+  }
   const int64_t S = payload_bytes, part = payload_bytes / g.per_node;
   switch (kind) {
     case CollectiveKind::AllReduce:
       return ring_seconds(CollectiveKind::ReduceScatter, S, g.per_node, intra, a_intra) +
-             ring_seconds(CollectiveKind::AllReduce, part, g.nodes, inter, a_inter) +
+             across_nodes_allreduce(part, g.nodes, inter, a_inter) +
              ring_seconds(CollectiveKind::AllGather, S, g.per_node, intra, a_intra);
     case CollectiveKind::AllGather:
       // Across nodes each local rank gathers its column's blocks (1/per_node

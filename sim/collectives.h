@@ -15,6 +15,14 @@
 // hierarchically, as NCCL does: reduce-scatter inside the node, the
 // collective across nodes on 1/per_node of the data, all-gather inside the
 // node (all-to-all: the intra- and inter-node parts in parallel).
+// An all-reduce across nodes may also run as NCCL's double binary tree
+// (Sanders et al. 2009; NCCL 2.4): the payload goes up and down two
+// complementary trees, pipelined, so every rank moves about 2·S at full
+// bandwidth in 2⌈log2 n⌉ latency steps:
+//   all-reduce (tree)  2⌈log2 n⌉·α + 2 · S/B
+// Like NCCL's tuner, the model takes the faster of ring and tree: the tree
+// for small payloads over many nodes (the ring's 2(n−1)·α), the ring for
+// large ones.
 #pragma once
 
 #include <cstdint>
@@ -43,5 +51,7 @@ double collective_seconds(CollectiveKind kind, int64_t payload_bytes, const Grou
 // The flat ring formula itself (n ranks, B in GB/s, α in µs).
 double ring_seconds(CollectiveKind kind, int64_t payload_bytes, int ranks, double gbps,
                     double latency_us);
+// The double binary tree all-reduce (n ranks, B in GB/s, α in µs).
+double tree_allreduce_seconds(int64_t payload_bytes, int ranks, double gbps, double latency_us);
 
 }  // namespace linpar::sim

@@ -62,6 +62,29 @@ TEST(SimCollectives, AcrossNodesOnTheNicShare) {
   EXPECT_NEAR(collective_seconds(CollectiveKind::SendRecv, 100 * kMB, g, c), 10e-6 + 100e6 / 5e9, 1e-12);
 }
 
+TEST(SimCollectives, AllReduceAcrossManyNodesTakesTheFasterOfRingAndTree) {
+  const ClusterSpec c = round_cluster(64);
+  // One rank on each of 64 nodes at 5 GB/s and 10 µs: the ring pays
+  // 2·63 latency steps, the tree 2·log2(64) = 12 and 2·S/B.
+  const GroupPlacement g = place_group(64, 4, 4);
+  ASSERT_EQ(g.per_node, 1);
+  const double ring_small = 126 * 10e-6 + 2.0 * 63 / 64 * 8 / 5e9, tree_small = 12 * 10e-6 + 2.0 * 8 / 5e9;
+  EXPECT_NEAR(collective_seconds(CollectiveKind::AllReduce, 8, g, c), tree_small, 1e-15);
+  EXPECT_LT(tree_small, ring_small);
+  const double S = 1e9;
+  const double ring_large = 126 * 10e-6 + 2.0 * 63 / 64 * S / 5e9, tree_large = 12 * 10e-6 + 2.0 * S / 5e9;
+  EXPECT_NEAR(collective_seconds(CollectiveKind::AllReduce, 1000 * kMB, g, c), ring_large, 1e-12);
+  EXPECT_LT(ring_large, tree_large);
+  EXPECT_NEAR(tree_allreduce_seconds(1000 * kMB, 64, 5.0, 10.0), tree_large, 1e-12);
+  // Inside the hierarchy too: 4 per node on 64 nodes, 8 bytes: the part
+  // across nodes (2 bytes) goes by the tree.
+  const GroupPlacement h = place_group(256, 1, 4);
+  ASSERT_EQ(h.nodes, 64);
+  const double inside = ring_seconds(CollectiveKind::ReduceScatter, 8, 4, c.intra.gbps, c.intra.latency_us);
+  EXPECT_NEAR(collective_seconds(CollectiveKind::AllReduce, 8, h, c),
+              2 * inside + tree_allreduce_seconds(2, 64, 5.0, 10.0), 1e-15);
+}
+
 TEST(SimCollectives, HierarchicalAllReduce) {
   const ClusterSpec c = round_cluster(2);
   // 8 ranks, 4 per node on 2 nodes: RS inside (3·2 µs + 0.75·S/100 GB/s),
