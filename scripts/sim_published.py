@@ -7,7 +7,7 @@ section: the published figure, the prediction in the same unit, and the error
 (predicted throughput / published throughput - 1: positive is optimistic).
 The settings and how each published number was read are in that section.
 
-usage: scripts/sim_published.py [--linpar build-cpu/cli/linpar] [--commands]
+usage: scripts/sim_published.py [--linpar build/cli/linpar] [--commands]
 """
 import argparse
 import json
@@ -79,7 +79,7 @@ def batch_of(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--linpar", default="build-cpu/cli/linpar")
+    ap.add_argument("--linpar", default="build/cli/linpar")
     ap.add_argument("--commands", action="store_true", help="print the numbered commands instead")
     a = ap.parse_args()
     if a.commands:
