@@ -26,7 +26,7 @@ double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff
   const double memory = bytes / (gpu.hbm_gbps * 1e9 * eff.memory);
   switch (classify_op(op.name)) {
     case OpClass::Matmul:
-      return std::max(flops / (gpu.bf16_tflops * 1e12 * eff.matmul), memory);
+      return eff.matmul_overhead_us * 1e-6 + std::max(flops / (gpu.bf16_tflops * 1e12 * eff.matmul), memory);
     case OpClass::Attention:
       return std::max(flops / (gpu.bf16_tflops * 1e12 * eff.attention), memory);
     case OpClass::SoftmaxAttention:

@@ -37,9 +37,18 @@ struct Efficiency {
   // 6.87e11 (431 TFLOP/s): 9.62e11 FLOPs in 2.114 ms = 455 TFLOP/s, 0.46 of
   // 989.4 (FlashAttention-2/3 report 35-50% of the H100 peak fwd+bwd).
   double softmax_attention = 0.46;
+  // A matrix product's fixed cost beside its FLOPs at `matmul` (launch,
+  // partly filled waves): small products run far below the peak fraction.
+  // linpar profile's 60 bf16 GEMMs of tnl-385m on an H200 (4.3 to 2,150
+  // GFLOP; docs/data/profile-h200-tnl-385m-sizes.json) fit
+  // t = 12.75 µs + FLOPs / (0.78 · peak) within −10% … +22% each (median
+  // |error| 5%), where 0.78 alone is off by −71% … +22%.
+  double matmul_overhead_us = 12.75;
 };
 
-// Seconds of one op on `gpu`.
+// Seconds of one op on `gpu`: the roofline, max(FLOPs at the class's
+// fraction of the peak, bytes at `memory` of the HBM bandwidth), plus the
+// fixed cost for matrix products.
 double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff = {});
 
 struct PlanCost {

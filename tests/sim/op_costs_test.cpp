@@ -13,7 +13,7 @@ namespace linpar::sim {
 
 TEST(SimOpCosts, RooflineTakesTheSlowerOfComputeAndMemory) {
   GpuSpec gpu{"test", 100.0, 10.0, 80.0, 1000.0};  // 100 TFLOP/s, 1000 GB/s
-  const Efficiency eff{0.5, 0.1, 0.8};
+  const Efficiency eff{0.5, 0.1, 0.8, 0.46, 0.0};  // no fixed cost per product (next test)
   // A GEMM of 1e12 FLOPs and 1e9 bytes: compute 1e12 / 50e12 = 20 ms, memory
   // 1e9 / 800e9 = 1.25 ms.
   PlannedOp gemm{"layers.0.token_mixer.qkvu_proj.forward", 1'000'000'000'000, 600'000'000, 400'000'000, {}};
@@ -83,6 +83,43 @@ TEST(SimOpCosts, SoftmaxAttentionAtItsOwnEfficiency) {
   const PlanCost cost = plan_cost(plan, gpu, eff);
   EXPECT_NEAR(cost.attention_seconds, 0.004 + 0.01, 1e-12);
   EXPECT_NEAR(cost.seconds, 0.014, 1e-12);
+}
+
+TEST(SimOpCosts, MatrixProductsPayAFixedCostBesideTheirFlops) {
+  GpuSpec gpu{"test", 100.0, 10.0, 80.0, 1000.0};
+  Efficiency eff{0.5, 0.1, 0.8};
+  eff.matmul_overhead_us = 20;
+  // 20 µs + 1e10 / (100e12 · 0.5) = 220 µs; the memory term (8e7 bytes at
+  // 800 GB/s = 100 µs) is below it.
+  const PlannedOp gemm{"layers.0.mlp.fc1.forward", 10'000'000'000, 40'000'000, 40'000'000, {}};
+  EXPECT_NEAR(op_seconds(gemm, gpu, eff), 220e-6, 1e-12);
+  // Memory-bound: 20 µs + 8e8 bytes at 800 GB/s.
+  const PlannedOp thin{"layers.0.mlp.fc1.backward", 1'000'000, 400'000'000, 400'000'000, {}};
+  EXPECT_NEAR(op_seconds(thin, gpu, eff), 20e-6 + 1e-3, 1e-12);
+  // Other classes pay none.
+  const PlannedOp norm{"layers.0.mlp_norm.forward", 0, 400'000'000, 400'000'000, {}};
+  EXPECT_NEAR(op_seconds(norm, gpu, eff), 1e-3, 1e-12);
+}
+
+// The default curve against three of the H200 GEMMs it was fitted to
+// (linpar profile, tnl-385m: out_proj at 2048 rows, qkvu_proj at 4096, the LM
+// head at 2048): measured 18.1, 59.2 and 350.2 µs.
+TEST(SimOpCosts, DefaultMatmulCurveReproducesMeasuredH200Gemms) {
+  const GpuSpec h200 = gpu_preset("h200");
+  struct Case {
+    int64_t m, n, k;
+    double measured;
+  };
+  for (const Case c : {Case{2048, 1024, 1024, 18.138e-6}, Case{4096, 4096, 1024, 59.233e-6},
+                       Case{2048, 64000, 1024, 350.199e-6}}) {
+    const PlannedOp op{"lm_head.forward", 2 * c.m * c.n * c.k, 2 * (c.m * c.k + c.k * c.n), 2 * c.m * c.n, {}};
+    EXPECT_NEAR(op_seconds(op, h200) / c.measured, 1.0, 0.1) << c.m << "x" << c.n << "x" << c.k;
+  }
+  // The constant fraction alone is 3.3x too fast for the smallest.
+  Efficiency flat;
+  flat.matmul_overhead_us = 0;
+  const PlannedOp small{"lm_head.forward", 2LL * 2048 * 1024 * 1024, 2LL * (2048 * 1024 + 1024 * 1024), 2LL * 2048 * 1024, {}};
+  EXPECT_LT(op_seconds(small, h200, flat) / 18.138e-6, 0.35);
 }
 
 // The default efficiency turns the measured torch SDPA times back out: tnl-1b

@@ -93,7 +93,8 @@ std::string write(const testing::TempDir& dir, const json& profile, const char* 
 // The roofline fallback: 1000 TFLOP/s bf16, 2000 GB/s, efficiencies 0.5
 // (matrix products), 0.1 (attention), 0.5 (memory).
 const GpuSpec kGpu{"test", 1000.0, 50.0, 80.0, 2000.0};
-const Efficiency kEff{0.5, 0.1, 0.5};
+// The plain roofline (no fixed cost per product), for round numbers.
+const Efficiency kEff{0.5, 0.1, 0.5, 0.46, 0.0};
 
 PlannedOp op(const std::string& name, double flops, double bytes = 0) {
   return PlannedOp{name,
