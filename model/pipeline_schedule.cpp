@@ -34,21 +34,10 @@ PipelineAction interleaved_pipeline_action(int stage, int stages, int chunks, in
                                            int64_t k) {
   const int64_t S = stages, v = chunks, total = micro_batches * chunks;
   const int64_t warmup = micro_batches == S ? total : std::min<int64_t>(2 * (S - stage - 1) + (v - 1) * S, total);
-  // The forward or backward count this action is, as in 1F1B.
-  bool backward = false;
-  int64_t n = 0;
-  if (k < warmup) {
-    n = k;
-  } else if (k >= 2 * total - warmup) {
-    backward = true;
-    n = k - total;
-  } else {
-    backward = (k - warmup) % 2 == 1;
-    n = backward ? (k - warmup) / 2 : warmup + (k - warmup) / 2;
-  }
-  const int64_t in_group = n % (S * v);
-  const int64_t chunk = in_group / S;
-  return {backward, n / (S * v) * S + in_group % S, static_cast<int>(backward ? v - 1 - chunk : chunk)};
+  // Which forward or backward pass this is, then its micro-batch and chunk.
+  const PipelineAction step = one_f_one_b_step(k, warmup, total);
+  const int64_t n = step.micro_batch, in_group = n % (S * v), chunk = in_group / S;
+  return {step.backward, n / (S * v) * S + in_group % S, static_cast<int>(step.backward ? v - 1 - chunk : chunk)};
 }
 
 std::vector<PipelineAction> interleaved_pipeline_actions(int stage, int stages, int chunks, int64_t micro_batches) {

@@ -25,17 +25,23 @@ struct PipelineAction {
 // most S − s micro-batches are in flight on stage s.
 std::vector<PipelineAction> pipeline_actions(PipelineSchedule schedule, int stage, int stages,
                                              int64_t micro_batches);
+// The k-th step (0 <= k < 2·n) of any one-forward-one-backward order of n
+// passes with `warmup` warm-up forwards: a forward or backward (the
+// micro_batch field) is the how-manieth pass of its kind.
+inline PipelineAction one_f_one_b_step(int64_t k, int64_t warmup, int64_t n) {
+  if (k < warmup) return {false, k};              // warm-up forwards
+  if (k >= 2 * n - warmup) return {true, k - n};  // draining backwards
+  const int64_t i = (k - warmup) / 2;             // steady state: forward, backward
+  return (k - warmup) % 2 == 0 ? PipelineAction{false, warmup + i} : PipelineAction{true, i};
+}
+
 // The k-th of them (0 <= k < 2 · micro_batches), without building the list
 // (the simulator's layout search walks millions of actions: inline).
 inline PipelineAction pipeline_action(PipelineSchedule schedule, int stage, int stages, int64_t micro_batches,
                                       int64_t k) {
   const int64_t m = micro_batches;
   if (schedule == PipelineSchedule::GPipe) return k < m ? PipelineAction{false, k} : PipelineAction{true, k - m};
-  const int64_t warmup = stages - stage - 1 < m ? stages - stage - 1 : m;
-  if (k < warmup) return {false, k};              // warm-up forwards
-  if (k >= 2 * m - warmup) return {true, k - m};  // draining backwards
-  const int64_t i = (k - warmup) / 2;             // steady state: forward, backward
-  return (k - warmup) % 2 == 0 ? PipelineAction{false, warmup + i} : PipelineAction{true, i};
+  return one_f_one_b_step(k, stages - stage - 1 < m ? stages - stage - 1 : m, m);
 }
 
 // Interleaved 1F1B (Narayanan et al. 2021, §2.2; Megatron-LM's

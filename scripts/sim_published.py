@@ -77,6 +77,14 @@ def batch_of(args):
     return int(a[a.index("--global-batch") + 1])
 
 
+def gpt_flops(args, layers, hidden, factor, vocab_divisor):
+    """A step's FLOPs by the Megatron papers' formula,
+    factor·B·s·l·h²·(1 + s/6h + V/(vocab_divisor·l·h)): Narayanan's eq. (3) is
+    96 and 16 (recomputation counted), Korthikanti's MFU 72 and 12."""
+    B, l, h = batch_of(args), layers, hidden
+    return factor * B * S * l * h * h * (1 + S / (6 * h) + V / (vocab_divisor * l * h))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--linpar", default="build/cli/linpar")
@@ -96,16 +104,12 @@ def main():
         t = j["step_time_s"]
         mark = "" if j["fits"] else " ‡"
         if metric[0] == "narayanan":
-            _, l, h = metric
-            B = batch_of(args)
-            F = 96 * B * S * l * h * h * (1 + S / (6 * h) + V / (16 * l * h))
+            F = gpt_flops(args, metric[1], metric[2], 96, 16)
             pred = F / (t * gpus) / 1e12
             err = pred / published - 1
             pub_s, pred_s = f"{published} TFLOP/s", f"{pred:.1f} TFLOP/s{mark}"
         elif metric[0] == "korthikanti":
-            _, l, h = metric
-            B = batch_of(args)
-            F = 72 * B * S * l * h * h * (1 + S / (6 * h) + V / (12 * l * h))
+            F = gpt_flops(args, metric[1], metric[2], 72, 12)
             mfu = lambda sec: F / (sec * gpus * 312e12)
             err = published / t - 1
             pub_s = f"{published:.2f} s (MFU {100 * mfu(published):.1f}%)"

@@ -259,19 +259,25 @@ int64_t micro_batches_in_flight(PipelineSchedule schedule, int stage, int stages
   return std::min<int64_t>(stages - stage, micro_batches);
 }
 
-ActivationPeak interleaved_activation_peak(int stage, int stages, const std::vector<int64_t>& chunk_bytes,
-                                          int64_t micro_batches) {
-  ActivationPeak peak;
+void fill_activations(MemoryBreakdown& r, PipelineSchedule schedule, int stage, int stages,
+                      const std::vector<int64_t>& chunk_bytes, int64_t micro_batches) {
+  r.activation_bytes_per_micro_batch = 0;
+  for (int64_t b : chunk_bytes) r.activation_bytes_per_micro_batch += b;
+  if (chunk_bytes.size() == 1) {
+    r.micro_batches_in_flight = micro_batches_in_flight(schedule, stage, stages, micro_batches);
+    r.activations = r.activation_bytes_per_micro_batch * r.micro_batches_in_flight;
+    return;
+  }
+  r.activations = r.micro_batches_in_flight = 0;
   int64_t live = 0, passes = 0;
   const int chunks = static_cast<int>(chunk_bytes.size());
   for (const PipelineAction& a : interleaved_pipeline_actions(stage, stages, chunks, micro_batches)) {
     const int64_t b = chunk_bytes[static_cast<size_t>(a.chunk)];
     live += a.backward ? -b : b;
     passes += a.backward ? -1 : 1;
-    peak.bytes = std::max(peak.bytes, live);
-    peak.passes = std::max(peak.passes, passes);
+    r.activations = std::max(r.activations, live);
+    r.micro_batches_in_flight = std::max(r.micro_batches_in_flight, passes);
   }
-  return peak;
 }
 
 int64_t activation_bytes_per_micro_batch(const ModelConfig& m, const MemoryLayout& l) {
@@ -315,20 +321,9 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
   const int64_t zero_shard = (P + zero_ranks - 1) / zero_ranks;
   r.optimizer_state = 2 * (l.zero == 1 ? zero_shard : P) * s.master;
 
-  if (l.chunks == 1) {
-    r.activation_bytes_per_micro_batch = activation_bytes_per_micro_batch(m, l);
-    r.micro_batches_in_flight = micro_batches_in_flight(l.schedule, l.stage, l.pp, l.micro_batches);
-    r.activations = r.activation_bytes_per_micro_batch * r.micro_batches_in_flight;
-  } else {
-    // Each chunk's cache from its forward to its backward, in the
-    // interleaved order.
-    std::vector<int64_t> bytes;
-    for (const MemoryLayout& c : chunk) bytes.push_back(activation_bytes_per_micro_batch(m, c));
-    const ActivationPeak peak = interleaved_activation_peak(l.stage, l.pp, bytes, l.micro_batches);
-    r.activations = peak.bytes;
-    r.micro_batches_in_flight = peak.passes;
-    for (int64_t b : bytes) r.activation_bytes_per_micro_batch += b;
-  }
+  std::vector<int64_t> chunk_bytes;
+  for (const MemoryLayout& c : chunk) chunk_bytes.push_back(activation_bytes_per_micro_batch(m, c));
+  fill_activations(r, l.schedule, l.stage, l.pp, chunk_bytes, l.micro_batches);
 
   for (int c = 0; c < l.chunks; ++c) {
     const PipelineStage& cs = st[static_cast<size_t>(c)];

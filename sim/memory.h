@@ -90,15 +90,14 @@ int64_t activation_bytes_per_micro_batch(const ModelConfig& model, const MemoryL
 int64_t micro_batches_in_flight(PipelineSchedule schedule, int stage, int stages,
                                 int64_t micro_batches);
 
-// Interleaved 1F1B: the most activation bytes stage `stage` holds at once
-// when chunk c's cache of a micro-batch is chunk_bytes[c], kept from the
-// chunk's forward to its backward (interleaved_pipeline_actions), and the
-// most chunk passes cached at once.
-struct ActivationPeak {
-  int64_t bytes = 0, passes = 0;
-};
-ActivationPeak interleaved_activation_peak(int stage, int stages, const std::vector<int64_t>& chunk_bytes,
-                                          int64_t micro_batches);
+// The forward caches stage `stage` of `stages` holds at once, given one
+// micro-batch's cache of each of its model chunks (one chunk: no
+// interleaving), kept from the chunk's forward to its backward in the
+// schedule's order: fills `memory`'s activations,
+// activation_bytes_per_micro_batch (all chunks) and micro_batches_in_flight
+// (interleaved: the most chunk passes at once).
+void fill_activations(MemoryBreakdown& memory, PipelineSchedule schedule, int stage, int stages,
+                      const std::vector<int64_t>& chunk_bytes, int64_t micro_batches);
 
 // Whether the device total fits the GPU's memory (GiB = 2^30 bytes).
 bool fits(const MemoryBreakdown& memory, const GpuSpec& gpu);

@@ -807,18 +807,9 @@ MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
     mb.gradients = params * 4;
     const int64_t shards = l.zero ? static_cast<int64_t>(l.dp) * l.sp : 1;
     mb.optimizer_state = (params + shards - 1) / shards * 8;
-    if (l.pp_chunks == 1) {
-      mb.activation_bytes_per_micro_batch = activation_bytes(p);
-      mb.micro_batches_in_flight = micro_batches_in_flight(l.schedule, p, l.pp, m);
-      mb.activations = mb.activation_bytes_per_micro_batch * mb.micro_batches_in_flight;
-    } else {
-      std::vector<int64_t> bytes;
-      for (int c = 0; c < l.pp_chunks; ++c) bytes.push_back(activation_bytes(c * l.pp + p));
-      const ActivationPeak peak = interleaved_activation_peak(p, l.pp, bytes, m);
-      mb.activations = peak.bytes;
-      mb.micro_batches_in_flight = peak.passes;
-      for (int64_t b : bytes) mb.activation_bytes_per_micro_batch += b;
-    }
+    std::vector<int64_t> chunk_bytes;
+    for (int c = 0; c < l.pp_chunks; ++c) chunk_bytes.push_back(activation_bytes(c * l.pp + p));
+    fill_activations(mb, l.schedule, p, l.pp, chunk_bytes, m);
     mb.total = mb.parameters + mb.gradients + mb.optimizer_state + mb.activations;
     if (mb.total > best.total) best = mb;
   }

@@ -231,9 +231,16 @@ TEST(Memory, PipelineStagesGPipeAndOneFOneB) {
   // InterleavedOrderIsMegatrons (stage 0 of 2, 2 chunks, 4 micro-batches):
   // chunk caches of 10 and 100 bytes peak at F(0,0) F(1,0) F(0,1) F(1,1)
   // F(2,0) = 230 (and again later), 5 chunk passes.
-  const ActivationPeak peak = interleaved_activation_peak(0, 2, {10, 100}, 4);
-  EXPECT_EQ(peak.bytes, 230);
-  EXPECT_EQ(peak.passes, 5);
+  MemoryBreakdown interleaved;
+  fill_activations(interleaved, PipelineSchedule::OneFOneB, 0, 2, {10, 100}, 4);
+  EXPECT_EQ(interleaved.activations, 230);
+  EXPECT_EQ(interleaved.micro_batches_in_flight, 5);
+  EXPECT_EQ(interleaved.activation_bytes_per_micro_batch, 110);
+  // One chunk: the cache times 1F1B's min(pp − stage, m).
+  MemoryBreakdown plain;
+  fill_activations(plain, PipelineSchedule::OneFOneB, 0, 2, {10}, 4);
+  EXPECT_EQ(plain.activations, 20);
+  EXPECT_EQ(plain.micro_batches_in_flight, 2);
   // The most cached at once in the order the trainer runs the actions.
   for (PipelineSchedule schedule : {PipelineSchedule::GPipe, PipelineSchedule::OneFOneB}) {
     for (int stages : {1, 2, 5}) {

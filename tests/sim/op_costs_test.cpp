@@ -13,7 +13,7 @@ namespace linpar::sim {
 
 TEST(SimOpCosts, RooflineTakesTheSlowerOfComputeAndMemory) {
   GpuSpec gpu{"test", 100.0, 10.0, 80.0, 1000.0};  // 100 TFLOP/s, 1000 GB/s
-  const Efficiency eff{0.5, 0.1, 0.8, 0.46, 0.0};  // no fixed cost per product (next test)
+  const Efficiency eff{.matmul = 0.5, .attention = 0.1, .memory = 0.8, .matmul_overhead_us = 0};  // none: next test
   // A GEMM of 1e12 FLOPs and 1e9 bytes: compute 1e12 / 50e12 = 20 ms, memory
   // 1e9 / 800e9 = 1.25 ms.
   PlannedOp gemm{"layers.0.token_mixer.qkvu_proj.forward", 1'000'000'000'000, 600'000'000, 400'000'000, {}};
