@@ -128,6 +128,8 @@ int search_command(const std::vector<std::string>& args) {
   }
   if (v["gpipe"].as<bool>()) space.schedules.push_back(PipelineSchedule::GPipe);
   space.pp_chunks = parse_chunks(v["pp-chunks"].as<std::string>());
+  space.grad_reduce_overlap = setup.grad_reduce_overlap;
+  space.grad_reduce_bytes = setup.grad_reduce_bytes;
   const sim::ClusterSpec& cluster = setup.cluster;
 
   sim::SearchStats stats;

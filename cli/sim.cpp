@@ -60,6 +60,8 @@ int sim_command(const std::vector<std::string>& args) {
   l.seq_len = v["seq-len"].as<int64_t>();
   l.micro_batch = v["micro-batch"].as<int64_t>();
   l.global_batch = v["global-batch"].as<int64_t>();
+  l.grad_reduce_overlap = setup.grad_reduce_overlap;
+  l.grad_reduce_bytes = setup.grad_reduce_bytes;
   const sim::ClusterSpec& cluster = setup.cluster;
   const sim::StepPrediction p = sim::simulate_step(setup.model, cluster, l, setup.cost(), v.count("trace") > 0);
 
@@ -83,7 +85,9 @@ int sim_command(const std::vector<std::string>& args) {
          {{"dp", l.dp}, {"tp", l.tp}, {"tp_sp", l.tp_sp}, {"pp", l.pp}, {"sp", l.sp},
           {"sp_kind", sp_kind_name(l.sp_kind)}, {"zero", l.zero}, {"recompute", recompute_name(l.recompute)},
           {"co2_tau", l.co2_tau}, {"pp_schedule", v["pp-schedule"].as<std::string>()}, {"pp_chunks", l.pp_chunks},
-          {"seq_len", l.seq_len}, {"micro_batch", l.micro_batch}, {"global_batch", l.global_batch}}},
+          {"seq_len", l.seq_len}, {"micro_batch", l.micro_batch}, {"global_batch", l.global_batch},
+          {"grad_reduce", v["grad-reduce"].as<std::string>()},
+          {"grad_reduce_dtype", v["grad-reduce-dtype"].as<std::string>()}}},
         {"step_time_s", p.step_seconds},
         {"tokens_per_gpu_per_s", p.tokens_per_gpu_per_s},
         {"mfu", p.mfu},
@@ -103,13 +107,17 @@ int sim_command(const std::vector<std::string>& args) {
     return 0;
   }
   fmt::print("{} on {} × {} {} ({} GPUs): dp {}, tp {}{}, pp {} ({}), sp {}{}, zero {}, recompute {}{}; "
-             "{} × {} tokens per micro-batch, global batch {}; costs: {}\n",
+             "{} × {} tokens per micro-batch, global batch {}{}; costs: {}\n",
              setup.model.name(), cluster.nodes, cluster.gpus_per_node, cluster.gpu.name, cluster.gpus(), l.dp, l.tp,
              l.tp_sp ? " (sp)" : "", l.pp,
              v["pp-schedule"].as<std::string>() + (l.pp_chunks > 1 ? fmt::format(", {} chunks interleaved", l.pp_chunks) : ""),
              l.sp,
              l.sp > 1 ? fmt::format(" ({})", sp_kind_name(l.sp_kind)) : "", l.zero, recompute_name(l.recompute),
              l.co2_tau > 0 ? fmt::format(", CO2 τ={}", l.co2_tau) : "", l.micro_batch, l.seq_len, l.global_batch,
+             l.grad_reduce_overlap && l.grad_reduce_bytes == 4
+                 ? ""
+                 : fmt::format("; gradients reduced {} in {}", l.grad_reduce_overlap ? "overlapped" : "after backward",
+                               v["grad-reduce-dtype"].as<std::string>()),
              setup.profile ? "measured profile" : "roofline");
   fmt::print("  step time        {:10.3f} ms\n", p.step_seconds * 1e3);
   fmt::print("  tokens/GPU/s     {:10.0f}\n", p.tokens_per_gpu_per_s);

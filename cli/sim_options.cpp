@@ -18,7 +18,9 @@ void add_sim_setup_options(po::options_description& options) {
       ("nics-per-node", po::value<int>()->default_value(8), "NICs per node")
       ("hw-file", po::value<std::string>(), "INI file overriding hardware fields ([gpu], [intra], [inter], [cluster]; docs/simulator.md)")
       ("hw", po::value<std::vector<std::string>>()->composing(), "override one hardware field, e.g. gpu.bf16_tflops=700 (repeatable; after --hw-file)")
-      ("profile", po::value<std::string>(), "measured rates from `linpar profile` (JSON) instead of the roofline where it has them");
+      ("profile", po::value<std::string>(), "measured rates from `linpar profile` (JSON) instead of the roofline where it has them")
+      ("grad-reduce", po::value<std::string>()->default_value("overlap"), "gradient averaging: overlap (buckets during the last backward, linpar and PyTorch DDP) or after-backward (Megatron-LM without --overlap-grad-reduce)")
+      ("grad-reduce-dtype", po::value<std::string>()->default_value("f32"), "element type of the gradient reduction: f32 (linpar) or bf16/fp16");
   // clang-format on
 }
 
@@ -69,7 +71,20 @@ SimSetup sim_setup_from(const po::variables_map& v) {
   sim::validate(cluster);
   std::optional<sim::MeasuredProfile> profile;
   if (v.count("profile")) profile = sim::load_profile(v["profile"].as<std::string>());
-  return SimSetup{model_from(v), cluster, std::move(profile)};
+  SimSetup setup{model_from(v), cluster, std::move(profile)};
+  const std::string reduce = v["grad-reduce"].as<std::string>(), dtype = v["grad-reduce-dtype"].as<std::string>();
+  if (reduce != "overlap" && reduce != "after-backward") {
+    user_error("--grad-reduce {}: expected overlap or after-backward", reduce);
+  }
+  setup.grad_reduce_overlap = reduce == "overlap";
+  if (dtype == "f32") {
+    setup.grad_reduce_bytes = 4;
+  } else if (dtype == "bf16" || dtype == "fp16") {
+    setup.grad_reduce_bytes = 2;
+  } else {
+    user_error("--grad-reduce-dtype {}: expected f32, bf16 or fp16", dtype);
+  }
+  return setup;
 }
 
 }  // namespace linpar::cli

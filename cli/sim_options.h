@@ -1,7 +1,8 @@
 // What `linpar sim` and `linpar search` share: the model (a TransNormerLLM
 // preset with the shape overrides of `linpar train`, or a GPT/Llama preset),
 // the cluster (GPU and link presets, --hw-file INI, --hw section.key=value),
-// the cost source (--profile, else the roofline), and parsing of the layout
+// the cost source (--profile, else the roofline), how gradients are
+// reduced (--grad-reduce, --grad-reduce-dtype), and parsing of the layout
 // names (--sp-kind, --recompute, --pp-schedule).
 #pragma once
 
@@ -24,6 +25,9 @@ struct SimSetup {
   sim::SimModel model;
   sim::ClusterSpec cluster;
   std::optional<sim::MeasuredProfile> profile;
+  // --grad-reduce, --grad-reduce-dtype (sim::SimLayout's fields of the same names).
+  bool grad_reduce_overlap = true;
+  int64_t grad_reduce_bytes = 4;
   sim::CostModel cost() const {
     sim::CostModel c;
     if (profile) c.profile = &*profile;

@@ -15,6 +15,12 @@ import subprocess
 
 SELENE = "--gpu a100-80gb --gpus-per-node 8 --inter-link ib-hdr --nics-per-node 8"
 MEGATRON = SELENE + " --attention-core unfused --seq-len 2048"
+# How run_table_1.sh's runs averaged their fp16 gradients: --DDP-impl torch
+# (1.7B-18B) is PyTorch DDP, overlapped with the last micro-batch's backward;
+# --DDP-impl local (39B-1T) all-reduces after the whole pipeline schedule
+# (megatron/training.py's train_step of that commit).
+TORCH_DDP = MEGATRON + " --grad-reduce-dtype fp16"
+LOCAL_DDP = MEGATRON + " --grad-reduce after-backward --grad-reduce-dtype fp16"
 V = 51200  # Megatron's padded vocabulary
 S = 2048
 
@@ -28,25 +34,25 @@ L24 = "Sun 2024 (LASP), figure"
 D24 = "Dubey 2024 (Llama 3), Table 4"
 ROWS = [
     (N21, "megatron-1.7b", 32, "tp 1, pp 1, dp 32; mb 16, batch 512", 137, "TFLOP/s", ("narayanan", 24, 2304),
-     f"--model megatron-1.7b {MEGATRON} --nodes 4 --dp 32 --tp 1 --pp 1 --recompute full --micro-batch 16 --global-batch 512"),
+     f"--model megatron-1.7b {TORCH_DDP} --nodes 4 --dp 32 --tp 1 --pp 1 --recompute full --micro-batch 16 --global-batch 512"),
     (N21, "megatron-3.6b", 64, "tp 2, pp 1, dp 32; mb 16, batch 512", 138, "TFLOP/s", ("narayanan", 30, 3072),
-     f"--model megatron-3.6b {MEGATRON} --nodes 8 --dp 32 --tp 2 --pp 1 --recompute full --micro-batch 16 --global-batch 512"),
+     f"--model megatron-3.6b {TORCH_DDP} --nodes 8 --dp 32 --tp 2 --pp 1 --recompute full --micro-batch 16 --global-batch 512"),
     (N21, "megatron-7.5b", 128, "tp 4, pp 1, dp 32; mb 16, batch 512", 142, "TFLOP/s", ("narayanan", 36, 4096),
-     f"--model megatron-7.5b {MEGATRON} --nodes 16 --dp 32 --tp 4 --pp 1 --recompute full --micro-batch 16 --global-batch 512"),
+     f"--model megatron-7.5b {TORCH_DDP} --nodes 16 --dp 32 --tp 4 --pp 1 --recompute full --micro-batch 16 --global-batch 512"),
     (N21, "megatron-18b", 256, "tp 8, pp 1, dp 32; mb 8, batch 1024", 135, "TFLOP/s", ("narayanan", 40, 6144),
-     f"--model megatron-18b {MEGATRON} --nodes 32 --dp 32 --tp 8 --pp 1 --recompute full --micro-batch 8 --global-batch 1024"),
+     f"--model megatron-18b {TORCH_DDP} --nodes 32 --dp 32 --tp 8 --pp 1 --recompute full --micro-batch 8 --global-batch 1024"),
     (N21, "megatron-39b", 512, "tp 8, pp 2, dp 32; mb 4, batch 1536", 138, "TFLOP/s", ("narayanan", 48, 8192),
-     f"--model megatron-39b {MEGATRON} --nodes 64 --dp 32 --tp 8 --pp 2 --recompute full --micro-batch 4 --global-batch 1536"),
+     f"--model megatron-39b {LOCAL_DDP} --nodes 64 --dp 32 --tp 8 --pp 2 --recompute full --micro-batch 4 --global-batch 1536"),
     (N21, "megatron-76b", 1024, "tp 8, pp 4 × 3 chunks, dp 32; mb 2, batch 1792", 140, "TFLOP/s", ("narayanan", 60, 10240),
-     f"--model megatron-76b {MEGATRON} --nodes 128 --dp 32 --tp 8 --pp 4 --pp-chunks 3 --recompute full --micro-batch 2 --global-batch 1792"),
+     f"--model megatron-76b {LOCAL_DDP} --nodes 128 --dp 32 --tp 8 --pp 4 --pp-chunks 3 --recompute full --micro-batch 2 --global-batch 1792"),
     (N21, "megatron-145b", 1536, "tp 8, pp 8 × 2 chunks, dp 24; mb 2, batch 2304", 148, "TFLOP/s", ("narayanan", 80, 12288),
-     f"--model megatron-145b {MEGATRON} --nodes 192 --dp 24 --tp 8 --pp 8 --pp-chunks 2 --recompute full --micro-batch 2 --global-batch 2304"),
+     f"--model megatron-145b {LOCAL_DDP} --nodes 192 --dp 24 --tp 8 --pp 8 --pp-chunks 2 --recompute full --micro-batch 2 --global-batch 2304"),
     (N21, "megatron-310b", 1920, "tp 8, pp 16 × 2 chunks, dp 15; mb 1, batch 2160", 155, "TFLOP/s", ("narayanan", 96, 16384),
-     f"--model megatron-310b {MEGATRON} --nodes 240 --dp 15 --tp 8 --pp 16 --pp-chunks 2 --recompute full --micro-batch 1 --global-batch 2160"),
+     f"--model megatron-310b {LOCAL_DDP} --nodes 240 --dp 15 --tp 8 --pp 16 --pp-chunks 2 --recompute full --micro-batch 1 --global-batch 2160"),
     (N21, "megatron-530b", 2520, "tp 8, pp 35 × 3 chunks, dp 9; mb 1, batch 2520", 163, "TFLOP/s", ("narayanan", 105, 20480),
-     f"--model megatron-530b {MEGATRON} --nodes 315 --dp 9 --tp 8 --pp 35 --pp-chunks 3 --recompute full --micro-batch 1 --global-batch 2520"),
+     f"--model megatron-530b {LOCAL_DDP} --nodes 315 --dp 9 --tp 8 --pp 35 --pp-chunks 3 --recompute full --micro-batch 1 --global-batch 2520"),
     (N21, "megatron-1t", 3072, "tp 8, pp 64, dp 6; mb 1, batch 3072", 163, "TFLOP/s", ("narayanan", 128, 25600),
-     f"--model megatron-1t {MEGATRON} --nodes 384 --dp 6 --tp 8 --pp 64 --recompute full --micro-batch 1 --global-batch 3072"),
+     f"--model megatron-1t {LOCAL_DDP} --nodes 384 --dp 6 --tp 8 --pp 64 --recompute full --micro-batch 1 --global-batch 3072"),
     (K22, "gpt3-175b", 64, "tp 8 + SP, pp 8, dp 1; mb 1, batch 64", 13.75, "s", ("korthikanti", 96, 12288),
      f"--model gpt3-175b {MEGATRON} --nodes 8 --dp 1 --tp 8 --tp-sp --pp 8 --recompute selective --micro-batch 1 --global-batch 64"),
     (K22, "megatron-530b", 280, "tp 8 + SP, pp 35, dp 1; mb 1, batch 280", 37.83, "s", ("korthikanti", 105, 20480),

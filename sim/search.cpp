@@ -216,6 +216,8 @@ std::vector<SearchResult> search_layouts(const SimModel& model, const ClusterSpe
             l.seq_len = space.seq_len;
             l.global_batch = space.global_batch;
             l.element_bytes = space.element_bytes;
+            l.grad_reduce_overlap = space.grad_reduce_overlap;
+            l.grad_reduce_bytes = space.grad_reduce_bytes;
             try {
               model.validate(l.shard(), pp, space.seq_len);
             } catch (const UserError& e) {

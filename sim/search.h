@@ -51,6 +51,9 @@ struct SearchSpace {
   // step are a multiple of pp and pp·v is at most the layers).
   std::vector<int> pp_chunks{1};
   int64_t element_bytes = 2;  // bf16 activations
+  // How every layout averages its gradients (SimLayout's fields).
+  bool grad_reduce_overlap = true;
+  int64_t grad_reduce_bytes = 4;
 };
 
 // One layout and what the simulation says of it (StepTimes: bubble_seconds

@@ -285,6 +285,9 @@ void validate_layout(const SimModel& model, const ClusterSpec& cluster, const Si
   if (l.zero != 0 && l.zero != 1) user_error("--zero {}: expected 0 or 1", l.zero);
   if (l.co2_tau < 0) user_error("--co2-tau {}: must be 0 (off) or positive", l.co2_tau);
   if (l.co2_tau > 0 && l.zero) user_error("--co2-tau with --zero 1: CO2 keeps whole replicas (use --zero 0)");
+  if (l.grad_reduce_bytes != 2 && l.grad_reduce_bytes != 4) {
+    user_error("gradient reduction in {}-byte elements: expected 2 (bf16/fp16) or 4 (f32)", l.grad_reduce_bytes);
+  }
   if (l.pp_chunks < 1) user_error("--pp-chunks {}: must be positive", l.pp_chunks);
   if (l.pp_chunks > 1) {
     if (l.virtual_stages() > model.layers()) {
@@ -584,6 +587,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   // Micro-batch 0's first backward task per virtual stage (the op trace's).
   std::vector<int> first_backward(trace ? Q : 0, -1);
   std::vector<int64_t> next(P, 0);  // each stage's next action
+  std::vector<Placed> stage_end(P);  // each stage's last backward
   bool progress = true;
   while (progress) {
     progress = false;
@@ -613,13 +617,13 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           }
           deps[n++] = fwd_task[sq * M + i];
           Placed last;
-          if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1 && !l.zero) {
+          if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1 && !l.zero && l.grad_reduce_overlap) {
             // The last micro-batch (of each chunk): layer by layer, each
             // layer's gradients reduced as soon as they are complete (DDP
             // buckets); the chunk's parameters are spread evenly over its
             // layers.
             const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
-            const int64_t bytes = per_layer * 4;  // f32 gradients
+            const int64_t bytes = per_layer * l.grad_reduce_bytes;
             const double bucket_seconds = c.collective(CollectiveKind::AllReduce, bytes, grad);
             for (const auto& [layer, t] : sc.backward_by_layer) {
               last = place("backward", p, Stream::Compute, t, deps, n);
@@ -633,6 +637,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
             if (trace && i == 0) first_backward[sq] = last.id;
           }
           if (q > 0) bwd_send[sq * M + i] = place("send gradients", p, Stream::P2P, costs.send_seconds, &last, 1);
+          stage_end[sp] = last;  // 1F1B and GPipe end each stage on a backward
         }
         ++next[sp];
         progress = true;
@@ -669,11 +674,18 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     const int64_t updated = l.zero ? params / grad.ranks : params;
     const double hbm = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.memory;
     double optimizer_seconds = 30.0 * static_cast<double>(updated) / hbm;
+    if (!l.zero && grad.ranks > 1 && !l.grad_reduce_overlap) {
+      // All the gradients at once after the stage's whole backward.
+      bucket_tasks[p].push_back(place("all-reduce gradients", static_cast<int>(p), Stream::Comm,
+                                      c.collective(CollectiveKind::AllReduce, params * l.grad_reduce_bytes, grad),
+                                      &stage_end[p], 1));
+    }
     if (l.zero && grad.ranks > 1) {
       const double flat_copy = 8.0 * static_cast<double>(params) / hbm;  // f32 read + write
       const Placed flat = place("flatten gradients", static_cast<int>(p), Stream::Compute, flat_copy, nullptr, 0);
       bucket_tasks[p].push_back(place("reduce-scatter gradients", static_cast<int>(p), Stream::Comm,
-                                      c.collective(CollectiveKind::ReduceScatter, params * 4, grad), &flat, 1));
+                                      c.collective(CollectiveKind::ReduceScatter, params * l.grad_reduce_bytes, grad),
+                                      &flat, 1));
       optimizer_seconds += flat_copy;
     }
     const Placed opt = place("optimizer", static_cast<int>(p), Stream::Compute, optimizer_seconds,
@@ -686,8 +698,10 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     int64_t shared = 0;
     if (l.pp > 1) shared += m * costs.boundary_bytes * sends;
     if (grad.ranks > 1) {
-      shared += l.zero ? 2 * wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * 4 / grad.ranks)
-                       : wire_bytes(CollectiveKind::AllReduce, grad.ranks, params * 4);
+      // ZeRO-1's all-gather of the f32 values moves what a reduce-scatter of them would.
+      shared += l.zero ? wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * l.grad_reduce_bytes / grad.ranks) +
+                             wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * 4 / grad.ranks)
+                       : wire_bytes(CollectiveKind::AllReduce, grad.ranks, params * l.grad_reduce_bytes);
     }
     // The gradient norm for clipping: an 8-byte all-reduce of the sum of
     // squares over the groups holding other parts of the model (TP, PP) and,

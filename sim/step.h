@@ -59,6 +59,17 @@ struct SimLayout {
   int64_t micro_batch = 1;    // samples per micro-batch
   int64_t global_batch = 1;   // samples per step, a multiple of dp · micro_batch
   int64_t element_bytes = 2;  // bf16 activations; weights, grads and AdamW f32
+  // How the gradients are averaged over the dp·sp ranks (simulated only; the
+  // runtime does the defaults): in buckets overlapping the last
+  // micro-batch's backward, as linpar's runtime and PyTorch DDP do, or all
+  // at once after the whole backward, as Megatron-LM does without
+  // --overlap-grad-reduce (its --DDP-impl local of 2021); with f32 elements
+  // (linpar; Megatron's --accumulate-allreduce-grads-in-fp32) or 2-byte ones
+  // (fp16/bf16 gradients reduced as they are). ZeRO-1 always reduces after
+  // backward; its reduce-scatter takes the element size, its all-gather of
+  // the values stays f32.
+  bool grad_reduce_overlap = true;
+  int64_t grad_reduce_bytes = 4;
 
   int world() const { return dp * tp * pp * sp; }
   int virtual_stages() const { return pp * pp_chunks; }

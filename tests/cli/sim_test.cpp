@@ -51,7 +51,8 @@ TEST(CliSim, TableAndBadLayouts) {
         "--gpus-per-node 1 --pp-chunks 2", "--gpus-per-node 2 --pp 2 --pp-chunks 0",
         "--gpus-per-node 2 --pp 2 --global-batch 3 --pp-chunks 2",
         "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 2 --pp-schedule gpipe",
-        "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 64"}) {
+        "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 64",
+        "--gpus-per-node 1 --grad-reduce later", "--gpus-per-node 1 --grad-reduce-dtype f64"}) {
     const auto r = run_linpar("sim --model tnl-385m " + args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
@@ -65,7 +66,9 @@ TEST(CliSim, SequenceParallelRecomputeCo2AndTheOtherFamily) {
         "--model tnl-385m --gpus-per-node 4 --sp 4 --sp-kind ulysses --seq-len 32768 --recompute full",
         "--model tnl-385m --gpus-per-node 2 --dp 2 --global-batch 8 --micro-batch 4 --co2-tau 4",
         "--model llama2-7b --gpus-per-node 8 --tp 8 --seq-len 4096 --recompute selective",
-        "--model llama2-7b --gpus-per-node 8 --tp 4 --pp 2 --pp-chunks 4 --global-batch 8"}) {
+        "--model llama2-7b --gpus-per-node 8 --tp 4 --pp 2 --pp-chunks 4 --global-batch 8",
+        "--model llama2-7b --gpus-per-node 8 --dp 2 --tp 4 --global-batch 2 --grad-reduce after-backward "
+        "--grad-reduce-dtype bf16"}) {
     const auto r = run_linpar("sim --format json " + args);
     ASSERT_EQ(r.exit_code, 0) << args << "\n" << r.err;
     const nlohmann::json j = nlohmann::json::parse(r.out);

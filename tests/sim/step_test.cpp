@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "model/transnormer.h"
+#include "sim/collectives.h"
 #include "sim/step.h"
 
 namespace linpar::sim {
@@ -71,6 +72,42 @@ TEST(SimStep, ZeroOneReducesAfterBackwardAsTheRuntimeDoes) {
   const double t1 = simulate_step(m, free_network(2), z).step_seconds;
   const double params = static_cast<double>(m.parameter_count());
   EXPECT_NEAR(t1 - t0, params * (8 + 8 + 15 - 30) / (3350e9 * Efficiency{}.memory), 1e-9);
+}
+
+TEST(SimStep, GradientsReducedAfterBackwardAddTheirWholeAllReduce) {
+  // dp 2 on NVLink with the gradients averaged after the whole backward
+  // (Megatron-LM without --overlap-grad-reduce): the step is the
+  // free-network step plus one ring all-reduce of every gradient, nothing
+  // hidden. In 2-byte elements that all-reduce moves half the bytes.
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.dp = 2;
+  l.micro_batch = 2;
+  l.global_batch = 8;  // two micro-batches: the reduction waits for both
+  const ClusterSpec c = cluster(2, 1);
+  const double free = simulate_step(m, free_network(2), l).step_seconds;
+  const double overlapped = simulate_step(m, c, l).step_seconds;
+  const int64_t params = m.parameter_count();
+  SimLayout after = l;
+  after.grad_reduce_overlap = false;
+  const StepPrediction f32 = simulate_step(m, c, after);
+  const double ring = ring_seconds(CollectiveKind::AllReduce, params * 4, 2, c.intra.gbps, c.intra.latency_us);
+  EXPECT_NEAR(f32.step_seconds, free + ring, 1e-9);
+  EXPECT_LT(overlapped, f32.step_seconds - 0.5 * ring);  // overlapped, most of it hides
+  after.grad_reduce_bytes = 2;
+  const StepPrediction bf16 = simulate_step(m, c, after);
+  EXPECT_NEAR(bf16.step_seconds,
+              free + ring_seconds(CollectiveKind::AllReduce, params * 2, 2, c.intra.gbps, c.intra.latency_us), 1e-9);
+  EXPECT_EQ(f32.comm_bytes_per_step, 2 * 2 * wire_bytes(CollectiveKind::AllReduce, 2, params * 2));
+  EXPECT_EQ(bf16.comm_bytes_per_step, 2 * wire_bytes(CollectiveKind::AllReduce, 2, params * 2));
+  // ZeRO-1 takes the element size for its reduce-scatter; its all-gather of
+  // the f32 values stays.
+  SimLayout z = after;
+  z.zero = 1;
+  EXPECT_EQ(simulate_step(m, c, z).comm_bytes_per_step,
+            2 * (wire_bytes(CollectiveKind::ReduceScatter, 2, params * 2 / 2) +
+                 wire_bytes(CollectiveKind::ReduceScatter, 2, params * 4 / 2) +
+                 wire_bytes(CollectiveKind::AllReduce, 2, 8)));
 }
 
 TEST(SimStep, CollectivesOverlappingBackwardSlowIt) {
@@ -203,6 +240,9 @@ TEST(SimStep, BadLayoutsAreRefused) {
   l.tp = 1;
   l.dp = 2;
   l.global_batch = 3;
+  EXPECT_THROW(simulate_step(m, cluster(2, 1), l), UserError);
+  l.global_batch = 2;
+  l.grad_reduce_bytes = 8;  // f32 or 2-byte gradients only
   EXPECT_THROW(simulate_step(m, cluster(2, 1), l), UserError);
 }
 
