@@ -2,24 +2,11 @@
 same shapes, timed the same way (events, warm-up, median, two alternating
 input sets). Prints: torch NAME m n k median_ms tflops"""
 import torch
+from torch_timing import median_ms
 
 CASES = [("square_8192", 8192, 8192, 8192), ("1b_qkvu", 8192, 8192, 2048),
          ("1b_out_proj", 8192, 2048, 2048), ("1b_l1", 8192, 5632, 2048), ("1b_l3", 8192, 2048, 5632),
          ("1b_lm_head", 8192, 64000, 2048), ("385m_l1", 8192, 2816, 1024)]
-
-
-def median_ms(run, reps=20):
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
 
 
 for name, m, n, k in CASES:

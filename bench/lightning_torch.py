@@ -7,6 +7,7 @@ Prints: torch_chunked N fwd_ms bwd_ms / sdpa N fwd_ms bwd_ms"""
 import sys
 
 import torch
+from torch_timing import median_ms
 
 H, D, BLOCK = 16, 128, 64
 
@@ -35,25 +36,12 @@ def chunked(q, k, v, slopes):
     return o.reshape(b, h, n, d).to(q.dtype)
 
 
-def median_ms(run, reps):
-    run()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return sorted(times)[len(times) // 2]
-
-
 def bench(name, fn, n, reps):
     q, k, v = (torch.randn(1, H, n, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
     grad = torch.randn(1, H, n, D, device="cuda", dtype=torch.bfloat16)
-    fwd = median_ms(lambda: fn(q, k, v), reps)
+    fwd = median_ms(lambda: fn(q, k, v), reps, warmup=1)
     out = fn(q, k, v)
-    bwd = median_ms(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True), reps)
+    bwd = median_ms(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True), reps, warmup=1)
     print(f"{name} {n} {fwd:.3f} {bwd:.3f}", flush=True)
 
 

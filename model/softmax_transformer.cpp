@@ -250,12 +250,17 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
       op(prefix + "attention.context.forward", forward_flops / 2, scores * e + kv_core, q_core);
       return;
     }
-    op(prefix + "attention.context.backward", backward_flops / 2, q_core + scores * e + kv_core,
+    // Backward is two products per forward product, each reading its
+    // operands: dP = dO·Vᵀ and dV = Pᵀ·dO read dO twice; dQ = dS·K and
+    // dK = dSᵀ·Q read the N×N gradient twice (a PyTorch GPT on an H200
+    // takes 0.43 ms for the latter at Megatron 1.7B's shape, where one read
+    // would be 0.25: docs/validation.md).
+    op(prefix + "attention.context.backward", backward_flops / 2, 2 * q_core + scores * e + kv_core,
        scores * e + kv_core);  // dP and dV
     op(prefix + "attention.softmax.backward",
        (kSoftmaxBackwardFlops + (c.dropout ? 1 : 0)) * scores,  // (+ the mask)
        2 * scores * e + (c.dropout ? scores : 0), scores * e);
-    op(prefix + "attention.scores.backward", backward_flops / 2, scores * e + q_core + kv_core,
+    op(prefix + "attention.scores.backward", backward_flops / 2, 2 * scores * e + q_core + kv_core,
        q_core + kv_core);  // dQ and dK
   };
 

@@ -2,26 +2,29 @@
 # One call on a GPU machine that does a session's GPU work (the device time is
 # scarce): build + every GPU test (scripts/gpu_check.sh), the training-step
 # benchmark with its PyTorch peer and the per-op table, the KV-state kernel
-# benchmark, the chunk-layout benchmark, the scaling runs with per-op times (2+ GPUs), and the
+# benchmark, the chunk-layout benchmark, the scaling runs with per-op times (2+ GPUs), a
+# PyTorch GPT timed op by op for the simulator's GPT plan, and the
 # simulator's validation runs with a `linpar profile` of the machine. Only
 # the profile and the validation table go to $OUT (the device tool returns a
 # few files); everything else is printed, logs under /tmp/session.
-# SESSION_PARTS="check bench kv layout scaling validation" (default: all) picks the
-# parts; without "check" an existing build-gpu/ is reused (or built).
+# SESSION_PARTS="check bench kv layout scaling gpt validation" (default: all) picks the
+# parts; without "check" an existing build-gpu/ is reused (or built; "gpt" alone needs none).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 keep="${OUT:-/tmp/out}"
 logs=/tmp/session
 mkdir -p "$keep" "$logs"
-parts=" ${SESSION_PARTS:-check bench kv layout scaling validation} "
+parts=" ${SESSION_PARTS:-check bench kv layout scaling gpt validation} "
 has() { [[ "$parts" == *" $1 "* ]]; }
+needs_build=0
+for p in check bench kv layout scaling validation; do has $p && needs_build=1; done
 if has check; then
   OUT=$logs/check bash scripts/gpu_check.sh 2>&1 | tail -40
-elif [ ! -x build-gpu/cli/linpar ]; then
+elif [ $needs_build = 1 ] && [ ! -x build-gpu/cli/linpar ]; then
   OUT=$logs/check GPU_CHECK_TESTS=0 bash scripts/gpu_check.sh 2>&1 | tail -3
 fi
-[ -x build-gpu/cli/linpar ] || exit 1
+[ $needs_build = 0 ] || [ -x build-gpu/cli/linpar ] || exit 1
 if has bench; then
 echo "== training step (${SESSION_TRAIN:-tnl-1b:8192:1})"
 OUT=$logs/bench BENCH_SKIP_LIGHTNING=1 BENCH_TRAIN="${SESSION_TRAIN:-tnl-1b:8192:1}" LINPAR_OP_TIMES=1 \
@@ -42,6 +45,20 @@ if has scaling && [ "$gpus" -ge 2 ]; then
   echo "== scaling"
   OUT=$logs/scaling SCALING_OP_TIMES=1 bash scripts/gpu_scaling.sh 2>&1 | grep -v "^# rank" 
   grep -h "^# rank 1 op" "$logs"/scaling/lasp2.log | head -10
+fi
+if has gpt; then
+  # The simulator's GPT op plan against a PyTorch GPT on this GPU
+  # (scripts/sim_vs_gpt_torch.py compares): Megatron-LM 1.7B's shape with the
+  # unfused core (compiled and eager element-wise kernels) and with
+  # FlashAttention, and 7.5B's layer.
+  echo "== GPT in PyTorch (bench/gpt_torch.py)"
+  for run in "unfused:" "unfused-eager:--eager --no-step" "flash:--core flash" \
+             "unfused-7.5b:--layers 36 --hidden 4096 --heads 32 --batch 2 --no-step"; do
+    name=${run%%:*}
+    timeout 300 python3 bench/gpt_torch.py ${run#*:} >"$keep/gpt-torch-$name.json" 2>"$logs/gpt-$name.err" ||
+      { echo "gpt $name failed"; tail -5 "$logs/gpt-$name.err"; }
+    head -c 600 "$keep/gpt-torch-$name.json"; echo
+  done
 fi
 if has validation; then
   echo "== validation runs"

@@ -550,6 +550,12 @@ TEST(SoftmaxPlan, UnfusedCoreMovesTheN2Tensors) {
   EXPECT_EQ(softmax.bytes_read, scores * e);
   EXPECT_EQ(softmax.bytes_written, scores * e + scores + scores * e);
   EXPECT_EQ(find_op(plan, "layers.0.attention.scores.forward").flops, 2 * B * H * N * N * d);
+  // Backward's products each read their operands: dQ = dS·K and dK = dSᵀ·Q
+  // read the N×N gradient twice; dP = dO·Vᵀ and dV = Pᵀ·dO read dO twice.
+  const int64_t head_tensor = B * H * N * d * e;
+  EXPECT_EQ(find_op(plan, "layers.0.attention.scores.backward").bytes_read, 2 * scores * e + 2 * head_tensor);
+  EXPECT_EQ(find_op(plan, "layers.0.attention.context.backward").bytes_read,
+            2 * head_tensor + scores * e + head_tensor);
   // The fused core reads q, k, v and writes o (and its f32 logsumexp): linear in N.
   c.flash_attention = true;
   const OpPlan flash = plan_softmax_transformer(c, 1, false, 1, StepShape{B, N, e});
