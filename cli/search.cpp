@@ -171,9 +171,9 @@ int search_command(const std::vector<std::string>& args) {
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
-  fmt::print("{} on {} × {} {} ({} GPUs), {} tokens per sample, global batch {}; costs: {}\n",
+  fmt::print("{} on {} × {} {} ({} GPUs), {} tokens per sample, global batch {}{}; costs: {}\n",
              setup.model.name(), cluster.nodes, cluster.gpus_per_node, cluster.gpu.name,
-             cluster.gpus(), space.seq_len, space.global_batch,
+             cluster.gpus(), space.seq_len, space.global_batch, setup.grad_reduce_note(),
              setup.profile ? "measured profile" : "roofline");
   fmt::print("{:>4} {:>5} {:>7} {:>8} {:>14} {:>5} {:>9} {:>4} {:>5} {:>10} {:>12} {:>6} {:>8}\n",
              "rank", "dp", "tp", "pp", "sp", "micro", "recompute", "zero", "co2", "step ms",

@@ -114,10 +114,7 @@ int sim_command(const std::vector<std::string>& args) {
              l.sp,
              l.sp > 1 ? fmt::format(" ({})", sp_kind_name(l.sp_kind)) : "", l.zero, recompute_name(l.recompute),
              l.co2_tau > 0 ? fmt::format(", CO2 τ={}", l.co2_tau) : "", l.micro_batch, l.seq_len, l.global_batch,
-             l.grad_reduce_overlap && l.grad_reduce_bytes == 4
-                 ? ""
-                 : fmt::format("; gradients reduced {} in {}", l.grad_reduce_overlap ? "overlapped" : "after backward",
-                               v["grad-reduce-dtype"].as<std::string>()),
+             setup.grad_reduce_note(),
              setup.profile ? "measured profile" : "roofline");
   fmt::print("  step time        {:10.3f} ms\n", p.step_seconds * 1e3);
   fmt::print("  tokens/GPU/s     {:10.0f}\n", p.tokens_per_gpu_per_s);

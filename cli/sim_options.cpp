@@ -1,5 +1,7 @@
 #include "cli/sim_options.h"
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "model/softmax_transformer.h"
 #include "sim/hardware_config.h"
@@ -59,6 +61,12 @@ sim::SimModel model_from(const po::variables_map& v) {
   return sim::SimModel(model_config_from(v));
 }
 }  // namespace
+
+std::string SimSetup::grad_reduce_note() const {
+  if (grad_reduce_overlap && grad_reduce_bytes == 4) return "";
+  return fmt::format("; gradients reduced {} in {}", grad_reduce_overlap ? "overlapped" : "after backward",
+                     grad_reduce_bytes == 4 ? "f32" : "2-byte elements");
+}
 
 SimSetup sim_setup_from(const po::variables_map& v) {
   sim::ClusterSpec cluster =

@@ -28,6 +28,8 @@ struct SimSetup {
   // --grad-reduce, --grad-reduce-dtype (sim::SimLayout's fields of the same names).
   bool grad_reduce_overlap = true;
   int64_t grad_reduce_bytes = 4;
+  // "; gradients reduced after backward in bf16" when not the defaults, else "".
+  std::string grad_reduce_note() const;
   sim::CostModel cost() const {
     sim::CostModel c;
     if (profile) c.profile = &*profile;

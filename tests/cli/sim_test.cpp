@@ -41,6 +41,11 @@ TEST(CliSim, TableAndBadLayouts) {
   const auto ok = run_linpar("sim --model tnl-385m --gpus-per-node 2 --dp 2 --global-batch 2");
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("step time"), std::string::npos);
+  EXPECT_EQ(ok.out.find("gradients reduced"), std::string::npos);  // the defaults go unsaid
+  const auto megatron =
+      run_linpar("sim --model tnl-385m --gpus-per-node 2 --dp 2 --global-batch 2 --grad-reduce after-backward");
+  ASSERT_EQ(megatron.exit_code, 0) << megatron.err;
+  EXPECT_NE(megatron.out.find("gradients reduced after backward in f32"), std::string::npos) << megatron.out;
   for (const std::string args :
        {"--gpus-per-node 8 --dp 3", "--gpus-per-node 3 --tp 3", "--sp 2", "--gpu v100",
         "--gpus-per-node 2 --dp 2 --global-batch 3", "--format xml", "--gpus-per-node 2 --sp 2 --sp-kind ring",
