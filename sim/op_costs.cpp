@@ -32,7 +32,7 @@ double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff
     case OpClass::SoftmaxAttention:
       return std::max(flops / (gpu.bf16_tflops * 1e12 * eff.softmax_attention), memory);
     case OpClass::Memory:
-      return memory;
+      return bytes / (gpu.hbm_gbps * 1e9 * eff.elementwise);
   }
   return memory;
 }

@@ -30,6 +30,15 @@ struct Efficiency {
   double matmul = 0.78;     // of the bf16 peak: measured 760-790 of 989 TFLOP/s on H100
   double attention = 0.037; // of the bf16 peak: lightning fwd+bwd ~36 TFLOP/s at 8K on H100
   double memory = 0.85;     // of HBM bandwidth: the measured copy rate, 2.97 of 3.35 TB/s
+  // Of HBM bandwidth, for the plan's memory-bound ops (norms, activations,
+  // residuals, softmax, cross-entropy, layout copies): what an element-wise
+  // kernel moves, not a copy. linpar profile's element-wise product on an
+  // H200 (bf16, 138 MB): 3,320 of 4,800 GB/s (docs/data/
+  // profile-h200-tnl-385m-sizes.json, where a copy reached 3,975); a profile
+  // with that rate prices the one-GPU runs within 5% (docs/validation.md).
+  // Products' and attention kernels' byte bounds, the optimizer and the
+  // collectives' copies stay at `memory`.
+  double elementwise = 0.69;
   // Of the bf16 peak, forward and backward together, with the FLOPs the plan
   // counts (causal: half of 4·B·H·N²·d forward, 2.5× that backward). Torch
   // SDPA on H100 at tnl-1b shapes (batch 1, 16 heads of 128, N = 8192):

@@ -13,14 +13,16 @@ namespace linpar::sim {
 
 TEST(SimOpCosts, RooflineTakesTheSlowerOfComputeAndMemory) {
   GpuSpec gpu{"test", 100.0, 10.0, 80.0, 1000.0};  // 100 TFLOP/s, 1000 GB/s
-  const Efficiency eff{.matmul = 0.5, .attention = 0.1, .memory = 0.8, .matmul_overhead_us = 0};  // none: next test
+  const Efficiency eff{.matmul = 0.5, .attention = 0.1, .memory = 0.8, .elementwise = 0.4,
+                       .matmul_overhead_us = 0};  // none: next test
   // A GEMM of 1e12 FLOPs and 1e9 bytes: compute 1e12 / 50e12 = 20 ms, memory
   // 1e9 / 800e9 = 1.25 ms.
   PlannedOp gemm{"layers.0.token_mixer.qkvu_proj.forward", 1'000'000'000'000, 600'000'000, 400'000'000, {}};
   EXPECT_NEAR(op_seconds(gemm, gpu, eff), 0.02, 1e-12);
-  // The same bytes as an elementwise op: memory only.
+  // The same bytes as an elementwise op: memory only, at the element-wise
+  // fraction of the bandwidth: 1e9 / 400e9 = 2.5 ms.
   PlannedOp silu{"layers.0.token_mixer.silu.forward", 1'000'000'000'000, 600'000'000, 400'000'000, {}};
-  EXPECT_NEAR(op_seconds(silu, gpu, eff), 1.25e-3, 1e-12);
+  EXPECT_NEAR(op_seconds(silu, gpu, eff), 2.5e-3, 1e-12);
   // Attention at its own efficiency: 1e11 / (100e12 · 0.1) = 10 ms.
   PlannedOp attention{"layers.0.token_mixer.lightning_attention.forward", 100'000'000'000, 1000, 1000, {}};
   EXPECT_NEAR(op_seconds(attention, gpu, eff), 0.01, 1e-12);
@@ -29,7 +31,7 @@ TEST(SimOpCosts, RooflineTakesTheSlowerOfComputeAndMemory) {
   plan.add(silu);
   plan.add(attention);
   const PlanCost cost = plan_cost(plan, gpu, eff);
-  EXPECT_NEAR(cost.seconds, 0.02 + 1.25e-3 + 0.01, 1e-12);
+  EXPECT_NEAR(cost.seconds, 0.02 + 2.5e-3 + 0.01, 1e-12);
   EXPECT_NEAR(cost.matmul_seconds, 0.02, 1e-12);
   EXPECT_EQ(cost.flops, 2'100'000'000'000);
 }
@@ -87,7 +89,7 @@ TEST(SimOpCosts, SoftmaxAttentionAtItsOwnEfficiency) {
 
 TEST(SimOpCosts, MatrixProductsPayAFixedCostBesideTheirFlops) {
   GpuSpec gpu{"test", 100.0, 10.0, 80.0, 1000.0};
-  Efficiency eff{0.5, 0.1, 0.8};
+  Efficiency eff{.matmul = 0.5, .attention = 0.1, .memory = 0.8, .elementwise = 0.8};
   eff.matmul_overhead_us = 20;
   // 20 µs + 1e10 / (100e12 · 0.5) = 220 µs; the memory term (8e7 bytes at
   // 800 GB/s = 100 µs) is below it.
@@ -120,6 +122,17 @@ TEST(SimOpCosts, DefaultMatmulCurveReproducesMeasuredH200Gemms) {
   flat.matmul_overhead_us = 0;
   const PlannedOp small{"lm_head.forward", 2LL * 2048 * 1024 * 1024, 2LL * (2048 * 1024 + 1024 * 1024), 2LL * 2048 * 1024, {}};
   EXPECT_LT(op_seconds(small, h200, flat) / 18.138e-6, 0.35);
+}
+
+// Memory-bound ops at the element-wise rate, not the copy's: linpar profile's
+// element-wise product on an H200 (bf16, 138,412,032 bytes read and written)
+// took 41.694 µs (docs/data/profile-h200-tnl-385m-sizes.json).
+TEST(SimOpCosts, DefaultElementwiseRateIsTheMeasuredH200Kernel) {
+  const GpuSpec h200 = gpu_preset("h200");
+  const PlannedOp mul{"layers.0.token_mixer.mul.forward", 0, 92'274'688, 46'137'344, {}};
+  EXPECT_NEAR(op_seconds(mul, h200) / 41.694e-6, 1.0, 0.01);
+  // At the copy rate it would be 18% fast.
+  EXPECT_LT(static_cast<double>(mul.bytes_read + mul.bytes_written) / (4800e9 * Efficiency{}.memory) / 41.694e-6, 0.85);
 }
 
 // The default efficiency turns the measured torch SDPA times back out: tnl-1b

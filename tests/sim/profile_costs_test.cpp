@@ -94,7 +94,8 @@ std::string write(const testing::TempDir& dir, const json& profile, const char* 
 // (matrix products), 0.1 (attention), 0.5 (memory).
 const GpuSpec kGpu{"test", 1000.0, 50.0, 80.0, 2000.0};
 // The plain roofline (no fixed cost per product), for round numbers.
-const Efficiency kEff{.matmul = 0.5, .attention = 0.1, .memory = 0.5, .matmul_overhead_us = 0};
+const Efficiency kEff{.matmul = 0.5, .attention = 0.1, .memory = 0.5, .elementwise = 0.5,
+                        .matmul_overhead_us = 0};
 
 PlannedOp op(const std::string& name, double flops, double bytes = 0) {
   return PlannedOp{name,
