@@ -24,7 +24,7 @@ Prints one JSON object: {"shape": ..., "ops": {name: ms}, "kernel_ops":
 
 usage: python3 bench/gpt_torch.py [--layers 24 --hidden 2304 --heads 24
   --vocab 51200 --seq 2048 --batch 4] [--core unfused|flash] [--eager]
-  [--no-step]
+  [--dropout 0.1] [--no-step]
 """
 import argparse
 import json
@@ -208,6 +208,7 @@ def step_times(a, fused):
 
 
 def main():
+    global P_DROP
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=2304)
@@ -217,8 +218,10 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--core", choices=["unfused", "flash"], default="unfused")
     ap.add_argument("--eager", action="store_true", help="PyTorch's separate element-wise kernels")
+    ap.add_argument("--dropout", type=float, default=P_DROP, help="dropout probability (Megatron's GPT: 0.1)")
     ap.add_argument("--no-step", action="store_true", help="op times only")
     a = ap.parse_args()
+    P_DROP = a.dropout
     fused = elementwise(a.eager)
     ops, kernels = op_times(a, fused)
     result = {"shape": vars(a), "device": torch.cuda.get_device_name(), "torch": torch.__version__,

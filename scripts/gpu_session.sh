@@ -50,10 +50,11 @@ if has gpt; then
   # The simulator's GPT op plan against a PyTorch GPT on this GPU
   # (scripts/sim_vs_gpt_torch.py compares): Megatron-LM 1.7B's shape with the
   # unfused core (compiled and eager element-wise kernels) and with
-  # FlashAttention, and 7.5B's layer.
+  # FlashAttention, 7.5B's layer, and FlashAttention without dropout at heads of 128, 8K tokens.
   echo "== GPT in PyTorch (bench/gpt_torch.py)"
   for run in "unfused:" "unfused-eager:--eager --no-step" "flash:--core flash" \
-             "unfused-7.5b:--layers 36 --hidden 4096 --heads 32 --batch 2 --no-step"; do
+             "unfused-7.5b:--layers 36 --hidden 4096 --heads 32 --batch 2 --no-step" \
+             "flash-d128-8k:--core flash --dropout 0 --layers 1 --hidden 4096 --heads 32 --batch 1 --seq 8192 --no-step"; do
     name=${run%%:*}
     timeout 300 python3 bench/gpt_torch.py ${run#*:} >"$keep/gpt-torch-$name.json" 2>"$logs/gpt-$name.err" ||
       { echo "gpt $name failed"; tail -5 "$logs/gpt-$name.err"; }
