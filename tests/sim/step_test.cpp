@@ -19,6 +19,14 @@ ClusterSpec free_network(int gpus) {
   c.inter = {"free", 1e12, 0.0};
   return c;
 }
+// A pipeline of pp stages, one sample per micro-batch, `micro_batches` per step.
+SimLayout pipeline(int pp, int64_t micro_batches) {
+  SimLayout l;
+  l.pp = pp;
+  l.micro_batch = 1;
+  l.global_batch = micro_batches;
+  return l;
+}
 }  // namespace
 
 TEST(SimStep, OneGpuIsThePlanCostPlusTheOptimizer) {
@@ -138,10 +146,7 @@ TEST(SimStep, CollectivesOverlappingBackwardSlowIt) {
 
 TEST(SimStep, PipelineBubbleShrinksWithMoreMicroBatches) {
   const ModelConfig m = preset_config("tnl-385m");
-  SimLayout l;
-  l.pp = 4;
-  l.micro_batch = 1;
-  l.global_batch = 4;
+  SimLayout l = pipeline(4, 4);
   const StepPrediction few = simulate_step(m, cluster(4, 1), l);
   l.global_batch = 32;
   const StepPrediction many = simulate_step(m, cluster(4, 1), l);
@@ -164,11 +169,8 @@ TEST(SimStep, InterleavingDividesTheBubbleByTheChunks) {
   const int64_t micro_batches = 8;
   const double f = 1.0, b = 2.0;
   for (int v : {1, 2, 4}) {
-    SimLayout l;
-    l.pp = pp;
+    SimLayout l = pipeline(pp, micro_batches);
     l.pp_chunks = v;
-    l.micro_batch = 1;
-    l.global_batch = micro_batches;
     MicroBatchCosts costs;
     for (int q = 0; q < pp * v; ++q) {
       StageCost sc;
@@ -187,10 +189,7 @@ TEST(SimStep, InterleavingDividesTheBubbleByTheChunks) {
 
 TEST(SimStep, InterleavedLayoutsAreCheckedAndCostAsManySendsAsChunks) {
   const ModelConfig m = preset_config("tnl-385m");
-  SimLayout l;
-  l.pp = 2;
-  l.micro_batch = 1;
-  l.global_batch = 4;
+  SimLayout l = pipeline(2, 4);
   const StepPrediction plain = simulate_step(m, cluster(2, 1), l);
   l.pp_chunks = 2;
   const StepPrediction interleaved = simulate_step(m, cluster(2, 1), l);
