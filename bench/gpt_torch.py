@@ -24,7 +24,7 @@ Prints one JSON object: {"shape": ..., "ops": {name: ms}, "kernel_ops":
 
 usage: python3 bench/gpt_torch.py [--layers 24 --hidden 2304 --heads 24
   --vocab 51200 --seq 2048 --batch 4] [--core unfused|flash] [--eager]
-  [--dropout 0.1] [--no-step]
+  [--dropout 0.1] [--no-step] [--step-kernels]
 """
 import argparse
 import json
@@ -52,6 +52,26 @@ def kernel_ms(run, reps=10):
         torch.cuda.synchronize()
     us = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
     return us / reps / 1e3
+
+
+def kernel_table(run, top=60):
+    """The kernels of one run by name: [{"kernel", "calls", "ms"}], the
+    longest `top` first, and the run's total kernel ms: where a whole step's
+    time goes that the ops timed alone do not show."""
+    run()
+    torch.cuda.synchronize()
+    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=acts) as prof:
+        run()
+        torch.cuda.synchronize()
+    by_name = {}
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            calls, us = by_name.get(e.name, (0, 0.0))
+            by_name[e.name] = (calls + 1, us + e.time_range.elapsed_us())
+    rows = sorted(by_name.items(), key=lambda kv: -kv[1][1])
+    total = sum(us for _, us in by_name.values()) / 1e3
+    return [{"kernel": k[:200], "calls": c, "ms": us / 1e3} for k, (c, us) in rows[:top]], total
 
 
 def elementwise(eager):
@@ -196,6 +216,8 @@ def step_times(a, fused):
         torch.cuda.reset_peak_memory_stats()
         run()
         out[f"peak_gib_recompute_{key}"] = torch.cuda.max_memory_allocated() / 2**30
+        if a.step_kernels and not recompute:
+            out["kernels_recompute_none"], out["kernels_total_ms_recompute_none"] = kernel_table(run)
     del model
     torch.cuda.empty_cache()
     # The simulator's optimizer: AdamW over f32 values, gradients and moments.
@@ -220,6 +242,8 @@ def main():
     ap.add_argument("--eager", action="store_true", help="PyTorch's separate element-wise kernels")
     ap.add_argument("--dropout", type=float, default=P_DROP, help="dropout probability (Megatron's GPT: 0.1)")
     ap.add_argument("--no-step", action="store_true", help="op times only")
+    ap.add_argument("--step-kernels", action="store_true",
+                    help="also list one step's kernels by name (step.kernels_recompute_none)")
     a = ap.parse_args()
     P_DROP = a.dropout
     fused = elementwise(a.eager)

@@ -159,6 +159,7 @@ int search_command(const std::vector<std::string>& args) {
                               {"gpus", cluster.gpus()},
                               {"gpu", cluster.gpu.name},
                               {"cost_source", setup.profile ? "profile" : "roofline"},
+                              {"efficiency", efficiency_json(setup.efficiency)},
                               {"seq_len", space.seq_len},
                               {"global_batch", space.global_batch},
                               {"evaluated", stats.evaluated},
@@ -174,7 +175,7 @@ int search_command(const std::vector<std::string>& args) {
   fmt::print("{} on {} × {} {} ({} GPUs), {} tokens per sample, global batch {}{}; costs: {}\n",
              setup.model.name(), cluster.nodes, cluster.gpus_per_node, cluster.gpu.name,
              cluster.gpus(), space.seq_len, space.global_batch, setup.grad_reduce_note(),
-             setup.profile ? "measured profile" : "roofline");
+             setup.cost_note());
   fmt::print("{:>4} {:>5} {:>7} {:>8} {:>14} {:>5} {:>9} {:>4} {:>5} {:>10} {:>12} {:>6} {:>8}\n",
              "rank", "dp", "tp", "pp", "sp", "micro", "recompute", "zero", "co2", "step ms",
              "tokens/GPU/s", "MFU %", "GiB/GPU");

@@ -81,6 +81,7 @@ int sim_command(const std::vector<std::string>& args) {
         {"gpus", cluster.gpus()},
         {"gpu", cluster.gpu.name},
         {"cost_source", setup.profile ? "profile" : "roofline"},
+        {"efficiency", efficiency_json(setup.efficiency)},
         {"layout",
          {{"dp", l.dp}, {"tp", l.tp}, {"tp_sp", l.tp_sp}, {"pp", l.pp}, {"sp", l.sp},
           {"sp_kind", sp_kind_name(l.sp_kind)}, {"zero", l.zero}, {"recompute", recompute_name(l.recompute)},
@@ -115,7 +116,7 @@ int sim_command(const std::vector<std::string>& args) {
              l.sp > 1 ? fmt::format(" ({})", sp_kind_name(l.sp_kind)) : "", l.zero, recompute_name(l.recompute),
              l.co2_tau > 0 ? fmt::format(", CO2 τ={}", l.co2_tau) : "", l.micro_batch, l.seq_len, l.global_batch,
              setup.grad_reduce_note(),
-             setup.profile ? "measured profile" : "roofline");
+             setup.cost_note());
   fmt::print("  step time        {:10.3f} ms\n", p.step_seconds * 1e3);
   fmt::print("  tokens/GPU/s     {:10.0f}\n", p.tokens_per_gpu_per_s);
   fmt::print("  MFU              {:10.1f} %  (model FLOPs / datasheet bf16 peak)\n", 100 * p.mfu);

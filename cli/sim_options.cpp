@@ -1,6 +1,7 @@
 #include "cli/sim_options.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "model/softmax_transformer.h"
@@ -18,8 +19,8 @@ void add_sim_setup_options(po::options_description& options) {
       ("nodes", po::value<int>()->default_value(1), "nodes")
       ("inter-link", po::value<std::string>()->default_value("ib-ndr"), "node-to-node link: ib-hdr|ib-ndr|eth-80g|eth-100g|pcie4")
       ("nics-per-node", po::value<int>()->default_value(8), "NICs per node")
-      ("hw-file", po::value<std::string>(), "INI file overriding hardware fields ([gpu], [intra], [inter], [cluster]; docs/simulator.md)")
-      ("hw", po::value<std::vector<std::string>>()->composing(), "override one hardware field, e.g. gpu.bf16_tflops=700 (repeatable; after --hw-file)")
+      ("hw-file", po::value<std::string>(), "INI file overriding hardware fields ([gpu], [intra], [inter], [cluster], [efficiency]; docs/simulator.md)")
+      ("hw", po::value<std::vector<std::string>>()->composing(), "override one hardware field, e.g. gpu.bf16_tflops=700 or efficiency.elementwise=0.4 (repeatable; after --hw-file)")
       ("profile", po::value<std::string>(), "measured rates from `linpar profile` (JSON) instead of the roofline where it has them")
       ("grad-reduce", po::value<std::string>()->default_value("overlap"), "gradient averaging: overlap (buckets during the last backward, linpar and PyTorch DDP) or after-backward (Megatron-LM without --overlap-grad-reduce)")
       ("grad-reduce-dtype", po::value<std::string>()->default_value("f32"), "element type of the gradient reduction: f32 (linpar) or bf16/fp16");
@@ -68,18 +69,43 @@ std::string SimSetup::grad_reduce_note() const {
                      grad_reduce_bytes == 4 ? "f32" : "2-byte elements");
 }
 
+std::string SimSetup::cost_note() const {
+  const sim::Efficiency d;
+  std::string changed;
+  auto note = [&](const char* key, double value, double default_value) {
+    if (value != default_value) changed += fmt::format("{}efficiency.{} {:g}", changed.empty() ? "" : ", ", key, value);
+  };
+  note("matmul", efficiency.matmul, d.matmul);
+  note("matmul_overhead_us", efficiency.matmul_overhead_us, d.matmul_overhead_us);
+  note("attention", efficiency.attention, d.attention);
+  note("softmax_attention", efficiency.softmax_attention, d.softmax_attention);
+  note("memory", efficiency.memory, d.memory);
+  note("elementwise", efficiency.elementwise, d.elementwise);
+  const std::string source = profile ? "measured profile" : "roofline";
+  return changed.empty() ? source : fmt::format("{} ({})", source, changed);
+}
+
+nlohmann::json efficiency_json(const sim::Efficiency& e) {
+  return {{"matmul", e.matmul},           {"matmul_overhead_us", e.matmul_overhead_us},
+          {"attention", e.attention},     {"softmax_attention", e.softmax_attention},
+          {"memory", e.memory},           {"elementwise", e.elementwise}};
+}
+
 SimSetup sim_setup_from(const po::variables_map& v) {
   sim::ClusterSpec cluster =
       sim::make_cluster(v["gpu"].as<std::string>(), v["gpus-per-node"].as<int>(), v["nodes"].as<int>(),
                         v["inter-link"].as<std::string>(), v["nics-per-node"].as<int>());
-  if (v.count("hw-file")) sim::apply_hardware_ini(v["hw-file"].as<std::string>(), cluster);
+  sim::Efficiency efficiency;
+  if (v.count("hw-file")) sim::apply_hardware_ini(v["hw-file"].as<std::string>(), cluster, efficiency);
   if (v.count("hw")) {
-    for (const std::string& a : v["hw"].as<std::vector<std::string>>()) sim::apply_hardware_override(a, cluster);
+    for (const std::string& a : v["hw"].as<std::vector<std::string>>()) {
+      sim::apply_hardware_override(a, cluster, efficiency);
+    }
   }
   sim::validate(cluster);
   std::optional<sim::MeasuredProfile> profile;
   if (v.count("profile")) profile = sim::load_profile(v["profile"].as<std::string>());
-  SimSetup setup{model_from(v), cluster, std::move(profile)};
+  SimSetup setup{model_from(v), cluster, std::move(profile), efficiency};
   const std::string reduce = v["grad-reduce"].as<std::string>(), dtype = v["grad-reduce-dtype"].as<std::string>();
   if (reduce != "overlap" && reduce != "after-backward") {
     user_error("--grad-reduce {}: expected overlap or after-backward", reduce);

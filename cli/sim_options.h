@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/options.h"
 #include "sim/hardware.h"
 #include "sim/model.h"
@@ -25,17 +27,25 @@ struct SimSetup {
   sim::SimModel model;
   sim::ClusterSpec cluster;
   std::optional<sim::MeasuredProfile> profile;
+  sim::Efficiency efficiency;  // the defaults, or --hw efficiency.KEY=VALUE / --hw-file [efficiency]
   // --grad-reduce, --grad-reduce-dtype (sim::SimLayout's fields of the same names).
   bool grad_reduce_overlap = true;
   int64_t grad_reduce_bytes = 4;
   // "; gradients reduced after backward in bf16" when not the defaults, else "".
   std::string grad_reduce_note() const;
+  // "roofline" or "measured profile", then the efficiencies that differ from
+  // the defaults: "roofline (efficiency.elementwise 0.38)".
+  std::string cost_note() const;
   sim::CostModel cost() const {
     sim::CostModel c;
+    c.efficiency = efficiency;
     if (profile) c.profile = &*profile;
     return c;
   }
 };
+// The efficiencies as JSON (`linpar sim/search --format json`, key "efficiency").
+nlohmann::json efficiency_json(const sim::Efficiency& efficiency);
+
 // UserError naming the value and the rule for bad options.
 SimSetup sim_setup_from(const po::variables_map& v);
 

@@ -240,13 +240,20 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
       return;
     }
     // Unfused: scores = Q·Kᵀ, P = dropout(softmax(mask(scores))), O = P·V,
-    // each N×N tensor through memory; the two products do half of the FLOPs each.
-    const int64_t dropout_bytes = c.dropout ? scores + scores * e : 0;  // mask, dropped P
+    // each N×N tensor through memory; the two products do half of the FLOPs
+    // each. Megatron-LM runs the softmax as its fused scale-mask-softmax
+    // kernel and the dropout after it as torch's own kernel
+    // (ParallelAttention: scale_mask_softmax, then attention_dropout), so
+    // with dropout P is written, read back, and dropped P and the mask
+    // (a byte each) written; in backward dropout's gradient is written and
+    // read back by the softmax's.
+    const int64_t dropout_read = c.dropout ? scores * e : 0;               // P, again
+    const int64_t dropout_written = c.dropout ? scores + scores * e : 0;  // mask, dropped P
     const int64_t softmax_flops = (kSoftmaxForwardFlops + (c.dropout ? kDropoutFlops : 0)) * scores;
     if (!backward) {
       op(prefix + "attention.scores.forward", forward_flops / 2, q_core + kv_core, scores * e);
-      op(prefix + "attention.softmax.forward", softmax_flops, scores * e,
-         scores * e + dropout_bytes);
+      op(prefix + "attention.softmax.forward", softmax_flops, scores * e + dropout_read,
+         scores * e + dropout_written);
       op(prefix + "attention.context.forward", forward_flops / 2, scores * e + kv_core, q_core);
       return;
     }
@@ -257,9 +264,10 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     // would be 0.25: docs/validation.md).
     op(prefix + "attention.context.backward", backward_flops / 2, 2 * q_core + scores * e + kv_core,
        scores * e + kv_core);  // dP and dV
+    // Reads dP and P (+ the mask and dropout's gradient); writes dS (+ dropout's gradient).
     op(prefix + "attention.softmax.backward",
        (kSoftmaxBackwardFlops + (c.dropout ? 1 : 0)) * scores,  // (+ the mask)
-       2 * scores * e + (c.dropout ? scores : 0), scores * e);
+       2 * scores * e + (c.dropout ? scores + scores * e : 0), scores * e + (c.dropout ? scores * e : 0));
     op(prefix + "attention.scores.backward", backward_flops / 2, 2 * scores * e + q_core + kv_core,
        q_core + kv_core);  // dQ and dK
   };

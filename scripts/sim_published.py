@@ -95,7 +95,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--linpar", default="build/cli/linpar")
     ap.add_argument("--commands", action="store_true", help="print the numbered commands instead")
+    ap.add_argument("--hw", action="append", default=[],
+                    help="passed to every row's linpar sim (e.g. efficiency.elementwise=0.5); repeatable")
     a = ap.parse_args()
+    extra = [f"--hw {h}" for h in a.hw]
+    ROWS[:] = [row[:7] + (" ".join([row[7]] + extra),) for row in ROWS]
     if a.commands:
         for i, row in enumerate(ROWS, 1):
             print(f"{i:2d}. linpar sim {row[7]}")

@@ -31,7 +31,7 @@ def sim_trace(a, shape, recompute):
         cmd = [a.linpar, "sim", "--format", "json", "--model", a.model, "--gpu", a.gpu, "--gpus-per-node", "1",
                "--attention-core", shape["core"], "--seq-len", str(shape["seq"]), "--micro-batch",
                str(shape["batch"]), "--global-batch", str(shape["batch"]), "--recompute", recompute,
-               "--trace", path]
+               "--trace", path] + [f"--hw={h}" for h in a.hw]
         out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         with open(path) as f:
             trace = json.load(f)
@@ -47,7 +47,22 @@ def sim_trace(a, shape, recompute):
     return out, ops, tasks
 
 
+# sim/op_costs.cpp classify_op's products and fused core; every other op of
+# the plan is memory-bound (costed at efficiency.elementwise of the HBM).
+NOT_MEMORY = ("attention.qkv_proj.", "attention.out_proj.", "mlp.fc1.", "mlp.fc2.", "mlp.gate_up.", "mlp.down.",
+              "attention.scores.", "attention.context.", "lm_head.", "attention.core.")
+
+
+def measured_key(name):
+    """The measurement's key of a plan op (layer N's ops were measured on one layer)."""
+    key = name.split(".", 2)[2] if name.startswith("layers.") else name
+    base, _, kind = key.rpartition(".")
+    return f"{SAME_AS.get(base, base)}.{kind}"
+
+
 def err(pred, meas):
+    if meas <= 0:  # e.g. a residual's backward without dropout launches no kernel
+        return "no kernel"
     return f"{100 * (pred / meas - 1):+.1f}%"
 
 
@@ -57,6 +72,8 @@ def main():
     ap.add_argument("--model", required=True, help="the linpar preset of the measured shape")
     ap.add_argument("--gpu", default="h200")
     ap.add_argument("--linpar", default="build-cpu/cli/linpar")
+    ap.add_argument("--hw", action="append", default=[],
+                    help="passed to linpar sim (e.g. efficiency.elementwise=0.5); repeatable")
     a = ap.parse_args()
     with open(a.measured) as f:
         m = json.load(f)
@@ -72,9 +89,7 @@ def main():
     for name, pred in ops.items():
         if name.startswith("layers.") and not name.startswith("layers.0."):
             continue
-        key = name.removeprefix("layers.0.")
-        base, _, kind = key.rpartition(".")
-        key = f"{SAME_AS.get(base, base)}.{kind}"
+        key = measured_key(name)
         meas = m["ops"].get(key)
         if meas is None:
             print(f"| {name} | {pred:.3f} | {m['ops'].get(key.rpartition('.')[0] + '.error', 'not measured')} | | |")
@@ -87,6 +102,23 @@ def main():
         print(f"| {name} | {pred:.3f} | {meas:.3f} | {k:.3f} | {err(pred, k)} |")
     print(f"| layer 0, forward + backward | {pred_total:.3f} | {meas_total:.3f} | {kern_total:.3f} | "
           f"{err(pred_total, kern_total)} |")
+    # The memory-bound ops of the whole plan (every layer, the embedding and
+    # the head's norm and loss), against their kernels: the share of the HBM
+    # bandwidth at which this implementation moves the bytes the plan counts.
+    # The roofline took them at efficiency.elementwise, so the measured share
+    # is that times predicted / measured (a time-weighted rate).
+    elementwise = traces["none"][0]["efficiency"]["elementwise"]
+    mem_pred = mem_kern = 0.0
+    for name, pred in ops.items():
+        key = measured_key(name)
+        if any(part in name for part in NOT_MEMORY) or key not in m["ops"]:
+            continue
+        mem_pred += pred
+        mem_kern += kern.get(key, m["ops"][key])
+    if mem_kern > 0:
+        print(f"\nmemory-bound ops of the whole plan: {mem_pred:.2f} ms predicted at efficiency.elementwise "
+              f"{elementwise:g}, {mem_kern:.2f} ms of their kernels: the plan's bytes at "
+              f"{elementwise * mem_pred / mem_kern:.3f} of the HBM bandwidth")
     if "step" not in m:
         return
     s = m["step"]

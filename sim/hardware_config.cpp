@@ -15,42 +15,61 @@ namespace linpar::sim {
 
 namespace {
 
-enum class Rule { Text, Positive, NonNegative, Count };
+// Fraction: 0 < x <= 1 (an efficiency is a share of a peak).
+enum class Rule { Text, Positive, NonNegative, Count, Fraction };
 using Target = std::variant<std::string*, double*, int*>;
+
+// What the fields are written into: the cluster and the roofline's
+// efficiencies, changed together or not at all.
+struct Values {
+  ClusterSpec cluster;
+  Efficiency efficiency;
+};
 
 struct Field {
   const char* section;
   const char* key;
   Rule rule;
-  Target (*target)(ClusterSpec&);
+  Target (*target)(Values&);
 };
 
 // The one table both the INI file and --hw go through.
 const Field kFields[] = {
-    {"gpu", "name", Rule::Text, [](ClusterSpec& c) -> Target { return &c.gpu.name; }},
+    {"gpu", "name", Rule::Text, [](Values& v) -> Target { return &v.cluster.gpu.name; }},
     {"gpu", "bf16_tflops", Rule::Positive,
-     [](ClusterSpec& c) -> Target { return &c.gpu.bf16_tflops; }},
+     [](Values& v) -> Target { return &v.cluster.gpu.bf16_tflops; }},
     {"gpu", "f32_tflops", Rule::Positive,
-     [](ClusterSpec& c) -> Target { return &c.gpu.f32_tflops; }},
-    {"gpu", "hbm_gib", Rule::Positive, [](ClusterSpec& c) -> Target { return &c.gpu.hbm_gib; }},
-    {"gpu", "hbm_gbps", Rule::Positive, [](ClusterSpec& c) -> Target { return &c.gpu.hbm_gbps; }},
+     [](Values& v) -> Target { return &v.cluster.gpu.f32_tflops; }},
+    {"gpu", "hbm_gib", Rule::Positive, [](Values& v) -> Target { return &v.cluster.gpu.hbm_gib; }},
+    {"gpu", "hbm_gbps", Rule::Positive, [](Values& v) -> Target { return &v.cluster.gpu.hbm_gbps; }},
     {"gpu", "overlap_compute_slowdown", Rule::NonNegative,
-     [](ClusterSpec& c) -> Target { return &c.gpu.overlap_compute_slowdown; }},
+     [](Values& v) -> Target { return &v.cluster.gpu.overlap_compute_slowdown; }},
     {"gpu", "overlap_comm_slowdown", Rule::NonNegative,
-     [](ClusterSpec& c) -> Target { return &c.gpu.overlap_comm_slowdown; }},
-    {"intra", "name", Rule::Text, [](ClusterSpec& c) -> Target { return &c.intra.name; }},
-    {"intra", "gbps", Rule::Positive, [](ClusterSpec& c) -> Target { return &c.intra.gbps; }},
+     [](Values& v) -> Target { return &v.cluster.gpu.overlap_comm_slowdown; }},
+    {"intra", "name", Rule::Text, [](Values& v) -> Target { return &v.cluster.intra.name; }},
+    {"intra", "gbps", Rule::Positive, [](Values& v) -> Target { return &v.cluster.intra.gbps; }},
     {"intra", "latency_us", Rule::NonNegative,
-     [](ClusterSpec& c) -> Target { return &c.intra.latency_us; }},
-    {"inter", "name", Rule::Text, [](ClusterSpec& c) -> Target { return &c.inter.name; }},
-    {"inter", "gbps", Rule::Positive, [](ClusterSpec& c) -> Target { return &c.inter.gbps; }},
+     [](Values& v) -> Target { return &v.cluster.intra.latency_us; }},
+    {"inter", "name", Rule::Text, [](Values& v) -> Target { return &v.cluster.inter.name; }},
+    {"inter", "gbps", Rule::Positive, [](Values& v) -> Target { return &v.cluster.inter.gbps; }},
     {"inter", "latency_us", Rule::NonNegative,
-     [](ClusterSpec& c) -> Target { return &c.inter.latency_us; }},
+     [](Values& v) -> Target { return &v.cluster.inter.latency_us; }},
     {"cluster", "gpus_per_node", Rule::Count,
-     [](ClusterSpec& c) -> Target { return &c.gpus_per_node; }},
-    {"cluster", "nodes", Rule::Count, [](ClusterSpec& c) -> Target { return &c.nodes; }},
+     [](Values& v) -> Target { return &v.cluster.gpus_per_node; }},
+    {"cluster", "nodes", Rule::Count, [](Values& v) -> Target { return &v.cluster.nodes; }},
     {"cluster", "nics_per_node", Rule::Count,
-     [](ClusterSpec& c) -> Target { return &c.nics_per_node; }},
+     [](Values& v) -> Target { return &v.cluster.nics_per_node; }},
+    // The roofline's efficiencies (sim/op_costs.h; ignored where a --profile
+    // measured the op).
+    {"efficiency", "matmul", Rule::Fraction, [](Values& v) -> Target { return &v.efficiency.matmul; }},
+    {"efficiency", "matmul_overhead_us", Rule::NonNegative,
+     [](Values& v) -> Target { return &v.efficiency.matmul_overhead_us; }},
+    {"efficiency", "attention", Rule::Fraction, [](Values& v) -> Target { return &v.efficiency.attention; }},
+    {"efficiency", "softmax_attention", Rule::Fraction,
+     [](Values& v) -> Target { return &v.efficiency.softmax_attention; }},
+    {"efficiency", "memory", Rule::Fraction, [](Values& v) -> Target { return &v.efficiency.memory; }},
+    {"efficiency", "elementwise", Rule::Fraction,
+     [](Values& v) -> Target { return &v.efficiency.elementwise; }},
 };
 
 std::string known_sections() {
@@ -84,7 +103,7 @@ void check_section(const std::string& section, const std::string& where) {
 
 // Sets one field; `where` names the file and line or the argument, the key and
 // the value for the messages ("hw.ini:3: [gpu] bf16_tflops = fast").
-void set_field(ClusterSpec& cluster, const std::string& section, const std::string& key,
+void set_field(Values& values, const std::string& section, const std::string& key,
                const std::string& value, const std::string& where) {
   check_section(section, where);
   const Field* field = nullptr;
@@ -99,10 +118,11 @@ void set_field(ClusterSpec& cluster, const std::string& section, const std::stri
   const char* last = value.data() + value.size();
   switch (field->rule) {
     case Rule::Text:
-      *std::get<std::string*>(field->target(cluster)) = value;
+      *std::get<std::string*>(field->target(values)) = value;
       return;
     case Rule::Positive:
-    case Rule::NonNegative: {
+    case Rule::NonNegative:
+    case Rule::Fraction: {
       double x = 0;
       const auto [end, error] = std::from_chars(first, last, x);
       if (error != std::errc() || end != last || !std::isfinite(x)) {
@@ -110,7 +130,10 @@ void set_field(ClusterSpec& cluster, const std::string& section, const std::stri
       }
       if (field->rule == Rule::Positive && !(x > 0)) user_error("{}: must be positive", where);
       if (field->rule == Rule::NonNegative && x < 0) user_error("{}: must be >= 0", where);
-      *std::get<double*>(field->target(cluster)) = x;
+      if (field->rule == Rule::Fraction && !(x > 0 && x <= 1)) {
+        user_error("{}: a share of the peak, must be > 0 and <= 1", where);
+      }
+      *std::get<double*>(field->target(values)) = x;
       return;
     }
     case Rule::Count: {
@@ -119,7 +142,7 @@ void set_field(ClusterSpec& cluster, const std::string& section, const std::stri
       if (error != std::errc() || end != last) user_error("{}: not a whole number", where);
       if (n <= 0) user_error("{}: must be positive", where);
       if (n > INT_MAX) user_error("{}: too large", where);
-      *std::get<int*>(field->target(cluster)) = static_cast<int>(n);
+      *std::get<int*>(field->target(values)) = static_cast<int>(n);
       return;
     }
   }
@@ -139,10 +162,10 @@ void validate_from(const ClusterSpec& cluster, const std::string& origin) {
 // A reader of its own rather than Boost.PropertyTree's: PropertyTree drops an
 // empty section (so `[nvme]` would pass silently) and reports no line for a
 // bad value; the format is a dozen lines to read.
-void apply_hardware_ini(const std::string& path, ClusterSpec& cluster) {
+void apply_hardware_ini(const std::string& path, ClusterSpec& cluster, Efficiency& efficiency) {
   std::ifstream in(path);
   if (!in) user_error("{}: cannot open the hardware file", path);
-  ClusterSpec updated = cluster;  // the caller's cluster changes only if every value is good
+  Values updated{cluster, efficiency};  // the caller's values change only if every value is good
   std::string section;
   std::map<std::string, int> first_line;  // "section.key" -> the line that set it
   std::string text;
@@ -170,23 +193,25 @@ void apply_hardware_ini(const std::string& path, ClusterSpec& cluster) {
     if (!fresh) user_error("{}: already set on line {}", where, seen->second);
     set_field(updated, section, key, value, where);
   }
-  validate_from(updated, path);
-  cluster = updated;
+  validate_from(updated.cluster, path);
+  cluster = updated.cluster;
+  efficiency = updated.efficiency;
 }
 
-void apply_hardware_override(const std::string& assignment, ClusterSpec& cluster) {
+void apply_hardware_override(const std::string& assignment, ClusterSpec& cluster, Efficiency& efficiency) {
   const std::string where = "--hw " + assignment;
   const size_t equals = assignment.find('=');
   const size_t dot = assignment.find('.');
   if (equals == std::string::npos || dot == std::string::npos || dot > equals) {
     user_error("{}: expected section.key=value (e.g. gpu.bf16_tflops=700)", where);
   }
-  ClusterSpec updated = cluster;
+  Values updated{cluster, efficiency};
   set_field(updated, trimmed(assignment.substr(0, dot)),
             trimmed(assignment.substr(dot + 1, equals - dot - 1)),
             trimmed(assignment.substr(equals + 1)), where);
-  validate_from(updated, where);
-  cluster = updated;
+  validate_from(updated.cluster, where);
+  cluster = updated.cluster;
+  efficiency = updated.efficiency;
 }
 
 std::vector<std::string> hardware_field_names() {

@@ -57,11 +57,32 @@ TEST(CliSim, TableAndBadLayouts) {
         "--gpus-per-node 2 --pp 2 --global-batch 3 --pp-chunks 2",
         "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 2 --pp-schedule gpipe",
         "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 64",
-        "--gpus-per-node 1 --grad-reduce later", "--gpus-per-node 1 --grad-reduce-dtype f64"}) {
+        "--gpus-per-node 1 --grad-reduce later", "--gpus-per-node 1 --grad-reduce-dtype f64",
+        "--gpus-per-node 1 --hw efficiency.elementwise=69", "--gpus-per-node 1 --hw efficiency.flops=0.5"}) {
     const auto r = run_linpar("sim --model tnl-385m " + args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
   }
+}
+
+// --hw efficiency.KEY=VALUE reaches the roofline (slower memory-bound ops,
+// a longer step), the JSON and the table's cost line; the defaults go unsaid.
+TEST(CliSim, EfficiencyOverridesReachTheRooflineAndTheReport) {
+  const std::string args = "sim --model megatron-1.7b --gpu a100-80gb --gpus-per-node 1 --seq-len 2048 --format json";
+  const auto base = run_linpar(args);
+  const auto slow = run_linpar(args + " --hw efficiency.elementwise=0.345");
+  ASSERT_EQ(base.exit_code, 0) << base.err;
+  ASSERT_EQ(slow.exit_code, 0) << slow.err;
+  const nlohmann::json b = nlohmann::json::parse(base.out), s = nlohmann::json::parse(slow.out);
+  EXPECT_EQ(b["efficiency"]["elementwise"], 0.69);
+  EXPECT_EQ(s["efficiency"]["elementwise"], 0.345);
+  EXPECT_EQ(s["efficiency"]["matmul"], b["efficiency"]["matmul"]);
+  EXPECT_GT(s["step_time_s"].get<double>(), b["step_time_s"].get<double>());
+  const auto table = run_linpar("sim --model megatron-1.7b --gpus-per-node 1 --hw efficiency.elementwise=0.345");
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("costs: roofline (efficiency.elementwise 0.345)"), std::string::npos) << table.out;
+  const auto plain = run_linpar("sim --model megatron-1.7b --gpus-per-node 1");
+  EXPECT_NE(plain.out.find("costs: roofline\n"), std::string::npos) << plain.out;
 }
 
 TEST(CliSim, SequenceParallelRecomputeCo2AndTheOtherFamily) {

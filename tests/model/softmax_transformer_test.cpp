@@ -544,11 +544,25 @@ TEST(SoftmaxPlan, UnfusedCoreMovesTheN2Tensors) {
   const int64_t scores = B * H * N * N;
   c.flash_attention = false;
   const OpPlan plan = plan_softmax_transformer(c, 1, false, 1, StepShape{B, N, e});
-  // softmax reads the scores; writes the probabilities, the dropout mask (a
-  // byte each) and the dropped probabilities.
+  // Megatron's two kernels: the softmax reads the scores and writes the
+  // probabilities; the dropout reads them back and writes its mask (a byte
+  // each) and the dropped probabilities.
   const PlannedOp& softmax = find_op(plan, "layers.0.attention.softmax.forward");
-  EXPECT_EQ(softmax.bytes_read, scores * e);
+  EXPECT_EQ(softmax.bytes_read, scores * e + scores * e);
   EXPECT_EQ(softmax.bytes_written, scores * e + scores + scores * e);
+  // Backward: dropout's reads the gradient and the mask and writes its
+  // gradient; the softmax's reads that and the probabilities and writes dS.
+  const PlannedOp& softmax_backward = find_op(plan, "layers.0.attention.softmax.backward");
+  EXPECT_EQ(softmax_backward.bytes_read, scores * e + scores + scores * e + scores * e);
+  EXPECT_EQ(softmax_backward.bytes_written, scores * e + scores * e);
+  // Without dropout: one kernel each way.
+  SoftmaxTransformerConfig no_dropout = c;
+  no_dropout.dropout = false;
+  const OpPlan plain = plan_softmax_transformer(no_dropout, 1, false, 1, StepShape{B, N, e});
+  EXPECT_EQ(find_op(plain, "layers.0.attention.softmax.forward").bytes_read, scores * e);
+  EXPECT_EQ(find_op(plain, "layers.0.attention.softmax.forward").bytes_written, scores * e);
+  EXPECT_EQ(find_op(plain, "layers.0.attention.softmax.backward").bytes_read, 2 * scores * e);
+  EXPECT_EQ(find_op(plain, "layers.0.attention.softmax.backward").bytes_written, scores * e);
   EXPECT_EQ(find_op(plan, "layers.0.attention.scores.forward").flops, 2 * B * H * N * N * d);
   // Backward's products each read their operands: dQ = dS·K and dK = dSᵀ·Q
   // read the N×N gradient twice; dP = dO·Vᵀ and dV = Pᵀ·dO read dO twice.

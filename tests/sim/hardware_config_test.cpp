@@ -1,6 +1,7 @@
 // Hardware overrides from an INI file and from --hw assignments: every field
-// of the table reaches the cluster, and every bad input is one line naming the
-// file (or argument), the key and the value, leaving the cluster unchanged.
+// of the table reaches the cluster or the efficiencies, and every bad input is
+// one line naming the file (or argument), the key and the value, leaving both
+// unchanged.
 #include "sim/hardware_config.h"
 
 #include <gtest/gtest.h>
@@ -42,6 +43,11 @@ bool same(const ClusterSpec& a, const ClusterSpec& b) {
          a.nodes == b.nodes && a.nics_per_node == b.nics_per_node;
 }
 
+bool same(const Efficiency& a, const Efficiency& b) {
+  return a.matmul == b.matmul && a.matmul_overhead_us == b.matmul_overhead_us && a.attention == b.attention &&
+         a.softmax_attention == b.softmax_attention && a.memory == b.memory && a.elementwise == b.elementwise;
+}
+
 TEST(HardwareIni, SetsEveryField) {
   testing::TempDir dir;
   const std::string path = write_ini(dir,
@@ -65,9 +71,17 @@ TEST(HardwareIni, SetsEveryField) {
                                      "[cluster]\n"
                                      "gpus_per_node = 4\n"
                                      "nodes = 16\n"
-                                     "nics_per_node = 2\n");
+                                     "nics_per_node = 2\n"
+                                     "[efficiency]\n"
+                                     "matmul = 0.7\n"
+                                     "matmul_overhead_us = 0\n"
+                                     "attention = 0.05\n"
+                                     "softmax_attention = 0.3\n"
+                                     "memory = 1\n"
+                                     "elementwise = 0.38\n");
   ClusterSpec c = make_cluster("h100", 8, 1);
-  apply_hardware_ini(path, c);
+  Efficiency e;
+  apply_hardware_ini(path, c, e);
   EXPECT_EQ(c.gpu.name, "h100-tuned");
   EXPECT_EQ(c.gpu.bf16_tflops, 700);
   EXPECT_EQ(c.gpu.f32_tflops, 60.5);
@@ -82,19 +96,27 @@ TEST(HardwareIni, SetsEveryField) {
   EXPECT_EQ(c.gpus_per_node, 4);
   EXPECT_EQ(c.nodes, 16);
   EXPECT_EQ(c.nics_per_node, 2);
+  EXPECT_EQ(e.matmul, 0.7);
+  EXPECT_EQ(e.matmul_overhead_us, 0);
+  EXPECT_EQ(e.attention, 0.05);
+  EXPECT_EQ(e.softmax_attention, 0.3);
+  EXPECT_EQ(e.memory, 1);
+  EXPECT_EQ(e.elementwise, 0.38);
 }
 
 TEST(HardwareIni, KeepsWhatTheFileDoesNotName) {
   testing::TempDir dir;
   ClusterSpec c = make_cluster("h200", 8, 2);
+  Efficiency e;
   const ClusterSpec before = c;
   // An empty section, and a section given twice.
-  apply_hardware_ini(write_ini(dir, "[gpu]\nhbm_gbps = 4000\n[cluster]\n[gpu]\nhbm_gib = 90\n"), c);
+  apply_hardware_ini(write_ini(dir, "[gpu]\nhbm_gbps = 4000\n[cluster]\n[gpu]\nhbm_gib = 90\n"), c, e);
   EXPECT_EQ(c.gpu.hbm_gbps, 4000);
   ClusterSpec expected = before;
   expected.gpu.hbm_gbps = 4000;
   expected.gpu.hbm_gib = 90;
   EXPECT_TRUE(same(c, expected));
+  EXPECT_TRUE(same(e, Efficiency{}));
 }
 
 TEST(HardwareIni, EveryErrorNamesFileKeyAndValueAndChangesNothing) {
@@ -106,7 +128,7 @@ TEST(HardwareIni, EveryErrorNamesFileKeyAndValueAndChangesNothing) {
   const std::string at1 = path + ":1: ", at2 = path + ":2: ", at3 = path + ":3: ";
   const Case cases[] = {
       {"[gpus]\nbf16_tflops = 700\n",
-       at1 + "unknown section [gpus] (known: [gpu], [intra], [inter], [cluster])"},
+       at1 + "unknown section [gpus] (known: [gpu], [intra], [inter], [cluster], [efficiency])"},
       {"[nvme]\n", at1 + "unknown section [nvme]"},
       {"[gpu\n", at1 + "[gpu: expected [section]"},
       {"[gpu]\nbf16 = 700\n",
@@ -128,34 +150,53 @@ TEST(HardwareIni, EveryErrorNamesFileKeyAndValueAndChangesNothing) {
       {"[gpu]\nbf16_tflops 700\n", at2 + "bf16_tflops 700: expected key = value or [section]"},
       {"[gpu]\nbf16_tflops = 1\nbf16_tflops = 2\n",
        at3 + "[gpu] bf16_tflops = 2: already set on line 2"},
+      {"[efficiency]\nelementwise = 1.2\n",
+       at2 + "[efficiency] elementwise = 1.2: a share of the peak, must be > 0 and <= 1"},
+      {"[efficiency]\nmatmul = 0\n", at2 + "[efficiency] matmul = 0: a share of the peak, must be > 0 and <= 1"},
+      {"[efficiency]\nmatmul_overhead_us = -1\n", at2 + "[efficiency] matmul_overhead_us = -1: must be >= 0"},
+      {"[efficiency]\ngemm = 0.5\n",
+       at2 + "[efficiency] gemm = 0.5: unknown key gemm in [efficiency] (known: matmul, matmul_overhead_us, "
+             "attention, softmax_attention, memory, elementwise)"},
       // A good value before the bad one is not applied either (checked below).
       {"[gpu]\nhbm_gbps = 1\n[cluster]\nnodes = none\n",
+       path + ":4: [cluster] nodes = none: not a whole number"},
+      {"[efficiency]\nelementwise = 0.4\n[cluster]\nnodes = none\n",
        path + ":4: [cluster] nodes = none: not a whole number"},
   };
   for (const Case& test : cases) {
     write_ini(dir, test.text);
     ClusterSpec c = make_cluster("h100", 8, 1);
+    Efficiency e;
     const ClusterSpec before = c;
-    const std::string message = error_of([&] { apply_hardware_ini(path, c); });
+    const std::string message = error_of([&] { apply_hardware_ini(path, c, e); });
     EXPECT_EQ(message.substr(0, test.message.size()), test.message) << test.text;
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
     EXPECT_TRUE(same(c, before)) << test.text;
+    EXPECT_TRUE(same(e, Efficiency{})) << test.text;
   }
   ClusterSpec c = make_cluster("h100", 8, 1);
-  EXPECT_EQ(error_of([&] { apply_hardware_ini(dir / "missing.ini", c); }),
+  Efficiency e;
+  EXPECT_EQ(error_of([&] { apply_hardware_ini(dir / "missing.ini", c, e); }),
             dir / "missing.ini" + ": cannot open the hardware file");
 }
 
 TEST(HardwareOverride, SetsOneField) {
   ClusterSpec c = make_cluster("h100", 8, 1);
-  apply_hardware_override("gpu.bf16_tflops=700", c);
+  Efficiency e;
+  apply_hardware_override("gpu.bf16_tflops=700", c, e);
   EXPECT_EQ(c.gpu.bf16_tflops, 700);
-  apply_hardware_override("inter.latency_us = 1.5", c);  // spaces around the parts are fine
+  apply_hardware_override("inter.latency_us = 1.5", c, e);  // spaces around the parts are fine
   EXPECT_EQ(c.inter.latency_us, 1.5);
-  apply_hardware_override("cluster.nodes=4", c);
+  apply_hardware_override("cluster.nodes=4", c, e);
   EXPECT_EQ(c.nodes, 4);
-  apply_hardware_override("intra.name=nvswitch", c);
+  apply_hardware_override("intra.name=nvswitch", c, e);
   EXPECT_EQ(c.intra.name, "nvswitch");
+  EXPECT_TRUE(same(e, Efficiency{}));
+  apply_hardware_override("efficiency.elementwise=0.38", c, e);
+  EXPECT_EQ(e.elementwise, 0.38);
+  Efficiency expected;
+  expected.elementwise = 0.38;
+  EXPECT_TRUE(same(e, expected));
 }
 
 TEST(HardwareOverride, EveryErrorNamesTheArgument) {
@@ -175,26 +216,33 @@ TEST(HardwareOverride, EveryErrorNamesTheArgument) {
       {"gpu.overlap_compute_slowdown=-0.5", "--hw gpu.overlap_compute_slowdown=-0.5: must be >= 0"},
       {"cluster.gpus_per_node=eight", "--hw cluster.gpus_per_node=eight: not a whole number"},
       {"cluster.nodes=0", "--hw cluster.nodes=0: must be positive"},
+      {"efficiency.softmax_attention=46", "--hw efficiency.softmax_attention=46: a share of the peak"},
+      {"efficiency.memory=-0.5", "--hw efficiency.memory=-0.5: a share of the peak"},
   };
   for (const Case& test : cases) {
     ClusterSpec c = make_cluster("h100", 8, 1);
+    Efficiency e;
     const ClusterSpec before = c;
-    const std::string message = error_of([&] { apply_hardware_override(test.assignment, c); });
+    const std::string message = error_of([&] { apply_hardware_override(test.assignment, c, e); });
     EXPECT_EQ(message.substr(0, test.message.size()), test.message) << test.assignment;
     EXPECT_TRUE(same(c, before)) << test.assignment;
+    EXPECT_TRUE(same(e, Efficiency{})) << test.assignment;
   }
 }
 
 TEST(HardwareOverride, FieldNamesListTheTable) {
   const std::vector<std::string> names = hardware_field_names();
-  ASSERT_EQ(names.size(), 16u);
+  ASSERT_EQ(names.size(), 22u);
   EXPECT_EQ(names.front(), "gpu.name");
-  EXPECT_EQ(names.back(), "cluster.nics_per_node");
+  EXPECT_EQ(names[15], "cluster.nics_per_node");
+  EXPECT_EQ(names.back(), "efficiency.elementwise");
   // Every listed name is accepted by --hw.
   for (const std::string& name : names) {
     ClusterSpec c = make_cluster("h100", 8, 1);
+    Efficiency e;
     const bool text = name.ends_with(".name");
-    EXPECT_NO_THROW(apply_hardware_override(name + (text ? "=x" : "=2"), c)) << name;
+    const bool share = name.starts_with("efficiency.");
+    EXPECT_NO_THROW(apply_hardware_override(name + (text ? "=x" : share ? "=0.5" : "=2"), c, e)) << name;
   }
 }
 
