@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Predicted vs published throughput of large training runs (docs/validation.md).
 
-Runs `linpar sim` (pure roofline, default efficiencies) for each published run
+Runs `linpar sim` (pure roofline) for each published run
 below and prints the Markdown table of docs/validation.md's "Published runs"
 section: the published figure, the prediction in the same unit, and the error
 (predicted throughput / published throughput - 1: positive is optimistic).
 The settings and how each published number was read are in that section.
 
+With --hw-file FILE / --hw section.key=value (given to every row, e.g. the
+PyTorch GPT's measured element-wise rate in docs/data/) the table also shows
+the error with the default efficiencies.
+
 usage: scripts/sim_published.py [--linpar build/cli/linpar] [--commands]
+         [--hw-file FILE] [--hw section.key=value ...]
 """
 import argparse
 import json
@@ -91,51 +96,62 @@ def gpt_flops(args, layers, hidden, factor, vocab_divisor):
     return factor * B * S * l * h * h * (1 + S / (6 * h) + V / (vocab_divisor * l * h))
 
 
+def predict(a, row, extra):
+    """(published text, predicted text, error) of one row, `extra` appended to its command."""
+    source, model, gpus, layout, published, unit, metric, args = row
+    out = subprocess.run([a.linpar, "sim", "--format", "json"] + args.split() + extra, check=True,
+                         capture_output=True, text=True).stdout
+    j = json.loads(out)
+    t = j["step_time_s"]
+    mark = "" if j["fits"] else " ‡"
+    if metric[0] == "narayanan":
+        pred = gpt_flops(args, metric[1], metric[2], 96, 16) / (t * gpus) / 1e12
+        return f"{published} TFLOP/s", f"{pred:.1f} TFLOP/s{mark}", pred / published - 1
+    if metric[0] == "korthikanti":
+        F = gpt_flops(args, metric[1], metric[2], 72, 12)
+        mfu = lambda sec: F / (sec * gpus * 312e12)
+        return (f"{published:.2f} s (MFU {100 * mfu(published):.1f}%)", f"{t:.2f} s (MFU {100 * mfu(t):.1f}%){mark}",
+                published / t - 1)
+    if metric[0] == "tokens":
+        pred = metric[1] / t
+        return f"≈{published:,} tok/s", f"{pred:,.0f} tok/s{mark}", pred / published - 1
+    pred = j["model_flops_per_gpu"] / t / 1e12
+    return f"{published} TFLOP/s", f"{pred:.1f} TFLOP/s{mark}", pred / published - 1
+
+
+def signed(err):
+    return f"{'+' if err >= 0 else '−'}{abs(100 * err):.1f}%"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--linpar", default="build/cli/linpar")
     ap.add_argument("--commands", action="store_true", help="print the numbered commands instead")
+    ap.add_argument("--hw-file", help="passed to every row's linpar sim (e.g. an [efficiency] file)")
     ap.add_argument("--hw", action="append", default=[],
                     help="passed to every row's linpar sim (e.g. efficiency.elementwise=0.5); repeatable")
     a = ap.parse_args()
-    extra = [f"--hw {h}" for h in a.hw]
-    ROWS[:] = [row[:7] + (" ".join([row[7]] + extra),) for row in ROWS]
+    extra = ([f"--hw-file={a.hw_file}"] if a.hw_file else []) + [f"--hw={h}" for h in a.hw]
     if a.commands:
         for i, row in enumerate(ROWS, 1):
-            print(f"{i:2d}. linpar sim {row[7]}")
+            print(f"{i:2d}. linpar sim {' '.join([row[7]] + extra)}")
         return
-    print("| # | source | model | GPUs | layout | published | predicted | error |")
-    print("| ---: | --- | --- | ---: | --- | ---: | ---: | ---: |")
-    within = 0
-    for i, (source, model, gpus, layout, published, unit, metric, args) in enumerate(ROWS, 1):
-        out = subprocess.run([a.linpar, "sim", "--format", "json"] + args.split(), check=True,
-                             capture_output=True, text=True).stdout
-        j = json.loads(out)
-        t = j["step_time_s"]
-        mark = "" if j["fits"] else " ‡"
-        if metric[0] == "narayanan":
-            F = gpt_flops(args, metric[1], metric[2], 96, 16)
-            pred = F / (t * gpus) / 1e12
-            err = pred / published - 1
-            pub_s, pred_s = f"{published} TFLOP/s", f"{pred:.1f} TFLOP/s{mark}"
-        elif metric[0] == "korthikanti":
-            F = gpt_flops(args, metric[1], metric[2], 72, 12)
-            mfu = lambda sec: F / (sec * gpus * 312e12)
-            err = published / t - 1
-            pub_s = f"{published:.2f} s (MFU {100 * mfu(published):.1f}%)"
-            pred_s = f"{t:.2f} s (MFU {100 * mfu(t):.1f}%){mark}"
-        elif metric[0] == "tokens":
-            pred = metric[1] / t
-            err = pred / published - 1
-            pub_s, pred_s = f"≈{published:,} tok/s", f"{pred:,.0f} tok/s{mark}"
-        else:
-            pred = j["model_flops_per_gpu"] / t / 1e12
-            err = pred / published - 1
-            pub_s, pred_s = f"{published} TFLOP/s", f"{pred:.1f} TFLOP/s{mark}"
+    # With overrides, the defaults' error beside the prediction's.
+    print("| # | source | model | GPUs | layout | published | predicted | error |" + (" defaults |" if extra else ""))
+    print("| ---: | --- | --- | ---: | --- | ---: | ---: | ---: |" + (" ---: |" if extra else ""))
+    within = within_default = 0
+    for i, row in enumerate(ROWS, 1):
+        source, model, gpus, layout = row[:4]
+        pub_s, pred_s, err = predict(a, row, extra)
         within += abs(err) <= 0.15
-        sign = "+" if err >= 0 else "−"
-        print(f"| {i} | {source} | {model} | {gpus:,} | {layout} | {pub_s} | {pred_s} | {sign}{abs(100 * err):.1f}% |")
-    print(f"\n{within} of {len(ROWS)} rows within 15%.")
+        line = f"| {i} | {source} | {model} | {gpus:,} | {layout} | {pub_s} | {pred_s} | {signed(err)} |"
+        if extra:
+            default_err = predict(a, row, [])[2]
+            within_default += abs(default_err) <= 0.15
+            line += f" {signed(default_err)} |"
+        print(line)
+    print(f"\n{within} of {len(ROWS)} rows within 15%" +
+          (f" ({within_default} with the default efficiencies)." if extra else "."))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,14 @@ forward / backward / optimizer tasks from the trace. Prints Markdown tables:
 predicted ms, measured ms, and predicted / measured - 1 (negative: the
 simulator is optimistic, it predicts less time than the GPU takes).
 
+It also prints the share of the HBM bandwidth at which the measured GPT
+moves the bytes of the plan's memory-bound ops (the whole plan, time-weighted),
+and with --write-efficiency FILE writes it as an [efficiency] file that
+`linpar sim --hw-file` reads.
+
 usage: scripts/sim_vs_gpt_torch.py MEASURED.json --model megatron-1.7b
-         --gpu h200 [--linpar build-cpu/cli/linpar]
+         --gpu h200 [--linpar build-cpu/cli/linpar] [--hw section.key=value]
+         [--write-efficiency FILE]
 """
 import argparse
 import collections
@@ -72,6 +78,8 @@ def main():
     ap.add_argument("--model", required=True, help="the linpar preset of the measured shape")
     ap.add_argument("--gpu", default="h200")
     ap.add_argument("--linpar", default="build-cpu/cli/linpar")
+    ap.add_argument("--write-efficiency", metavar="FILE",
+                    help="write the measured memory-bound rate as an [efficiency] file for --hw-file")
     ap.add_argument("--hw", action="append", default=[],
                     help="passed to linpar sim (e.g. efficiency.elementwise=0.5); repeatable")
     a = ap.parse_args()
@@ -116,9 +124,22 @@ def main():
         mem_pred += pred
         mem_kern += kern.get(key, m["ops"][key])
     if mem_kern > 0:
+        rate = elementwise * mem_pred / mem_kern
         print(f"\nmemory-bound ops of the whole plan: {mem_pred:.2f} ms predicted at efficiency.elementwise "
               f"{elementwise:g}, {mem_kern:.2f} ms of their kernels: the plan's bytes at "
-              f"{elementwise * mem_pred / mem_kern:.3f} of the HBM bandwidth")
+              f"{rate:.3f} of the HBM bandwidth")
+        if a.write_efficiency:
+            with open(a.write_efficiency, "w") as f:
+                f.write(f"# The memory-bound ops of a PyTorch GPT on one {m['device']} (torch {m['torch']}):\n"
+                        f"# bench/gpt_torch.py at {a.model}'s shape, micro-batch {shape['batch']} x {shape['seq']}, "
+                        f"{shape['core']} core, dropout {shape.get('dropout', 0.1)}, element-wise "
+                        f"{'eager' if shape['eager'] else 'compiled'} ({os.path.basename(a.measured)}).\n"
+                        "# The op plan's bytes of every memory-bound op over their kernels' time, as a share\n"
+                        "# of the HBM bandwidth (the other efficiencies stay linpar's defaults). Written by\n"
+                        f"# scripts/sim_vs_gpt_torch.py {a.measured} --model {a.model} --gpu {a.gpu} "
+                        f"--write-efficiency FILE\n"
+                        "# Use: linpar sim ... --hw-file FILE (docs/validation.md).\n"
+                        f"[efficiency]\nelementwise = {rate:.3f}\n")
     if "step" not in m:
         return
     s = m["step"]
