@@ -130,6 +130,7 @@ int search_command(const std::vector<std::string>& args) {
   space.pp_chunks = parse_chunks(v["pp-chunks"].as<std::string>());
   space.grad_reduce_overlap = setup.grad_reduce_overlap;
   space.grad_reduce_bytes = setup.grad_reduce_bytes;
+  space.lasp_blocking = setup.lasp_blocking;
   const sim::ClusterSpec& cluster = setup.cluster;
 
   sim::SearchStats stats;
@@ -174,7 +175,7 @@ int search_command(const std::vector<std::string>& args) {
   }
   fmt::print("{} on {} × {} {} ({} GPUs), {} tokens per sample, global batch {}{}; costs: {}\n",
              setup.model.name(), cluster.nodes, cluster.gpus_per_node, cluster.gpu.name,
-             cluster.gpus(), space.seq_len, space.global_batch, setup.grad_reduce_note(),
+             cluster.gpus(), space.seq_len, space.global_batch, setup.settings_note(),
              setup.cost_note());
   fmt::print("{:>4} {:>5} {:>7} {:>8} {:>14} {:>5} {:>9} {:>4} {:>5} {:>10} {:>12} {:>6} {:>8}\n",
              "rank", "dp", "tp", "pp", "sp", "micro", "recompute", "zero", "co2", "step ms",

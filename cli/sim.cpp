@@ -62,6 +62,7 @@ int sim_command(const std::vector<std::string>& args) {
   l.global_batch = v["global-batch"].as<int64_t>();
   l.grad_reduce_overlap = setup.grad_reduce_overlap;
   l.grad_reduce_bytes = setup.grad_reduce_bytes;
+  l.lasp_blocking = setup.lasp_blocking;
   const sim::ClusterSpec& cluster = setup.cluster;
   const sim::StepPrediction p = sim::simulate_step(setup.model, cluster, l, setup.cost(), v.count("trace") > 0);
 
@@ -88,7 +89,8 @@ int sim_command(const std::vector<std::string>& args) {
           {"co2_tau", l.co2_tau}, {"pp_schedule", v["pp-schedule"].as<std::string>()}, {"pp_chunks", l.pp_chunks},
           {"seq_len", l.seq_len}, {"micro_batch", l.micro_batch}, {"global_batch", l.global_batch},
           {"grad_reduce", v["grad-reduce"].as<std::string>()},
-          {"grad_reduce_dtype", v["grad-reduce-dtype"].as<std::string>()}}},
+          {"grad_reduce_dtype", v["grad-reduce-dtype"].as<std::string>()},
+          {"lasp_ring", v["lasp-ring"].as<std::string>()}}},
         {"step_time_s", p.step_seconds},
         {"tokens_per_gpu_per_s", p.tokens_per_gpu_per_s},
         {"mfu", p.mfu},
@@ -115,7 +117,7 @@ int sim_command(const std::vector<std::string>& args) {
              l.sp,
              l.sp > 1 ? fmt::format(" ({})", sp_kind_name(l.sp_kind)) : "", l.zero, recompute_name(l.recompute),
              l.co2_tau > 0 ? fmt::format(", CO2 τ={}", l.co2_tau) : "", l.micro_batch, l.seq_len, l.global_batch,
-             setup.grad_reduce_note(),
+             setup.settings_note(),
              setup.cost_note());
   fmt::print("  step time        {:10.3f} ms\n", p.step_seconds * 1e3);
   fmt::print("  tokens/GPU/s     {:10.0f}\n", p.tokens_per_gpu_per_s);

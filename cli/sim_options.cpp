@@ -23,7 +23,8 @@ void add_sim_setup_options(po::options_description& options) {
       ("hw", po::value<std::vector<std::string>>()->composing(), "override one hardware field, e.g. gpu.bf16_tflops=700 or efficiency.elementwise=0.4 (repeatable; after --hw-file)")
       ("profile", po::value<std::string>(), "measured rates from `linpar profile` (JSON) instead of the roofline where it has them")
       ("grad-reduce", po::value<std::string>()->default_value("overlap"), "gradient averaging: overlap (buckets during the last backward, linpar and PyTorch DDP) or after-backward (Megatron-LM without --overlap-grad-reduce)")
-      ("grad-reduce-dtype", po::value<std::string>()->default_value("f32"), "element type of the gradient reduction: f32 (linpar) or bf16/fp16");
+      ("grad-reduce-dtype", po::value<std::string>()->default_value("f32"), "element type of the gradient reduction: f32 (linpar) or bf16/fp16")
+      ("lasp-ring", po::value<std::string>()->default_value("overlap"), "how a LASP rank waits for its neighbour's state: overlap (linpar: the intra-chunk kernel first) or blocking (the published LASP code: a blocking receive before the attention kernels, a blocking send after)");
   // clang-format on
 }
 
@@ -63,10 +64,14 @@ sim::SimModel model_from(const po::variables_map& v) {
 }
 }  // namespace
 
-std::string SimSetup::grad_reduce_note() const {
-  if (grad_reduce_overlap && grad_reduce_bytes == 4) return "";
-  return fmt::format("; gradients reduced {} in {}", grad_reduce_overlap ? "overlapped" : "after backward",
-                     grad_reduce_bytes == 4 ? "f32" : "2-byte elements");
+std::string SimSetup::settings_note() const {
+  std::string note;
+  if (!grad_reduce_overlap || grad_reduce_bytes != 4) {
+    note = fmt::format("; gradients reduced {} in {}", grad_reduce_overlap ? "overlapped" : "after backward",
+                       grad_reduce_bytes == 4 ? "f32" : "2-byte elements");
+  }
+  if (lasp_blocking) note += "; LASP ring blocking";
+  return note;
 }
 
 std::string SimSetup::cost_note() const {
@@ -118,6 +123,9 @@ SimSetup sim_setup_from(const po::variables_map& v) {
   } else {
     user_error("--grad-reduce-dtype {}: expected f32, bf16 or fp16", dtype);
   }
+  const std::string ring = v["lasp-ring"].as<std::string>();
+  if (ring != "overlap" && ring != "blocking") user_error("--lasp-ring {}: expected overlap or blocking", ring);
+  setup.lasp_blocking = ring == "blocking";
   return setup;
 }
 

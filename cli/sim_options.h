@@ -31,8 +31,10 @@ struct SimSetup {
   // --grad-reduce, --grad-reduce-dtype (sim::SimLayout's fields of the same names).
   bool grad_reduce_overlap = true;
   int64_t grad_reduce_bytes = 4;
-  // "; gradients reduced after backward in bf16" when not the defaults, else "".
-  std::string grad_reduce_note() const;
+  bool lasp_blocking = false;  // --lasp-ring blocking (sim::SimLayout::lasp_blocking)
+  // "; gradients reduced after backward in bf16; LASP ring blocking" for
+  // what is not the default, else "".
+  std::string settings_note() const;
   // "roofline" or "measured profile", then the efficiencies that differ from
   // the defaults: "roofline (efficiency.elementwise 0.38)".
   std::string cost_note() const;

@@ -26,6 +26,10 @@ MEGATRON = SELENE + " --attention-core unfused --seq-len 2048"
 # (megatron/training.py's train_step of that commit).
 TORCH_DDP = MEGATRON + " --grad-reduce-dtype fp16"
 LOCAL_DDP = MEGATRON + " --grad-reduce after-backward --grad-reduce-dtype fp16"
+# The published LASP code (OpenNLPLab/LASP, every variant) receives the
+# neighbour's state with a blocking dist.recv before its attention kernels
+# and sends it with a blocking dist.send after them.
+LASP_RUN = SELENE + " --lasp-ring blocking"
 V = 51200  # Megatron's padded vocabulary
 S = 2048
 
@@ -65,17 +69,17 @@ ROWS = [
     (K22, "megatron-1t", 512, "tp 8 + SP, pp 64, dp 1; mb 1, batch 512", 71.49, "s", ("korthikanti", 128, 25600),
      f"--model megatron-1t {MEGATRON} --nodes 64 --dp 1 --tp 8 --tp-sp --pp 64 --recompute selective --micro-batch 1 --global-batch 512"),
     (L24, "tnl-1b", 16, "LASP sp 16 (DDP); 256K tokens × 1", 202000, "tok/s", ("tokens", 262144),
-     f"--model tnl-1b {SELENE} --nodes 2 --sp 16 --sp-kind lasp --seq-len 262144 --micro-batch 1 --global-batch 1"),
+     f"--model tnl-1b {LASP_RUN} --nodes 2 --sp 16 --sp-kind lasp --seq-len 262144 --micro-batch 1 --global-batch 1"),
     (L24, "tnl-1b", 64, "LASP sp 64 (DDP); 64K tokens × 1", 52200, "tok/s", ("tokens", 65536),
-     f"--model tnl-1b {SELENE} --nodes 8 --sp 64 --sp-kind lasp --seq-len 65536 --micro-batch 1 --global-batch 1"),
+     f"--model tnl-1b {LASP_RUN} --nodes 8 --sp 64 --sp-kind lasp --seq-len 65536 --micro-batch 1 --global-batch 1"),
     (L24, "tnl-1b", 64, "LASP sp 64 (DDP); 256K tokens × 1", 193000, "tok/s", ("tokens", 262144),
-     f"--model tnl-1b {SELENE} --nodes 8 --sp 64 --sp-kind lasp --seq-len 262144 --micro-batch 1 --global-batch 1"),
+     f"--model tnl-1b {LASP_RUN} --nodes 8 --sp 64 --sp-kind lasp --seq-len 262144 --micro-batch 1 --global-batch 1"),
     (L24, "tnl-1b", 64, "LASP sp 64 (DDP); 1024K tokens × 1", 523000, "tok/s", ("tokens", 1048576),
-     f"--model tnl-1b {SELENE} --nodes 8 --sp 64 --sp-kind lasp --seq-len 1048576 --micro-batch 1 --global-batch 1"),
+     f"--model tnl-1b {LASP_RUN} --nodes 8 --sp 64 --sp-kind lasp --seq-len 1048576 --micro-batch 1 --global-batch 1"),
     (L24, "tnl-1b", 128, "LASP sp 128 (DDP); 2048K tokens × 1", 659000, "tok/s", ("tokens", 2097152),
-     f"--model tnl-1b {SELENE} --nodes 16 --sp 128 --sp-kind lasp --seq-len 2097152 --micro-batch 1 --global-batch 1"),
+     f"--model tnl-1b {LASP_RUN} --nodes 16 --sp 128 --sp-kind lasp --seq-len 2097152 --micro-batch 1 --global-batch 1"),
     (L24, "tnl-7b", 64, "LASP sp 64 (FSDP); 512K tokens × 1", 37200, "tok/s", ("tokens", 524288),
-     f"--model tnl-7b {SELENE} --nodes 8 --sp 64 --sp-kind lasp --seq-len 524288 --micro-batch 1 --global-batch 1 --zero 1"),
+     f"--model tnl-7b {LASP_RUN} --nodes 8 --sp 64 --sp-kind lasp --seq-len 524288 --micro-batch 1 --global-batch 1 --zero 1"),
     (D24, "llama3-405b", 8192, "tp 8 + SP, pp 16, dp 64; mb 1, 2048 × 8K", 430, "TFLOP/s", ("model_flops",),
      "--model llama3-405b --gpu h100 --gpus-per-node 8 --nodes 1024 --inter-link ib-ndr --nics-per-node 8 --dp 64 --tp 8 --tp-sp --pp 16 --zero 1 --seq-len 8192 --micro-batch 1 --global-batch 2048"),
     (D24, "llama3-405b", 16384, "tp 8 + SP, pp 16, dp 128; mb 1, 2048 × 8K", 400, "TFLOP/s", ("model_flops",),

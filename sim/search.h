@@ -54,6 +54,8 @@ struct SearchSpace {
   // How every layout averages its gradients (SimLayout's fields).
   bool grad_reduce_overlap = true;
   int64_t grad_reduce_bytes = 4;
+  // The LASP layouts' ring (SimLayout::lasp_blocking); the other SP kinds ignore it.
+  bool lasp_blocking = false;
 };
 
 // One layout and what the simulation says of it (StepTimes: bubble_seconds

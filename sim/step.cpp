@@ -218,7 +218,9 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
           // The sender's stream only: the runtime receives on a communicator
           // of the other direction, so a rank's own sends never queue
           // behind what it receives (and the receiver waits through `after`).
-          mailbox[{ro.layer, peer}] = add(ro.op->name.c_str(), r, Stream::P2P, info.sp_send_seconds, &task, 1, ro.layer);
+          const int sent = add(ro.op->name.c_str(), r, Stream::P2P, info.sp_send_seconds, &task, 1, ro.layer);
+          mailbox[{ro.layer, peer}] = sent;
+          if (l.lasp_blocking) last[ri] = sent;  // a blocking send: the rank's next op waits for it
         }
         ++next[ri];
         progress = true;
@@ -287,6 +289,10 @@ void validate_layout(const SimModel& model, const ClusterSpec& cluster, const Si
   if (l.co2_tau > 0 && l.zero) user_error("--co2-tau with --zero 1: CO2 keeps whole replicas (use --zero 0)");
   if (l.grad_reduce_bytes != 2 && l.grad_reduce_bytes != 4) {
     user_error("gradient reduction in {}-byte elements: expected 2 (bf16/fp16) or 4 (f32)", l.grad_reduce_bytes);
+  }
+  if (l.lasp_blocking && l.sp_kind != SequenceParallelKind::Lasp) {
+    user_error("--lasp-ring blocking: models the ring of --sp-kind lasp; the layout's SP kind is {}",
+               sp_kind_name(l.sp_kind));
   }
   if (l.pp_chunks < 1) user_error("--pp-chunks {}: must be positive", l.pp_chunks);
   if (l.pp_chunks > 1) {
@@ -365,8 +371,16 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
         base.cls = classify_op(op.name);
         base.backward = ends_with(op.name, ".backward");
         base.compute = c.op(op);
-        base.receives_forward = l.sp > 1 && ends_with(op.name, ".lasp.inter.forward");
-        base.receives_backward = l.sp > 1 && ends_with(op.name, ".lasp.state.backward");
+        // Where a rank waits for its neighbour's state (gradient): at the
+        // product that needs it, or (blocking) before its attention kernels;
+        // rank r receives in forward when r > 0 and in backward when r < T-1.
+        if (l.lasp_blocking) {
+          base.receives_forward = l.sp > 1 && r > 0 && ends_with(op.name, ".lasp.intra.forward");
+          base.receives_backward = l.sp > 1 && r + 1 < l.sp && ends_with(op.name, ".lasp.intra.backward");
+        } else {
+          base.receives_forward = l.sp > 1 && ends_with(op.name, ".lasp.inter.forward");
+          base.receives_backward = l.sp > 1 && ends_with(op.name, ".lasp.state.backward");
+        }
       }
       ShardOps::Op o = base;  // no traffic in it: the collectives below are this op's
       o.layer = layer;

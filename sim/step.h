@@ -70,6 +70,14 @@ struct SimLayout {
   // the values stays f32.
   bool grad_reduce_overlap = true;
   int64_t grad_reduce_bytes = 4;
+  // How a LASP rank waits for its neighbour (--sp-kind lasp; simulated only,
+  // the runtime overlaps): false, linpar's ring — the intra-chunk kernel
+  // runs before the state arrives, only the inter-chunk product waits, and
+  // sends go out on their own stream; true, the published LASP code's
+  // (OpenNLPLab/LASP, every variant: a blocking dist.recv before the
+  // attention kernels, a blocking dist.send after them) — each hop holds
+  // the receiver's whole attention kernel, and the sender waits for its send.
+  bool lasp_blocking = false;
 
   int world() const { return dp * tp * pp * sp; }
   int virtual_stages() const { return pp * pp_chunks; }

@@ -46,6 +46,9 @@ TEST(CliSim, TableAndBadLayouts) {
       run_linpar("sim --model tnl-385m --gpus-per-node 2 --dp 2 --global-batch 2 --grad-reduce after-backward");
   ASSERT_EQ(megatron.exit_code, 0) << megatron.err;
   EXPECT_NE(megatron.out.find("gradients reduced after backward in f32"), std::string::npos) << megatron.out;
+  const auto blocking = run_linpar("sim --model tnl-385m --gpus-per-node 2 --sp 2 --seq-len 4096 --lasp-ring blocking");
+  ASSERT_EQ(blocking.exit_code, 0) << blocking.err;
+  EXPECT_NE(blocking.out.find("; LASP ring blocking"), std::string::npos) << blocking.out;
   for (const std::string args :
        {"--gpus-per-node 8 --dp 3", "--gpus-per-node 3 --tp 3", "--sp 2", "--gpu v100",
         "--gpus-per-node 2 --dp 2 --global-batch 3", "--format xml", "--gpus-per-node 2 --sp 2 --sp-kind ring",
@@ -58,7 +61,8 @@ TEST(CliSim, TableAndBadLayouts) {
         "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 2 --pp-schedule gpipe",
         "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 64",
         "--gpus-per-node 1 --grad-reduce later", "--gpus-per-node 1 --grad-reduce-dtype f64",
-        "--gpus-per-node 1 --hw efficiency.elementwise=69", "--gpus-per-node 1 --hw efficiency.flops=0.5"}) {
+        "--gpus-per-node 1 --hw efficiency.elementwise=69", "--gpus-per-node 1 --hw efficiency.flops=0.5",
+        "--gpus-per-node 1 --lasp-ring later", "--gpus-per-node 2 --sp 2 --sp-kind ulysses --lasp-ring blocking"}) {
     const auto r = run_linpar("sim --model tnl-385m " + args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;

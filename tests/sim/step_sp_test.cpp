@@ -2,6 +2,8 @@
 // families, on cases whose answer follows from the parts: a link with only
 // latency α (infinite bandwidth) makes every message cost α exactly, so what
 // a strategy pays in messages on the critical path can be read off.
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -204,6 +206,70 @@ TEST(SimSequenceParallel, LongerRingsPayOneHopPerRankNotPerLayer) {
   EXPECT_GT(hops_fwd, 7 * alpha * 0.99);
   EXPECT_LT(hops_fwd, 7 * alpha * 1.5);
   EXPECT_LT(slow.stages[0].backward - free.stages[0].backward, 7 * alpha * 1.5);
+}
+
+// The published LASP code's ring (--lasp-ring blocking): a rank receives
+// before its attention kernels, so each of the seven hops of an 8-rank ring
+// holds the receiver's intra-chunk kernel too, where linpar's ring has run
+// it before the state arrives. With every layer alike (no LRPE layer) each
+// rank trails its predecessor by one hop in every layer, so the last rank
+// trails by seven intra-chunk kernels more forward. Backward the gradient
+// runs from rank 7 to rank 0: ranks 6 … 1 each hold their intra- and
+// inter-chunk kernels (linpar's ring runs both before the state's gradient
+// arrives: neither needs it), rank 0 its intra-chunk kernel (it has no
+// inter-chunk term).
+TEST(SimSequenceParallel, BlockingRingHoldsEachReceiversAttentionKernel) {
+  ModelConfig m = preset_config("tnl-385m");
+  m.lrpe = LrpeLayers::None;
+  SimLayout l = sp_layout(8, SequenceParallelKind::Lasp);
+  l.seq_len = 8 * 8192;
+  SimLayout blocking = l;
+  blocking.lasp_blocking = true;
+  const ClusterSpec free_net = latency_only(8, 0.0);
+  const MicroBatchCosts overlap = micro_batch_costs(m, free_net, l);
+  const MicroBatchCosts held = micro_batch_costs(m, free_net, blocking);
+  // A middle rank's kernels that now wait, by layer: alike.
+  const ShardOps ops = shard_ops(m, free_net, blocking);
+  const size_t middle = static_cast<size_t>(ops.rank_plan[3]);
+  std::vector<double> forward(static_cast<size_t>(m.n_layers)), backward(static_cast<size_t>(m.n_layers));
+  for (size_t i = 0; i < ops.plans[middle].ops().size(); ++i) {
+    const std::string& name = ops.plans[middle].ops()[i].name;
+    const ShardOps::Op& op = ops.ops[middle][i];
+    if (name.ends_with(".lasp.intra.forward")) forward[static_cast<size_t>(op.layer)] += op.compute;
+    if (name.ends_with(".lasp.intra.backward") || name.ends_with(".lasp.inter.backward")) {
+      backward[static_cast<size_t>(op.layer)] += op.compute;
+    }
+  }
+  const double slowest_forward = *std::max_element(forward.begin(), forward.end());
+  const double slowest_backward = *std::max_element(backward.begin(), backward.end());
+  EXPECT_EQ(slowest_forward, *std::min_element(forward.begin(), forward.end()));
+  EXPECT_EQ(slowest_backward, *std::min_element(backward.begin(), backward.end()));
+  EXPECT_NEAR(held.stages[0].forward - overlap.stages[0].forward, 7 * slowest_forward, 0.02 * 7 * slowest_forward);
+  double first_intra_backward = 0;
+  const size_t first = static_cast<size_t>(ops.rank_plan[0]);
+  for (size_t i = 0; i < ops.plans[first].ops().size(); ++i) {
+    if (ops.plans[first].ops()[i].name == "layers.1.token_mixer.lasp.intra.backward") {
+      first_intra_backward = ops.ops[first][i].compute;
+    }
+  }
+  ASSERT_GT(first_intra_backward, 0);
+  const double backward_hops = 6 * slowest_backward + first_intra_backward;
+  EXPECT_NEAR(held.stages[0].backward - overlap.stages[0].backward, backward_hops, 0.01 * backward_hops);
+  // A blocking send holds its sender: with a latency α per send the ranks
+  // that send lose α every layer, which the lag's slack absorbs only in
+  // part. linpar's ring pays α once per hop (the test above); the blocking
+  // one more than twice that, and at most once per layer and hop.
+  const double alpha = 2e-5;
+  const double paid_overlap =
+      micro_batch_costs(m, latency_only(8, alpha * 1e6), l).stages[0].forward - overlap.stages[0].forward;
+  const double paid = micro_batch_costs(m, latency_only(8, alpha * 1e6), blocking).stages[0].forward -
+                      held.stages[0].forward;
+  EXPECT_GT(paid, 2 * paid_overlap);
+  EXPECT_LE(paid, (m.n_layers + 7) * alpha * 1.01);
+  // Only the LASP ring waits this way.
+  SimLayout ulysses = sp_layout(8, SequenceParallelKind::Ulysses);
+  ulysses.lasp_blocking = true;
+  EXPECT_THROW(validate_layout(SimModel(m), free_net, ulysses), UserError);
 }
 
 TEST(SimSequenceParallel, AllGatherOfKeysAndValuesPaysEveryLayer) {
