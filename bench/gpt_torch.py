@@ -24,7 +24,7 @@ Prints one JSON object: {"shape": ..., "ops": {name: ms}, "kernel_ops":
 
 usage: python3 bench/gpt_torch.py [--layers 24 --hidden 2304 --heads 24
   --vocab 51200 --seq 2048 --batch 4] [--core unfused|flash] [--eager]
-  [--dropout 0.1] [--no-step] [--step-kernels]
+  [--dropout 0.1] [--no-step] [--step-kernels] [--flush-l2]
 """
 import argparse
 import json
@@ -38,20 +38,55 @@ from torch_timing import median_ms
 P_DROP = 0.1
 
 
+# --flush-l2: a buffer larger than the L2 cache, written before each timed
+# run, so an op alone reads its inputs from HBM as it does inside a step
+# (timed alone on the same inputs, a tensor that fits the H200's 50 MB of
+# L2 is read from the cache).
+FLUSH = None
+
+
+def flush():
+    if FLUSH is not None:
+        FLUSH.zero_()
+
+
 def kernel_ms(run, reps=10):
     """The GPU's kernel time of one run (the profiler's kernels summed): the
     op's own cost, without the gaps where the GPU waits for Python to launch
-    it, which timing a small op alone between events also measures."""
+    it, which timing a small op alone between events also measures. With
+    --flush-l2 the flush runs before each run and its kernel is left out."""
     for _ in range(2):
         run()
     torch.cuda.synchronize()
     acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     with torch.profiler.profile(activities=acts) as prof:
         for _ in range(reps):
+            flush()
             run()
         torch.cuda.synchronize()
     us = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    if FLUSH is not None:
+        us -= reps * flush_us()  # the flushes' kernels, timed alone
     return us / reps / 1e3
+
+
+_FLUSH_US = None
+
+
+def flush_us():
+    """One flush's kernel time (measured once)."""
+    global _FLUSH_US
+    if _FLUSH_US is None:
+        flush()
+        torch.cuda.synchronize()
+        acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(10):
+                flush()
+            torch.cuda.synchronize()
+        _FLUSH_US = sum(e.time_range.elapsed_us() for e in prof.events()
+                        if e.device_type == torch.autograd.DeviceType.CUDA) / 10
+    return _FLUSH_US
 
 
 def kernel_table(run, top=60):
@@ -165,7 +200,8 @@ def op_times(a, fused):
             y = fn(*leaves)
             g = torch.randn_like(y)
             fwd, bwd = lambda: fn(*leaves), lambda: torch.autograd.grad(y, leaves, g, retain_graph=True)
-            out[name + ".forward"], out[name + ".backward"] = median_ms(fwd), median_ms(bwd)
+            out[name + ".forward"] = median_ms(fwd, before=flush)
+            out[name + ".backward"] = median_ms(bwd, before=flush)
             kernels[name + ".forward"], kernels[name + ".backward"] = kernel_ms(fwd), kernel_ms(bwd)
         except Exception as e:  # reported, not hidden: the comparison shows the op as missing
             out[name + ".error"] = f"{type(e).__name__}: {e}"[:300]
@@ -230,7 +266,7 @@ def step_times(a, fused):
 
 
 def main():
-    global P_DROP
+    global P_DROP, FLUSH
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--hidden", type=int, default=2304)
@@ -242,10 +278,14 @@ def main():
     ap.add_argument("--eager", action="store_true", help="PyTorch's separate element-wise kernels")
     ap.add_argument("--dropout", type=float, default=P_DROP, help="dropout probability (Megatron's GPT: 0.1)")
     ap.add_argument("--no-step", action="store_true", help="op times only")
+    ap.add_argument("--flush-l2", action="store_true",
+                    help="evict the L2 cache before each timed op (inputs from HBM, as in a step)")
     ap.add_argument("--step-kernels", action="store_true",
                     help="also list one step's kernels by name (step.kernels_recompute_none)")
     a = ap.parse_args()
     P_DROP = a.dropout
+    if a.flush_l2:
+        FLUSH = torch.empty(512 * 2**20, dtype=torch.uint8, device="cuda")
     fused = elementwise(a.eager)
     ops, kernels = op_times(a, fused)
     result = {"shape": vars(a), "device": torch.cuda.get_device_name(), "torch": torch.__version__,

@@ -66,6 +66,30 @@ def measured_key(name):
     return f"{SAME_AS.get(base, base)}.{kind}"
 
 
+# A whole step's kernels (bench/gpt_torch.py --step-kernels) by what they
+# do, from their names: the first pattern that matches.
+KERNEL_CLASSES = [
+    ("matrix products", ("gemm", "nvjet", "cutlass", "cublas", "xmma", "sm90_", "sm80_")),
+    ("flash attention", ("flash", "fmha", "attention")),
+    ("softmax / dropout", ("softmax", "dropout", "philox")),
+    ("layer norm", ("layer_norm", "layernorm")),
+    ("cross-entropy", ("nll", "log_softmax", "cross_entropy")),
+    ("embedding", ("embedding", "index", "sort", "scatter", "radix")),
+    ("copies / layout", ("copy", "cat", "transpose", "permute", "contiguous")),
+    ("reductions", ("reduce",)),
+    ("compiled element-wise", ("triton",)),
+    ("other element-wise", ("elementwise", "vectorized", "unrolled", "fill")),
+]
+
+
+def kernel_class(name):
+    low = name.lower()
+    for cls, parts in KERNEL_CLASSES:
+        if any(p in low for p in parts):
+            return cls
+    return "other"
+
+
 def err(pred, meas):
     if meas <= 0:  # e.g. a residual's backward without dropout launches no kernel
         return "no kernel"
@@ -89,7 +113,8 @@ def main():
     traces = {r: sim_trace(a, shape, r) for r in ("none", "full")}  # each simulated once
     _, ops, _ = traces["none"]
     print(f"{m['device']}, torch {m['torch']}: {a.model} shape, micro-batch {shape['batch']} × {shape['seq']}, "
-          f"{shape['core']} core, element-wise {'eager' if shape['eager'] else 'compiled'}\n")
+          f"{shape['core']} core, element-wise {'eager' if shape['eager'] else 'compiled'}"
+          f"{', L2 evicted before each op' if shape.get('flush_l2') else ''}\n")
     kern = m.get("kernel_ops", {})
     print("| op (layer 0) | predicted ms | measured alone ms | its kernels ms | error (vs kernels) |")
     print("| --- | ---: | ---: | ---: | ---: |")
@@ -154,6 +179,26 @@ def main():
     print(f"| AdamW (f32) of {s['parameters'] / 1e9:.2f} B parameters | {tasks['optimizer']:.1f} | "
           f"{s['adamw_f32_ms']:.1f} | {s.get('adamw_f32_kernel_ms', float('nan')):.1f} | "
           f"{err(tasks['optimizer'], s['adamw_f32_ms'])} |")
+    if "kernels_recompute_none" in s:
+        # Where the step's kernel time goes, by class, and the longest kernels:
+        # what the ops timed alone do not hold shows up here.
+        total = s["kernels_total_ms_recompute_none"]
+        by_class = collections.defaultdict(lambda: [0, 0.0])
+        for k in s["kernels_recompute_none"]:
+            by_class[kernel_class(k["kernel"])][0] += k["calls"]
+            by_class[kernel_class(k["kernel"])][1] += k["ms"]
+        listed = sum(ms for _, ms in by_class.values())
+        print(f"\n| one step's kernels (recompute none), by class | calls | ms | share |")
+        print("| --- | ---: | ---: | ---: |")
+        for cls, (calls, ms) in sorted(by_class.items(), key=lambda kv: -kv[1][1]):
+            print(f"| {cls} | {calls} | {ms:.1f} | {100 * ms / total:.1f}% |")
+        print(f"| not listed (below the longest {len(s['kernels_recompute_none'])}) | | {total - listed:.1f} | "
+              f"{100 * (total - listed) / total:.1f}% |")
+        print(f"| all | | {total:.1f} | |")
+        print("\n| longest kernels | calls | ms |")
+        print("| --- | ---: | ---: |")
+        for k in s["kernels_recompute_none"][:25]:
+            print(f"| {k['kernel'][:110]} | {k['calls']} | {k['ms']:.2f} |")
 
 
 if __name__ == "__main__":
