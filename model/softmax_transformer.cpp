@@ -203,15 +203,20 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
        layer_norm ? kLayerNormBackwardFlops * n : srmsnorm_backward_flops(stream, h),
        2 * n * e + norm_bytes + norm_stats, n * e + norm_bytes);
   };
-  // x + dropout(f(x)) (Megatron's fused bias-dropout-add); in backward the
-  // two gradient branches are summed (and the mask applied).
+  // x + dropout(f(x)) (Megatron's fused bias-dropout-add). Backward is two
+  // kernels in Megatron-LM (and in a PyTorch GPT: docs/validation.md): with
+  // dropout, its backward on the branch (the gradient and the mask read, the
+  // branch's gradient written) at the block's end; and autograd's sum of
+  // the branch's and the skip's gradients where x forks, after the norm's
+  // backward (two read, one written).
   auto residual_forward = [&](const std::string& name) {
     const int64_t n = stream * h;
     op(name + ".forward", c.dropout ? (1 + kDropoutFlops) * n : n, 2 * n * e, n * e + mask_bytes);
   };
   auto residual_backward = [&](const std::string& name) {
     const int64_t n = stream * h;
-    op(name + ".backward", c.dropout ? (1 + kDropoutFlops) * n : n, 2 * n * e + mask_bytes, n * e);
+    op(name + ".backward", c.dropout ? (1 + kDropoutFlops) * n : n,
+       2 * n * e + (c.dropout ? n * e + mask_bytes : 0), n * e + (c.dropout ? n * e : 0));
   };
 
   // Ulysses all-to-alls: each tensor's buffer on this rank.
@@ -292,6 +297,10 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
          qkv_all_to_all);
     }
     core(p, false);
+    // The core's output [B, heads, N, d] back to the sequence-first [N, B,
+    // heads·d] the output projection reads: Megatron's
+    // permute(...).contiguous(), a copy (FlashAttention's output the same).
+    op(p + "attention.merge_heads.forward", 0, rows * q_width * e, rows * q_width * e);
     if (sp > 1) op(p + "attention.to_sequence.forward", 0, q_bytes, q_bytes, out_all_to_all);
     op(p + "attention.out_proj.forward", 2 * rows * q_width * h,
        (rows * q_width + q_width * h) * e + bias_bytes(h), rows * h * e,
@@ -351,6 +360,10 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     }
     const int64_t rope_n = rows * (q_width + kv_width);
     if (rope) op(p + "attention.rope.backward", kRopeFlops * rope_n, rope_n * e, rope_n * e);
+    // Q, K and V are views of the QKV product (Megatron's
+    // split_tensor_along_last_dim); their gradients are concatenated back
+    // into one tensor for the product's backward: a copy.
+    op(p + "attention.split_qkv.backward", 0, rows * qkv_width * e, rows * qkv_width * e);
     op(p + "attention.qkv_proj.backward", 2 * (2 * rows * h * qkv_width),
        (rows * qkv_width + rows * h + h * qkv_width) * e,
        (rows * h + h * qkv_width) * e + bias_bytes(qkv_width),

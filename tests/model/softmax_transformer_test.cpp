@@ -214,6 +214,7 @@ TEST(SoftmaxPlan, OpsInExecutionOrder) {
       "layers.0.attention_norm.forward",
       "layers.0.attention.qkv_proj.forward",
       "layers.0.attention.core.forward",
+      "layers.0.attention.merge_heads.forward",
       "layers.0.attention.out_proj.forward",
       "layers.0.attention_residual.forward",
       "layers.0.mlp_norm.forward",
@@ -234,6 +235,7 @@ TEST(SoftmaxPlan, OpsInExecutionOrder) {
       "layers.0.mlp_residual.backward",
       "layers.0.attention.out_proj.backward",
       "layers.0.attention.core.backward",
+      "layers.0.attention.split_qkv.backward",
       "layers.0.attention.qkv_proj.backward",
       "layers.0.attention_norm.backward",
       "layers.0.attention_residual.backward",
@@ -259,6 +261,7 @@ TEST(SoftmaxPlan, OpsInExecutionOrder) {
       "attention.scores.forward",
       "attention.softmax.forward",
       "attention.context.forward",
+      "attention.merge_heads.forward",
       "attention.to_sequence.forward",
       "attention.out_proj.forward",
       "mlp.gate_up.forward",
@@ -274,6 +277,7 @@ TEST(SoftmaxPlan, OpsInExecutionOrder) {
       "attention.scores.backward",
       "attention.to_sequence.backward",
       "attention.rope.backward",
+      "attention.split_qkv.backward",
       "attention.qkv_proj.backward",
   };
   EXPECT_EQ(names, expected_llama);
@@ -536,6 +540,35 @@ TEST(SoftmaxActivations, LlamaByHand) {
   EXPECT_EQ(layer_activation_bytes(softmax_preset("llama3-8b"), 1, false, 1, StepShape{1, 4096, 2},
                                    Recompute::None),
             big * 34);
+}
+
+// What Megatron-LM's layer moves besides its products and core (a PyTorch
+// GPT's step runs the same kernels: docs/validation.md): the core's output
+// copied back to the sequence-first layout, the Q/K/V gradients
+// concatenated for the QKV product's backward, and the residual's backward
+// as two kernels — dropout's on the branch and the sum of the branch's and
+// the skip's gradients where the stream forks.
+TEST(SoftmaxPlan, LayoutCopiesAndResidualGradientSums) {
+  SoftmaxTransformerConfig c = small_gpt(1);
+  ASSERT_TRUE(c.dropout);
+  const int64_t B = 2, N = 64, e = 2, h = c.width;
+  const int64_t n = B * N * h;
+  const OpPlan plan = plan_softmax_transformer(c, 1, false, 1, StepShape{B, N, e});
+  const PlannedOp& merge = find_op(plan, "layers.0.attention.merge_heads.forward");
+  EXPECT_EQ(merge.bytes_read, n * e);
+  EXPECT_EQ(merge.bytes_written, n * e);
+  const PlannedOp& split = find_op(plan, "layers.0.attention.split_qkv.backward");
+  EXPECT_EQ(split.bytes_read, 3 * n * e);  // q, k and v of h each (no GQA here)
+  EXPECT_EQ(split.bytes_written, 3 * n * e);
+  // Dropout's backward reads the gradient and the byte mask and writes the
+  // branch's; the sum reads two gradients and writes one.
+  const PlannedOp& residual = find_op(plan, "layers.0.mlp_residual.backward");
+  EXPECT_EQ(residual.bytes_read, (n * e + n) + 2 * n * e);
+  EXPECT_EQ(residual.bytes_written, n * e + n * e);
+  c.dropout = false;
+  const OpPlan plain = plan_softmax_transformer(c, 1, false, 1, StepShape{B, N, e});
+  EXPECT_EQ(find_op(plain, "layers.0.mlp_residual.backward").bytes_read, 2 * n * e);
+  EXPECT_EQ(find_op(plain, "layers.0.mlp_residual.backward").bytes_written, n * e);
 }
 
 TEST(SoftmaxPlan, UnfusedCoreMovesTheN2Tensors) {
