@@ -75,25 +75,20 @@ std::string SimSetup::settings_note() const {
 }
 
 std::string SimSetup::cost_note() const {
-  const sim::Efficiency d;
+  const auto values = sim::efficiency_values(efficiency), defaults = sim::efficiency_values(sim::Efficiency{});
   std::string changed;
-  auto note = [&](const char* key, double value, double default_value) {
-    if (value != default_value) changed += fmt::format("{}efficiency.{} {:g}", changed.empty() ? "" : ", ", key, value);
-  };
-  note("matmul", efficiency.matmul, d.matmul);
-  note("matmul_overhead_us", efficiency.matmul_overhead_us, d.matmul_overhead_us);
-  note("attention", efficiency.attention, d.attention);
-  note("softmax_attention", efficiency.softmax_attention, d.softmax_attention);
-  note("memory", efficiency.memory, d.memory);
-  note("elementwise", efficiency.elementwise, d.elementwise);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i].second == defaults[i].second) continue;
+    changed += fmt::format("{}efficiency.{} {:g}", changed.empty() ? "" : ", ", values[i].first, values[i].second);
+  }
   const std::string source = profile ? "measured profile" : "roofline";
   return changed.empty() ? source : fmt::format("{} ({})", source, changed);
 }
 
-nlohmann::json efficiency_json(const sim::Efficiency& e) {
-  return {{"matmul", e.matmul},           {"matmul_overhead_us", e.matmul_overhead_us},
-          {"attention", e.attention},     {"softmax_attention", e.softmax_attention},
-          {"memory", e.memory},           {"elementwise", e.elementwise}};
+nlohmann::json efficiency_json(const sim::Efficiency& efficiency) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [key, value] : sim::efficiency_values(efficiency)) j[key] = value;
+  return j;
 }
 
 SimSetup sim_setup_from(const po::variables_map& v) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <string_view>
 #include <variant>
 
 #include "core/error.h"
@@ -212,6 +213,15 @@ void apply_hardware_override(const std::string& assignment, ClusterSpec& cluster
   validate_from(updated.cluster, where);
   cluster = updated.cluster;
   efficiency = updated.efficiency;
+}
+
+std::vector<std::pair<std::string, double>> efficiency_values(const Efficiency& efficiency) {
+  Values values{ClusterSpec{}, efficiency};
+  std::vector<std::pair<std::string, double>> out;
+  for (const Field& f : kFields) {
+    if (std::string_view(f.section) == "efficiency") out.emplace_back(f.key, *std::get<double*>(f.target(values)));
+  }
+  return out;
 }
 
 std::vector<std::string> hardware_field_names() {

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sim/hardware.h"
@@ -39,5 +40,9 @@ void apply_hardware_override(const std::string& assignment, ClusterSpec& cluster
 
 // Every overridable field as "section.key", in the table's order (for help).
 std::vector<std::string> hardware_field_names();
+
+// The [efficiency] fields' keys ("matmul", ...) and values in `efficiency`,
+// in the table's order (for reports).
+std::vector<std::pair<std::string, double>> efficiency_values(const Efficiency& efficiency);
 
 }  // namespace linpar::sim

@@ -244,6 +244,17 @@ TEST(HardwareOverride, FieldNamesListTheTable) {
     const bool share = name.starts_with("efficiency.");
     EXPECT_NO_THROW(apply_hardware_override(name + (text ? "=x" : share ? "=0.5" : "=2"), c, e)) << name;
   }
+  // The efficiencies as reports list them: the table's [efficiency] keys
+  // with the struct's values.
+  Efficiency e;
+  e.matmul = 0.7;
+  e.elementwise = 0.38;
+  const std::vector<std::pair<std::string, double>> values = efficiency_values(e);
+  const std::vector<std::pair<std::string, double>> expected = {
+      {"matmul", 0.7}, {"matmul_overhead_us", e.matmul_overhead_us}, {"attention", e.attention},
+      {"softmax_attention", e.softmax_attention}, {"memory", e.memory}, {"elementwise", 0.38}};
+  EXPECT_EQ(values, expected);
+  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ("efficiency." + values[i].first, names[16 + i]);
 }
 
 }  // namespace
