@@ -7,7 +7,7 @@
 # simulator's validation runs with a `linpar profile` of the machine. Only
 # the profile and the validation table go to $OUT (the device tool returns a
 # few files); everything else is printed, logs under /tmp/session.
-# SESSION_PARTS="check bench kv layout scaling gpt validation" (default: all) picks the
+# SESSION_PARTS="check bench kv layout scaling gpt sdpa validation" (default: all) picks the
 # parts; without "check" an existing build-gpu/ is reused (or built; "gpt" alone needs none).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ export NCCL_NVLS_ENABLE=0
 keep="${OUT:-/tmp/out}"
 logs=/tmp/session
 mkdir -p "$keep" "$logs"
-parts=" ${SESSION_PARTS:-check bench kv layout scaling gpt validation} "
+parts=" ${SESSION_PARTS:-check bench kv layout scaling gpt sdpa validation} "
 has() { [[ "$parts" == *" $1 "* ]]; }
 needs_build=0
 for p in check bench kv layout scaling validation; do has $p && needs_build=1; done
@@ -66,6 +66,17 @@ if has gpt; then
       { echo "gpt $name failed"; tail -5 "$logs/gpt-$name.err"; }
     head -c 600 "$keep/gpt-torch-$name.json"; echo
   done
+fi
+if has sdpa; then
+  # FlashAttention's rate by head size, length and dropout (the simulator's one softmax_attention share).
+  echo "== SDPA by shape (bench/sdpa_torch.py)"
+  timeout 300 python3 bench/sdpa_torch.py >"$keep/sdpa-torch.json" 2>"$logs/sdpa.err" ||
+    { echo "sdpa failed"; tail -5 "$logs/sdpa.err"; }
+  python3 -c "
+import json,sys
+d=json.load(open(sys.argv[1]))
+for r in d['rows']: print(r['head_dim'], r['seq'], r['dropout'], round(r['forward_share'],3), round(r['backward_share'],3), round(r['share'],3))
+" "$keep/sdpa-torch.json"
 fi
 if has validation; then
   echo "== validation runs"
