@@ -50,21 +50,30 @@ def flush():
         FLUSH.zero_()
 
 
-def kernel_ms(run, reps=10):
-    """The GPU's kernel time of one run (the profiler's kernels summed): the
-    op's own cost, without the gaps where the GPU waits for Python to launch
-    it, which timing a small op alone between events also measures. With
-    --flush-l2 the flush runs before each run and its kernel is left out."""
-    for _ in range(2):
+def profiled_kernels(run, reps, warmup=2):
+    """The GPU kernels (profiler events) of `reps` calls of `run` after
+    `warmup` unprofiled ones."""
+    for _ in range(warmup):
         run()
     torch.cuda.synchronize()
     acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     with torch.profiler.profile(activities=acts) as prof:
         for _ in range(reps):
-            flush()
             run()
         torch.cuda.synchronize()
-    us = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    return [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+
+def kernels_us(kernels):
+    return sum(e.time_range.elapsed_us() for e in kernels)
+
+
+def kernel_ms(run, reps=10):
+    """The GPU's kernel time of one run (the profiler's kernels summed): the
+    op's own cost, without the gaps where the GPU waits for Python to launch
+    it, which timing a small op alone between events also measures. With
+    --flush-l2 the flush runs before each run and its kernel is left out."""
+    us = kernels_us(profiled_kernels(lambda: (flush(), run()), reps))
     if FLUSH is not None:
         us -= reps * flush_us()  # the flushes' kernels, timed alone
     return us / reps / 1e3
@@ -77,15 +86,7 @@ def flush_us():
     """One flush's kernel time (measured once)."""
     global _FLUSH_US
     if _FLUSH_US is None:
-        flush()
-        torch.cuda.synchronize()
-        acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-        with torch.profiler.profile(activities=acts) as prof:
-            for _ in range(10):
-                flush()
-            torch.cuda.synchronize()
-        _FLUSH_US = sum(e.time_range.elapsed_us() for e in prof.events()
-                        if e.device_type == torch.autograd.DeviceType.CUDA) / 10
+        _FLUSH_US = kernels_us(profiled_kernels(flush, 10, warmup=1)) / 10
     return _FLUSH_US
 
 
@@ -93,17 +94,10 @@ def kernel_table(run, top=60):
     """The kernels of one run by name: [{"kernel", "calls", "ms"}], the
     longest `top` first, and the run's total kernel ms: where a whole step's
     time goes that the ops timed alone do not show."""
-    run()
-    torch.cuda.synchronize()
-    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-    with torch.profiler.profile(activities=acts) as prof:
-        run()
-        torch.cuda.synchronize()
     by_name = {}
-    for e in prof.events():
-        if e.device_type == torch.autograd.DeviceType.CUDA:
-            calls, us = by_name.get(e.name, (0, 0.0))
-            by_name[e.name] = (calls + 1, us + e.time_range.elapsed_us())
+    for e in profiled_kernels(run, 1, warmup=1):
+        calls, us = by_name.get(e.name, (0, 0.0))
+        by_name[e.name] = (calls + 1, us + e.time_range.elapsed_us())
     rows = sorted(by_name.items(), key=lambda kv: -kv[1][1])
     total = sum(us for _, us in by_name.values()) / 1e3
     return [{"kernel": k[:200], "calls": c, "ms": us / 1e3} for k, (c, us) in rows[:top]], total

@@ -2,8 +2,6 @@
 // families, on cases whose answer follows from the parts: a link with only
 // latency α (infinite bandwidth) makes every message cost α exactly, so what
 // a strategy pays in messages on the critical path can be read off.
-#include <algorithm>
-
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -228,32 +226,27 @@ TEST(SimSequenceParallel, BlockingRingHoldsEachReceiversAttentionKernel) {
   const ClusterSpec free_net = latency_only(8, 0.0);
   const MicroBatchCosts overlap = micro_batch_costs(m, free_net, l);
   const MicroBatchCosts held = micro_batch_costs(m, free_net, blocking);
-  // A middle rank's kernels that now wait, by layer: alike.
+  // An op's time on SP rank r (0 when its plan has no such op).
   const ShardOps ops = shard_ops(m, free_net, blocking);
-  const size_t middle = static_cast<size_t>(ops.rank_plan[3]);
-  std::vector<double> forward(static_cast<size_t>(m.n_layers)), backward(static_cast<size_t>(m.n_layers));
-  for (size_t i = 0; i < ops.plans[middle].ops().size(); ++i) {
-    const std::string& name = ops.plans[middle].ops()[i].name;
-    const ShardOps::Op& op = ops.ops[middle][i];
-    if (name.ends_with(".lasp.intra.forward")) forward[static_cast<size_t>(op.layer)] += op.compute;
-    if (name.ends_with(".lasp.intra.backward") || name.ends_with(".lasp.inter.backward")) {
-      backward[static_cast<size_t>(op.layer)] += op.compute;
+  auto seconds = [&](int r, const std::string& name) {
+    const size_t k = static_cast<size_t>(ops.rank_plan[static_cast<size_t>(r)]);
+    for (size_t i = 0; i < ops.plans[k].ops().size(); ++i) {
+      if (ops.plans[k].ops()[i].name == name) return ops.ops[k][i].compute;
     }
-  }
-  const double slowest_forward = *std::max_element(forward.begin(), forward.end());
-  const double slowest_backward = *std::max_element(backward.begin(), backward.end());
-  EXPECT_EQ(slowest_forward, *std::min_element(forward.begin(), forward.end()));
-  EXPECT_EQ(slowest_backward, *std::min_element(backward.begin(), backward.end()));
-  EXPECT_NEAR(held.stages[0].forward - overlap.stages[0].forward, 7 * slowest_forward, 0.02 * 7 * slowest_forward);
-  double first_intra_backward = 0;
-  const size_t first = static_cast<size_t>(ops.rank_plan[0]);
-  for (size_t i = 0; i < ops.plans[first].ops().size(); ++i) {
-    if (ops.plans[first].ops()[i].name == "layers.1.token_mixer.lasp.intra.backward") {
-      first_intra_backward = ops.ops[first][i].compute;
-    }
-  }
+    return 0.0;
+  };
+  const std::string first = "layers.1.token_mixer.lasp.", last = fmt::format("layers.{}.token_mixer.lasp.", m.n_layers - 1);
+  // A middle rank's kernels that now wait: alike in every layer.
+  const double intra_forward = seconds(3, first + "intra.forward");
+  const double held_backward = seconds(3, first + "intra.backward") + seconds(3, first + "inter.backward");
+  ASSERT_GT(intra_forward, 0);
+  EXPECT_EQ(intra_forward, seconds(3, last + "intra.forward"));
+  EXPECT_EQ(held_backward, seconds(3, last + "intra.backward") + seconds(3, last + "inter.backward"));
+  EXPECT_NEAR(held.stages[0].forward - overlap.stages[0].forward, 7 * intra_forward, 0.02 * 7 * intra_forward);
+  const double first_intra_backward = seconds(0, first + "intra.backward");
   ASSERT_GT(first_intra_backward, 0);
-  const double backward_hops = 6 * slowest_backward + first_intra_backward;
+  EXPECT_EQ(seconds(0, first + "inter.backward"), 0);  // rank 0 has no inter-chunk term
+  const double backward_hops = 6 * held_backward + first_intra_backward;
   EXPECT_NEAR(held.stages[0].backward - overlap.stages[0].backward, backward_hops, 0.01 * backward_hops);
   // A blocking send holds its sender: with a latency α per send the ranks
   // that send lose α every layer, which the lag's slack absorbs only in
