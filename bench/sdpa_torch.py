@@ -2,19 +2,26 @@
 GPU over head sizes, sequence lengths and dropout: the rate its kernels reach
 as a share of the GPU's bf16 peak, with the FLOPs the simulator's GPT plan
 counts for the fused core (model/softmax_transformer.cpp: causal, half of
-4·B·H·N²·d forward, 2.5× that backward). The simulator prices this core at
-one constant share (sim/op_costs.h, `softmax_attention`); this measures how
-far the share moves with the shape and with dropout (docs/validation.md).
+4·B·H·N²·d forward, 2.5× that backward). The simulator prices this core by
+a curve over head size, length and dropout (sim/op_costs.h,
+`softmax_attention`) that scripts/fit_sdpa.py fits to these measurements
+(docs/validation.md).
 
-Each shape keeps B·H·d = 4096 (a 4096-wide model's heads, batch 1) and is
-timed by its kernels alone (the profiler's kernel durations summed, as
-bench/gpt_torch.py does), forward and backward.
+`--shapes grid` (the default) keeps B·H·d = 4096 (a 4096-wide model's
+heads, batch 1) over head sizes 64, 96, 128, 2K-8K tokens, with and without
+dropout 0.1: what the simulator's FlashAttention curve is fitted to
+(sim/op_costs.h). `--shapes held-out` times shapes the fit never saw: head
+sizes 160 and 256, 16K and 32K tokens, the few heads of a tensor-parallel
+shard, grouped K/V heads, batches over 1, and the shapes of the simulator's
+FlashAttention checks (docs/validation.md). Each is timed by its kernels
+alone (the profiler's kernel durations summed, as bench/gpt_torch.py does),
+forward and backward.
 
-Prints one JSON object: {"device", "torch", "peak_tflops", "rows": [{"head_dim",
-"heads", "seq", "dropout", "forward_ms", "backward_ms", "forward_share",
-"backward_share", "share"}]}.
+Prints one JSON object: {"device", "torch", "peak_tflops", "shapes", "rows":
+[{"batch", "head_dim", "heads", "kv_heads", "seq", "dropout", "forward_ms",
+"backward_ms", "forward_share", "backward_share", "share"}]}.
 
-usage: python3 bench/sdpa_torch.py [--peak-tflops 989.4]
+usage: python3 bench/sdpa_torch.py [--shapes grid|held-out] [--peak-tflops 989.4]
 """
 import argparse
 import json
@@ -31,32 +38,59 @@ def plan_flops(batch, heads, seq, head_dim):
     return forward, 2.5 * forward
 
 
+# (batch, heads, kv_heads, head_dim, seq, dropout)
+def grid_shapes():
+    return [(1, 4096 // d, 4096 // d, d, n, p) for d in (64, 96, 128) for n in (2048, 4096, 8192)
+            for p in (0.0, 0.1)]
+
+
+HELD_OUT = [
+    # head sizes beyond the grid (megatron-530b and -1t have 160)
+    (1, 32, 32, 160, 2048, 0.0), (1, 32, 32, 160, 8192, 0.0), (1, 32, 32, 160, 8192, 0.1),
+    (1, 16, 16, 256, 2048, 0.0), (1, 16, 16, 256, 8192, 0.0), (1, 16, 16, 256, 8192, 0.1),
+    # longer sequences
+    (1, 32, 32, 128, 16384, 0.0), (1, 32, 32, 128, 32768, 0.0), (1, 64, 64, 64, 16384, 0.0),
+    (1, 32, 32, 128, 16384, 0.1),
+    # batches over 1
+    (4, 32, 32, 128, 2048, 0.0), (8, 16, 16, 128, 4096, 0.1),
+    # tensor-parallel shards: gpt3-175b at tp 8 (12 heads, 2K), llama3-405b at
+    # tp 8 (16 heads, one K/V head, 8K), tnl-1b's shape (16 heads, 8K) where
+    # the simulator's first FlashAttention share was measured on an H100
+    (1, 12, 12, 128, 2048, 0.0), (1, 12, 12, 128, 2048, 0.1), (1, 16, 1, 128, 8192, 0.0),
+    (1, 16, 16, 128, 8192, 0.0),
+    # grouped K/V at full width: llama3-405b's 128 heads over 8 K/V heads
+    (1, 128, 8, 128, 8192, 0.0),
+    # the PyTorch GPT of docs/validation.md (megatron-1.7b, micro-batch 4)
+    (4, 24, 24, 96, 2048, 0.1), (4, 24, 24, 96, 2048, 0.0),
+]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peak-tflops", type=float, default=989.4, help="the GPU's dense bf16 peak (H100/H200 SXM)")
+    ap.add_argument("--shapes", choices=("grid", "held-out"), default="grid")
     a = ap.parse_args()
     rows = []
-    for head_dim in (64, 96, 128):
-        for seq in (2048, 4096, 8192):
-            for dropout in (0.0, 0.1):
-                heads = 4096 // head_dim
-                leaf = lambda: torch.randn(1, heads, seq, head_dim, device="cuda", dtype=torch.bfloat16,
-                                           requires_grad=True)
-                q, k, v = leaf(), leaf(), leaf()
-                core = lambda: F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-                out = core()
-                grad = torch.randn_like(out)
-                fwd = kernel_ms(core)
-                bwd = kernel_ms(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True))
-                f_flops, b_flops = plan_flops(1, heads, seq, head_dim)
-                peak = a.peak_tflops * 1e12
-                rows.append({"head_dim": head_dim, "heads": heads, "seq": seq, "dropout": dropout,
-                             "forward_ms": fwd, "backward_ms": bwd,
-                             "forward_share": f_flops / (fwd * 1e-3) / peak,
-                             "backward_share": b_flops / (bwd * 1e-3) / peak,
-                             "share": (f_flops + b_flops) / ((fwd + bwd) * 1e-3) / peak})
+    for batch, heads, kv_heads, head_dim, seq, dropout in (grid_shapes() if a.shapes == "grid" else HELD_OUT):
+        leaf = lambda h: torch.randn(batch, h, seq, head_dim, device="cuda", dtype=torch.bfloat16,
+                                     requires_grad=True)
+        q, k, v = leaf(heads), leaf(kv_heads), leaf(kv_heads)
+        core = lambda: F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True,
+                                                      enable_gqa=kv_heads != heads)
+        out = core()
+        grad = torch.randn_like(out)
+        fwd = kernel_ms(core)
+        bwd = kernel_ms(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True))
+        f_flops, b_flops = plan_flops(batch, heads, seq, head_dim)
+        peak = a.peak_tflops * 1e12
+        rows.append({"batch": batch, "head_dim": head_dim, "heads": heads, "kv_heads": kv_heads, "seq": seq,
+                     "dropout": dropout, "forward_ms": fwd, "backward_ms": bwd,
+                     "forward_share": f_flops / (fwd * 1e-3) / peak,
+                     "backward_share": b_flops / (bwd * 1e-3) / peak,
+                     "share": (f_flops + b_flops) / ((fwd + bwd) * 1e-3) / peak})
+        del q, k, v, out, grad
     print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                      "peak_tflops": a.peak_tflops, "rows": rows}))
+                      "peak_tflops": a.peak_tflops, "shapes": a.shapes, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, bool backward,
   const int64_t T = sp_.size();
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives)});
+    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives), {}});
   };
   const int64_t chunk_state = chunk_state_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv);
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);

@@ -65,7 +65,7 @@ void Lasp2::plan(const AttentionShape& s, int64_t e, bool backward, const std::s
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives)});
+    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives), {}});
   };
   if (!backward) {
     op("lasp2.state.forward", chunk_state_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv),

@@ -83,7 +83,7 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, bool backward, const std
   const bool has_in = r > 0, has_out = r < T - 1;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives)});
+    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives), {}});
   };
   if (!backward) {
     op("lasp.intra.forward",

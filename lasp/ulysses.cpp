@@ -67,7 +67,7 @@ void UlyssesAttention::plan(const AttentionShape& s, int64_t e, bool backward,
   const int64_t qk = s.batch * s.heads * s.length * s.dk, vo = s.batch * s.heads * s.length * s.dv;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read * e, written * e, std::move(collectives)});
+    plan.add(PlannedOp{prefix + name, flops, read * e, written * e, std::move(collectives), {}});
   };
   if (!backward) {
     op("ulysses.to_heads.forward", 0, 2 * qk + vo, 2 * qk + vo,

@@ -65,7 +65,7 @@ void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const Te
                 e = s.element_bytes;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, std::move(collectives)});
+    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, std::move(collectives), {}});
   };
   const int64_t full = rows * D * e;  // one [B, N, D] activation (TP traffic)
   const int64_t act = rows * F;

@@ -16,12 +16,24 @@ struct PlannedCollective {
   int64_t bytes = 0;  // payload per rank
 };
 
+// A fused (FlashAttention) softmax core's shape: what its kernels' rate
+// depends on besides the FLOPs (sim/op_costs.h). Zero for every other op.
+// 16 bytes: the layout search builds plans by the thousand per second.
+struct CoreShape {
+  int64_t scores = 0;    // attention scores computed: B·H·N²/2 when causal
+  int32_t length = 0;    // N: tokens each query attends over (causal: up to N)
+  int16_t head_dim = 0;  // d
+  bool dropout = false;  // dropout on the probabilities (drawn in the kernel)
+  bool backward = false;
+};
+
 struct PlannedOp {
   std::string name;  // e.g. "layers.0.token_mixer.qkvu_proj.forward"
   int64_t flops = 0;
   int64_t bytes_read = 0;
   int64_t bytes_written = 0;
   std::vector<PlannedCollective> collectives;
+  CoreShape core;
 };
 
 // Shapes one rank works on. Single-process runs have every degree 1; the
@@ -40,6 +52,7 @@ struct StepShape {
 class OpPlan {
  public:
   void add(PlannedOp op) { ops_.push_back(std::move(op)); }
+  void reserve(size_t ops) { ops_.reserve(ops); }
   const std::vector<PlannedOp>& ops() const { return ops_; }
   int64_t total_flops() const;
   int64_t total_bytes() const;

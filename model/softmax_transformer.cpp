@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "core/error.h"
 #include "core/ops/activation.h"
@@ -136,6 +137,14 @@ void validate_softmax_layout(const SoftmaxTransformerConfig& c, int tp, bool tp_
     user_error("micro-batch {}, sequence {} and element bytes {} must be positive", shape.batch,
                shape.length, shape.element_bytes);
   }
+  // The fused core's shape is kept in 32 and 16 bits (model/op_plan.h).
+  if (shape.length > std::numeric_limits<int32_t>::max()) {
+    user_error("sequence of {} tokens: at most {}", shape.length, std::numeric_limits<int32_t>::max());
+  }
+  if (c.head_dim() > std::numeric_limits<int16_t>::max()) {
+    user_error("head size {} (width {} / {} heads): at most {}", c.head_dim(), c.width, c.n_heads,
+               std::numeric_limits<int16_t>::max());
+  }
   if (c.max_positions > 0 && shape.length > c.max_positions) {
     user_error("sequence of {} tokens exceeds max-positions {} (learned positions)", shape.length,
                c.max_positions);
@@ -165,6 +174,7 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
   validate_softmax_layout(c, tp_size, tp_sp, sp, s);
   const TensorParallel tp{nullptr, 0, tp_size, tp_sp};
   OpPlan plan;
+  plan.reserve(static_cast<size_t>(8 + 40 * c.n_layers));  // about 36 ops a layer (as plan_model)
   const int64_t e = s.element_bytes, B = s.batch, N = s.length, h = c.width, d = c.head_dim();
   // Tokens through the GEMMs (the TP group's whole shard of the sequence) and
   // on this rank's residual stream (its sequence shard with tp_sp).
@@ -187,7 +197,7 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
 
   auto op = [&](const std::string& name, int64_t flops, int64_t read_bytes, int64_t written_bytes,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{name, flops, read_bytes, written_bytes, std::move(collectives)});
+    plan.add(PlannedOp{name, flops, read_bytes, written_bytes, std::move(collectives), {}});
   };
   // Norms keep their per-row statistics (mean and rstd, or rstd) in f32.
   const int64_t norm_stats = stream * (layer_norm ? 8 : 4);
@@ -236,11 +246,15 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     const int64_t backward_flops =
         softmax_attention_backward_flops(B, core_heads, N, d, c.flash_attention);
     if (c.flash_attention) {
+      // Its rate depends on the length, head size and dropout (sim/op_costs.h).
+      const CoreShape shape{B * core_heads * N * N / 2, static_cast<int32_t>(N), static_cast<int16_t>(d),
+                            c.dropout, backward};
       if (!backward) {
-        op(prefix + "attention.core.forward", forward_flops, q_core + 2 * kv_core, q_core + lse);
+        plan.add(PlannedOp{prefix + "attention.core.forward", forward_flops, q_core + 2 * kv_core,
+                           q_core + lse, {}, shape});
       } else {  // reads q, k, v, o, dO and the logsumexp; writes dq, dk, dv
-        op(prefix + "attention.core.backward", backward_flops, 3 * q_core + 2 * kv_core + lse,
-           q_core + 2 * kv_core);
+        plan.add(PlannedOp{prefix + "attention.core.backward", backward_flops, 3 * q_core + 2 * kv_core + lse,
+                           q_core + 2 * kv_core, {}, shape});
       }
       return;
     }

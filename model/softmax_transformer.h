@@ -54,7 +54,8 @@ struct SoftmaxTransformerConfig {
   bool tie_embeddings = true;   // LM head shares the embedding table
   bool bias = true;             // biases on every linear layer (GPT) or none (Llama)
   int64_t max_positions = 0;    // learned position embeddings (GPT); 0: RoPE
-  bool dropout = false;         // dropout after attention and MLP (and on the scores when unfused)
+  bool dropout = false;         // dropout after attention and MLP, and on the probabilities (in the
+                                // FlashAttention kernel, or its own kernel when unfused)
   bool flash_attention = true;  // the attention core's kernel (see the conventions above)
   double published_parameters = 0;  // as the source prints it (0: none)
   std::string source;               // where the shape comes from

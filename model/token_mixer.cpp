@@ -171,7 +171,7 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
   const int64_t act = rows * Dl;  // elements of one [B, N, D/tp] activation
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, std::move(collectives)});
+    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, std::move(collectives), {}});
   };
   // TP traffic: full activations [B, N, D], and per-row statistics in f32 on
   // the GPU (the element's own size on the CPU: max(e, 4) either way).

@@ -70,13 +70,15 @@ fi
 if has sdpa; then
   # FlashAttention's rate by head size, length and dropout (the simulator's one softmax_attention share).
   echo "== SDPA by shape (bench/sdpa_torch.py)"
-  timeout 300 python3 bench/sdpa_torch.py >"$keep/sdpa-torch.json" 2>"$logs/sdpa.err" ||
-    { echo "sdpa failed"; tail -5 "$logs/sdpa.err"; }
-  python3 -c "
+  for shapes in ${SDPA_SHAPES:-grid held-out}; do
+    timeout 300 python3 bench/sdpa_torch.py --shapes $shapes >"$keep/sdpa-torch-$shapes.json" 2>"$logs/sdpa.err" ||
+      { echo "sdpa $shapes failed"; tail -5 "$logs/sdpa.err"; continue; }
+    python3 -c "
 import json,sys
 d=json.load(open(sys.argv[1]))
-for r in d['rows']: print(r['head_dim'], r['seq'], r['dropout'], round(r['forward_share'],3), round(r['backward_share'],3), round(r['share'],3))
-" "$keep/sdpa-torch.json"
+for r in d['rows']: print(r['batch'], r['heads'], r['kv_heads'], r['head_dim'], r['seq'], r['dropout'], round(r['forward_share'],3), round(r['backward_share'],3), round(r['share'],3))
+" "$keep/sdpa-torch-$shapes.json"
+  done
 fi
 if has validation; then
   echo "== validation runs"

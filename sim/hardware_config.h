@@ -11,7 +11,11 @@
 //   [cluster]  gpus_per_node, nodes, nics_per_node
 //   [efficiency] matmul, matmul_overhead_us, attention, softmax_attention,
 //                memory, elementwise   (shares of the peaks, > 0 and <= 1;
-//                the overhead in µs, >= 0)
+//                the overhead in µs, >= 0);
+//                softmax_attention_half_length (tokens),
+//                softmax_attention_forward_us, softmax_attention_backward_us,
+//                softmax_attention_dropout_forward_ops,
+//                softmax_attention_dropout_backward_ops (>= 0)
 // Command line: `gpu.bf16_tflops=700` (section.key=value), one per --hw.
 //
 // `name` is a label only (reports print it); it does not load a preset.

@@ -1,8 +1,58 @@
 #include "sim/op_costs.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace linpar::sim {
+
+namespace {
+
+// torch SDPA's kernels (cuDNN, torch 2.11) on an H200 by head size: the
+// share of the bf16 peak of the key loop, forward and backward, fitted with
+// the fixed costs, half-length and dropout cost of Efficiency by
+// scripts/fit_sdpa.py (docs/data/sdpa-torch-h200.json, -held-out.json).
+// Heads of 160 run a slow backward (0.31); 64 and 96 run alike.
+struct CoreShare {
+  double head_dim, forward, backward;
+};
+constexpr CoreShare kCoreShares[] = {
+    {64, 0.525, 0.476}, {96, 0.533, 0.457}, {128, 0.688, 0.590}, {160, 0.597, 0.313}, {256, 0.621, 0.449}};
+// Heads of 128, forward and backward together (backward 2.5× the FLOPs).
+constexpr double kCoreShare128 = 3.5 / (1 / 0.688 + 2.5 / 0.590);
+
+}  // namespace
+
+double softmax_core_share(int64_t head_dim, bool backward, const Efficiency& eff) {
+  auto pick = [backward](const CoreShare& c) { return backward ? c.backward : c.forward; };
+  const double d = static_cast<double>(head_dim);
+  double share = pick(kCoreShares[0]);
+  for (size_t i = 1; i < std::size(kCoreShares); ++i) {
+    const CoreShare &lo = kCoreShares[i - 1], &hi = kCoreShares[i];
+    if (d >= hi.head_dim) {
+      share = pick(hi);
+    } else if (d > lo.head_dim) {
+      share = pick(lo) + (pick(hi) - pick(lo)) * (d - lo.head_dim) / (hi.head_dim - lo.head_dim);
+    }
+  }
+  return std::min(1.0, share * eff.softmax_attention / kCoreShare128);
+}
+
+namespace {
+
+double softmax_core_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff) {
+  const double flops = static_cast<double>(op.flops);
+  const CoreShape& s = op.core;
+  if (s.length <= 0) return flops / (gpu.bf16_tflops * 1e12 * eff.softmax_attention);
+  const double loop = flops / (gpu.bf16_tflops * 1e12 * softmax_core_share(s.head_dim, s.backward, eff)) *
+                      (1 + eff.softmax_attention_half_length / static_cast<double>(s.length));
+  const double fixed = (s.backward ? eff.softmax_attention_backward_us : eff.softmax_attention_forward_us) * 1e-6;
+  const double dropout_ops =
+      s.backward ? eff.softmax_attention_dropout_backward_ops : eff.softmax_attention_dropout_forward_ops;
+  const double dropout = s.dropout ? static_cast<double>(s.scores) * dropout_ops / (gpu.f32_tflops * 1e12) : 0;
+  return fixed + loop + dropout;
+}
+
+}  // namespace
 
 OpClass classify_op(const std::string& name) {
   for (const char* part : {"lightning_attention.", "lasp.", "lasp2.", "allgather.", "ulysses."}) {
@@ -30,7 +80,7 @@ double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff
     case OpClass::Attention:
       return std::max(flops / (gpu.bf16_tflops * 1e12 * eff.attention), memory);
     case OpClass::SoftmaxAttention:
-      return std::max(flops / (gpu.bf16_tflops * 1e12 * eff.softmax_attention), memory);
+      return std::max(softmax_core_seconds(op, gpu, eff), memory);
     case OpClass::Memory:
       return bytes / (gpu.hbm_gbps * 1e9 * eff.elementwise);
   }

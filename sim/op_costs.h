@@ -39,13 +39,27 @@ struct Efficiency {
   // Products' and attention kernels' byte bounds, the optimizer and the
   // collectives' copies stay at `memory`.
   double elementwise = 0.69;
-  // Of the bf16 peak, forward and backward together, with the FLOPs the plan
-  // counts (causal: half of 4·B·H·N²·d forward, 2.5× that backward). Torch
-  // SDPA on H100 at tnl-1b shapes (batch 1, 16 heads of 128, N = 8192):
-  // forward 0.520 ms for 2.75e11 FLOPs (529 TFLOP/s), backward 1.594 ms for
-  // 6.87e11 (431 TFLOP/s): 9.62e11 FLOPs in 2.114 ms = 455 TFLOP/s, 0.46 of
-  // 989.4 (FlashAttention-2/3 report 35-50% of the H100 peak fwd+bwd).
-  double softmax_attention = 0.46;
+  // The fused (FlashAttention) core, whose rate moves with the shape: per
+  // kernel (forward; backward) the plan's FLOPs take
+  //   t = overhead + F / (peak · share(d)) · (1 + half_length / N)
+  //       + [dropout] scores · dropout_ops / f32 peak,
+  // share(d) by head size from a table measured on an H200 (op_costs.cpp;
+  // torch SDPA's kernels, fitted by scripts/fit_sdpa.py to
+  // docs/data/sdpa-torch-h200.json, and within 7% on 13 shapes the fit did
+  // not see: docs/validation.md). `softmax_attention` is the table's share
+  // for heads of 128 over long sequences, forward and backward together
+  // (with the plan's FLOPs: causal, half of 4·B·H·N²·d forward, 2.5× that
+  // backward); setting it scales the whole table. An op without a shape
+  // (model/op_plan.h, CoreShape) takes it alone.
+  double softmax_attention = 0.615;
+  double softmax_attention_half_length = 550;     // tokens: per query tile's fixed work
+  double softmax_attention_forward_us = 18.7;     // fixed: launch, the last wave
+  double softmax_attention_backward_us = 68.4;    // fixed: its three kernels
+  // Dropout inside the kernel: its random numbers are drawn on the CUDA
+  // cores, forward and again backward; f32 operations per score at the
+  // GPU's non-tensor f32 peak.
+  double softmax_attention_dropout_forward_ops = 69.6;
+  double softmax_attention_dropout_backward_ops = 43.3;
   // A matrix product's fixed cost beside its FLOPs at `matmul` (launch,
   // partly filled waves): small products run far below the peak fraction.
   // linpar profile's 60 bf16 GEMMs of tnl-385m on an H200 (4.3 to 2,150
@@ -53,12 +67,20 @@ struct Efficiency {
   // t = 12.75 µs + FLOPs / (0.78 · peak) within −10% … +22% each (median
   // |error| 5%), where 0.78 alone is off by −71% … +22%.
   double matmul_overhead_us = 12.75;
+
+  bool operator==(const Efficiency&) const = default;
 };
 
 // Seconds of one op on `gpu`: the roofline, max(FLOPs at the class's
 // fraction of the peak, bytes at `memory` of the HBM bandwidth), plus the
-// fixed cost for matrix products.
+// fixed cost for matrix products; the fused softmax core by its curve
+// (Efficiency::softmax_attention).
 double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff = {});
+
+// The fused softmax core's share of the bf16 peak for one direction at head
+// size `head_dim` over long sequences (the table, interpolated linearly in d,
+// held at its ends; scaled by `softmax_attention`, at most 1).
+double softmax_core_share(int64_t head_dim, bool backward, const Efficiency& eff = {});
 
 struct PlanCost {
   double seconds = 0;

@@ -88,6 +88,17 @@ TEST(CliSim, EfficiencyOverridesReachTheRooflineAndTheReport) {
   EXPECT_NE(table.out.find("costs: roofline (efficiency.elementwise 0.345)"), std::string::npos) << table.out;
   const auto plain = run_linpar("sim --model megatron-1.7b --gpus-per-node 1");
   EXPECT_NE(plain.out.find("costs: roofline\n"), std::string::npos) << plain.out;
+  // The FlashAttention curve's terms reach the step (megatron-1.7b runs the
+  // fused core with dropout by default): without dropout's per-score cost
+  // and the per-tile stretch the step is shorter.
+  const auto lean = run_linpar(args + " --hw efficiency.softmax_attention_dropout_forward_ops=0"
+                                      " --hw efficiency.softmax_attention_half_length=0");
+  ASSERT_EQ(lean.exit_code, 0) << lean.err;
+  const nlohmann::json l = nlohmann::json::parse(lean.out);
+  EXPECT_EQ(l["efficiency"]["softmax_attention_half_length"], 0);
+  EXPECT_EQ(b["efficiency"]["softmax_attention_half_length"].get<double>(),
+            sim::Efficiency{}.softmax_attention_half_length);
+  EXPECT_LT(l["step_time_s"].get<double>(), b["step_time_s"].get<double>());
 }
 
 // docs/validation.md's first published row as scripts/sim_published.py runs

@@ -444,6 +444,34 @@ TEST(SoftmaxPlan, UlyssesAllToAllsByHand) {
             model_flops(plan_softmax_transformer(c, 1, false, 1, StepShape{B, N, e})));
 }
 
+// The fused core's ops carry what its rate depends on (sim/op_costs.h):
+// under Ulysses the whole sequence, the head size, the scores of this rank's
+// heads, dropout and the direction. No other op carries a shape.
+TEST(SoftmaxPlan, FusedCoreCarriesItsShape) {
+  SoftmaxTransformerConfig c = small_llama(1);  // 8 heads of 16, 4 KV heads
+  c.dropout = true;
+  const int64_t B = 2, N = 64, d = 16;
+  const OpPlan plan = plan_softmax_transformer(c, 2, false, 2, StepShape{B, N, 2});
+  const CoreShape forward = find_op(plan, "layers.0.attention.core.forward").core;
+  const CoreShape backward = find_op(plan, "layers.0.attention.core.backward").core;
+  // 8/(2·2) = 2 heads over all 64 tokens, causal: B·2·N²/2 scores.
+  EXPECT_EQ(forward.length, N);
+  EXPECT_EQ(forward.head_dim, d);
+  EXPECT_EQ(forward.scores, B * 2 * N * N / 2);
+  EXPECT_TRUE(forward.dropout);
+  EXPECT_FALSE(forward.backward);
+  EXPECT_EQ(backward.scores, forward.scores);
+  EXPECT_TRUE(backward.backward);
+  int shaped = 0;
+  for (const PlannedOp& op : plan.ops()) shaped += op.core.length > 0;
+  EXPECT_EQ(shaped, 2);
+  // The unfused core is products and memory-bound kernels: no shape.
+  c.flash_attention = false;
+  for (const PlannedOp& op : plan_softmax_transformer(c, 2, false, 1, StepShape{B, N, 2}).ops()) {
+    EXPECT_EQ(op.core.length, 0) << op.name;
+  }
+}
+
 TEST(SoftmaxPlan, BadLayoutsNameTheRule) {
   const StepShape shape{1, 2048, 2};
   EXPECT_EQ(user_error_of(
@@ -484,6 +512,15 @@ TEST(SoftmaxPlan, BadLayoutsNameTheRule) {
         plan_softmax_transformer(softmax_preset("gpt3-175b"), 8, false, 1, StepShape{1, 4096, 2});
       }),
       "sequence of 4096 tokens exceeds max-positions 2048 (learned positions)");
+  EXPECT_EQ(user_error_of([&] {
+              plan_softmax_transformer(softmax_preset("llama3-8b"), 1, false, 1, StepShape{1, 1LL << 31, 2});
+            }),
+            "sequence of 2147483648 tokens: at most 2147483647");
+  SoftmaxTransformerConfig wide = small_gpt(1);
+  wide.width = 65536;
+  wide.n_heads = wide.n_kv_heads = 1;
+  EXPECT_EQ(user_error_of([&] { plan_softmax_transformer(wide, 1, false, 1, shape); }),
+            "head size 65536 (width 65536 / 1 heads): at most 32767");
   // Without tp_sp the sequence need not divide by tp.
   EXPECT_NO_THROW(
       plan_softmax_transformer(softmax_preset("llama3-8b"), 4, false, 1, StepShape{1, 2050, 2}));

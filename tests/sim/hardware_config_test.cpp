@@ -43,10 +43,7 @@ bool same(const ClusterSpec& a, const ClusterSpec& b) {
          a.nodes == b.nodes && a.nics_per_node == b.nics_per_node;
 }
 
-bool same(const Efficiency& a, const Efficiency& b) {
-  return a.matmul == b.matmul && a.matmul_overhead_us == b.matmul_overhead_us && a.attention == b.attention &&
-         a.softmax_attention == b.softmax_attention && a.memory == b.memory && a.elementwise == b.elementwise;
-}
+bool same(const Efficiency& a, const Efficiency& b) { return a == b; }
 
 TEST(HardwareIni, SetsEveryField) {
   testing::TempDir dir;
@@ -77,6 +74,11 @@ TEST(HardwareIni, SetsEveryField) {
                                      "matmul_overhead_us = 0\n"
                                      "attention = 0.05\n"
                                      "softmax_attention = 0.3\n"
+                                     "softmax_attention_half_length = 0\n"
+                                     "softmax_attention_forward_us = 5\n"
+                                     "softmax_attention_backward_us = 15.5\n"
+                                     "softmax_attention_dropout_forward_ops = 0\n"
+                                     "softmax_attention_dropout_backward_ops = 12\n"
                                      "memory = 1\n"
                                      "elementwise = 0.38\n");
   ClusterSpec c = make_cluster("h100", 8, 1);
@@ -100,6 +102,11 @@ TEST(HardwareIni, SetsEveryField) {
   EXPECT_EQ(e.matmul_overhead_us, 0);
   EXPECT_EQ(e.attention, 0.05);
   EXPECT_EQ(e.softmax_attention, 0.3);
+  EXPECT_EQ(e.softmax_attention_half_length, 0);
+  EXPECT_EQ(e.softmax_attention_forward_us, 5);
+  EXPECT_EQ(e.softmax_attention_backward_us, 15.5);
+  EXPECT_EQ(e.softmax_attention_dropout_forward_ops, 0);
+  EXPECT_EQ(e.softmax_attention_dropout_backward_ops, 12);
   EXPECT_EQ(e.memory, 1);
   EXPECT_EQ(e.elementwise, 0.38);
 }
@@ -156,7 +163,11 @@ TEST(HardwareIni, EveryErrorNamesFileKeyAndValueAndChangesNothing) {
       {"[efficiency]\nmatmul_overhead_us = -1\n", at2 + "[efficiency] matmul_overhead_us = -1: must be >= 0"},
       {"[efficiency]\ngemm = 0.5\n",
        at2 + "[efficiency] gemm = 0.5: unknown key gemm in [efficiency] (known: matmul, matmul_overhead_us, "
-             "attention, softmax_attention, memory, elementwise)"},
+             "attention, softmax_attention, softmax_attention_half_length, softmax_attention_forward_us, "
+             "softmax_attention_backward_us, softmax_attention_dropout_forward_ops, "
+             "softmax_attention_dropout_backward_ops, memory, elementwise)"},
+      {"[efficiency]\nsoftmax_attention_dropout_backward_ops = -3\n",
+       at2 + "[efficiency] softmax_attention_dropout_backward_ops = -3: must be >= 0"},
       // A good value before the bad one is not applied either (checked below).
       {"[gpu]\nhbm_gbps = 1\n[cluster]\nnodes = none\n",
        path + ":4: [cluster] nodes = none: not a whole number"},
@@ -232,7 +243,7 @@ TEST(HardwareOverride, EveryErrorNamesTheArgument) {
 
 TEST(HardwareOverride, FieldNamesListTheTable) {
   const std::vector<std::string> names = hardware_field_names();
-  ASSERT_EQ(names.size(), 22u);
+  ASSERT_EQ(names.size(), 27u);
   EXPECT_EQ(names.front(), "gpu.name");
   EXPECT_EQ(names[15], "cluster.nics_per_node");
   EXPECT_EQ(names.back(), "efficiency.elementwise");
@@ -251,8 +262,17 @@ TEST(HardwareOverride, FieldNamesListTheTable) {
   e.elementwise = 0.38;
   const std::vector<std::pair<std::string, double>> values = efficiency_values(e);
   const std::vector<std::pair<std::string, double>> expected = {
-      {"matmul", 0.7}, {"matmul_overhead_us", e.matmul_overhead_us}, {"attention", e.attention},
-      {"softmax_attention", e.softmax_attention}, {"memory", e.memory}, {"elementwise", 0.38}};
+      {"matmul", 0.7},
+      {"matmul_overhead_us", e.matmul_overhead_us},
+      {"attention", e.attention},
+      {"softmax_attention", e.softmax_attention},
+      {"softmax_attention_half_length", e.softmax_attention_half_length},
+      {"softmax_attention_forward_us", e.softmax_attention_forward_us},
+      {"softmax_attention_backward_us", e.softmax_attention_backward_us},
+      {"softmax_attention_dropout_forward_ops", e.softmax_attention_dropout_forward_ops},
+      {"softmax_attention_dropout_backward_ops", e.softmax_attention_dropout_backward_ops},
+      {"memory", e.memory},
+      {"elementwise", 0.38}};
   EXPECT_EQ(values, expected);
   for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ("efficiency." + values[i].first, names[16 + i]);
 }

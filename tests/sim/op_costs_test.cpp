@@ -2,7 +2,12 @@
 // of a 175B model from its description alone (nothing allocated, fast).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "model/config.h"
 #include "model/softmax_transformer.h"
@@ -137,21 +142,106 @@ TEST(SimOpCosts, DefaultElementwiseRateIsTheMeasuredH200Kernel) {
             0.85);
 }
 
-// The default efficiency turns the measured torch SDPA times back out: tnl-1b
-// shapes (batch 1, 16 heads of 128, N = 8192) on H100, 0.520 ms forward and
-// 1.594 ms backward.
-TEST(SimOpCosts, SoftmaxEfficiencyReproducesTheMeasuredSdpa) {
-  const GpuSpec h100 = gpu_preset("h100");
-  PlannedOp forward, backward;
-  forward.name = "layers.0.attention.core.forward";
-  forward.flops = softmax_attention_forward_flops(1, 16, 8192, 128, true);
-  backward.name = "layers.0.attention.core.backward";
-  backward.flops = softmax_attention_backward_flops(1, 16, 8192, 128, true);
-  const double seconds = op_seconds(forward, h100) + op_seconds(backward, h100);
-  EXPECT_NEAR(seconds / 2.114e-3, 1.0, 0.005);
-  // fwd+bwd FLOPs per second in the 35-50% of peak FlashAttention-2/3 report.
-  EXPECT_GT(Efficiency{}.softmax_attention, 0.35);
-  EXPECT_LT(Efficiency{}.softmax_attention, 0.50);
+// The fused core by its curve (sim/op_costs.h), by hand on the H200 preset
+// (989.4 TFLOP/s bf16, 66.9 f32): 32 heads of 128 over 8192 tokens, batch 1,
+// with dropout: S = 32·8192²/2 scores, forward 4·S·128 FLOPs.
+TEST(SimOpCosts, FlashCoreFollowsItsCurveByHand) {
+  const GpuSpec h200 = gpu_preset("h200");
+  const double S = 32.0 * 8192 * 8192 / 2, F = 4 * S * 128;
+  ASSERT_EQ(softmax_attention_forward_flops(1, 32, 8192, 128, true), static_cast<int64_t>(F));
+  PlannedOp forward{"layers.0.attention.core.forward", static_cast<int64_t>(F), 0, 0, {},
+                    CoreShape{static_cast<int64_t>(S), 8192, 128, true, false}};
+  PlannedOp backward{"layers.0.attention.core.backward", static_cast<int64_t>(2.5 * F), 0, 0, {},
+                     CoreShape{static_cast<int64_t>(S), 8192, 128, true, true}};
+  // Scaled to the table's own share at heads of 128 (forward 0.688, backward
+  // 0.590; together 3.5 / (1/0.688 + 2.5/0.590)), the table is used as is.
+  Efficiency eff;
+  eff.softmax_attention = 3.5 / (1 / 0.688 + 2.5 / 0.590);
+  const double stretch = 1 + 550.0 / 8192;
+  EXPECT_NEAR(op_seconds(forward, h200, eff) /
+                  (18.7e-6 + F / (989.4e12 * 0.688) * stretch + S * 69.6 / 66.9e12), 1.0, 1e-9);
+  EXPECT_NEAR(op_seconds(backward, h200, eff) /
+                  (68.4e-6 + 2.5 * F / (989.4e12 * 0.590) * stretch + S * 43.3 / 66.9e12), 1.0, 1e-9);
+  // The default is that share, rounded to 0.615.
+  EXPECT_NEAR(Efficiency{}.softmax_attention / eff.softmax_attention, 1.0, 1e-3);
+  // Without dropout its per-score cost goes; without a shape the op takes the
+  // share alone (what other plans' cores get).
+  forward.core.dropout = false;
+  EXPECT_NEAR(op_seconds(forward, h200, eff) / (18.7e-6 + F / (989.4e12 * 0.688) * stretch), 1.0, 1e-9);
+  forward.core = {};
+  EXPECT_NEAR(op_seconds(forward, h200, eff) / (F / (989.4e12 * eff.softmax_attention)), 1.0, 1e-9);
+  // Shorter sequences pay the per-tile work more: at 2048 tokens the key
+  // loop takes (1 + 550/2048) / (1 + 550/8192) = 1.19× its FLOPs' share.
+  eff.softmax_attention_forward_us = 0;
+  const PlannedOp short_core{"layers.0.attention.core.forward", static_cast<int64_t>(F / 16), 0, 0, {},
+                             CoreShape{static_cast<int64_t>(S / 16), 2048, 128, false, false}};
+  EXPECT_NEAR(op_seconds(short_core, h200, eff) / (F / 16 / (989.4e12 * 0.688)), 1 + 550.0 / 2048, 1e-9);
+}
+
+TEST(SimOpCosts, FlashCoreShareByHeadSize) {
+  const Efficiency eff;
+  const double scale = eff.softmax_attention / (3.5 / (1 / 0.688 + 2.5 / 0.590));
+  EXPECT_NEAR(softmax_core_share(128, false, eff), 0.688 * scale, 1e-12);
+  EXPECT_NEAR(softmax_core_share(160, true, eff), 0.313 * scale, 1e-12);
+  // Between the measured sizes linearly: 112 is halfway from 96 to 128.
+  EXPECT_NEAR(softmax_core_share(112, false, eff), (0.533 + 0.688) / 2 * scale, 1e-12);
+  EXPECT_NEAR(softmax_core_share(208, true, eff), (0.313 + 0.449) / 2 * scale, 1e-12);
+  // Held at the ends.
+  EXPECT_NEAR(softmax_core_share(32, false, eff), 0.525 * scale, 1e-12);
+  EXPECT_NEAR(softmax_core_share(512, true, eff), 0.449 * scale, 1e-12);
+  // softmax_attention scales the table; no share passes the peak.
+  Efficiency half = eff;
+  half.softmax_attention = eff.softmax_attention / 2;
+  EXPECT_NEAR(softmax_core_share(96, true, half), softmax_core_share(96, true, eff) / 2, 1e-12);
+  Efficiency full = eff;
+  full.softmax_attention = 1;
+  EXPECT_EQ(softmax_core_share(128, false, full), 1.0);  // 0.688 / 0.615 > 1
+  EXPECT_LT(softmax_core_share(128, true, full), 1.0);
+}
+
+// The GPT plan's FlashAttention ops at the defaults against every SDPA shape
+// measured on an H200 (bench/sdpa_torch.py; docs/data/sdpa-torch-h200.json,
+// the grid the table was fitted to, and -held-out.json, 13 of whose 19 shapes
+// the fit never saw): forward and backward together within 8%, but for heads
+// of 256 with dropout (the forward draws its dropout 2× slower than at other
+// sizes: docs/validation.md).
+TEST(SimOpCosts, FlashCoreReproducesTheMeasuredSdpaKernels) {
+  const GpuSpec h200 = gpu_preset("h200");
+  std::vector<double> errors;
+  for (const char* file : {"sdpa-torch-h200.json", "sdpa-torch-h200-held-out.json"}) {
+    std::ifstream in(std::string(LINPAR_SOURCE_DIR) + "/docs/data/" + file);
+    ASSERT_TRUE(in) << file;
+    const nlohmann::json measured_rows = nlohmann::json::parse(in)["rows"];
+    for (const nlohmann::json& row : measured_rows) {
+      SoftmaxTransformerConfig c;
+      c.n_layers = 1;
+      c.n_heads = row["heads"];
+      c.n_kv_heads = row["kv_heads"];
+      c.width = c.n_heads * row["head_dim"].get<int64_t>();
+      c.ffn_dim = 4 * c.width;
+      c.dropout = row["dropout"].get<double>() > 0;
+      const OpPlan plan = plan_softmax_transformer(c, 1, false, 1, StepShape{row["batch"], row["seq"], 2});
+      double seconds = 0;
+      int cores = 0;
+      for (const PlannedOp& op : plan.ops()) {
+        if (classify_op(op.name) != OpClass::SoftmaxAttention) continue;
+        seconds += op_seconds(op, h200);
+        ++cores;
+      }
+      ASSERT_EQ(cores, 2);
+      const double measured = (row["forward_ms"].get<double>() + row["backward_ms"].get<double>()) * 1e-3;
+      const std::string shape = row.dump();
+      if (row["head_dim"] == 256 && c.dropout) {
+        EXPECT_LT(seconds / measured, 0.85) << shape;  // the known outlier: the curve is fast there
+        continue;
+      }
+      EXPECT_NEAR(seconds / measured, 1.0, 0.08) << shape;
+      errors.push_back(std::abs(seconds / measured - 1));
+    }
+  }
+  ASSERT_EQ(errors.size(), 36u);
+  std::sort(errors.begin(), errors.end());
+  EXPECT_LT(errors[errors.size() / 2], 0.04);  // the median
 }
 
 // The simulator's model FLOPs (every op not classed Memory) of a GPT plan are

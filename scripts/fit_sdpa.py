@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Fits the simulator's FlashAttention curve (sim/op_costs.cpp) to SDPA
+kernel times measured by bench/sdpa_torch.py, and checks it on shapes the
+fit did not see.
+
+Per kernel (forward, backward), with S = B·H·N²/2 causal scores and F the
+plan's FLOPs (forward 4·S·d, backward 2.5× that):
+
+    t = t0 + F / (peak · share(d)) · (1 + n½ / N) + [dropout] S · ops / f32_peak
+
+t0 is the kernel's fixed cost (launch, the last partial wave; the backward
+is several kernels), n½ the length at which the per-tile work (loading a
+query tile, writing its output and logsumexp) doubles the time of its key
+loop, share(d) the rate of the key loop by head size, and `ops` the
+per-score cost of dropout (its random numbers are drawn on the CUDA cores,
+forward and again backward). For a fixed n½ this is linear in 1/share(d),
+t0 and ops: solved by least squares on the relative error, n½ scanned.
+
+Fitted on `--grid` (head sizes 64, 96, 128; 2K-8K tokens; dropout 0 and
+0.1) plus the rows of `--held-out` whose head size the grid lacks (160,
+256: the only measurements of those); checked on the other held-out rows
+(16K and 32K tokens, batches over 1, the few heads of tensor-parallel
+shards, grouped K/V heads, the PyTorch GPT's shape).
+
+usage: python3 scripts/fit_sdpa.py [--grid docs/data/sdpa-torch-h200.json]
+                                   [--held-out docs/data/sdpa-torch-h200-held-out.json]
+"""
+import argparse
+import json
+import math
+
+F32_PEAK = 66.9e12  # H100/H200 SXM non-tensor f32 (sim/hardware.cpp)
+
+
+def scores(r):
+    return r["batch"] * r["heads"] * r["seq"] ** 2 / 2
+
+
+def flops(r, backward):
+    forward = 4 * scores(r) * r["head_dim"]
+    return 2.5 * forward if backward else forward
+
+
+def features(r, dims, half_length, backward, peak):
+    """Coefficients of (1/share(d) for each d, t0 in µs, ops per score), in ms."""
+    x = [0.0] * len(dims)
+    x[dims.index(r["head_dim"])] = flops(r, backward) * (1 + half_length / r["seq"]) / peak * 1e3
+    return x + [1e-3, scores(r) / F32_PEAK * 1e3 if r["dropout"] > 0 else 0.0]
+
+
+def least_squares(a, b):
+    """Solves the normal equations of a·x ≈ b (Gauss-Jordan with pivoting)."""
+    n = len(a[0])
+    m = [[sum(row[i] * row[j] for row in a) for j in range(n)] + [sum(row[i] * y for row, y in zip(a, b))]
+         for i in range(n)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(m[r][c]))
+        m[c], m[p] = m[p], m[c]
+        for r in range(n):
+            if r != c:
+                f = m[r][c] / m[c][c]
+                m[r] = [x - f * y for x, y in zip(m[r], m[c])]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def fit(rows, dims, half_length, peak):
+    """(forward, backward) coefficients minimising the relative time error."""
+    out = []
+    for backward, key in ((False, "forward_ms"), (True, "backward_ms")):
+        a = [[v / r[key] for v in features(r, dims, half_length, backward, peak)] for r in rows]
+        out.append(least_squares(a, [1.0] * len(rows)))
+    return out
+
+
+def errors(coef, rows, dims, half_length, peak):
+    """Per row: relative error of forward, backward, and the two together."""
+    out = []
+    for r in rows:
+        t = [sum(c * v for c, v in zip(coef[b], features(r, dims, half_length, b, peak))) for b in (0, 1)]
+        out.append((r, t[0] / r["forward_ms"] - 1, t[1] / r["backward_ms"] - 1,
+                    sum(t) / (r["forward_ms"] + r["backward_ms"]) - 1))
+    return out
+
+
+def rms(errs):
+    return math.sqrt(sum(e[3] ** 2 for e in errs) / len(errs))
+
+
+def summary(errs):
+    mags = sorted(abs(e[3]) for e in errs)
+    return f"median |error| {100 * mags[len(mags) // 2]:.1f}%, largest {100 * mags[-1]:.1f}%"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--grid", default="docs/data/sdpa-torch-h200.json")
+    ap.add_argument("--held-out", default="docs/data/sdpa-torch-h200-held-out.json")
+    a = ap.parse_args()
+    grid = json.load(open(a.grid))
+    held = json.load(open(a.held_out))["rows"]
+    peak = grid["peak_tflops"] * 1e12
+    grid_dims = sorted({r["head_dim"] for r in grid["rows"]})
+    train = grid["rows"] + [r for r in held if r["head_dim"] not in grid_dims]
+    check = [r for r in held if r["head_dim"] in grid_dims]
+    dims = sorted({r["head_dim"] for r in train})
+
+    half_length = min(range(0, 4001, 50), key=lambda n: rms(errors(fit(train, dims, n, peak), train, dims, n, peak)))
+    coef = fit(train, dims, half_length, peak)
+    fwd, bwd = coef
+    print(f"# {grid['device']}, torch {grid['torch']}; fitted on {len(train)} shapes, checked on {len(check)}")
+    print(f"half_length {half_length} tokens")
+    for name, c in (("forward", fwd), ("backward", bwd)):
+        shares = ", ".join(f"{d}: {1 / x:.3f}" for d, x in zip(dims, c))
+        print(f"{name}: share by head size {{{shares}}}; t0 {c[-2]:.1f} us; dropout {c[-1]:.1f} f32 ops per score")
+    i128 = dims.index(128)
+    together = 3.5 / (fwd[i128] + 2.5 * bwd[i128])
+    print(f"heads of 128, long sequences, forward and backward together: {together:.3f} of the peak")
+    for label, rows in (("fitted", train), ("checked", check)):
+        errs = errors(coef, rows, dims, half_length, peak)
+        print(f"\n{label}: {summary(errs)}")
+        print("batch heads kv_heads head_dim seq dropout | forward backward together")
+        for r, ef, eb, et in errs:
+            print(f"{r['batch']} {r['heads']} {r['kv_heads']} {r['head_dim']} {r['seq']} {r['dropout']} | "
+                  f"{100 * ef:+.1f}% {100 * eb:+.1f}% {100 * et:+.1f}%")
+
+
+if __name__ == "__main__":
+    main()
