@@ -130,6 +130,7 @@ int search_command(const std::vector<std::string>& args) {
   space.pp_chunks = parse_chunks(v["pp-chunks"].as<std::string>());
   space.grad_reduce_overlap = setup.grad_reduce_overlap;
   space.grad_reduce_bytes = setup.grad_reduce_bytes;
+  space.grad_accumulate_add = setup.grad_accumulate_add;
   space.lasp_blocking = setup.lasp_blocking;
   const sim::ClusterSpec& cluster = setup.cluster;
 

@@ -62,6 +62,7 @@ int sim_command(const std::vector<std::string>& args) {
   l.global_batch = v["global-batch"].as<int64_t>();
   l.grad_reduce_overlap = setup.grad_reduce_overlap;
   l.grad_reduce_bytes = setup.grad_reduce_bytes;
+  l.grad_accumulate_add = setup.grad_accumulate_add;
   l.lasp_blocking = setup.lasp_blocking;
   const sim::ClusterSpec& cluster = setup.cluster;
   const sim::StepPrediction p = sim::simulate_step(setup.model, cluster, l, setup.cost(), v.count("trace") > 0);
@@ -90,6 +91,7 @@ int sim_command(const std::vector<std::string>& args) {
           {"seq_len", l.seq_len}, {"micro_batch", l.micro_batch}, {"global_batch", l.global_batch},
           {"grad_reduce", v["grad-reduce"].as<std::string>()},
           {"grad_reduce_dtype", v["grad-reduce-dtype"].as<std::string>()},
+          {"grad_accumulate", v["grad-accumulate"].as<std::string>()},
           {"lasp_ring", v["lasp-ring"].as<std::string>()}}},
         {"step_time_s", p.step_seconds},
         {"tokens_per_gpu_per_s", p.tokens_per_gpu_per_s},

@@ -24,6 +24,7 @@ void add_sim_setup_options(po::options_description& options) {
       ("profile", po::value<std::string>(), "measured rates from `linpar profile` (JSON) instead of the roofline where it has them")
       ("grad-reduce", po::value<std::string>()->default_value("overlap"), "gradient averaging: overlap (buckets during the last backward, linpar and PyTorch DDP) or after-backward (Megatron-LM without --overlap-grad-reduce)")
       ("grad-reduce-dtype", po::value<std::string>()->default_value("f32"), "element type of the gradient reduction: f32 (linpar) or bf16/fp16")
+      ("grad-accumulate", po::value<std::string>()->default_value("fused"), "how micro-batches' weight gradients are summed: fused (in the weight-gradient products: linpar, Megatron-LM's gradient accumulation fusion) or add (autograd adds each one after the first in place: Megatron-LM of 2021)")
       ("lasp-ring", po::value<std::string>()->default_value("overlap"), "how a LASP rank waits for its neighbour's state: overlap (linpar: the intra-chunk kernel first) or blocking (the published LASP code: a blocking receive before the attention kernels, a blocking send after)");
   // clang-format on
 }
@@ -70,6 +71,7 @@ std::string SimSetup::settings_note() const {
     note = fmt::format("; gradients reduced {} in {}", grad_reduce_overlap ? "overlapped" : "after backward",
                        grad_reduce_bytes == 4 ? "f32" : "2-byte elements");
   }
+  if (grad_accumulate_add) note += "; gradients accumulated by autograd's add";
   if (lasp_blocking) note += "; LASP ring blocking";
   return note;
 }
@@ -118,6 +120,11 @@ SimSetup sim_setup_from(const po::variables_map& v) {
   } else {
     user_error("--grad-reduce-dtype {}: expected f32, bf16 or fp16", dtype);
   }
+  const std::string accumulate = v["grad-accumulate"].as<std::string>();
+  if (accumulate != "fused" && accumulate != "add") {
+    user_error("--grad-accumulate {}: expected fused or add", accumulate);
+  }
+  setup.grad_accumulate_add = accumulate == "add";
   const std::string ring = v["lasp-ring"].as<std::string>();
   if (ring != "overlap" && ring != "blocking") user_error("--lasp-ring {}: expected overlap or blocking", ring);
   setup.lasp_blocking = ring == "blocking";

@@ -31,9 +31,10 @@ struct SimSetup {
   // --grad-reduce, --grad-reduce-dtype (sim::SimLayout's fields of the same names).
   bool grad_reduce_overlap = true;
   int64_t grad_reduce_bytes = 4;
+  bool grad_accumulate_add = false;  // --grad-accumulate add (sim::SimLayout::grad_accumulate_add)
   bool lasp_blocking = false;  // --lasp-ring blocking (sim::SimLayout::lasp_blocking)
-  // "; gradients reduced after backward in bf16; LASP ring blocking" for
-  // what is not the default, else "".
+  // "; gradients reduced after backward in bf16; gradients accumulated by
+  // autograd's add; LASP ring blocking" for what is not the default, else "".
   std::string settings_note() const;
   // "roofline" or "measured profile", then the efficiencies that differ from
   // the defaults: "roofline (efficiency.elementwise 0.38)".

@@ -24,8 +24,12 @@ MEGATRON = SELENE + " --attention-core unfused --seq-len 2048"
 # (1.7B-18B) is PyTorch DDP, overlapped with the last micro-batch's backward;
 # --DDP-impl local (39B-1T) all-reduces after the whole pipeline schedule
 # (megatron/training.py's train_step of that commit).
-TORCH_DDP = MEGATRON + " --grad-reduce-dtype fp16"
-LOCAL_DDP = MEGATRON + " --grad-reduce after-backward --grad-reduce-dtype fp16"
+# Both summed the micro-batches' fp16 gradients in param.grad by autograd's
+# in-place add (the optimizer's zero_grad sets them to None each step, so
+# the first micro-batch's are assigned; megatron/optimizer/optimizer.py of
+# that commit; Megatron's --gradient-accumulation-fusion came in 2022).
+TORCH_DDP = MEGATRON + " --grad-reduce-dtype fp16 --grad-accumulate add"
+LOCAL_DDP = MEGATRON + " --grad-reduce after-backward --grad-reduce-dtype fp16 --grad-accumulate add"
 # The published LASP code (OpenNLPLab/LASP, every variant) receives the
 # neighbour's state with a blocking dist.recv before its attention kernels
 # and sends it with a blocking dist.send after them.

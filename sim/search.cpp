@@ -218,6 +218,7 @@ std::vector<SearchResult> search_layouts(const SimModel& model, const ClusterSpe
             l.element_bytes = space.element_bytes;
             l.grad_reduce_overlap = space.grad_reduce_overlap;
             l.grad_reduce_bytes = space.grad_reduce_bytes;
+            l.grad_accumulate_add = space.grad_accumulate_add;
             l.lasp_blocking = space.lasp_blocking && l.sp_kind == SequenceParallelKind::Lasp;
             try {
               model.validate(l.shard(), pp, space.seq_len);

@@ -54,6 +54,7 @@ struct SearchSpace {
   // How every layout averages its gradients (SimLayout's fields).
   bool grad_reduce_overlap = true;
   int64_t grad_reduce_bytes = 4;
+  bool grad_accumulate_add = false;
   // The LASP layouts' ring (SimLayout::lasp_blocking); the other SP kinds ignore it.
   bool lasp_blocking = false;
 };

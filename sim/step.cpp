@@ -557,6 +557,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   // optimizer, the last of which interference pushes back.
   std::vector<std::vector<Placed>> bucket_tasks(P);
   const bool interfering = interference.compute > 0 || interference.comm > 0;
+  const double elementwise_rate = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.elementwise;
   // The trace's task (the fast path builds none).
   auto trace_task = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n) {
     after.clear();
@@ -630,6 +631,11 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
             deps[n++] = bwd_send[(sq + 1) * M + i];
           }
           deps[n++] = fwd_task[sq * M + i];
+          // Autograd's in-place add of this micro-batch's weight gradients
+          // (SimLayout::grad_accumulate_add), after the first.
+          const double accumulate = l.grad_accumulate_add && i > 0 ? 3.0 * static_cast<double>(l.grad_reduce_bytes) *
+                                                                       static_cast<double>(sc.parameters) / elementwise_rate
+                                                                 : 0.0;
           Placed last;
           if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1 && !l.zero && l.grad_reduce_overlap) {
             // The last micro-batch (of each chunk): layer by layer, each
@@ -639,15 +645,17 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
             const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
             const int64_t bytes = per_layer * l.grad_reduce_bytes;
             const double bucket_seconds = c.collective(CollectiveKind::AllReduce, bytes, grad);
+            const double accumulate_per_layer =
+                accumulate / static_cast<double>(std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer));
             for (const auto& [layer, t] : sc.backward_by_layer) {
-              last = place("backward", p, Stream::Compute, t, deps, n);
+              last = place("backward", p, Stream::Compute, t + (layer < 0 ? 0.0 : accumulate_per_layer), deps, n);
               if (trace && i == 0 && first_backward[sq] < 0) first_backward[sq] = last.id;
               n = 0;
               if (layer < 0) continue;
               bucket_tasks[sp].push_back(place("all-reduce gradients", p, Stream::Comm, bucket_seconds, &last, 1));
             }
           } else {
-            last = place("backward", p, Stream::Compute, sc.backward, deps, n);
+            last = place("backward", p, Stream::Compute, sc.backward + accumulate, deps, n);
             if (trace && i == 0) first_backward[sq] = last.id;
           }
           if (q > 0) bwd_send[sq * M + i] = place("send gradients", p, Stream::P2P, costs.send_seconds, &last, 1);

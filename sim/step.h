@@ -70,6 +70,16 @@ struct SimLayout {
   // the values stays f32.
   bool grad_reduce_overlap = true;
   int64_t grad_reduce_bytes = 4;
+  // How each micro-batch's weight gradients join the step's (simulated
+  // only): false, inside the weight-gradient products (linpar's GEMMs
+  // accumulate into the gradient buffer; Megatron-LM's
+  // --gradient-accumulation-fusion): no extra cost; true, autograd's
+  // AccumulateGrad, as Megatron-LM of 2021 ran (its optimizer sets the
+  // gradients to None each step, so the first micro-batch's are assigned and
+  // every later one is added in place: each parameter's held gradient and
+  // the new one read, the sum written, at grad_reduce_bytes per element, an
+  // element-wise kernel at Efficiency::elementwise).
+  bool grad_accumulate_add = false;
   // How a LASP rank waits for its neighbour (--sp-kind lasp; simulated only,
   // the runtime overlaps): false, linpar's ring — the intra-chunk kernel
   // runs before the state arrives, only the inter-chunk product waits, and

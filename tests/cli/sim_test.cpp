@@ -50,6 +50,18 @@ TEST(CliSim, TableAndBadLayouts) {
   const auto blocking = run_linpar("sim --model tnl-385m --gpus-per-node 2 --sp 2 --seq-len 4096 --lasp-ring blocking");
   ASSERT_EQ(blocking.exit_code, 0) << blocking.err;
   EXPECT_NE(blocking.out.find("; LASP ring blocking"), std::string::npos) << blocking.out;
+  const auto add = run_linpar("sim --model tnl-385m --gpus-per-node 1 --global-batch 4 --grad-accumulate add "
+                              "--grad-reduce-dtype bf16 --format json");
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  const auto fused = run_linpar("sim --model tnl-385m --gpus-per-node 1 --global-batch 4 --grad-reduce-dtype bf16 "
+                                "--format json");
+  ASSERT_EQ(fused.exit_code, 0) << fused.err;
+  const nlohmann::json a = nlohmann::json::parse(add.out), f = nlohmann::json::parse(fused.out);
+  EXPECT_EQ(a["layout"]["grad_accumulate"], "add");
+  EXPECT_EQ(f["layout"]["grad_accumulate"], "fused");
+  EXPECT_GT(a["step_time_s"].get<double>(), f["step_time_s"].get<double>());
+  const auto add_table = run_linpar("sim --model tnl-385m --gpus-per-node 1 --global-batch 4 --grad-accumulate add");
+  EXPECT_NE(add_table.out.find("; gradients accumulated by autograd's add"), std::string::npos) << add_table.out;
   for (const std::string args :
        {"--gpus-per-node 8 --dp 3", "--gpus-per-node 3 --tp 3", "--sp 2", "--gpu v100",
         "--gpus-per-node 2 --dp 2 --global-batch 3", "--format xml", "--gpus-per-node 2 --sp 2 --sp-kind ring",
@@ -63,7 +75,8 @@ TEST(CliSim, TableAndBadLayouts) {
         "--gpus-per-node 2 --pp 2 --global-batch 2 --pp-chunks 64",
         "--gpus-per-node 1 --grad-reduce later", "--gpus-per-node 1 --grad-reduce-dtype f64",
         "--gpus-per-node 1 --hw efficiency.elementwise=69", "--gpus-per-node 1 --hw efficiency.flops=0.5",
-        "--gpus-per-node 1 --lasp-ring later", "--gpus-per-node 2 --sp 2 --sp-kind ulysses --lasp-ring blocking"}) {
+        "--gpus-per-node 1 --lasp-ring later", "--gpus-per-node 2 --sp 2 --sp-kind ulysses --lasp-ring blocking",
+        "--gpus-per-node 1 --grad-accumulate later"}) {
     const auto r = run_linpar("sim --model tnl-385m " + args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;

@@ -118,6 +118,39 @@ TEST(SimStep, GradientsReducedAfterBackwardAddTheirWholeAllReduce) {
                  wire_bytes(CollectiveKind::AllReduce, 2, 8)));
 }
 
+TEST(SimStep, AutogradAccumulationAddsEachLaterMicroBatchsGradients) {
+  // Megatron-LM of 2021 (SimLayout::grad_accumulate_add): every micro-batch
+  // after the first adds its weight gradients into the held ones in place,
+  // 3 × 2 bytes per parameter at the element-wise rate. One GPU, four
+  // micro-batches: three adds on the compute stream, nothing to hide them.
+  const ModelConfig m = preset_config("tnl-385m");
+  SimLayout l;
+  l.micro_batch = 1;
+  l.global_batch = 4;
+  l.grad_reduce_bytes = 2;
+  const ClusterSpec c = cluster(1, 1);
+  const double fused = simulate_step(m, c, l).step_seconds;
+  SimLayout add = l;
+  add.grad_accumulate_add = true;
+  const double params = static_cast<double>(m.parameter_count());
+  const double one_add = 3 * 2 * params / (c.gpu.hbm_gbps * 1e9 * Efficiency{}.elementwise);
+  EXPECT_NEAR(simulate_step(m, c, add).step_seconds - fused, 3 * one_add, 1e-9);
+  // One micro-batch: its gradients are assigned, nothing is added.
+  add.global_batch = l.global_batch = 1;
+  EXPECT_EQ(simulate_step(m, c, add).step_seconds, simulate_step(m, c, l).step_seconds);
+  // dp 2 with the buckets overlapping the last backward: the last
+  // micro-batch's add is spread over its layers, and the step still grows
+  // by the three adds (the buckets hide behind the longer backward).
+  SimLayout dp = l;
+  dp.dp = 2;
+  dp.global_batch = 8;
+  SimLayout dp_add = dp;
+  dp_add.grad_accumulate_add = true;
+  const ClusterSpec two = free_network(2);
+  EXPECT_NEAR(simulate_step(m, two, dp_add).step_seconds - simulate_step(m, two, dp).step_seconds, 3 * one_add,
+              1e-9);
+}
+
 TEST(SimStep, CollectivesOverlappingBackwardSlowIt) {
   // dp 2 on NVLink: the gradient buckets overlap the last backward. With
   // compute slowed by σ = 0.5 while they run, the step grows by at most
