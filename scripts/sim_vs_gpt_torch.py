@@ -47,21 +47,17 @@ def sim_trace(a, shape, recompute):
         with open(path) as f:
             trace = json.load(f)
     names = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "process_name"}
-    ops, tasks = {}, collections.defaultdict(float)
+    ops, memory, tasks = {}, set(), collections.defaultdict(float)
     for e in trace["traceEvents"]:
         if e.get("ph") != "X":
             continue
         if "op by op" in names[e["pid"]]:
             ops.setdefault(e["name"], e["dur"] / 1e3)  # the first: the forward, not its recomputation
+            if e.get("cat") == "memory":  # the simulator's class: costed at efficiency.elementwise
+                memory.add(e["name"])
         else:
             tasks[e["name"]] += e["dur"] / 1e3
-    return out, ops, tasks
-
-
-# sim/op_costs.cpp classify_op's products and fused core; every other op of
-# the plan is memory-bound (costed at efficiency.elementwise of the HBM).
-NOT_MEMORY = ("attention.qkv_proj.", "attention.out_proj.", "mlp.fc1.", "mlp.fc2.", "mlp.gate_up.", "mlp.down.",
-              "attention.scores.", "attention.context.", "lm_head.", "attention.core.")
+    return out, ops, memory, tasks
 
 
 def measured_key(name):
@@ -117,7 +113,7 @@ def main():
         m = json.load(f)
     shape = m["shape"]
     traces = {r: sim_trace(a, shape, r) for r in ("none", "full")}  # each simulated once
-    _, ops, _ = traces["none"]
+    _, ops, memory, _ = traces["none"]
     print(f"{m['device']}, torch {m['torch']}: {a.model} shape, micro-batch {shape['batch']} × {shape['seq']}, "
           f"{shape['core']} core, element-wise {'eager' if shape['eager'] else 'compiled'}"
           f"{', L2 evicted before each op' if shape.get('flush_l2') else ''}\n")
@@ -152,7 +148,7 @@ def main():
     mem_pred = mem_kern = 0.0
     for name, pred in ops.items():
         key = measured_key(name)
-        if any(part in name for part in NOT_MEMORY) or key not in m["ops"] or key in PARTLY_ALONE:
+        if name not in memory or key not in m["ops"] or key in PARTLY_ALONE:
             continue
         mem_pred += pred
         mem_kern += kern.get(key, m["ops"][key])
@@ -179,7 +175,7 @@ def main():
     print("\n| whole step, one micro-batch | predicted ms | measured ms | its kernels ms | error (vs measured) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for recompute in ("none", "full"):
-        _, _, tasks = traces[recompute]
+        _, _, _, tasks = traces[recompute]
         pred = tasks["forward"] + tasks["backward"]
         meas = s[f"forward_backward_ms_recompute_{recompute}"]
         k = s.get(f"forward_backward_kernel_ms_recompute_{recompute}", float("nan"))

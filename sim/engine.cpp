@@ -88,9 +88,12 @@ std::string Schedule::chrome_trace(const std::vector<TracedTask>& extra,
       events.push_back({{"name", "thread_name"}, {"ph", "M"}, {"pid", pid}, {"tid", tid}, {"args", {{"name", thread}}}});
     }
   };
-  auto task = [&](const std::string& name, int pid, Stream stream, double start, double finish) {
-    events.push_back({{"name", name}, {"ph", "X"}, {"pid", pid}, {"tid", static_cast<int>(stream)},
-                      {"ts", start * 1e6}, {"dur", (finish - start) * 1e6}});
+  auto task = [&](const std::string& name, int pid, Stream stream, double start, double finish,
+                  const char* category = "") {
+    nlohmann::json e = {{"name", name}, {"ph", "X"}, {"pid", pid}, {"tid", static_cast<int>(stream)},
+                        {"ts", start * 1e6}, {"dur", (finish - start) * 1e6}};
+    if (*category != '\0') e["cat"] = category;
+    events.push_back(std::move(e));
   };
   for (int rank = 0; rank < ranks_; ++rank) process(rank, "rank " + std::to_string(rank));
   for (size_t i = 0; i < extra_names.size(); ++i) process(ranks_ + static_cast<int>(i), extra_names[i]);
@@ -100,7 +103,7 @@ std::string Schedule::chrome_trace(const std::vector<TracedTask>& extra,
   for (const TracedTask& t : extra) {
     LINPAR_CHECK(t.process >= 0 && static_cast<size_t>(t.process) < extra_names.size(),
                  "traced task {} on process {} of {}", t.name, t.process, extra_names.size());
-    task(t.name, ranks_ + t.process, t.stream, t.start, t.finish);
+    task(t.name, ranks_ + t.process, t.stream, t.start, t.finish, t.category);
   }
   return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump();
 }

@@ -71,6 +71,9 @@ struct TracedTask {
   int process = 0;
   Stream stream = Stream::Compute;
   double start = 0, finish = 0;
+  // An op's cost class (op_class_name: "matmul", "memory", ...), the trace
+  // event's "cat"; "" for other tasks.
+  const char* category = "";
 };
 
 class Schedule {

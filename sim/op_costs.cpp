@@ -70,6 +70,20 @@ OpClass classify_op(const std::string& name) {
   return OpClass::Memory;
 }
 
+const char* op_class_name(OpClass c) {
+  switch (c) {
+    case OpClass::Matmul:
+      return "matmul";
+    case OpClass::Attention:
+      return "attention";
+    case OpClass::Memory:
+      return "memory";
+    case OpClass::SoftmaxAttention:
+      return "softmax_attention";
+  }
+  return "";
+}
+
 double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff) {
   const double flops = static_cast<double>(op.flops);
   const double bytes = static_cast<double>(op.bytes_read + op.bytes_written);

@@ -25,6 +25,8 @@ enum class OpClass { Matmul, Attention, Memory, SoftmaxAttention };
 
 // By the op's name in the plan ("layers.3.token_mixer.qkvu_proj.forward").
 OpClass classify_op(const std::string& name);
+// "matmul", "attention", "memory", "softmax_attention": the traces' op category.
+const char* op_class_name(OpClass c);
 
 struct Efficiency {
   double matmul = 0.78;     // of the bf16 peak: measured 760-790 of 989 TFLOP/s on H100

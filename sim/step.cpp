@@ -158,7 +158,11 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     finish.push_back(end);
     task_layer.push_back(layer);
     if (ops != nullptr) {
-      for (int q = r >= 0 ? r : 0; q < (r >= 0 ? r + 1 : T); ++q) ops->push_back({name, q, stream, start, end});
+      // Compute tasks are ops: their class goes with them (the trace's "cat").
+      const char* category = stream == Stream::Compute ? op_class_name(classify_op(name)) : "";
+      for (int q = r >= 0 ? r : 0; q < (r >= 0 ? r + 1 : T); ++q) {
+        ops->push_back({name, q, stream, start, end, category});
+      }
     }
     return static_cast<int>(finish.size()) - 1;
   };

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "run_linpar.h"
@@ -36,6 +37,19 @@ TEST(CliSim, JsonHasTheStableKeysAndTheTraceIsWritten) {
   // One per pipeline stage, and one per stage and SP rank (here 1) with the
   // first micro-batch op by op.
   EXPECT_EQ(processes, 2 + 2);
+  // Each op carries its cost class as the event's category (what
+  // scripts/sim_vs_gpt_torch.py sums by); the pipeline's tasks carry none.
+  std::map<std::string, std::string> category;
+  for (const auto& e : t["traceEvents"]) {
+    if (e["ph"] == "X" && e.contains("cat")) category[e["name"]] = e["cat"];
+  }
+  EXPECT_EQ(category["layers.0.token_mixer.qkvu_proj.forward"], "matmul");
+  EXPECT_EQ(category["layers.0.token_mixer.lightning_attention.backward"], "attention");
+  EXPECT_EQ(category["layers.0.token_norm.forward"], "memory");
+  EXPECT_FALSE(category.contains("forward"));
+  for (const auto& [name, cat] : category) {
+    EXPECT_EQ(cat, sim::op_class_name(sim::classify_op(name))) << name;
+  }
 }
 
 TEST(CliSim, TableAndBadLayouts) {
