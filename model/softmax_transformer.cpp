@@ -199,6 +199,14 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
                 std::vector<PlannedCollective> collectives = {}) {
     plan.add(PlannedOp{name, flops, read_bytes, written_bytes, std::move(collectives), {}});
   };
+  // A bias's gradient is its output gradient summed over the rows: a
+  // reduction kernel of its own (autograd's sum for the QKV product's addmm
+  // and for the biases Megatron adds in its fused bias-GeLU and
+  // bias-dropout-add; 97 such kernels in a PyTorch GPT's step:
+  // docs/validation.md). `width` columns over `n_rows` rows.
+  auto bias_backward = [&](const std::string& name, int64_t n_rows, int64_t width) {
+    if (c.bias) op(name, n_rows * width, n_rows * width * e, width * e);
+  };
   // Norms keep their per-row statistics (mean and rstd, or rstd) in f32.
   const int64_t norm_stats = stream * (layer_norm ? 8 : 4);
   auto norm_forward = [&](const std::string& name) {
@@ -346,6 +354,9 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
     const std::string p = fmt::format("layers.{}.", l);
     // Row-parallel down/fc2: the output gradient is gathered (tp_sp); no reduction.
+    // Row-parallel biases are added on the residual stream (this rank's
+    // sequence shard with tp_sp); column-parallel ones on the product's rows.
+    bias_backward(p + (swiglu ? "mlp.down_bias.backward" : "mlp.fc2_bias.backward"), stream, h);
     op(p + (swiglu ? "mlp.down.backward" : "mlp.fc2.backward"), 2 * (2 * rows * F * h),
        (rows * h + rows * F + F * h) * e, (rows * F + F * h) * e + bias_bytes(h),
        tp.plan_gather_sequence(full));
@@ -355,6 +366,7 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     } else {
       op(p + "mlp.gelu.backward", kGeluBackwardFlops * rows * F, 2 * rows * F * e, rows * F * e);
     }
+    bias_backward(p + (swiglu ? "mlp.gate_up_bias.backward" : "mlp.fc1_bias.backward"), rows, up_width);
     // Column-parallel gate_up/fc1: the input is gathered again for the weight
     // gradient and the input gradient's parts are summed.
     op(p + (swiglu ? "mlp.gate_up.backward" : "mlp.fc1.backward"), 2 * (2 * rows * h * up_width),
@@ -363,6 +375,7 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
        both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
     norm_backward(p + "mlp_norm");
     residual_backward(p + "mlp_residual");
+    bias_backward(p + "attention.out_bias.backward", stream, h);
     op(p + "attention.out_proj.backward", 2 * (2 * rows * q_width * h),
        (rows * h + rows * q_width + q_width * h) * e,
        (rows * q_width + q_width * h) * e + bias_bytes(h), tp.plan_gather_sequence(full));
@@ -378,6 +391,7 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     // split_tensor_along_last_dim); their gradients are concatenated back
     // into one tensor for the product's backward: a copy.
     op(p + "attention.split_qkv.backward", 0, rows * qkv_width * e, rows * qkv_width * e);
+    bias_backward(p + "attention.qkv_bias.backward", rows, qkv_width);
     op(p + "attention.qkv_proj.backward", 2 * (2 * rows * h * qkv_width),
        (rows * qkv_width + rows * h + h * qkv_width) * e,
        (rows * h + h * qkv_width) * e + bias_bytes(qkv_width),

@@ -228,14 +228,18 @@ TEST(SoftmaxPlan, OpsInExecutionOrder) {
       "cross_entropy.backward",
       "lm_head.backward",
       "final_norm.backward",
+      "layers.0.mlp.fc2_bias.backward",
       "layers.0.mlp.fc2.backward",
       "layers.0.mlp.gelu.backward",
+      "layers.0.mlp.fc1_bias.backward",
       "layers.0.mlp.fc1.backward",
       "layers.0.mlp_norm.backward",
       "layers.0.mlp_residual.backward",
+      "layers.0.attention.out_bias.backward",
       "layers.0.attention.out_proj.backward",
       "layers.0.attention.core.backward",
       "layers.0.attention.split_qkv.backward",
+      "layers.0.attention.qkv_bias.backward",
       "layers.0.attention.qkv_proj.backward",
       "layers.0.attention_norm.backward",
       "layers.0.attention_residual.backward",
@@ -467,9 +471,8 @@ TEST(SoftmaxPlan, FusedCoreCarriesItsShape) {
   EXPECT_EQ(shaped, 2);
   // The unfused core is products and memory-bound kernels: no shape.
   c.flash_attention = false;
-  for (const PlannedOp& op : plan_softmax_transformer(c, 2, false, 1, StepShape{B, N, 2}).ops()) {
-    EXPECT_EQ(op.core.length, 0) << op.name;
-  }
+  const OpPlan unfused = plan_softmax_transformer(c, 2, false, 1, StepShape{B, N, 2});
+  for (const PlannedOp& op : unfused.ops()) EXPECT_EQ(op.core.length, 0) << op.name;
 }
 
 TEST(SoftmaxPlan, BadLayoutsNameTheRule) {
@@ -585,6 +588,29 @@ TEST(SoftmaxActivations, LlamaByHand) {
 // concatenated for the QKV product's backward, and the residual's backward
 // as two kernels — dropout's on the branch and the sum of the branch's and
 // the skip's gradients where the stream forks.
+// A bias's gradient is a reduction of its output gradient over the rows, a
+// kernel of its own: column-parallel biases (QKV, fc1) over the product's
+// rows, their shard of the columns; row-parallel ones (out_proj, fc2) over
+// the residual stream's rows (the sequence shard with tp-sp), all h
+// columns. None without biases.
+TEST(SoftmaxPlan, BiasGradientsAreReductions) {
+  const SoftmaxTransformerConfig c = small_gpt(1);  // 64 wide, 4 heads, MLP 256
+  const int64_t B = 2, N = 64, e = 2, h = c.width, tp = 2;
+  const OpPlan plan = plan_softmax_transformer(c, tp, true, 1, StepShape{B, N, e});
+  auto expect = [&](const char* name, int64_t rows, int64_t width) {
+    const PlannedOp& op = find_op(plan, name);
+    EXPECT_EQ(op.bytes_read, rows * width * e) << name;
+    EXPECT_EQ(op.bytes_written, width * e) << name;
+    EXPECT_EQ(op.flops, rows * width) << name;
+  };
+  expect("layers.0.attention.qkv_bias.backward", B * N, 3 * h / tp);
+  expect("layers.0.mlp.fc1_bias.backward", B * N, c.ffn_dim / tp);
+  expect("layers.0.attention.out_bias.backward", B * N / tp, h);
+  expect("layers.0.mlp.fc2_bias.backward", B * N / tp, h);
+  const OpPlan llama = plan_softmax_transformer(small_llama(1), 1, false, 1, StepShape{B, N, e});
+  for (const PlannedOp& op : llama.ops()) EXPECT_EQ(op.name.find("_bias."), std::string::npos) << op.name;
+}
+
 TEST(SoftmaxPlan, LayoutCopiesAndResidualGradientSums) {
   SoftmaxTransformerConfig c = small_gpt(1);
   ASSERT_TRUE(c.dropout);

@@ -64,7 +64,9 @@ TEST(SimOpCosts, SoftmaxTransformerNamesClassify) {
         "layers.0.mlp_norm.forward", "layers.0.mlp.gelu.forward", "layers.0.mlp.swiglu.backward",
         "layers.0.attention.rope.forward", "layers.0.attention.softmax.forward",
         "layers.0.attention.to_heads.forward", "layers.0.attention.to_sequence.backward",
-        "final_norm.forward", "embedding.backward"}) {
+        "final_norm.forward", "embedding.backward", "layers.0.attention.qkv_bias.backward",
+        "layers.0.attention.out_bias.backward", "layers.0.mlp.fc1_bias.backward", "layers.0.mlp.fc2_bias.backward",
+        "layers.0.mlp.gate_up_bias.backward", "layers.0.mlp.down_bias.backward"}) {
     EXPECT_EQ(classify_op(name), OpClass::Memory) << name;
   }
   // The TransNormer's names keep their classes.
