@@ -238,6 +238,10 @@ def step_times(a, fused):
     out = {"parameters": params}
     for recompute in (False, True):
         def run():
+            # As Megatron-LM's optimizer does each step (zero_grad with
+            # set_to_none): the backward assigns the weight gradients
+            # instead of adding them to the last run's.
+            model.zero_grad(set_to_none=True)
             model.forward(tokens, targets, recompute).backward()
 
         key = "full" if recompute else "none"
