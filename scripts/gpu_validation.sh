@@ -10,8 +10,11 @@
 #                           is timed op by op (LINPAR_OP_TIMES) and left out
 #                           of the median
 # VALIDATION_LOGS=DIR puts the per-run logs and metrics there instead.
-# Runs tnl-385m at 2048 tokens per sample on 1 GPU and each 2-GPU layout
-# (DP, ZeRO-1, TP, TP+SP, PP, and every SP kind) that the machine has GPUs for.
+# Runs tnl-385m at 2048 tokens per sample on 1 GPU and each 2-, 4- and 8-GPU
+# layout (DP, ZeRO-1, TP, TP+SP, PP, every SP kind, and mixes) that the
+# machine has GPUs for. VALIDATION_SIZES="4 8" keeps the runs of those GPU
+# counts only (a 10-minute device call holds about 15 runs);
+# VALIDATION_PROFILE=0 skips the profile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
@@ -22,7 +25,7 @@ gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 mpirun=(mpirun --oversubscribe)
 if [ "$(id -u)" -eq 0 ]; then mpirun+=(--allow-run-as-root); fi
 model="${VALIDATION_MODEL:-tnl-385m}"
-"${mpirun[@]}" -np "$gpus" ./build-gpu/cli/linpar profile --device cuda --model "$model" --seq-len 2048 \
+[ "${VALIDATION_PROFILE:-1}" = 0 ] || "${mpirun[@]}" -np "$gpus" ./build-gpu/cli/linpar profile --device cuda --model "$model" --seq-len 2048 \
   --micro-batch 4 --out "$out/profile-$model.json" >"$logs/profile.log" 2>&1 || { echo "profile failed"; tail -3 "$logs/profile.log"; }
 median_step() {  # median seconds per step of the metrics file's steps after the second
   python3 -c "import json,sys,statistics; r=[json.loads(l) for l in open(sys.argv[1])]; \
@@ -34,6 +37,7 @@ results="$out/validation_runs.txt"
 run() {  # name ranks args...
   local name=$1 ranks=$2; shift 2
   [ "$ranks" -le "$gpus" ] || return
+  [[ " ${VALIDATION_SIZES:-1 2 4 8} " == *" $ranks "* ]] || return
   local args=(--model "$model" --device cuda --steps 9 "$@")
   rm -f "$logs/v-$name.jsonl"
   LINPAR_OP_TIMES=1 "${mpirun[@]}" -x LINPAR_OP_TIMES -np "$ranks" ./build-gpu/cli/linpar train --data data/kjv --eval-every 0 --eval-windows 1 \
@@ -52,6 +56,22 @@ for kind in lasp lasp2 allgather ulysses; do
   run "sp2-$kind" 2 --seq-len 4096 --micro-batch 2 --global-batch 2 --sp 2 --sp-kind "$kind"
 done
 run single-8k 1 --seq-len 8192 --micro-batch 1 --global-batch 1
+# 4 and 8 GPUs: each degree alone at its largest, then mixes.
+for g in 4 8; do
+  run "dp$g" $g $b --global-batch $((4 * g)) --dp $g
+  run "dp$g-zero1" $g $b --global-batch $((4 * g)) --dp $g --zero 1
+  run "tp$g" $g $b --global-batch 4 --tp $g
+  run "tp$g-sp" $g $b --global-batch 4 --tp $g --tp-sp
+  run "pp$g-1f1b" $g --seq-len 2048 --micro-batch 1 --global-batch $((4 * g)) --pp $g --pp-schedule 1f1b
+  for kind in lasp lasp2 allgather ulysses; do
+    run "sp$g-$kind" $g --seq-len $((2048 * g)) --micro-batch 2 --global-batch 2 --sp $g --sp-kind "$kind"
+  done
+done
+run dp2-tp2 4 $b --global-batch 8 --dp 2 --tp 2
+run tp2-pp2 4 --seq-len 2048 --micro-batch 1 --global-batch 8 --tp 2 --pp 2 --pp-schedule 1f1b
+run dp2-sp2-lasp 4 --seq-len 4096 --micro-batch 2 --global-batch 4 --dp 2 --sp 2 --sp-kind lasp
+run dp2-tp2-pp2 8 --seq-len 2048 --micro-batch 1 --global-batch 16 --dp 2 --tp 2 --pp 2 --pp-schedule 1f1b
+run tp2-sp4-lasp 8 --seq-len 8192 --micro-batch 2 --global-batch 2 --tp 2 --sp 4 --sp-kind lasp
 # The per-op tables and metrics of every run, one file (the device tool
 # returns only a few files).
 tar -czf "$out/validation-logs.tar.gz" -C "$logs" . 2>/dev/null || true
