@@ -13,7 +13,9 @@ dropout 0.1: what the simulator's FlashAttention curve is fitted to
 (sim/op_costs.h). `--shapes held-out` times shapes the fit never saw: head
 sizes 160 and 256, 16K and 32K tokens, the few heads of a tensor-parallel
 shard, grouped K/V heads, batches over 1, and the shapes of the simulator's
-FlashAttention checks (docs/validation.md). Each is timed by its kernels
+FlashAttention checks (docs/validation.md); `--shapes between` head sizes
+the fit interpolates (80, 112, 192) and lengths, batches and head counts
+off its points. Each is timed by its kernels
 alone (the profiler's kernel durations summed, as bench/gpt_torch.py does),
 forward and backward.
 
@@ -21,7 +23,7 @@ Prints one JSON object: {"device", "torch", "peak_tflops", "shapes", "rows":
 [{"batch", "head_dim", "heads", "kv_heads", "seq", "dropout", "forward_ms",
 "backward_ms", "forward_share", "backward_share", "share"}]}.
 
-usage: python3 bench/sdpa_torch.py [--shapes grid|held-out] [--peak-tflops 989.4]
+usage: python3 bench/sdpa_torch.py [--shapes grid|held-out|between] [--peak-tflops 989.4]
 """
 import argparse
 import json
@@ -65,13 +67,24 @@ HELD_OUT = [
 ]
 
 
+# Between the fit's points: head sizes it interpolates (80, 112, 192),
+# lengths off its powers of two, other batch and head counts.
+BETWEEN = [
+    (1, 48, 48, 80, 4096, 0.0), (1, 48, 48, 80, 8192, 0.1), (2, 36, 36, 112, 4096, 0.0),
+    (1, 36, 36, 112, 8192, 0.1), (1, 20, 20, 192, 4096, 0.0), (1, 20, 20, 192, 8192, 0.0),
+    (1, 20, 20, 192, 8192, 0.1), (2, 20, 20, 128, 3072, 0.0), (1, 40, 40, 128, 6144, 0.1),
+    (1, 24, 24, 128, 12288, 0.0), (3, 16, 4, 128, 5120, 0.0), (2, 40, 40, 64, 6144, 0.0),
+]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peak-tflops", type=float, default=989.4, help="the GPU's dense bf16 peak (H100/H200 SXM)")
-    ap.add_argument("--shapes", choices=("grid", "held-out"), default="grid")
+    ap.add_argument("--shapes", choices=("grid", "held-out", "between"), default="grid")
     a = ap.parse_args()
     rows = []
-    for batch, heads, kv_heads, head_dim, seq, dropout in (grid_shapes() if a.shapes == "grid" else HELD_OUT):
+    shapes = {"grid": grid_shapes(), "held-out": HELD_OUT, "between": BETWEEN}[a.shapes]
+    for batch, heads, kv_heads, head_dim, seq, dropout in shapes:
         leaf = lambda h: torch.randn(batch, h, seq, head_dim, device="cuda", dtype=torch.bfloat16,
                                      requires_grad=True)
         q, k, v = leaf(heads), leaf(kv_heads), leaf(kv_heads)

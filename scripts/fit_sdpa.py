@@ -22,8 +22,14 @@ Fitted on `--grid` (head sizes 64, 96, 128; 2K-8K tokens; dropout 0 and
 (16K and 32K tokens, batches over 1, the few heads of tensor-parallel
 shards, grouped K/V heads, the PyTorch GPT's shape).
 
+Then checks the curve as the simulator applies it, the head padded to a
+multiple of 32 and the share interpolated between the fitted sizes, on
+`--between` (head sizes 80, 112 and 192, other lengths, batches and head
+counts).
+
 usage: python3 scripts/fit_sdpa.py [--grid docs/data/sdpa-torch-h200.json]
                                    [--held-out docs/data/sdpa-torch-h200-held-out.json]
+                                   [--between docs/data/sdpa-torch-h200-between.json]
 """
 import argparse
 import json
@@ -91,10 +97,43 @@ def summary(errs):
     return f"median |error| {100 * mags[len(mags) // 2]:.1f}%, largest {100 * mags[-1]:.1f}%"
 
 
+def padded_share(shares, d):
+    """sim/op_costs.cpp's softmax_core_share: the head padded to a multiple
+    of 32, the share there (linear between the fitted sizes, held at the
+    ends), times d / padded."""
+    p = (max(d, 1) + 31) // 32 * 32
+    dims = sorted(shares)
+    if p <= dims[0]:
+        share = shares[dims[0]]
+    elif p >= dims[-1]:
+        share = shares[dims[-1]]
+    else:
+        lo = max(x for x in dims if x <= p)
+        hi = min(x for x in dims if x >= p)
+        share = shares[lo] if lo == hi else shares[lo] + (shares[hi] - shares[lo]) * (p - lo) / (hi - lo)
+    return share * d / p
+
+
+def curve_errors(coef, dims, rows, half_length, peak):
+    """The curve with padded_share for any head size: (row, fwd, bwd, together)."""
+    out = []
+    for r in rows:
+        t = []
+        for b, key in ((False, "forward_ms"), (True, "backward_ms")):
+            c = coef[int(b)]
+            share = padded_share({d: 1 / x for d, x in zip(dims, c)}, r["head_dim"])
+            drop = scores(r) * c[-1] / F32_PEAK if r["dropout"] > 0 else 0.0
+            t.append((c[-2] * 1e-6 + flops(r, b) / (peak * share) * (1 + half_length / r["seq"]) + drop) * 1e3)
+        out.append((r, t[0] / r["forward_ms"] - 1, t[1] / r["backward_ms"] - 1,
+                    sum(t) / (r["forward_ms"] + r["backward_ms"]) - 1))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--grid", default="docs/data/sdpa-torch-h200.json")
     ap.add_argument("--held-out", default="docs/data/sdpa-torch-h200-held-out.json")
+    ap.add_argument("--between", default="docs/data/sdpa-torch-h200-between.json")
     a = ap.parse_args()
     grid = json.load(open(a.grid))
     held = json.load(open(a.held_out))["rows"]
@@ -115,8 +154,9 @@ def main():
     i128 = dims.index(128)
     together = 3.5 / (fwd[i128] + 2.5 * bwd[i128])
     print(f"heads of 128, long sequences, forward and backward together: {together:.3f} of the peak")
-    for label, rows in (("fitted", train), ("checked", check)):
-        errs = errors(coef, rows, dims, half_length, peak)
+    between = json.load(open(a.between))["rows"]
+    for label, rows in (("fitted", train), ("checked", check), ("between (padded to 32)", between)):
+        errs = curve_errors(coef, dims, rows, half_length, peak)
         print(f"\n{label}: {summary(errs)}")
         print("batch heads kv_heads head_dim seq dropout | forward backward together")
         for r, ef, eb, et in errs:

@@ -70,7 +70,7 @@ fi
 if has sdpa; then
   # FlashAttention's rate by head size, length and dropout (the simulator's one softmax_attention share).
   echo "== SDPA by shape (bench/sdpa_torch.py)"
-  for shapes in ${SDPA_SHAPES:-grid held-out}; do
+  for shapes in ${SDPA_SHAPES:-grid held-out between}; do
     timeout 300 python3 bench/sdpa_torch.py --shapes $shapes >"$keep/sdpa-torch-$shapes.json" 2>"$logs/sdpa.err" ||
       { echo "sdpa $shapes failed"; tail -5 "$logs/sdpa.err"; continue; }
     python3 -c "

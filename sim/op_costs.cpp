@@ -24,7 +24,11 @@ constexpr double kCoreShare128 = 3.5 / (1 / 0.688 + 2.5 / 0.590);
 
 double softmax_core_share(int64_t head_dim, bool backward, const Efficiency& eff) {
   auto pick = [backward](const CoreShare& c) { return backward ? c.backward : c.forward; };
-  const double d = static_cast<double>(head_dim);
+  // The kernels pad the head to a multiple of 32 (heads of 80 measured at
+  // 80/96 of 96's rate; docs/validation.md): the padded head's rate, of
+  // which the real head's FLOPs are d / padded.
+  const int64_t padded = (std::max<int64_t>(head_dim, 1) + 31) / 32 * 32;
+  const double d = static_cast<double>(padded);
   double share = pick(kCoreShares[0]);
   for (size_t i = 1; i < std::size(kCoreShares); ++i) {
     const CoreShare &lo = kCoreShares[i - 1], &hi = kCoreShares[i];
@@ -34,6 +38,7 @@ double softmax_core_share(int64_t head_dim, bool backward, const Efficiency& eff
       share = pick(lo) + (pick(hi) - pick(lo)) * (d - lo.head_dim) / (hi.head_dim - lo.head_dim);
     }
   }
+  share *= static_cast<double>(head_dim) / d;
   return std::min(1.0, share * eff.softmax_attention / kCoreShare128);
 }
 

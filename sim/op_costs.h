@@ -80,8 +80,9 @@ struct Efficiency {
 double op_seconds(const PlannedOp& op, const GpuSpec& gpu, const Efficiency& eff = {});
 
 // The fused softmax core's share of the bf16 peak for one direction at head
-// size `head_dim` over long sequences (the table, interpolated linearly in d,
-// held at its ends; scaled by `softmax_attention`, at most 1).
+// size `head_dim` over long sequences: the head padded to a multiple of 32,
+// the table's share there (interpolated linearly in d, held at its ends)
+// times d / padded; scaled by `softmax_attention`, at most 1.
 double softmax_core_share(int64_t head_dim, bool backward, const Efficiency& eff = {});
 
 struct PlanCost {

@@ -185,9 +185,13 @@ TEST(SimOpCosts, FlashCoreShareByHeadSize) {
   const double scale = eff.softmax_attention / (3.5 / (1 / 0.688 + 2.5 / 0.590));
   EXPECT_NEAR(softmax_core_share(128, false, eff), 0.688 * scale, 1e-12);
   EXPECT_NEAR(softmax_core_share(160, true, eff), 0.313 * scale, 1e-12);
-  // Between the measured sizes linearly: 112 is halfway from 96 to 128.
-  EXPECT_NEAR(softmax_core_share(112, false, eff), (0.533 + 0.688) / 2 * scale, 1e-12);
-  EXPECT_NEAR(softmax_core_share(208, true, eff), (0.313 + 0.449) / 2 * scale, 1e-12);
+  // Between the measured sizes linearly: 192 is a third of the way from 160
+  // to 256.
+  EXPECT_NEAR(softmax_core_share(192, true, eff), (0.313 + (0.449 - 0.313) / 3) * scale, 1e-12);
+  // Heads are padded to a multiple of 32: 80 runs at 96's rate, 80/96 of it
+  // useful; 208 at 224's (two thirds of the way from 160 to 256).
+  EXPECT_NEAR(softmax_core_share(80, false, eff), 0.533 * 80 / 96 * scale, 1e-12);
+  EXPECT_NEAR(softmax_core_share(208, true, eff), (0.313 + (0.449 - 0.313) * 2 / 3) * 208 / 224 * scale, 1e-12);
   // Held at the ends.
   EXPECT_NEAR(softmax_core_share(32, false, eff), 0.525 * scale, 1e-12);
   EXPECT_NEAR(softmax_core_share(512, true, eff), 0.449 * scale, 1e-12);
@@ -206,11 +210,14 @@ TEST(SimOpCosts, FlashCoreShareByHeadSize) {
 // the grid the table was fitted to, and -held-out.json, 13 of whose 19 shapes
 // the fit never saw): forward and backward together within 8%, but for heads
 // of 256 with dropout (the forward draws its dropout 2× slower than at other
-// sizes: docs/validation.md).
+// sizes: docs/validation.md). And -between.json (head sizes 80, 112 and 192,
+// other lengths, batches and head counts; the padding to 32 was read from its
+// heads of 80): within 10%.
 TEST(SimOpCosts, FlashCoreReproducesTheMeasuredSdpaKernels) {
   const GpuSpec h200 = gpu_preset("h200");
   std::vector<double> errors;
-  for (const char* file : {"sdpa-torch-h200.json", "sdpa-torch-h200-held-out.json"}) {
+  for (const char* file : {"sdpa-torch-h200.json", "sdpa-torch-h200-held-out.json", "sdpa-torch-h200-between.json"}) {
+    const double tolerance = std::string(file).find("between") != std::string::npos ? 0.10 : 0.08;
     std::ifstream in(std::string(LINPAR_SOURCE_DIR) + "/docs/data/" + file);
     ASSERT_TRUE(in) << file;
     const nlohmann::json measured_rows = nlohmann::json::parse(in)["rows"];
@@ -237,11 +244,11 @@ TEST(SimOpCosts, FlashCoreReproducesTheMeasuredSdpaKernels) {
         EXPECT_LT(seconds / measured, 0.85) << shape;  // the known outlier: the curve is fast there
         continue;
       }
-      EXPECT_NEAR(seconds / measured, 1.0, 0.08) << shape;
+      EXPECT_NEAR(seconds / measured, 1.0, tolerance) << shape;
       errors.push_back(std::abs(seconds / measured - 1));
     }
   }
-  ASSERT_EQ(errors.size(), 36u);
+  ASSERT_EQ(errors.size(), 48u);
   std::sort(errors.begin(), errors.end());
   EXPECT_LT(errors[errors.size() / 2], 0.04);  // the median
 }
