@@ -25,6 +25,7 @@ Prints one JSON object: {"shape": ..., "ops": {name: ms}, "kernel_ops":
 usage: python3 bench/gpt_torch.py [--layers 24 --hidden 2304 --heads 24
   --vocab 51200 --seq 2048 --batch 4] [--core unfused|flash] [--eager]
   [--dropout 0.1] [--no-step] [--step-kernels] [--flush-l2]
+  [--step-recompute both|none|full]
 """
 import argparse
 import json
@@ -236,7 +237,7 @@ def step_times(a, fused):
     tokens = torch.randint(0, a.vocab, (a.batch, a.seq), device="cuda")
     targets = torch.randint(0, a.vocab, (a.batch, a.seq), device="cuda")
     out = {"parameters": params}
-    for recompute in (False, True):
+    for recompute in {"both": (False, True), "none": (False,), "full": (True,)}[a.step_recompute]:
         def run():
             # As Megatron-LM's optimizer does each step (zero_grad with
             # set_to_none): the backward assigns the weight gradients
@@ -278,6 +279,9 @@ def main():
     ap.add_argument("--no-step", action="store_true", help="op times only")
     ap.add_argument("--flush-l2", action="store_true",
                     help="evict the L2 cache before each timed op (inputs from HBM, as in a step)")
+    ap.add_argument("--step-recompute", choices=("both", "none", "full"), default="both",
+                    help="the steps to time: without and with full recomputation, or one (a large "
+                         "micro-batch of the unfused core fits only with it)")
     ap.add_argument("--step-kernels", action="store_true",
                     help="also list one step's kernels by name (step.kernels_recompute_none)")
     a = ap.parse_args()

@@ -51,14 +51,15 @@ if has gpt; then
   # (scripts/sim_vs_gpt_torch.py compares): Megatron-LM 1.7B's shape with the
   # unfused core (compiled and eager element-wise kernels) and with
   # FlashAttention, the ops alone with the L2 cache evicted, 7.5B's layer, and FlashAttention
-  # without dropout (and at heads of 128, 8K tokens);
+  # without dropout (and at heads of 128, 8K tokens), and published row 1's micro-batch of 16 with full recomputation;
   # the whole steps' kernels listed by name. GPT_RUNS="name:args;name:args" picks others.
   echo "== GPT in PyTorch (bench/gpt_torch.py)"
   default_runs=("unfused:--step-kernels" "unfused-eager:--eager --no-step" "flash:--core flash --step-kernels"
                 "unfused-cold:--flush-l2 --no-step"
                 "unfused-7.5b:--layers 36 --hidden 4096 --heads 32 --batch 2 --no-step"
                 "flash-nodrop:--core flash --dropout 0 --no-step"
-                "flash-d128-8k:--core flash --dropout 0 --layers 1 --hidden 4096 --heads 32 --batch 1 --seq 8192 --no-step")
+                "flash-d128-8k:--core flash --dropout 0 --layers 1 --hidden 4096 --heads 32 --batch 1 --seq 8192 --no-step"
+                "unfused-mb16:--batch 16 --step-recompute full")
   if [ -n "${GPT_RUNS:-}" ]; then IFS=';' read -r -a runs <<<"$GPT_RUNS"; else runs=("${default_runs[@]}"); fi
   for run in "${runs[@]}"; do
     name=${run%%:*}

@@ -177,6 +177,8 @@ def main():
     for recompute in ("none", "full"):
         _, _, _, tasks = traces[recompute]
         pred = tasks["forward"] + tasks["backward"]
+        if f"forward_backward_ms_recompute_{recompute}" not in s:
+            continue  # not timed (bench/gpt_torch.py --step-recompute)
         meas = s[f"forward_backward_ms_recompute_{recompute}"]
         k = s.get(f"forward_backward_kernel_ms_recompute_{recompute}", float("nan"))
         print(f"| forward + backward, recompute {recompute} | {pred:.1f} | {meas:.1f} | {k:.1f} | {err(pred, meas)} |")
