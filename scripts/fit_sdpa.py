@@ -78,16 +78,6 @@ def fit(rows, dims, half_length, peak):
     return out
 
 
-def errors(coef, rows, dims, half_length, peak):
-    """Per row: relative error of forward, backward, and the two together."""
-    out = []
-    for r in rows:
-        t = [sum(c * v for c, v in zip(coef[b], features(r, dims, half_length, b, peak))) for b in (0, 1)]
-        out.append((r, t[0] / r["forward_ms"] - 1, t[1] / r["backward_ms"] - 1,
-                    sum(t) / (r["forward_ms"] + r["backward_ms"]) - 1))
-    return out
-
-
 def rms(errs):
     return math.sqrt(sum(e[3] ** 2 for e in errs) / len(errs))
 
@@ -115,7 +105,8 @@ def padded_share(shares, d):
 
 
 def curve_errors(coef, dims, rows, half_length, peak):
-    """The curve with padded_share for any head size: (row, fwd, bwd, together)."""
+    """Per row, the curve as the simulator applies it (padded_share, so any
+    head size): (row, relative error forward, backward, the two together)."""
     out = []
     for r in rows:
         t = []
@@ -143,7 +134,8 @@ def main():
     check = [r for r in held if r["head_dim"] in grid_dims]
     dims = sorted({r["head_dim"] for r in train})
 
-    half_length = min(range(0, 4001, 50), key=lambda n: rms(errors(fit(train, dims, n, peak), train, dims, n, peak)))
+    half_length = min(range(0, 4001, 50),
+                      key=lambda n: rms(curve_errors(fit(train, dims, n, peak), dims, train, n, peak)))
     coef = fit(train, dims, half_length, peak)
     fwd, bwd = coef
     print(f"# {grid['device']}, torch {grid['torch']}; fitted on {len(train)} shapes, checked on {len(check)}")

@@ -18,7 +18,9 @@ struct CoreShare {
 constexpr CoreShare kCoreShares[] = {
     {64, 0.525, 0.476}, {96, 0.533, 0.457}, {128, 0.688, 0.590}, {160, 0.597, 0.313}, {256, 0.621, 0.449}};
 // Heads of 128, forward and backward together (backward 2.5× the FLOPs).
-constexpr double kCoreShare128 = 3.5 / (1 / 0.688 + 2.5 / 0.590);
+constexpr CoreShare kCore128 = kCoreShares[2];
+static_assert(kCore128.head_dim == 128);
+constexpr double kCoreShare128 = 3.5 / (1 / kCore128.forward + 2.5 / kCore128.backward);
 
 }  // namespace
 

@@ -646,11 +646,10 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
             // layer's gradients reduced as soon as they are complete (DDP
             // buckets); the chunk's parameters are spread evenly over its
             // layers.
-            const int64_t per_layer = sc.parameters / std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
-            const int64_t bytes = per_layer * l.grad_reduce_bytes;
+            const int64_t layers = std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer);
+            const int64_t bytes = sc.parameters / layers * l.grad_reduce_bytes;
             const double bucket_seconds = c.collective(CollectiveKind::AllReduce, bytes, grad);
-            const double accumulate_per_layer =
-                accumulate / static_cast<double>(std::max<int64_t>(1, sc.stage.end_layer - sc.stage.first_layer));
+            const double accumulate_per_layer = accumulate / static_cast<double>(layers);
             for (const auto& [layer, t] : sc.backward_by_layer) {
               last = place("backward", p, Stream::Compute, t + (layer < 0 ? 0.0 : accumulate_per_layer), deps, n);
               if (trace && i == 0 && first_backward[sq] < 0) first_backward[sq] = last.id;
