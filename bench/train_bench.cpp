@@ -49,11 +49,11 @@ int main(int argc, char** argv) {
     linpar::ProcessGrid grid({1, 1, 1, 1}, MPI_COMM_WORLD);
     linpar::Trainer trainer(o, grid);
     const linpar::OpPlan plan =
-        trainer.model().plan({o.micro_batch, o.seq_len, 2}, linpar::ShardLayout{});
+        trainer.model().plan({o.micro_batch, o.seq_len, 2});
     double flops = 0;
     for (const linpar::PlannedOp& op : plan.ops()) {
       // Matrix products and attention: the simulator's classes of the same ops.
-      if (linpar::sim::classify_op(op.name) != linpar::sim::OpClass::Memory) flops += static_cast<double>(op.flops);
+      if (op.kind != linpar::OpKind::Memory) flops += static_cast<double>(op.flops);
     }
     std::vector<double> ms, compute_ms, optimizer_ms;
     for (int s = 0; s < warmup + steps; ++s) {

@@ -34,6 +34,7 @@ int sim_command(const std::vector<std::string>& args) {
       ("zero", po::value<int>()->default_value(0), "0 or 1 (ZeRO-1)")
       ("recompute", po::value<std::string>()->default_value("none"), "none|selective|full")
       ("co2-tau", po::value<int64_t>()->default_value(0), "CO2 local steps per outer round (0: synchronous DP)")
+      ("co2-shard-outer", po::bool_switch(), "CO2 outer state sharded over the DP group (its host memory; as linpar train)")
       ("seq-len", po::value<int64_t>()->default_value(2048), "tokens per sample")
       ("micro-batch", po::value<int64_t>()->default_value(1), "samples per micro-batch")
       ("global-batch", po::value<int64_t>()->default_value(1), "samples per step")
@@ -55,6 +56,7 @@ int sim_command(const std::vector<std::string>& args) {
   l.zero = v["zero"].as<int>();
   l.recompute = recompute_from_name(v["recompute"].as<std::string>());
   l.co2_tau = v["co2-tau"].as<int64_t>();
+  l.co2_shard_outer = v["co2-shard-outer"].as<bool>();
   l.schedule = pipeline_schedule_from_name(v["pp-schedule"].as<std::string>());
   l.pp_chunks = v["pp-chunks"].as<int>();
   l.seq_len = v["seq-len"].as<int64_t>();
@@ -130,11 +132,7 @@ int sim_command(const std::vector<std::string>& args) {
   fmt::print("  sent per GPU     {:10.3f} GB\n", static_cast<double>(p.comm_bytes_per_gpu) / 1e9);
   fmt::print("  memory per GPU   {:10.2f} GiB of {:.0f}{}\n", gib(m.total), cluster.gpu.hbm_gib,
              p.fits ? "" : "  — DOES NOT FIT: " + p.memory_message);
-  fmt::print("    parameters {:.2f}, gradients {:.2f}, optimizer {:.2f}, activations {:.2f} "
-             "({} micro-batches in flight), workspace {:.2f}, buffers {:.2f} GiB{}\n",
-             gib(m.parameters), gib(m.gradients), gib(m.optimizer_state), gib(m.activations),
-             m.micro_batches_in_flight, gib(m.workspace), gib(m.communication_buffers),
-             m.co2_state > 0 ? fmt::format("; CO2 host state {:.2f} GiB", gib(m.co2_state)) : "");
+  fmt::print("    {}\n", sim::memory_summary(m));
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "model/transnormer.h"
 #include "model/pipeline_schedule.h"
 #include "parallel/trainer.h"
+#include "sim/step.h"
 
 namespace linpar::cli {
 
@@ -55,31 +56,36 @@ void resolve_data(const po::variables_map& v, TrainOptions& o) {
   }
 }
 
-void print_dry_run(const TrainOptions& o) {
+// The layout as the simulator describes it: `linpar sim` with the same
+// flags prices and sizes exactly this.
+sim::SimLayout simulated_layout(const TrainOptions& o, bool co2_shard_outer, int64_t co2_tau) {
+  sim::SimLayout l;
+  l.dp = o.layout.dp;
+  l.tp = o.layout.tp;
+  l.pp = o.layout.pp;
+  l.sp = o.layout.sp;
+  l.sp_kind = o.sp_kind;
+  l.tp_sp = o.tp_sp;
+  l.zero = o.zero;
+  l.co2_tau = co2_tau;
+  l.co2_shard_outer = co2_shard_outer;
+  l.schedule = o.pp_schedule;
+  l.seq_len = o.seq_len;
+  l.micro_batch = o.micro_batch;
+  l.global_batch = o.global_batch;
+  l.element_bytes = static_cast<int64_t>(dtype_size(o.dtype));
+  return l;
+}
+
+// The memory per GPU is the simulator's model (sim/memory.h: what the
+// runtime allocates, term by term), for the busiest pipeline stage: the
+// numbers `linpar sim` prints for the same layout.
+void print_dry_run(const TrainOptions& o, const co2::Co2Options& co2) {
   const ModelConfig& m = o.model;
   const int64_t params = m.parameter_count();
-  const double gib = 1024.0 * 1024.0 * 1024.0;
-  const double element = static_cast<double>(dtype_size(o.dtype));
-  // On the GPU parameters, gradients and moments are f32 (master weights) and
-  // bf16 compute adds a 2-byte copy of every weight.
   const bool gpu = o.device == Device::CUDA;
-  const double param_element = gpu ? 4.0 : element;
-  // Every parameter is sharded over the TP group (none is replicated).
-  const double weights = static_cast<double>(params) * (param_element + (gpu && o.dtype == DType::BF16 ? 2.0 : 0.0)) / o.layout.tp;
-  const double grads = static_cast<double>(params) * param_element / o.layout.tp;
-  // AdamW first and second moments, sharded over the DP group with ZeRO-1.
-  const double optimizer = 2.0 * grads / (o.zero ? o.layout.dp : 1);
-  // Each SP rank keeps its chunk's activations; the all-gather baseline also
-  // keeps the whole sequence's K and V of every layer (H/tp heads).
-  const int64_t local_tokens = o.micro_batch * o.seq_len / o.layout.sp;
-  double activations = static_cast<double>(activation_elements_per_token(m)) *
-                       static_cast<double>(local_tokens) * element;
-  if (o.layout.sp > 1 && o.sp_kind == SequenceParallelKind::AllGather) {
-    int64_t per_token = 0;
-    for (int64_t l = 0; l < m.n_layers; ++l) per_token += (m.layer_uses_lrpe(l) ? 3 : 2) * m.width;
-    activations += static_cast<double>(per_token / o.layout.tp) *
-                   static_cast<double>(o.micro_batch * o.seq_len) * element;
-  }
+  const sim::MemoryBreakdown memory =
+      sim::layout_memory(sim::SimModel(m), simulated_layout(o, co2.shard_outer, co2.tau));
   fmt::print("model: {} (layers {}, width {}, heads {}, glu_dim {}, vocab {}, lrpe {})\n", m.name,
              m.n_layers, m.width, m.n_heads, m.glu_dim, m.vocab_size,
              m.lrpe == LrpeLayers::None ? "none" : (m.lrpe == LrpeLayers::First ? "first" : "all"));
@@ -89,12 +95,9 @@ void print_dry_run(const TrainOptions& o) {
              o.layout.sp > 1 ? fmt::format(", sp-kind {}", sp_kind_name(o.sp_kind)) : "",
              o.global_batch / o.layout.dp / o.micro_batch, o.micro_batch,
              o.seq_len / o.layout.sp);
-  fmt::print("memory per rank (estimate, {} on {}):\n", dtype_name(o.dtype), gpu ? "cuda" : "cpu");
-  fmt::print("  weights      {:10.3f} GiB\n", weights / gib);
-  fmt::print("  gradients    {:10.3f} GiB\n", grads / gib);
-  fmt::print("  optimizer    {:10.3f} GiB\n", optimizer / gib);
-  fmt::print("  activations  {:10.3f} GiB (one micro-batch)\n", activations / gib);
-  fmt::print("  total        {:10.3f} GiB\n", (weights + grads + optimizer + activations) / gib);
+  fmt::print("memory per {} {:10.2f} GiB  (busiest stage, {} compute; the simulator's model)\n",
+             gpu ? "GPU" : "rank", static_cast<double>(memory.total) / (1 << 30), dtype_name(o.dtype));
+  fmt::print("    {}\n", sim::memory_summary(memory));
 }
 
 }  // namespace
@@ -238,7 +241,7 @@ int train_command(const std::vector<std::string>& args) {
   validate_train_options(o);
 
   if (v["dry-run"].as<bool>()) {
-    print_dry_run(o);
+    print_dry_run(o, co2_options);
     return 0;
   }
   ProcessGrid grid(o.layout, MPI_COMM_WORLD, o.device);  // refuses a world of the wrong size

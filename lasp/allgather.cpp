@@ -65,8 +65,8 @@ void AllGatherAttention::backward(const Tensor& q, const Tensor& k, const Tensor
   sp_.reduce_scatter(dv_all, dv);
 }
 
-void AllGatherAttention::plan(const AttentionShape& s, int64_t e, bool backward,
-                              const std::string& prefix, OpPlan& plan) const {
+void AllGatherAttention::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
+  const bool backward = site.pass == Pass::Backward;
   const int r = sp_.rank();
   // Bytes: chunk tensors in the compute dtype (e bytes); states f32 on the GPU
   // (compute f32 or bf16) and in the compute dtype on the CPU (f32 or f64),
@@ -77,13 +77,15 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, bool backward,
   const int64_t T = sp_.size();
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives), {}});
+    PlannedOp& added = site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
+    added.core.head_dim = static_cast<int16_t>(s.dk);
+    return &added;
   };
   const int64_t chunk_state = chunk_state_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv);
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
   if (!backward) {
     op("allgather.gather.forward", 0, qk + vo, T * (qk + vo),
-       {{"all_gather", "sp", qk}, {"all_gather", "sp", vo}});
+       {{CollectiveKind::AllGather, CommGroup::Sp, qk}, {CollectiveKind::AllGather, CommGroup::Sp, vo}});
     if (r > 0) op("allgather.prefix.forward", r * chunk_state + (r - 1) * add, r * (qk + vo), state);
     op("allgather.attention.forward",
        lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, r > 0,
@@ -101,7 +103,7 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, bool backward,
        r * (qk + vo) + state, r * (qk + vo));
   }
   op("allgather.scatter.backward", 0, T * (qk + vo), qk + vo,
-     {{"reduce_scatter", "sp", qk}, {"reduce_scatter", "sp", vo}});
+     {{CollectiveKind::ReduceScatter, CommGroup::Sp, qk}, {CollectiveKind::ReduceScatter, CommGroup::Sp, vo}});
 }
 
 }  // namespace linpar::lasp

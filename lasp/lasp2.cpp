@@ -52,8 +52,8 @@ void Lasp2::backward(const Tensor& q, const Tensor& k, const Tensor& v,
   }
 }
 
-void Lasp2::plan(const AttentionShape& s, int64_t e, bool backward, const std::string& prefix,
-                 OpPlan& plan) const {
+void Lasp2::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
+  const bool backward = site.pass == Pass::Backward;
   const int r = sp_.rank(), T = sp_.size();
   // Bytes: chunk tensors in the compute dtype (e bytes); states f32 on the GPU
   // (compute f32 or bf16) and in the compute dtype on the CPU (f32 or f64),
@@ -65,11 +65,13 @@ void Lasp2::plan(const AttentionShape& s, int64_t e, bool backward, const std::s
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives), {}});
+    PlannedOp& added = site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
+    added.core.head_dim = static_cast<int16_t>(s.dk);
+    return &added;
   };
   if (!backward) {
     op("lasp2.state.forward", chunk_state_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-       qk + vo, state, {{"all_gather", "sp", state}});
+       qk + vo, state, {{CollectiveKind::AllGather, CommGroup::Sp, state}});
     op("lasp2.intra.forward",
        lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, false,
                                          false),
@@ -87,7 +89,7 @@ void Lasp2::plan(const AttentionShape& s, int64_t e, bool backward, const std::s
      2 * qk + 2 * vo, 2 * qk + vo);
   op("lasp2.inter.backward",
      r > 0 ? inter_chunk_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv) : 0,
-     qk + vo + state, qk + state, {{"all_gather", "sp", state}});
+     qk + vo + state, qk + state, {{CollectiveKind::AllGather, CommGroup::Sp, state}});
   if (r < T - 1) {
     op("lasp2.suffix.backward", (T - 2 - r) * add, T * state, state);
     op("lasp2.state.backward", chunk_state_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),

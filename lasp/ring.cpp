@@ -70,8 +70,8 @@ void LaspRing::backward(const Tensor& q, const Tensor& k, const Tensor& v,
   if (r > 0) sends_.add(sp_.send_async(d_kv_in, r - 1), d_kv_in);
 }
 
-void LaspRing::plan(const AttentionShape& s, int64_t e, bool backward, const std::string& prefix,
-                    OpPlan& plan) const {
+void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
+  const bool backward = site.pass == Pass::Backward;
   const int r = sp_.rank(), T = sp_.size();
   // Bytes: chunk tensors in the compute dtype (e bytes); states f32 on the GPU
   // (compute f32 or bf16) and in the compute dtype on the CPU (f32 or f64),
@@ -83,37 +83,45 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, bool backward, const std
   const bool has_in = r > 0, has_out = r < T - 1;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix + name, flops, read, written, std::move(collectives), {}});
+    PlannedOp& added = site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
+    added.core.head_dim = static_cast<int16_t>(s.dk);
+    return &added;
   };
+  // The ring's edges (forward above): a rank posts its receive before the
+  // intra-chunk kernel and waits for it at the first op that reads the state.
   if (!backward) {
     op("lasp.intra.forward",
        lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, false,
                                          has_out),
-       2 * qk + vo, vo + (has_out ? state : 0));
+       2 * qk + vo, vo + (has_out ? state : 0))
+        ->receive = has_in ? RingReceive::Posts : RingReceive::None;
     if (has_in) {
       op("lasp.inter.forward", inter_chunk_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-         qk + vo + state, vo);
+         qk + vo + state, vo)
+          ->receive = RingReceive::Waits;
       if (has_out) op("lasp.state.forward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
                       2 * state, state);
     }
-    if (has_out) op("lasp.send_state.forward", 0, state, 0, {{"send_recv", "sp", state}});
+    if (has_out) op("lasp.send_state.forward", 0, state, 0, {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
     return;
   }
   op("lasp.intra.backward",
      lightning_attention_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, false,
                                         false, false),
-     2 * qk + 2 * vo, 2 * qk + vo);
+     2 * qk + 2 * vo, 2 * qk + vo)
+      ->receive = has_out ? RingReceive::Posts : RingReceive::None;
   if (has_in) {
     op("lasp.inter.backward", inter_chunk_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
        qk + vo + state, qk + state);
   }
   if (has_out) {
     op("lasp.state.backward", chunk_state_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-       qk + vo + state, qk + vo);
+       qk + vo + state, qk + vo)
+        ->receive = RingReceive::Waits;
     if (has_in) op("lasp.state_grad.backward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
                    2 * state, state);
   }
-  if (has_in) op("lasp.send_state_grad.backward", 0, state, 0, {{"send_recv", "sp", state}});
+  if (has_in) op("lasp.send_state_grad.backward", 0, state, 0, {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
 }
 
 }  // namespace linpar::lasp

@@ -60,31 +60,29 @@ void ChannelMixer::backward(const Tensor& d_out, const Tensor& x, const ChannelM
 
 void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
                               const StepShape& s, bool backward, OpPlan& plan) {
-  const std::string prefix_ = fmt::format("layers.{}.channel_mixer.", layer);
+  const OpSite site{&plan, fmt::format("layers.{}.channel_mixer.", layer), static_cast<int32_t>(layer),
+                    backward ? Pass::Backward : Pass::Forward};
   const int64_t rows = s.batch * s.length, D = config.width, F = tp.block(config.glu_dim),
                 e = s.element_bytes;
-  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
-                std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, std::move(collectives), {}});
-  };
   const int64_t full = rows * D * e;  // one [B, N, D] activation (TP traffic)
   const int64_t act = rows * F;
+  const MatmulShape in{1, rows, F, D, ProductWeight::GluIn}, out{1, rows, D, F, ProductWeight::GluOut};
   if (!backward) {
-    op("l1.forward", 2 * rows * D * F, rows * D + F * D, act, tp.plan_gather_sequence(full));
-    op("l2.forward", 2 * rows * D * F, rows * D + F * D, act);
-    op("gate.forward", mul_forward_flops(act), 2 * act, act);
-    op("l3.forward", 2 * rows * F * D, act + D * F, rows * D, tp.plan_reduce_partial(full));
+    site.add_matmul("l1.forward", in, (rows * D + F * D) * e, act * e, tp.plan_gather_sequence(full));
+    site.add_matmul("l2.forward", in, (rows * D + F * D) * e, act * e);
+    site.memory("gate.forward", mul_forward_flops(act), 2 * act * e, act * e);
+    site.add_matmul("l3.forward", out, (act + D * F) * e, rows * D * e, tp.plan_reduce_partial(full));
     return;
   }
-  op("l3.backward", 2 * (2 * rows * F * D), rows * D + act + D * F, act + D * F,
-     tp.plan_gather_sequence(full));
-  op("gate.backward", mul_backward_flops(act), 3 * act, 2 * act);
+  site.add_matmul("l3.backward", out, (rows * D + act + D * F) * e, (act + D * F) * e,
+                  tp.plan_gather_sequence(full));
+  site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
   // The input is gathered again for the weight gradients; the input
   // gradient's parts are summed after l2.
-  op("l1.backward", 2 * (2 * rows * D * F), act + rows * D + F * D, rows * D + F * D,
-     tp.plan_gather_sequence(full));
-  op("l2.backward", 2 * (2 * rows * D * F), act + rows * D + F * D, rows * D + F * D,
-     tp.plan_reduce_partial(full));
+  site.add_matmul("l1.backward", in, (act + rows * D + F * D) * e, (rows * D + F * D) * e,
+                  tp.plan_gather_sequence(full));
+  site.add_matmul("l2.backward", in, (act + rows * D + F * D) * e, (rows * D + F * D) * e,
+                  tp.plan_reduce_partial(full));
 }
 
 }  // namespace linpar

@@ -1,6 +1,67 @@
 #include "model/op_plan.h"
 
+#include "core/error.h"
+
 namespace linpar {
+
+const char* op_kind_name(OpKind kind) {
+  switch (kind) {
+    case OpKind::Matmul:
+      return "matmul";
+    case OpKind::Attention:
+      return "attention";
+    case OpKind::SoftmaxAttention:
+      return "softmax_attention";
+    case OpKind::Memory:
+      return "memory";
+  }
+  return "";
+}
+
+const char* comm_group_name(CommGroup group) {
+  switch (group) {
+    case CommGroup::Dp:
+      return "dp";
+    case CommGroup::Tp:
+      return "tp";
+    case CommGroup::Pp:
+      return "pp";
+    case CommGroup::Sp:
+      return "sp";
+  }
+  return "";
+}
+
+int64_t matmul_flops(const MatmulShape& s, Pass pass) {
+  const int64_t forward = 2 * s.batch * s.m * s.n * s.k;
+  return pass == Pass::Forward ? forward : 2 * forward;
+}
+
+PlannedOp& OpSite::add(OpKind kind, const std::string& name, int64_t flops, int64_t bytes_read,
+                       int64_t bytes_written, std::vector<PlannedCollective> collectives) const {
+  PlannedOp op;
+  op.name = prefix + name;
+  op.kind = kind;
+  op.pass = pass;
+  op.layer = layer;
+  op.flops = flops;
+  op.bytes_read = bytes_read;
+  op.bytes_written = bytes_written;
+  op.collectives = std::move(collectives);
+  plan->add(std::move(op));
+  return plan->mutable_ops().back();
+}
+
+PlannedOp& OpSite::add_matmul(const std::string& name, MatmulShape shape, int64_t bytes_read,
+                              int64_t bytes_written, std::vector<PlannedCollective> collectives) const {
+  LINPAR_CHECK(shape.batch > 0 && shape.m > 0 && shape.n > 0 && shape.k > 0,
+               "{}{}: product of shape {} x [{}, {}]·[{}, {}]", prefix, name, shape.batch, shape.m,
+               shape.k, shape.k, shape.n);
+  PlannedOp& op = add(OpKind::Matmul, name, matmul_flops(shape, pass), bytes_read, bytes_written,
+                      std::move(collectives));
+  op.matmul = shape;
+  return op;
+}
 
 int64_t OpPlan::total_flops() const {
   int64_t total = 0;

@@ -49,10 +49,10 @@ class SequenceAttention {
                         const AttentionCache& cache, const Tensor& d_o, Tensor& dq, Tensor& dk,
                         Tensor& dv) const = 0;
 
-  // The ops forward (or backward) runs, FLOPs and collectives, appended under
-  // `prefix` (the op plan; tests check it against what ran).
-  virtual void plan(const AttentionShape& shape, int64_t element_bytes, bool backward,
-                    const std::string& prefix, OpPlan& plan) const = 0;
+  // The ops forward (or backward: site.pass) runs, FLOPs and collectives,
+  // added at `site` (the op plan; tests check it against what ran). Every op
+  // is of kind Attention with the key width in core.head_dim.
+  virtual void plan(const AttentionShape& shape, int64_t element_bytes, const OpSite& site) const = 0;
 };
 
 // `--sp-kind`: which strategy joins the chunks (PARALLEL.md).

@@ -195,10 +195,22 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
   // TP traffic: one [B, N/sp, h] activation; per-row statistics in f32.
   const int64_t full = rows * h * e, stats = rows * std::max<int64_t>(e, 4);
 
+  // Every op is added at the layer and pass being planned (set below).
+  OpSite at{&plan, "", kEmbeddingLayer, Pass::Forward};
   auto op = [&](const std::string& name, int64_t flops, int64_t read_bytes, int64_t written_bytes,
                 std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{name, flops, read_bytes, written_bytes, std::move(collectives), {}});
+    at.memory(name, flops, read_bytes, written_bytes, std::move(collectives));
   };
+  // A product [rows, k]·[k, n] (batch of them for the unfused core).
+  // A product batch × [m, k]·[k, n]. The output projection and the LM head
+  // take TransNormerLLM's out_proj and lm_head rates from a measured profile
+  // (the same kind of [rows, h]·[h, n] product, interpolated by FLOPs); the
+  // other products the roofline.
+  auto product = [&](const std::string& name, MatmulShape shape, int64_t read_bytes, int64_t written_bytes,
+                     std::vector<PlannedCollective> collectives = {}) {
+    at.add_matmul(name, shape, read_bytes, written_bytes, std::move(collectives));
+  };
+  const auto Other = ProductWeight::Other;
   // A bias's gradient is its output gradient summed over the rows: a
   // reduction kernel of its own (autograd's sum for the QKV product's addmm
   // and for the biases Megatron adds in its fused bias-GeLU and
@@ -239,10 +251,10 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
 
   // Ulysses all-to-alls: each tensor's buffer on this rank.
   const int64_t q_bytes = rows * q_width * e, kv_bytes = rows * kv_width * e;
-  const std::vector<PlannedCollective> qkv_all_to_all = {{"all_to_all", "sp", q_bytes},
-                                                         {"all_to_all", "sp", kv_bytes},
-                                                         {"all_to_all", "sp", kv_bytes}};
-  const std::vector<PlannedCollective> out_all_to_all = {{"all_to_all", "sp", q_bytes}};
+  const std::vector<PlannedCollective> qkv_all_to_all = {{CollectiveKind::AllToAll, CommGroup::Sp, q_bytes},
+                                                         {CollectiveKind::AllToAll, CommGroup::Sp, kv_bytes},
+                                                         {CollectiveKind::AllToAll, CommGroup::Sp, kv_bytes}};
+  const std::vector<PlannedCollective> out_all_to_all = {{CollectiveKind::AllToAll, CommGroup::Sp, q_bytes}};
 
   // The attention core on [B, core_heads, N, d] (q, o) and [B, core_kv_heads, N, d] (k, v).
   const int64_t q_core = B * core_heads * N * d * e, kv_core = B * core_kv_heads * N * d * e;
@@ -258,11 +270,13 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
       const CoreShape shape{B * core_heads * N * N / 2, static_cast<int32_t>(N), static_cast<int16_t>(d),
                             c.dropout, backward};
       if (!backward) {
-        plan.add(PlannedOp{prefix + "attention.core.forward", forward_flops, q_core + 2 * kv_core,
-                           q_core + lse, {}, shape});
+        at.add(OpKind::SoftmaxAttention, prefix + "attention.core.forward", forward_flops, q_core + 2 * kv_core,
+               q_core + lse)
+            .core = shape;
       } else {  // reads q, k, v, o, dO and the logsumexp; writes dq, dk, dv
-        plan.add(PlannedOp{prefix + "attention.core.backward", backward_flops, 3 * q_core + 2 * kv_core + lse,
-                           q_core + 2 * kv_core, {}, shape});
+        at.add(OpKind::SoftmaxAttention, prefix + "attention.core.backward", backward_flops,
+               3 * q_core + 2 * kv_core + lse, q_core + 2 * kv_core)
+            .core = shape;
       }
       return;
     }
@@ -278,10 +292,10 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     const int64_t dropout_written = c.dropout ? scores + scores * e : 0;  // mask, dropped P
     const int64_t softmax_flops = (kSoftmaxForwardFlops + (c.dropout ? kDropoutFlops : 0)) * scores;
     if (!backward) {
-      op(prefix + "attention.scores.forward", forward_flops / 2, q_core + kv_core, scores * e);
+      product(prefix + "attention.scores.forward", {B * core_heads, N, N, d, Other}, q_core + kv_core, scores * e);
       op(prefix + "attention.softmax.forward", softmax_flops, scores * e + dropout_read,
          scores * e + dropout_written);
-      op(prefix + "attention.context.forward", forward_flops / 2, scores * e + kv_core, q_core);
+      product(prefix + "attention.context.forward", {B * core_heads, N, d, N, Other}, scores * e + kv_core, q_core);
       return;
     }
     // Backward is two products per forward product, each reading its
@@ -289,14 +303,14 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     // dK = dSᵀ·Q read the N×N gradient twice (a PyTorch GPT on an H200
     // takes 0.43 ms for the latter at Megatron 1.7B's shape, where one read
     // would be 0.25: docs/validation.md).
-    op(prefix + "attention.context.backward", backward_flops / 2, 2 * q_core + scores * e + kv_core,
-       scores * e + kv_core);  // dP and dV
+    product(prefix + "attention.context.backward", {B * core_heads, N, d, N, Other}, 2 * q_core + scores * e + kv_core,
+            scores * e + kv_core);  // dP and dV
     // Reads dP and P (+ the mask and dropout's gradient); writes dS (+ dropout's gradient).
     op(prefix + "attention.softmax.backward",
        (kSoftmaxBackwardFlops + (c.dropout ? 1 : 0)) * scores,  // (+ the mask)
        2 * scores * e + (c.dropout ? scores + scores * e : 0), scores * e + (c.dropout ? scores * e : 0));
-    op(prefix + "attention.scores.backward", backward_flops / 2, 2 * scores * e + q_core + kv_core,
-       q_core + kv_core);  // dQ and dK
+    product(prefix + "attention.scores.backward", {B * core_heads, N, N, d, Other}, 2 * scores * e + q_core + kv_core,
+            q_core + kv_core);  // dQ and dK
   };
 
   const int64_t embed_n = rows * h;
@@ -308,10 +322,11 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
      (positions ? 2 : 1) * embed_n * e, embed_n * e, tp.plan_reduce_partial(full));
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = fmt::format("layers.{}.", l);
+    at.layer = static_cast<int32_t>(l);
     norm_forward(p + "attention_norm");
-    op(p + "attention.qkv_proj.forward", 2 * rows * h * qkv_width,
-       (rows * h + h * qkv_width) * e + bias_bytes(qkv_width), rows * qkv_width * e,
-       tp.plan_gather_sequence(full));
+    product(p + "attention.qkv_proj.forward", {1, rows, qkv_width, h, Other},
+            (rows * h + h * qkv_width) * e + bias_bytes(qkv_width), rows * qkv_width * e,
+            tp.plan_gather_sequence(full));
     const int64_t rope_n = rows * (q_width + kv_width);
     if (rope) op(p + "attention.rope.forward", kRopeFlops * rope_n, rope_n * e, rope_n * e);
     if (sp > 1) {
@@ -324,42 +339,43 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     // permute(...).contiguous(), a copy (FlashAttention's output the same).
     op(p + "attention.merge_heads.forward", 0, rows * q_width * e, rows * q_width * e);
     if (sp > 1) op(p + "attention.to_sequence.forward", 0, q_bytes, q_bytes, out_all_to_all);
-    op(p + "attention.out_proj.forward", 2 * rows * q_width * h,
-       (rows * q_width + q_width * h) * e + bias_bytes(h), rows * h * e,
-       tp.plan_reduce_partial(full));
+    product(p + "attention.out_proj.forward", {1, rows, h, q_width, ProductWeight::OutProj},
+            (rows * q_width + q_width * h) * e + bias_bytes(h), rows * h * e, tp.plan_reduce_partial(full));
     residual_forward(p + "attention_residual");
     norm_forward(p + "mlp_norm");
-    op(p + (swiglu ? "mlp.gate_up.forward" : "mlp.fc1.forward"), 2 * rows * h * up_width,
-       (rows * h + h * up_width) * e + bias_bytes(up_width), rows * up_width * e,
-       tp.plan_gather_sequence(full));
+    product(p + (swiglu ? "mlp.gate_up.forward" : "mlp.fc1.forward"), {1, rows, up_width, h, Other},
+            (rows * h + h * up_width) * e + bias_bytes(up_width), rows * up_width * e,
+            tp.plan_gather_sequence(full));
     if (swiglu) {
       op(p + "mlp.swiglu.forward", silu_forward_flops(rows * F) + mul_forward_flops(rows * F),
          2 * rows * F * e, rows * F * e);
     } else {
       op(p + "mlp.gelu.forward", kGeluForwardFlops * rows * F, rows * F * e, rows * F * e);
     }
-    op(p + (swiglu ? "mlp.down.forward" : "mlp.fc2.forward"), 2 * rows * F * h,
-       (rows * F + F * h) * e + bias_bytes(h), rows * h * e, tp.plan_reduce_partial(full));
+    product(p + (swiglu ? "mlp.down.forward" : "mlp.fc2.forward"), {1, rows, h, F, Other},
+            (rows * F + F * h) * e + bias_bytes(h), rows * h * e, tp.plan_reduce_partial(full));
     residual_forward(p + "mlp_residual");
   }
+  at.layer = kHeadLayer;
   norm_forward("final_norm");
-  op("lm_head.forward", 2 * rows * h * V, (rows * h + V * h) * e, rows * V * e,
-     tp.plan_gather_sequence(full));
+  product("lm_head.forward", {1, rows, V, h, ProductWeight::LmHead}, (rows * h + V * h) * e, rows * V * e, tp.plan_gather_sequence(full));
   op("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V * e, rows * e,
      softmax_stats);
+  at.pass = Pass::Backward;
   op("cross_entropy.backward", cross_entropy_backward_flops(rows, V), rows * V * e, rows * V * e);
-  op("lm_head.backward", 2 * (2 * rows * h * V), (rows * V + rows * h + V * h) * e,
-     (rows * h + V * h) * e, both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
+  product("lm_head.backward", {1, rows, V, h, ProductWeight::LmHead}, (rows * V + rows * h + V * h) * e, (rows * h + V * h) * e,
+          both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
   norm_backward("final_norm");
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
     const std::string p = fmt::format("layers.{}.", l);
+    at.layer = static_cast<int32_t>(l);
     // Row-parallel down/fc2: the output gradient is gathered (tp_sp); no reduction.
     // Row-parallel biases are added on the residual stream (this rank's
     // sequence shard with tp_sp); column-parallel ones on the product's rows.
     bias_backward(p + (swiglu ? "mlp.down_bias.backward" : "mlp.fc2_bias.backward"), stream, h);
-    op(p + (swiglu ? "mlp.down.backward" : "mlp.fc2.backward"), 2 * (2 * rows * F * h),
-       (rows * h + rows * F + F * h) * e, (rows * F + F * h) * e + bias_bytes(h),
-       tp.plan_gather_sequence(full));
+    product(p + (swiglu ? "mlp.down.backward" : "mlp.fc2.backward"), {1, rows, h, F, Other},
+            (rows * h + rows * F + F * h) * e, (rows * F + F * h) * e + bias_bytes(h),
+            tp.plan_gather_sequence(full));
     if (swiglu) {
       op(p + "mlp.swiglu.backward", silu_backward_flops(rows * F) + mul_backward_flops(rows * F),
          3 * rows * F * e, 2 * rows * F * e);
@@ -369,16 +385,14 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     bias_backward(p + (swiglu ? "mlp.gate_up_bias.backward" : "mlp.fc1_bias.backward"), rows, up_width);
     // Column-parallel gate_up/fc1: the input is gathered again for the weight
     // gradient and the input gradient's parts are summed.
-    op(p + (swiglu ? "mlp.gate_up.backward" : "mlp.fc1.backward"), 2 * (2 * rows * h * up_width),
-       (rows * up_width + rows * h + h * up_width) * e,
-       (rows * h + h * up_width) * e + bias_bytes(up_width),
-       both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
+    product(p + (swiglu ? "mlp.gate_up.backward" : "mlp.fc1.backward"), {1, rows, up_width, h, Other},
+            (rows * up_width + rows * h + h * up_width) * e, (rows * h + h * up_width) * e + bias_bytes(up_width),
+            both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
     norm_backward(p + "mlp_norm");
     residual_backward(p + "mlp_residual");
     bias_backward(p + "attention.out_bias.backward", stream, h);
-    op(p + "attention.out_proj.backward", 2 * (2 * rows * q_width * h),
-       (rows * h + rows * q_width + q_width * h) * e,
-       (rows * q_width + q_width * h) * e + bias_bytes(h), tp.plan_gather_sequence(full));
+    product(p + "attention.out_proj.backward", {1, rows, h, q_width, ProductWeight::OutProj}, (rows * h + rows * q_width + q_width * h) * e,
+            (rows * q_width + q_width * h) * e + bias_bytes(h), tp.plan_gather_sequence(full));
     if (sp > 1) op(p + "attention.to_heads.backward", 0, q_bytes, q_bytes, out_all_to_all);
     core(p, true);
     if (sp > 1) {
@@ -392,13 +406,13 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     // into one tensor for the product's backward: a copy.
     op(p + "attention.split_qkv.backward", 0, rows * qkv_width * e, rows * qkv_width * e);
     bias_backward(p + "attention.qkv_bias.backward", rows, qkv_width);
-    op(p + "attention.qkv_proj.backward", 2 * (2 * rows * h * qkv_width),
-       (rows * qkv_width + rows * h + h * qkv_width) * e,
-       (rows * h + h * qkv_width) * e + bias_bytes(qkv_width),
-       both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
+    product(p + "attention.qkv_proj.backward", {1, rows, qkv_width, h, Other},
+            (rows * qkv_width + rows * h + h * qkv_width) * e, (rows * h + h * qkv_width) * e + bias_bytes(qkv_width),
+            both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
     norm_backward(p + "attention_norm");
     residual_backward(p + "attention_residual");
   }
+  at.layer = kEmbeddingLayer;
   op("embedding.backward", embedding_backward_flops(rows, h) + (positions ? embed_n : 0),
      embed_n * e, (positions ? 2 : 1) * embed_n * e, tp.plan_gather_sequence(full));
   return plan;

@@ -52,18 +52,18 @@ struct TensorParallel {
   // all-gather's input, a reduce-scatter's output).
   std::vector<PlannedCollective> plan_all_reduce(int64_t bytes) const {
     if (size <= 1) return {};
-    return {{"all_reduce", "tp", bytes}};
+    return {{CollectiveKind::AllReduce, CommGroup::Tp, bytes}};
   }
   // gather_sequence of a full [B, n, D] activation of `full_bytes`.
   std::vector<PlannedCollective> plan_gather_sequence(int64_t full_bytes) const {
     if (!shards_sequence()) return {};
-    return {{"all_gather", "tp", full_bytes / size}};
+    return {{CollectiveKind::AllGather, CommGroup::Tp, full_bytes / size}};
   }
   // reduce_partial of a full [B, n, D] partial sum of `full_bytes`.
   std::vector<PlannedCollective> plan_reduce_partial(int64_t full_bytes) const {
     if (size <= 1) return {};
-    if (shards_sequence()) return {{"reduce_scatter", "tp", full_bytes / size}};
-    return {{"all_reduce", "tp", full_bytes}};
+    if (shards_sequence()) return {{CollectiveKind::ReduceScatter, CommGroup::Tp, full_bytes / size}};
+    return {{CollectiveKind::AllReduce, CommGroup::Tp, full_bytes}};
   }
 
   // This rank's block [rank·n/size, (rank+1)·n/size) of n.

@@ -158,21 +158,18 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
 }
 
 void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
-                            const SequenceParallel& sp_, const StepShape& s, bool backward,
+                            const SequenceParallel& sp, const StepShape& s, bool backward,
                             OpPlan& plan) {
-  const std::string prefix_ = fmt::format("layers.{}.token_mixer.", layer);
-  const bool use_lrpe_ = config.layer_uses_lrpe(layer);
-  const int64_t attention_block_ = config.attention_block;
+  const OpSite site{&plan, fmt::format("layers.{}.token_mixer.", layer), static_cast<int32_t>(layer),
+                    backward ? Pass::Backward : Pass::Forward};
+  const bool use_lrpe = config.layer_uses_lrpe(layer);
+  const int64_t block = config.attention_block;
   const int64_t B = s.batch, N = s.length, e = s.element_bytes;
   // This rank's shard: H/tp heads.
   const int64_t D = config.width, H = tp.block(config.n_heads), d = config.head_dim(), Dl = H * d;
   const int64_t rows = B * N;
-  const int64_t dk = use_lrpe_ ? 2 * d : d;
+  const int64_t dk = use_lrpe ? 2 * d : d;
   const int64_t act = rows * Dl;  // elements of one [B, N, D/tp] activation
-  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
-                std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{prefix_ + name, flops, read * e, written * e, std::move(collectives), {}});
-  };
   // TP traffic: full activations [B, N, D], and per-row statistics in f32 on
   // the GPU (the element's own size on the CPU: max(e, 4) either way).
   const int64_t full = rows * D * e, stats = rows * std::max<int64_t>(e, 4);
@@ -180,46 +177,52 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
     a.insert(a.end(), b.begin(), b.end());
     return a;
   };
+  const MatmulShape qkvu{1, rows, 4 * Dl, D, ProductWeight::QkvuProj};
+  const MatmulShape out{1, rows, D, Dl, ProductWeight::OutProj};
+  auto attention = [&](const char* name, int64_t flops, int64_t read, int64_t written) {
+    site.add(OpKind::Attention, name, flops, read * e, written * e).core.head_dim = static_cast<int16_t>(dk);
+  };
   if (!backward) {
-    op("qkvu_proj.forward", 2 * rows * D * 4 * Dl, rows * D + 4 * Dl * D, rows * 4 * Dl,
-       tp.plan_gather_sequence(full));
+    site.add_matmul("qkvu_proj.forward", qkvu, (rows * D + 4 * Dl * D) * e, rows * 4 * Dl * e,
+                    tp.plan_gather_sequence(full));
     // qkvu read once; q, k, v (head layout) and u written once.
-    op("split_qkvu.forward", split_qkvu_forward_flops(act), 4 * act, 4 * act);
-    if (use_lrpe_) op("lrpe.forward", 2 * lrpe_forward_flops(act), 2 * act + Dl, 4 * act);
-    if (sp_.attention != nullptr) {
-      sp_.attention->plan({B, H, N, dk, d, attention_block_}, e, false, prefix_, plan);
+    site.memory("split_qkvu.forward", split_qkvu_forward_flops(act), 4 * act * e, 4 * act * e);
+    if (use_lrpe) site.memory("lrpe.forward", 2 * lrpe_forward_flops(act), (2 * act + Dl) * e, 4 * act * e);
+    if (sp.attention != nullptr) {
+      sp.attention->plan({B, H, N, dk, d, block}, e, site);
     } else {
-      op("lightning_attention.forward",
-         lightning_attention_forward_flops(B, H, N, dk, d, attention_block_, false, false),
-         B * H * N * (2 * dk + d), act);
+      attention("lightning_attention.forward",
+                lightning_attention_forward_flops(B, H, N, dk, d, block, false, false),
+                B * H * N * (2 * dk + d), act);
     }
     // The norm reads the attention in its head layout (no columns copy).
-    op("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act, act + rows,
-       tp.plan_all_reduce(stats));
-    op("gate.forward", mul_forward_flops(act), 2 * act, act);
-    op("out_proj.forward", 2 * rows * Dl * D, act + D * Dl, rows * D, tp.plan_reduce_partial(full));
+    site.memory("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act * e, (act + rows) * e,
+                tp.plan_all_reduce(stats));
+    site.memory("gate.forward", mul_forward_flops(act), 2 * act * e, act * e);
+    site.add_matmul("out_proj.forward", out, (act + D * Dl) * e, rows * D * e, tp.plan_reduce_partial(full));
     return;
   }
-  op("out_proj.backward", 2 * (2 * rows * Dl * D), rows * D + act + D * Dl, act + D * Dl,
-     tp.plan_gather_sequence(full));
-  op("gate.backward", mul_backward_flops(act), 3 * act, 2 * act);
+  site.add_matmul("out_proj.backward", out, (rows * D + act + D * Dl) * e, (act + D * Dl) * e,
+                  tp.plan_gather_sequence(full));
+  site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
   // ...and writes the attention's gradient in the head layout.
-  op("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), 2 * act + rows, act,
-     tp.plan_all_reduce(stats));
-  if (sp_.attention != nullptr) {
-    sp_.attention->plan({B, H, N, dk, d, attention_block_}, e, true, prefix_, plan);
+  site.memory("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), (2 * act + rows) * e, act * e,
+              tp.plan_all_reduce(stats));
+  if (sp.attention != nullptr) {
+    sp.attention->plan({B, H, N, dk, d, block}, e, site);
   } else {
-    op("lightning_attention.backward",
-       lightning_attention_backward_flops(B, H, N, dk, d, attention_block_, false, false, false),
-       B * H * N * (2 * dk + 2 * d), B * H * N * (2 * dk + d));
+    attention("lightning_attention.backward",
+              lightning_attention_backward_flops(B, H, N, dk, d, block, false, false, false),
+              B * H * N * (2 * dk + 2 * d), B * H * N * (2 * dk + d));
   }
-  if (use_lrpe_) op("lrpe.backward", 2 * lrpe_backward_flops(act), 6 * act + Dl, 2 * act + Dl);
+  if (use_lrpe) site.memory("lrpe.backward", 2 * lrpe_backward_flops(act), (6 * act + Dl) * e, (2 * act + Dl) * e);
   // dq, dk, dv, du and the raw q, k (from qkvu) read; d_qkvu written.
-  op("split_qkvu.backward", split_qkvu_backward_flops(act), 6 * act, 4 * act);
+  site.memory("split_qkvu.backward", split_qkvu_backward_flops(act), 6 * act * e, 4 * act * e);
   // The block's input is gathered again for the weight gradient, and the
   // input gradient's parts are summed.
-  op("qkvu_proj.backward", 2 * (2 * rows * D * 4 * Dl), rows * 4 * Dl + rows * D + 4 * Dl * D,
-     rows * D + 4 * Dl * D, both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
+  site.add_matmul("qkvu_proj.backward", qkvu, (rows * 4 * Dl + rows * D + 4 * Dl * D) * e,
+                  (rows * D + 4 * Dl * D) * e,
+                  both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
 }
 
 }  // namespace linpar

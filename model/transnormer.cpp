@@ -211,56 +211,60 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
   if (ready) ready({embedding_});
 }
 
-OpPlan TransNormerLLM::plan(const StepShape& s, const ShardLayout& layout) const {
-  (void)layout;  // the shard is this model's own (tp_, sp_)
-  return plan_model(config_, tp_, sp_, s);
-}
+OpPlan TransNormerLLM::plan(const StepShape& s) const { return plan_model(config_, tp_, sp_, s); }
 
-OpPlan plan_model(const ModelConfig& config_, const TensorParallel& tp_, const SequenceParallel& sp,
+OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequenceParallel& sp,
                   const StepShape& s) {
   OpPlan plan;
   // About 30 ops a layer, forward and backward (more under SP): one
   // allocation instead of the vector's doublings, which the layout search
   // pays for every plan it builds.
-  plan.reserve(static_cast<size_t>(8 + 36 * config_.n_layers));
-  const int64_t rows = s.batch * s.length, D = config_.width, V = tp_.block(config_.vocab_size);
+  plan.reserve(static_cast<size_t>(8 + 36 * config.n_layers));
+  const int64_t rows = s.batch * s.length, D = config.width, V = tp.block(config.vocab_size);
   const int64_t e = s.element_bytes, act = rows * D;
-  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
-                std::vector<PlannedCollective> collectives = {}) {
-    plan.add(PlannedOp{name, flops, read * e, written * e, std::move(collectives), {}});
-  };
   // TP traffic: full activations, and per-row statistics (f32 on the GPU).
   const int64_t full = act * e, stats = rows * std::max<int64_t>(e, 4);
   std::vector<PlannedCollective> softmax_stats;  // max, sum of exponentials, target logit
   for (int i = 0; i < 3; ++i) {
-    for (const PlannedCollective& c : tp_.plan_all_reduce(stats)) softmax_stats.push_back(c);
+    for (const PlannedCollective& c : tp.plan_all_reduce(stats)) softmax_stats.push_back(c);
   }
-  std::vector<PlannedCollective> head_backward = tp_.plan_gather_sequence(full);
-  for (const PlannedCollective& c : tp_.plan_reduce_partial(full)) head_backward.push_back(c);
-  op("embedding.forward", embedding_forward_flops(rows, D), rows * D, act, tp_.plan_reduce_partial(full));
-  for (int64_t l = 0; l < config_.n_layers; ++l) {
-    const std::string prefix = fmt::format("layers.{}.", l);
-    op(prefix + "token_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
-    TokenMixer::plan_layer(config_, l, tp_, sp, s, false, plan);
-    op(prefix + "token_residual.forward", axpy_flops(act), 2 * act, act);
-    op(prefix + "channel_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
-    ChannelMixer::plan_layer(config_, l, tp_, s, false, plan);
-    op(prefix + "channel_residual.forward", axpy_flops(act), 2 * act, act);
+  std::vector<PlannedCollective> head_backward = tp.plan_gather_sequence(full);
+  for (const PlannedCollective& c : tp.plan_reduce_partial(full)) head_backward.push_back(c);
+  const MatmulShape head{1, rows, V, D, ProductWeight::LmHead};
+  const OpSite embedding_forward{&plan, "", kEmbeddingLayer, Pass::Forward},
+      embedding_backward{&plan, "", kEmbeddingLayer, Pass::Backward},
+      head_forward{&plan, "", kHeadLayer, Pass::Forward}, head_pass_backward{&plan, "", kHeadLayer, Pass::Backward};
+
+  embedding_forward.memory("embedding.forward", embedding_forward_flops(rows, D), rows * D * e, act * e,
+                           tp.plan_reduce_partial(full));
+  for (int64_t l = 0; l < config.n_layers; ++l) {
+    const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Forward};
+    site.memory("token_norm.forward", srmsnorm_forward_flops(rows, D), act * e, (act + rows) * e);
+    TokenMixer::plan_layer(config, l, tp, sp, s, false, plan);
+    site.memory("token_residual.forward", axpy_flops(act), 2 * act * e, act * e);
+    site.memory("channel_norm.forward", srmsnorm_forward_flops(rows, D), act * e, (act + rows) * e);
+    ChannelMixer::plan_layer(config, l, tp, s, false, plan);
+    site.memory("channel_residual.forward", axpy_flops(act), 2 * act * e, act * e);
   }
-  op("final_norm.forward", srmsnorm_forward_flops(rows, D), act, act + rows);
-  op("lm_head.forward", 2 * rows * D * V, act + V * D, rows * V, tp_.plan_gather_sequence(full));
-  op("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V, rows, softmax_stats);
-  op("cross_entropy.backward", cross_entropy_backward_flops(rows, V), rows * V, rows * V);
-  op("lm_head.backward", 2 * (2 * rows * D * V), rows * V + act + V * D, act + V * D, head_backward);
-  op("final_norm.backward", srmsnorm_backward_flops(rows, D), 2 * act + rows, act);
-  for (int64_t l = config_.n_layers - 1; l >= 0; --l) {
-    const std::string prefix = fmt::format("layers.{}.", l);
-    ChannelMixer::plan_layer(config_, l, tp_, s, true, plan);
-    op(prefix + "channel_norm.backward", srmsnorm_backward_flops(rows, D), 3 * act + rows, act);
-    TokenMixer::plan_layer(config_, l, tp_, sp, s, true, plan);
-    op(prefix + "token_norm.backward", srmsnorm_backward_flops(rows, D), 3 * act + rows, act);
+  head_forward.memory("final_norm.forward", srmsnorm_forward_flops(rows, D), act * e, (act + rows) * e);
+  head_forward.add_matmul("lm_head.forward", head, (act + V * D) * e, rows * V * e, tp.plan_gather_sequence(full));
+  head_forward.memory("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V * e, rows * e,
+                      softmax_stats);
+  head_pass_backward.memory("cross_entropy.backward", cross_entropy_backward_flops(rows, V), rows * V * e,
+                            rows * V * e);
+  head_pass_backward.add_matmul("lm_head.backward", head, (rows * V + act + V * D) * e, (act + V * D) * e,
+                                head_backward);
+  head_pass_backward.memory("final_norm.backward", srmsnorm_backward_flops(rows, D), (2 * act + rows) * e,
+                            act * e);
+  for (int64_t l = config.n_layers - 1; l >= 0; --l) {
+    const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Backward};
+    ChannelMixer::plan_layer(config, l, tp, s, true, plan);
+    site.memory("channel_norm.backward", srmsnorm_backward_flops(rows, D), (3 * act + rows) * e, act * e);
+    TokenMixer::plan_layer(config, l, tp, sp, s, true, plan);
+    site.memory("token_norm.backward", srmsnorm_backward_flops(rows, D), (3 * act + rows) * e, act * e);
   }
-  op("embedding.backward", embedding_backward_flops(rows, D), act, act, tp_.plan_gather_sequence(full));
+  embedding_backward.memory("embedding.backward", embedding_backward_flops(rows, D), act * e, act * e,
+                            tp.plan_gather_sequence(full));
   return plan;
 }
 

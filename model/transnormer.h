@@ -95,7 +95,7 @@ class TransNormerLLM {
 
   // Ops of one micro-batch's forward and backward, in execution order
   // (plan_model on this model's description).
-  OpPlan plan(const StepShape& shape, const ShardLayout& layout = {}) const;
+  OpPlan plan(const StepShape& shape) const;
 
  private:
   ModelConfig config_;

@@ -99,6 +99,12 @@ int64_t micro_batches_in_flight(PipelineSchedule schedule, int stage, int stages
 void fill_activations(MemoryBreakdown& memory, PipelineSchedule schedule, int stage, int stages,
                       const std::vector<int64_t>& chunk_bytes, int64_t micro_batches);
 
+// The breakdown in GiB as `linpar sim` and `linpar train --dry-run` print it:
+// "parameters 1.20, gradients 1.20, optimizer 2.40, activations 3.10 (1
+// micro-batches in flight), workspace 0.50, buffers 0.00 GiB" (and the CO2
+// host state when there is one).
+std::string memory_summary(const MemoryBreakdown& memory);
+
 // Whether the device total fits the GPU's memory (GiB = 2^30 bytes).
 bool fits(const MemoryBreakdown& memory, const GpuSpec& gpu);
 // "" when it fits, else e.g. "needs 93.4 GiB per GPU, h100 has 80 GiB".

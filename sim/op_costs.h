@@ -18,15 +18,12 @@
 
 namespace linpar::sim {
 
-// Attention: lightning attention and the LASP/SP strategies' ops;
-// SoftmaxAttention: the softmax transformers' fused core
-// (model/softmax_transformer.h, "layers.3.attention.core.forward").
-enum class OpClass { Matmul, Attention, Memory, SoftmaxAttention };
-
-// By the op's name in the plan ("layers.3.token_mixer.qkvu_proj.forward").
-OpClass classify_op(const std::string& name);
+// An op's cost class is its plan kind (model/op_plan.h): Matmul, Attention
+// (lightning attention and the LASP/SP strategies' ops), SoftmaxAttention
+// (the softmax transformers' fused core), Memory.
+using OpClass = OpKind;
 // "matmul", "attention", "memory", "softmax_attention": the traces' op category.
-const char* op_class_name(OpClass c);
+inline const char* op_class_name(OpClass c) { return op_kind_name(c); }
 
 struct Efficiency {
   double matmul = 0.78;     // of the bf16 peak: measured 760-790 of 989 TFLOP/s on H100

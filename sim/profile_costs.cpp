@@ -181,26 +181,22 @@ double busbw_factor(CollectiveKind kind, int ranks) {
   return 1.0;
 }
 
-enum class Pass { Forward, Backward, Unknown };
-
-Pass pass_of(const std::string& name) {
-  if (name.ends_with(".forward")) return Pass::Forward;
-  if (name.ends_with(".backward")) return Pass::Backward;
-  return Pass::Unknown;
-}
-
-// The profiled layer of a matrix-product op; l2 has l1's shape [F, D]. The
-// parts are classify_op's.
-std::string gemm_layer_of(const std::string& name) {
-  static const std::pair<const char*, const char*> parts[] = {
-      {"qkvu_proj.", "qkvu_proj"},
-      {"out_proj.", "out_proj"},
-      {"channel_mixer.l1.", "channel_mixer.l1"},
-      {"channel_mixer.l2.", "channel_mixer.l1"},
-      {"channel_mixer.l3.", "channel_mixer.l3"},
-      {"lm_head.", "lm_head"}};
-  for (const auto& [part, layer] : parts) {
-    if (name.find(part) != std::string::npos) return layer;
+// The profiled layer of a product (`linpar profile`'s names); l2 has l1's
+// shape [F, D]. "": none.
+const char* gemm_layer_of(ProductWeight weight) {
+  switch (weight) {
+    case ProductWeight::QkvuProj:
+      return "qkvu_proj";
+    case ProductWeight::OutProj:
+      return "out_proj";
+    case ProductWeight::GluIn:
+      return "channel_mixer.l1";
+    case ProductWeight::GluOut:
+      return "channel_mixer.l3";
+    case ProductWeight::LmHead:
+      return "lm_head";
+    case ProductWeight::Other:
+      return "";
   }
   return "";
 }
@@ -362,18 +358,8 @@ const char* cost_source_name(CostSource source) {
   return "?";
 }
 
-int64_t attention_key_dim(const ModelConfig& model, const std::string& op_name) {
-  const std::string prefix = "layers.";
-  if (!op_name.starts_with(prefix)) return 0;
-  size_t end = prefix.size();
-  while (end < op_name.size() && std::isdigit(static_cast<unsigned char>(op_name[end]))) ++end;
-  if (end == prefix.size() || end >= op_name.size() || op_name[end] != '.') return 0;
-  const int64_t layer = std::stoll(op_name.substr(prefix.size(), end - prefix.size()));
-  return model.layer_uses_lrpe(layer) ? 2 * model.head_dim() : model.head_dim();
-}
-
 ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& p, const GpuSpec& gpu,
-                           const Efficiency& fallback, int64_t key_dim) {
+                           const Efficiency& fallback) {
   const double flops = static_cast<double>(op.flops);
   const double bytes = static_cast<double>(op.bytes_read + op.bytes_written);
   // Bytes at the measured elementwise rate, else the copy's (both count
@@ -381,47 +367,46 @@ ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& p, const 
   const double measured_gbps = p.elementwise_gbps > 0 ? p.elementwise_gbps : p.copy_gbps;
   const double memory_s = measured_gbps > 0 ? bytes / (measured_gbps * 1e9)
                                             : bytes / (gpu.hbm_gbps * 1e9 * fallback.memory);
-  const Pass pass = pass_of(op.name);
+  const bool forward = op.pass == Pass::Forward;
   auto roofline = [&] { return ProfiledOp{op_seconds(op, gpu, fallback), CostSource::Roofline}; };
-  switch (classify_op(op.name)) {
-    case OpClass::Matmul: {
-      const std::string layer = gemm_layer_of(op.name);
+  switch (op.kind) {
+    case OpKind::Matmul: {
+      const std::string layer = gemm_layer_of(op.matmul.weight);
       double compute_s = 0;
-      if (pass == Pass::Forward) {
-        const double forward = gemm_tflops(p, layer, "forward", flops);
-        if (!(forward > 0)) return roofline();
-        compute_s = flops / (forward * 1e12);
-      } else if (pass == Pass::Backward) {
+      if (forward) {
+        const double rate = gemm_tflops(p, layer, "forward", flops);
+        if (!(rate > 0)) return roofline();
+        compute_s = flops / (rate * 1e12);
+      } else {
         // The plan counts 2·(2mnk): dx = dy·W and dW += dyᵀ·x, equal halves.
         const double input = gemm_tflops(p, layer, "backward_input", flops / 2);
         const double weight = gemm_tflops(p, layer, "backward_weight", flops / 2);
         if (!(input > 0) || !(weight > 0)) return roofline();
         compute_s = flops / 2 / (input * 1e12) + flops / 2 / (weight * 1e12);
-      } else {
-        return roofline();
       }
       return {std::max(compute_s, memory_s), CostSource::MeasuredGemm};
     }
-    case OpClass::Attention: {
+    case OpKind::Attention: {
       // Every attention-class op (the LASP inter-chunk and state ops too)
-      // runs at the lightning kernel's rate, as the roofline's one attention
-      // efficiency does; FLOP-less ones (state sends) cost their bytes.
-      if (pass == Pass::Unknown) return roofline();
-      const double tflops = attention_tflops(p, key_dim, pass == Pass::Forward, flops);
+      // runs at the lightning kernel's rate of its key width, as the
+      // roofline's one attention efficiency does; FLOP-less ones (state
+      // sends) cost their bytes.
+      const double tflops = attention_tflops(p, op.core.head_dim, forward, flops);
       if (!(tflops > 0)) return roofline();
       return {std::max(flops / (tflops * 1e12), memory_s), CostSource::MeasuredAttention};
     }
-    case OpClass::Memory:
+    case OpKind::Memory:
       if (!(measured_gbps > 0)) return roofline();
       return {memory_s, CostSource::MeasuredCopy};
-    default:  // a class added to classify_op after this file: the roofline knows it
+    case OpKind::SoftmaxAttention:  // not measured by linpar profile: its curve (sim/op_costs.h)
       return roofline();
   }
+  return roofline();
 }
 
 double profile_op_seconds(const PlannedOp& op, const MeasuredProfile& p, const GpuSpec& gpu,
-                          const Efficiency& fallback, int64_t key_dim) {
-  return profile_op_cost(op, p, gpu, fallback, key_dim).seconds;
+                          const Efficiency& fallback) {
+  return profile_op_cost(op, p, gpu, fallback).seconds;
 }
 
 std::optional<double> profile_collective_seconds(CollectiveKind kind, int64_t payload_bytes,

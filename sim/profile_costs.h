@@ -20,10 +20,9 @@
 // per product (older files) gives that one rate.
 //
 // Fallbacks to the roofline (op_seconds with the given Efficiency): a matrix
-// product whose layer or pass the profile lacks, an attention op whose dk it
-// lacks (or whose dk is not known and the profile measured several), an op
-// name that ends neither in ".forward" nor ".backward" where the pass
-// matters, and any op class this file does not know (classify_op may grow).
+// product whose weight (model/op_plan.h, ProductWeight) or pass the profile
+// lacks, an attention op whose dk it lacks (or whose dk is not known and the
+// profile measured several), and the fused softmax core.
 // Collectives: the measured bus bandwidth of the kind at the group size; no
 // entry for that kind and size returns std::nullopt and the caller uses the
 // alpha-beta model (sim/collectives.h). The profile measured groups of
@@ -101,19 +100,14 @@ struct ProfiledOp {
   CostSource source = CostSource::Roofline;
 };
 
-// The key width dk of an attention op of `model`: 2·head_dim on the layers
-// with LRPE (cos and sin halves), head_dim on the others; 0 for an op outside
-// "layers.N.".
-int64_t attention_key_dim(const ModelConfig& model, const std::string& op_name);
-
-// Seconds of one op of the plan on one GPU (see the top of this file).
-// `key_dim`: the op's attention key width (attention_key_dim); 0 when not
-// known, which works when the profile measured one width only. `gpu` and
+// Seconds of one op of the plan on one GPU (see the top of this file). An
+// attention op's key width is its core.head_dim (model/op_plan.h); 0 (not
+// known) works when the profile measured one width only. `gpu` and
 // `fallback` cost what the profile does not cover.
 ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& profile, const GpuSpec& gpu,
-                           const Efficiency& fallback, int64_t key_dim = 0);
+                           const Efficiency& fallback);
 double profile_op_seconds(const PlannedOp& op, const MeasuredProfile& profile, const GpuSpec& gpu,
-                          const Efficiency& fallback, int64_t key_dim = 0);
+                          const Efficiency& fallback);
 
 // Seconds of one collective of `payload_bytes` per rank over `ranks` ranks,
 // from the measured bus bandwidth of that kind and group size, interpolated

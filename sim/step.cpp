@@ -17,31 +17,10 @@ namespace linpar::sim {
 
 namespace {
 
-bool ends_with(const std::string& s, const char* suffix) {
-  const std::string t(suffix);
-  return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
-}
-
-// The layer an op belongs to: its index, -1 for the embedding (first stage),
-// -2 for the final norm, the LM head and the loss (last stage).
-int64_t op_layer(const std::string& name) {
-  if (name.rfind("layers.", 0) == 0) return std::stoll(name.substr(7));
-  if (name.rfind("embedding.", 0) == 0 || name.rfind("position_embedding.", 0) == 0) return -1;
-  return -2;
-}
-
 bool on_stage(int64_t layer, const PipelineStage& st) {
   if (layer == -1) return st.first();
   if (layer == -2) return st.last();
   return layer >= st.first_layer && layer < st.end_layer;
-}
-
-CollectiveKind kind_of(const std::string& name) {
-  for (int k = 0; k < kCollectiveKinds; ++k) {
-    if (name == collective_name(static_cast<CollectiveKind>(k))) return static_cast<CollectiveKind>(k);
-  }
-  LINPAR_CHECK(false, "unknown collective {}", name);
-  return CollectiveKind::AllReduce;
 }
 
 // The sim's payload S from the plan's (communicator's) payload: an
@@ -70,8 +49,7 @@ struct Costing {
 
   double op(const PlannedOp& o) const {
     if (cost.profile == nullptr) return op_seconds(o, cluster.gpu, cost.efficiency);
-    const int64_t key_dim = model.is_transnormer() ? attention_key_dim(model.transnormer(), o.name) : 0;
-    return profile_op_seconds(o, *cost.profile, cluster.gpu, cost.efficiency, key_dim);
+    return profile_op_seconds(o, *cost.profile, cluster.gpu, cost.efficiency);
   }
   // Compute and collectives sharing a GPU (sim/engine.h): the profile's
   // measurement when it has one, else the GPU's.
@@ -140,7 +118,8 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
   double makespan = 0;
   auto slot = [](int rank, Stream stream) { return static_cast<size_t>(rank) * kStreams + static_cast<size_t>(stream); };
   // A task on one stream of rank r (r < 0: on every rank's comm stream).
-  auto add = [&](const char* name, int r, Stream stream, double seconds, const int* after, size_t n, int64_t layer) {
+  auto add = [&](const RankOp& ro, int r, Stream stream, double seconds, const int* after, size_t n) {
+    const int64_t layer = ro.layer;
     double start = 0;
     if (r >= 0) {
       start = free_at[slot(r, stream)];
@@ -159,9 +138,9 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     task_layer.push_back(layer);
     if (ops != nullptr) {
       // Compute tasks are ops: their class goes with them (the trace's "cat").
-      const char* category = stream == Stream::Compute ? op_class_name(classify_op(name)) : "";
+      const char* category = stream == Stream::Compute ? op_class_name(ro.info->cls) : "";
       for (int q = r >= 0 ? r : 0; q < (r >= 0 ? r + 1 : T); ++q) {
-        ops->push_back({name, q, stream, start, end, category});
+        ops->push_back({ro.op->name, q, stream, start, end, category});
       }
     }
     return static_cast<int>(finish.size()) - 1;
@@ -202,11 +181,10 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
             collective_task.resize(k + 1, -1);
           }
           std::vector<int>& in = arrived[k];
-          if (in[ri] < 0) in[ri] = add(ro.op->name.c_str(), r, Stream::Compute, ro.seconds, after, n, ro.layer);
+          if (in[ri] < 0) in[ri] = add(ro, r, Stream::Compute, ro.seconds, after, n);
           if (std::count(in.begin(), in.end(), -1) > 0) break;  // the others have not arrived yet
           if (collective_task[k] < 0) {
-            collective_task[k] =
-                add(ro.op->name.c_str(), -1, Stream::Comm, info.sp_group_seconds, in.data(), in.size(), ro.layer);
+            collective_task[k] = add(ro, -1, Stream::Comm, info.sp_group_seconds, in.data(), in.size());
           }
           last[ri] = collective_task[k];
           ++issued[ri];
@@ -214,7 +192,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
           progress = true;
           continue;
         }
-        const int task = add(ro.op->name.c_str(), r, Stream::Compute, ro.seconds, after, n, ro.layer);
+        const int task = add(ro, r, Stream::Compute, ro.seconds, after, n);
         last[ri] = task;
         if (info.sp_send && !ro.recompute) {
           const int peer = backward ? r - 1 : r + 1;
@@ -222,7 +200,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
           // The sender's stream only: the runtime receives on a communicator
           // of the other direction, so a rank's own sends never queue
           // behind what it receives (and the receiver waits through `after`).
-          const int sent = add(ro.op->name.c_str(), r, Stream::P2P, info.sp_send_seconds, &task, 1, ro.layer);
+          const int sent = add(ro, r, Stream::P2P, info.sp_send_seconds, &task, 1);
           mailbox[{ro.layer, peer}] = sent;
           if (l.lasp_blocking) last[ri] = sent;  // a blocking send: the rank's next op waits for it
         }
@@ -316,44 +294,34 @@ void validate_layout(const SimModel& model, const ClusterSpec& cluster, const Si
 
 namespace {
 
-// An op's name after "layers.N." (the whole name outside the layers) and N
-// (op_layer's numbering), read without allocating.
-std::pair<std::string_view, int64_t> split_layer(const std::string& name) {
-  const std::string_view v(name);
-  if (v.starts_with("layers.")) {
-    int64_t layer = 0;
-    size_t i = 7;
-    while (i < v.size() && v[i] >= '0' && v[i] <= '9') layer = 10 * layer + (v[i++] - '0');
-    if (i > 7 && i < v.size() && v[i] == '.') return {v.substr(i + 1), layer};
-  }
-  return {v, op_layer(name)};
-}
-
-// What an op costs apart from its collectives, for the memo below.
+// What an op costs apart from its collectives, for the memo below: every
+// field of the op that its time depends on (sim/op_costs.h,
+// sim/profile_costs.h), and where it waits for a ring neighbour.
 struct OpCostKey {
-  std::string_view suffix;
+  OpKind kind;
+  Pass pass;
+  RingReceive receive;
   int64_t flops, bytes_read, bytes_written;
-  bool lrpe;  // the layer's attention keys are 2d wide (profile rates differ)
+  MatmulShape matmul;
+  CoreShape core;
   bool operator==(const OpCostKey&) const = default;
 };
 struct OpCostKeyHash {
   size_t operator()(const OpCostKey& k) const {
-    size_t h = std::hash<std::string_view>{}(k.suffix);
-    for (int64_t x : {k.flops, k.bytes_read, k.bytes_written}) h = h * 1000003u ^ std::hash<int64_t>{}(x);
-    return h ^ static_cast<size_t>(k.lrpe);
+    size_t h = static_cast<size_t>(k.kind) * 31u + static_cast<size_t>(k.pass) * 7u + static_cast<size_t>(k.receive);
+    for (int64_t x : {k.flops, k.bytes_read, k.bytes_written, k.matmul.batch, k.matmul.m, k.matmul.n, k.matmul.k,
+                      static_cast<int64_t>(k.matmul.weight), k.core.scores, static_cast<int64_t>(k.core.length),
+                      static_cast<int64_t>(k.core.head_dim)}) {
+      h = h * 1000003u ^ std::hash<int64_t>{}(x);
+    }
+    return h ^ (static_cast<size_t>(k.core.dropout) << 1) ^ (static_cast<size_t>(k.core.backward) << 2);
   }
 };
 
 }  // namespace
 
-ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l, const CostModel& cost) {
-  const Costing c(model, cluster, l, cost);
+ShardOps shard_plans(const SimModel& model, const SimLayout& l) {
   ShardOps out;
-  // The layers repeat their ops: an op with the same name after "layers.N.",
-  // FLOPs, bytes and key width as one already costed gets that one's class
-  // and compute time (the same function of those), so each distinct op is
-  // classified and costed once per rank.
-  std::unordered_map<OpCostKey, ShardOps::Op, OpCostKeyHash> costed;
   for (int r = 0; r < l.sp; ++r) {
     const int twin = model.plan_twin(l.shard(), r);
     if (twin != r) {  // a lower rank's plan (plan_twin's test compares them)
@@ -362,38 +330,54 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
     }
     out.rank_plan.push_back(static_cast<int>(out.plans.size()));
     out.plans.push_back(model.plan(l.shard(), r, l.micro_batch, l.seq_len, l.element_bytes));
+  }
+  return out;
+}
+
+ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l, const CostModel& cost) {
+  ShardOps out = shard_plans(model, l);
+  cost_shard_ops(out, model, cluster, l, cost);
+  return out;
+}
+
+void cost_shard_ops(ShardOps& out, const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
+                    const CostModel& cost) {
+  const Costing c(model, cluster, l, cost);
+  // The layers repeat their ops: an op with the same kind, pass, FLOPs,
+  // bytes and shapes as one already costed gets that one's compute time (the
+  // same function of those), so each distinct op is costed once per rank.
+  std::unordered_map<OpCostKey, ShardOps::Op, OpCostKeyHash> costed;
+  out.ops.clear();
+  out.runs.clear();
+  for (const OpPlan& plan : out.plans) {
     std::vector<ShardOps::Op>& ops = out.ops.emplace_back();
     std::vector<ShardOps::Run>& runs = out.runs.emplace_back();
-    costed.clear();  // its keys view this plan's names
-    for (const PlannedOp& op : out.plans.back().ops()) {
-      const auto [suffix, layer] = split_layer(op.name);
-      const OpCostKey key{suffix, op.flops, op.bytes_read, op.bytes_written,
-                          model.is_transnormer() && layer >= 0 && model.transnormer().layer_uses_lrpe(layer)};
+    costed.clear();
+    // Where a rank waits for its neighbour's state (gradient): at the op
+    // that first reads it, or (a blocking ring) where the receive is posted,
+    // before its attention kernels (model/op_plan.h, RingReceive).
+    const RingReceive waits_at = l.lasp_blocking ? RingReceive::Posts : RingReceive::Waits;
+    for (const PlannedOp& op : plan.ops()) {
+      const int64_t layer = op.layer;
+      const OpCostKey key{op.kind, op.pass, op.receive, op.flops, op.bytes_read, op.bytes_written, op.matmul, op.core};
       auto [it, fresh] = costed.try_emplace(key);
       ShardOps::Op& base = it->second;
       if (fresh) {
-        base.cls = classify_op(op.name);
-        base.backward = ends_with(op.name, ".backward");
+        base.cls = op.kind;
+        base.backward = op.backward();
         base.compute = c.op(op);
-        // Where a rank waits for its neighbour's state (gradient): at the
-        // product that needs it, or (blocking) before its attention kernels;
-        // rank r receives in forward when r > 0 and in backward when r < T-1.
-        if (l.lasp_blocking) {
-          base.receives_forward = l.sp > 1 && r > 0 && ends_with(op.name, ".lasp.intra.forward");
-          base.receives_backward = l.sp > 1 && r + 1 < l.sp && ends_with(op.name, ".lasp.intra.backward");
-        } else {
-          base.receives_forward = l.sp > 1 && ends_with(op.name, ".lasp.inter.forward");
-          base.receives_backward = l.sp > 1 && ends_with(op.name, ".lasp.state.backward");
-        }
+        const bool receives = l.sp > 1 && op.receive == waits_at;
+        base.receives_forward = receives && !base.backward;
+        base.receives_backward = receives && base.backward;
       }
       ShardOps::Op o = base;  // no traffic in it: the collectives below are this op's
       o.layer = layer;
       for (const PlannedCollective& pc : op.collectives) {
-        const CollectiveKind kind = kind_of(pc.kind);
-        if (pc.group == "tp") {
+        const CollectiveKind kind = pc.kind;
+        if (pc.group == CommGroup::Tp) {
           o.tp_seconds += c.collective(kind, sim_payload(kind, pc.bytes, l.tp), c.tp);
           o.tp_bytes += wire_bytes(kind, l.tp, pc.bytes);
-        } else if (pc.group == "sp") {
+        } else if (pc.group == CommGroup::Sp) {
           o.sp_bytes += wire_bytes(kind, l.sp, pc.bytes);
           if (l.sp == 1) continue;
           if (kind == CollectiveKind::SendRecv) {
@@ -410,7 +394,6 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
       ops.push_back(o);
     }
   }
-  return out;
 }
 
 MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
@@ -812,6 +795,7 @@ MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
     ml.tp_sp = l.tp_sp;
     ml.zero = l.zero;
     ml.co2 = l.co2_tau > 0;
+    ml.co2_shard_outer = l.co2_shard_outer;
     ml.recompute = l.recompute;
     ml.schedule = l.schedule;
     ml.chunks = l.pp_chunks;

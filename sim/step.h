@@ -50,6 +50,7 @@ struct SimLayout {
   int zero = 0;
   Recompute recompute = Recompute::None;
   int64_t co2_tau = 0;  // 0: synchronous data parallelism; else CO2 with τ local steps
+  bool co2_shard_outer = false;  // CO2's outer state 1/dp per rank (its host memory only)
   PipelineSchedule schedule = PipelineSchedule::OneFOneB;
   // Model chunks per pipeline stage: > 1 is interleaved 1F1B
   // (model/pipeline_schedule.h; simulated only), Megatron-LM's
@@ -167,7 +168,7 @@ struct ShardOps {
     double compute = 0;     // the op alone
     double tp_seconds = 0;  // its blocking TP collectives
     int64_t tp_bytes = 0, sp_bytes = 0;
-    // SP traffic, decided once from the op's name and collectives: a
+    // SP traffic, decided once from the op's collectives and ring edge: a
     // collective over the whole SP group after the op (and its time), a
     // LASP send to the neighbour (and its time), and whether the op is where
     // a LASP rank waits for its neighbour's state (forward) or state
@@ -196,6 +197,12 @@ struct ShardOps {
 };
 ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
                    const CostModel& cost = {});
+// shard_ops in its two halves: the plans of the distinct SP ranks (ops and
+// runs empty), and each of their ops costed (the plans as they are: a test
+// renames every op in between and gets the same predictions).
+ShardOps shard_plans(const SimModel& model, const SimLayout& layout);
+void cost_shard_ops(ShardOps& shard, const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
+                    const CostModel& cost = {});
 
 // Phase 1 (depends on the shard, pp, micro-batch, sequence and recompute, and
 // on dp only through where the pipeline's sends go; not on ZeRO, CO2 or the

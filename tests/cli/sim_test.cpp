@@ -8,6 +8,7 @@
 
 #include "run_linpar.h"
 #include "sim/op_costs.h"
+#include "../sim/named_op.h"
 
 namespace linpar {
 
@@ -48,7 +49,7 @@ TEST(CliSim, JsonHasTheStableKeysAndTheTraceIsWritten) {
   EXPECT_EQ(category["layers.0.token_norm.forward"], "memory");
   EXPECT_FALSE(category.contains("forward"));
   for (const auto& [name, cat] : category) {
-    EXPECT_EQ(cat, sim::op_class_name(sim::classify_op(name))) << name;
+    EXPECT_EQ(cat, op_kind_name(testing_ops::kind_of_name(name))) << name;
   }
 }
 

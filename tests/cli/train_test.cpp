@@ -2,9 +2,12 @@
 // falls, resume is bit-exact, and broken or foreign checkpoints are refused.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "run_linpar.h"
 
@@ -144,6 +147,69 @@ TEST(Train, InspectListsTheShards) {
   EXPECT_NE(inspect.out.find("step: 1"), std::string::npos) << inspect.out;
   EXPECT_NE(inspect.out.find("params/layers.1.channel_mixer.l3"), std::string::npos) << inspect.out;
   EXPECT_NE(inspect.out.find("optimizer/m/embedding"), std::string::npos) << inspect.out;
+}
+
+// `linpar train --dry-run` prints the simulator's memory model: for the same
+// layout it gives the breakdown `linpar sim` gives, term by term (bf16 on
+// the GPU, as the simulator prices; the dry-run needs no GPU), over layouts
+// of every strategy, pipeline schedule, ZeRO, CO2 and model size.
+TEST(Train, DryRunPrintsTheSimulatorsMemoryForEveryLayout) {
+  struct Case {
+    const char* model;
+    int dp, tp, pp, sp;
+    const char* extra;
+  };
+  const Case cases[] = {
+      {"tnl-385m", 1, 1, 1, 1, ""},
+      {"tnl-385m", 4, 1, 1, 1, "--zero 1"},
+      {"tnl-385m", 2, 2, 1, 1, "--tp-sp"},
+      {"tnl-385m", 1, 1, 4, 1, "--pp-schedule gpipe"},
+      {"tnl-385m", 2, 1, 4, 1, "--pp-schedule 1f1b"},
+      {"tnl-1b", 1, 1, 1, 4, "--sp-kind lasp"},
+      {"tnl-1b", 2, 1, 1, 4, "--sp-kind lasp2 --zero 1"},
+      {"tnl-1b", 1, 2, 1, 2, "--sp-kind allgather"},
+      {"tnl-1b", 1, 2, 1, 2, "--sp-kind ulysses"},
+      {"tnl-1b", 4, 1, 1, 1, "--co2-tau 4"},
+      {"tnl-1b", 4, 1, 1, 1, "--co2-tau 4 --co2-shard-outer"},
+      {"tnl-7b", 2, 4, 2, 2, "--tp-sp --sp-kind lasp --zero 1"},
+      {"tnl-7b", 1, 8, 4, 1, "--tp-sp --pp-schedule gpipe"},
+      {"tnl-175b", 2, 8, 8, 1, "--tp-sp"},
+      {"tnl-175b", 1, 8, 16, 8, "--sp-kind lasp2 --zero 1"},
+  };
+  auto breakdown = [](const std::string& out) {
+    const size_t at = out.find("    parameters ");
+    if (at == std::string::npos) return std::string("(none in: " + out + ")");
+    return out.substr(at, out.find('\n', at) - at);
+  };
+  for (const Case& c : cases) {
+    const int world = c.dp * c.tp * c.pp * c.sp;
+    const std::string layout = fmt::format(
+        "--model {} --dp {} --tp {} --pp {} --sp {} --seq-len 8192 --micro-batch 1 --global-batch {} {}", c.model,
+        c.dp, c.tp, c.pp, c.sp, 8 * c.dp, c.extra);
+    const auto train = run_linpar("train --dry-run --device cuda " + layout);
+    const auto sim = run_linpar(fmt::format("sim --gpus-per-node {} ", std::min(world, 8)) +
+                                fmt::format("--nodes {} ", std::max(1, world / 8)) + layout);
+    ASSERT_EQ(train.exit_code, 0) << layout << ": " << train.err;
+    ASSERT_EQ(sim.exit_code, 0) << layout << ": " << sim.err;
+    EXPECT_EQ(breakdown(train.out), breakdown(sim.out)) << layout;
+  }
+  // On the CPU the model runs in f32: parameters are the f32 values alone,
+  // as large as the gradients; on the GPU in bf16 they add a 2-byte compute
+  // copy to the f32 masters, 1.5 times the gradients.
+  auto parameters_and_gradients = [&](const std::string& args) {
+    const auto r = run_linpar("train --dry-run --model tnl-385m --seq-len 8192 --micro-batch 1 --global-batch 1 " + args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    double parameters = 0, gradients = 0;
+    EXPECT_EQ(std::sscanf(breakdown(r.out).c_str(), " parameters %lf, gradients %lf", &parameters, &gradients), 2)
+        << r.out;
+    return std::pair{parameters, gradients};
+  };
+  const auto [cpu_parameters, cpu_gradients] = parameters_and_gradients("");
+  EXPECT_GT(cpu_gradients, 1.0);
+  EXPECT_EQ(cpu_parameters, cpu_gradients);
+  const auto [gpu_parameters, gpu_gradients] = parameters_and_gradients("--device cuda");
+  EXPECT_EQ(gpu_gradients, cpu_gradients);
+  EXPECT_NEAR(gpu_parameters / gpu_gradients, 1.5, 0.01);
 }
 
 }  // namespace linpar

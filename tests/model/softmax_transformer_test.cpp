@@ -356,8 +356,8 @@ TEST(SoftmaxPlan, TpCollectivesByHand) {
   auto kinds = [](const PlannedOp& op) {
     std::vector<std::pair<std::string, int64_t>> out;
     for (const PlannedCollective& col : op.collectives) {
-      EXPECT_EQ(col.group, "tp");
-      out.push_back({col.kind, col.bytes});
+      EXPECT_EQ(col.group, CommGroup::Tp);
+      out.push_back({collective_name(col.kind), col.bytes});
     }
     return out;
   };
@@ -425,8 +425,8 @@ TEST(SoftmaxPlan, UlyssesAllToAllsByHand) {
   auto a2a = [](const PlannedOp& op) {
     std::vector<int64_t> bytes;
     for (const PlannedCollective& col : op.collectives) {
-      EXPECT_EQ(col.kind, "all_to_all");
-      EXPECT_EQ(col.group, "sp");
+      EXPECT_EQ(col.kind, CollectiveKind::AllToAll);
+      EXPECT_EQ(col.group, CommGroup::Sp);
       bytes.push_back(col.bytes);
     }
     return bytes;

@@ -12,15 +12,11 @@ namespace linpar {
 using namespace testing;
 
 namespace {
-int64_t planned_wire_bytes(const OpPlan& plan, const std::string& group, int64_t ranks) {
+int64_t planned_wire_bytes(const OpPlan& plan, CommGroup group, int64_t ranks) {
   int64_t total = 0;
   for (const PlannedOp& op : plan.ops()) {
     for (const PlannedCollective& c : op.collectives) {
-      if (c.group != group) continue;
-      for (int k = 0; k < kCollectiveKinds; ++k) {
-        const auto kind = static_cast<CollectiveKind>(k);
-        if (c.kind == collective_name(kind)) total += wire_bytes(kind, ranks, c.bytes);
-      }
+      if (c.group == group) total += wire_bytes(c.kind, ranks, c.bytes);
     }
   }
   return total;
@@ -36,14 +32,14 @@ TEST(PlanCollectivesNp2, PlannedTpBytesEqualTheCountedBytes) {
     const int64_t T = 2, m = o.global_batch / o.micro_batch;
     const OpPlan plan = plan_model(o.model, TensorParallel{nullptr, 0, 2, tp_sp}, SequenceParallel{},
                                    StepShape{o.micro_batch, o.seq_len, 4});
-    const int64_t per_micro = planned_wire_bytes(plan, "tp", T);
+    const int64_t per_micro = planned_wire_bytes(plan, CommGroup::Tp, T);
     EXPECT_GT(per_micro, 0);
     const TrainingRun run = train(o, grid, 1);
     // Every TP rank sends the same; plus the step's 8-byte gradient-norm all-reduce.
     EXPECT_EQ(run.steps[0].comm_bytes[1], T * (m * per_micro + all_reduce_bytes(T, 8))) << "tp_sp " << tp_sp;
   }
   // One rank: nothing planned.
-  EXPECT_EQ(planned_wire_bytes(plan_model(preset_config("tnl-tiny"), {}, {}, StepShape{2, 24, 4}), "tp", 1), 0);
+  EXPECT_EQ(planned_wire_bytes(plan_model(preset_config("tnl-tiny"), {}, {}, StepShape{2, 24, 4}), CommGroup::Tp, 1), 0);
 }
 
 }  // namespace linpar

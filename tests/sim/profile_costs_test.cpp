@@ -13,6 +13,7 @@
 #include "core/error_types.h"
 #include "model/config.h"
 #include "model/transnormer.h"
+#include "named_op.h"
 #include "temp_dir.h"
 
 namespace linpar::sim {
@@ -97,19 +98,16 @@ const GpuSpec kGpu{"test", 1000.0, 50.0, 80.0, 2000.0};
 const Efficiency kEff{.matmul = 0.5, .attention = 0.1, .memory = 0.5, .elementwise = 0.5,
                         .matmul_overhead_us = 0};
 
-PlannedOp op(const std::string& name, double flops, double bytes = 0) {
-  return PlannedOp{name,
-                   static_cast<int64_t>(flops),
-                   static_cast<int64_t>(bytes / 2),
-                   static_cast<int64_t>(bytes / 2),
-                   {}};
+PlannedOp op(const std::string& name, double flops, double bytes = 0, int64_t dk = 0) {
+  return testing_ops::named_op(name, static_cast<int64_t>(flops), static_cast<int64_t>(bytes / 2),
+                               static_cast<int64_t>(bytes / 2), static_cast<int16_t>(dk));
 }
 
 class ProfileCosts : public ::testing::Test {
  protected:
   void SetUp() override { profile_ = load_profile(write(dir_, test_profile())); }
   ProfiledOp cost(const std::string& name, double flops, double bytes = 0, int64_t dk = 0) {
-    return profile_op_cost(op(name, flops, bytes), profile_, kGpu, kEff, dk);
+    return profile_op_cost(op(name, flops, bytes, dk), profile_, kGpu, kEff);
   }
   testing::TempDir dir_;
   MeasuredProfile profile_;
@@ -221,8 +219,7 @@ TEST_F(ProfileCosts, ProductsTheProfileLacksFallBackToTheRoofline) {
   // channel_mixer.l3 is not in the profile, out_proj has no backward entries:
   // max(2e12 / (1000e12 · 0.5), 1e9 / (2000e9 · 0.5)) = 4 ms.
   for (const char* name :
-       {"layers.1.channel_mixer.l3.forward", "layers.1.token_mixer.out_proj.backward",
-        "layers.1.token_mixer.qkvu_proj.recompute"}) {
+       {"layers.1.channel_mixer.l3.forward", "layers.1.token_mixer.out_proj.backward"}) {
     const ProfiledOp c = cost(name, 2e12, 1e9);
     EXPECT_NEAR(c.seconds, 4e-3, 1e-12) << name;
     EXPECT_EQ(c.source, CostSource::Roofline) << name;
@@ -232,12 +229,11 @@ TEST_F(ProfileCosts, ProductsTheProfileLacksFallBackToTheRoofline) {
 TEST_F(ProfileCosts, OpsOfOtherModelsFallBackToTheRoofline) {
   // The profile measures TransNormer's products and kernels. A softmax
   // transformer's products (classed Matmul) and fused core (a class of its
-  // own, the switch's default) take the roofline, whatever classify_op says.
+  // own) take the roofline.
   for (const char* name : {"layers.0.mlp.fc1.forward", "layers.0.attention.qkv_proj.backward",
                            "layers.0.attention.core.forward"}) {
-    if (classify_op(name) == OpClass::Memory) continue;  // a tree without the softmax models
-    const PlannedOp o = op(name, 2e12, 1e9);
-    const ProfiledOp c = profile_op_cost(o, profile_, kGpu, kEff, 16);
+    const PlannedOp o = op(name, 2e12, 1e9, 16);
+    const ProfiledOp c = profile_op_cost(o, profile_, kGpu, kEff);
     EXPECT_EQ(c.seconds, op_seconds(o, kGpu, kEff)) << name;
     EXPECT_EQ(c.source, CostSource::Roofline) << name;
   }
@@ -282,16 +278,21 @@ TEST_F(ProfileCosts, AttentionFallsBackWithoutItsKeyWidth) {
   EXPECT_EQ(cost(forward, 1e11, 0, 0).source, CostSource::MeasuredAttention);
 }
 
+// The plan carries each attention op's key width: 2d on LRPE layers.
 TEST_F(ProfileCosts, KeyWidthFollowsTheModelsLrpeLayers) {
   ModelConfig model;  // width 64, 4 heads: d = 16
+  model.n_layers = 2;
+  auto key_widths = [&] {
+    std::vector<int> widths;  // of each layer's attention op, forward
+    for (const PlannedOp& op : plan_model(model, TensorParallel{}, SequenceParallel{}, StepShape{1, 64, 2}).ops()) {
+      if (op.kind == OpKind::Attention && !op.backward()) widths.push_back(op.core.head_dim);
+    }
+    return widths;
+  };
   model.lrpe = LrpeLayers::First;
-  EXPECT_EQ(attention_key_dim(model, "layers.0.token_mixer.lightning_attention.forward"), 32);
-  EXPECT_EQ(attention_key_dim(model, "layers.1.token_mixer.lasp.intra.backward"), 16);
-  EXPECT_EQ(attention_key_dim(model, "layers.12.token_mixer.lightning_attention.forward"), 16);
-  EXPECT_EQ(attention_key_dim(model, "lm_head.forward"), 0);
-  EXPECT_EQ(attention_key_dim(model, "layers.x.token_mixer.lightning_attention.forward"), 0);
+  EXPECT_EQ(key_widths(), (std::vector<int>{32, 16}));
   model.lrpe = LrpeLayers::All;
-  EXPECT_EQ(attention_key_dim(model, "layers.12.token_mixer.lightning_attention.forward"), 32);
+  EXPECT_EQ(key_widths(), (std::vector<int>{32, 32}));
 }
 
 TEST_F(ProfileCosts, MemoryOpsTakeTheirBytesAtTheCopyRate) {
@@ -324,7 +325,7 @@ TEST_F(ProfileCosts, MemoryOpsPreferTheMeasuredElementwiseRate) {
 }
 
 TEST_F(ProfileCosts, EveryOpOfARealPlanFindsItsMeasurement) {
-  // The plan's op names and the profile's layers agree: a complete profile
+  // The plan's product weights and the profile's layers agree: a complete profile
   // leaves nothing to the roofline.
   ModelConfig model;
   model.lrpe = LrpeLayers::First;
@@ -336,8 +337,7 @@ TEST_F(ProfileCosts, EveryOpOfARealPlanFindsItsMeasurement) {
   }
   int gemms = 0, attention = 0;
   for (const PlannedOp& op : plan.ops()) {
-    const ProfiledOp c =
-        profile_op_cost(op, profile_, kGpu, kEff, attention_key_dim(model, op.name));
+    const ProfiledOp c = profile_op_cost(op, profile_, kGpu, kEff);
     EXPECT_NE(c.source, CostSource::Roofline) << op.name;
     EXPECT_GT(c.seconds, 0) << op.name;
     gemms += c.source == CostSource::MeasuredGemm;

@@ -37,8 +37,8 @@ SimLayout sp_layout(int sp, SequenceParallelKind kind) {
 double seconds_of_forward_ops(const OpPlan& plan, bool attention_only) {
   double t = 0;
   for (const PlannedOp& op : plan.ops()) {
-    if (op.name.rfind("layers.", 0) != 0 || op.name.find(".backward") != std::string::npos) continue;
-    const OpClass k = classify_op(op.name);
+    if (op.layer < 0 || op.backward()) continue;
+    const OpClass k = op.kind;
     if (attention_only && k != OpClass::Attention) continue;
     t += op_seconds(op, gpu_preset("h100"));
   }
@@ -50,13 +50,11 @@ bool same_plan(const OpPlan& a, const OpPlan& b) {
   if (a.ops().size() != b.ops().size()) return false;
   for (size_t i = 0; i < a.ops().size(); ++i) {
     const PlannedOp &x = a.ops()[i], &y = b.ops()[i];
-    if (x.name != y.name || x.flops != y.flops || x.bytes_read != y.bytes_read ||
-        x.bytes_written != y.bytes_written || x.collectives.size() != y.collectives.size()) {
+    if (x.name != y.name || x.kind != y.kind || x.pass != y.pass || x.layer != y.layer ||
+        x.receive != y.receive || x.flops != y.flops || x.bytes_read != y.bytes_read ||
+        x.bytes_written != y.bytes_written || x.collectives != y.collectives || x.matmul != y.matmul ||
+        x.core != y.core) {
       return false;
-    }
-    for (size_t k = 0; k < x.collectives.size(); ++k) {
-      const PlannedCollective &p = x.collectives[k], &q = y.collectives[k];
-      if (p.kind != q.kind || p.group != q.group || p.bytes != q.bytes) return false;
     }
   }
   return true;

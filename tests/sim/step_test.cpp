@@ -253,7 +253,7 @@ TEST(SimStep, TensorParallelTrafficIsThePlans) {
   int64_t per_micro = 0;
   for (const PlannedOp& op : plan.ops()) {
     for (const PlannedCollective& c : op.collectives) {
-      if (c.kind == "all_reduce") per_micro += wire_bytes(CollectiveKind::AllReduce, 2, c.bytes);
+      if (c.kind == CollectiveKind::AllReduce) per_micro += wire_bytes(c.kind, 2, c.bytes);
     }
   }
   // Two micro-batches, plus the step's 8-byte gradient-norm all-reduce.
