@@ -1,5 +1,6 @@
 #include "core/communicator.h"
 
+#include "core/op_stats.h"
 #include "core/ops/elementwise.h"
 
 namespace linpar {
@@ -65,6 +66,11 @@ class AveragedRequest : public CommRequest {
 
 std::unique_ptr<CommRequest> Communicator::all_reduce_average_async(Tensor& t) {
   return std::make_unique<AveragedRequest>(all_reduce_async(t), t, size());
+}
+
+void Communicator::count_call(CollectiveKind kind, int64_t payload_bytes) {
+  counters_.add(kind, wire_bytes(kind, size(), payload_bytes));
+  record_collective(static_cast<int>(kind), group_, payload_bytes);
 }
 
 }  // namespace linpar

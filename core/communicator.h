@@ -86,6 +86,11 @@ class Communicator {
 
  protected:
   explicit Communicator(std::string group) : group_(std::move(group)) {}
+  // Counts one call of `payload_bytes` per rank (an all-reduce's buffer, an
+  // all-gather's input, a reduce-scatter's output, a send's message): its
+  // wire bytes in the counters, and the call in the op being recorded
+  // (core/op_stats.h).
+  void count_call(CollectiveKind kind, int64_t payload_bytes);
   CommCounters counters_;
 
  private:

@@ -4,6 +4,7 @@
 
 #include "core/ops/kv_state.h"
 #include "core/ops/lightning_attention.h"
+#include "core/op_stats.h"
 #include "core/ops/chunk_layout.h"
 
 namespace linpar::lasp {
@@ -17,10 +18,14 @@ void AllGatherAttention::forward(const Tensor& q, const Tensor& k, const Tensor&
   const DType state = Tensor::stats_dtype(q.dtype(), q.device());
   Tensor k_all = Tensor::empty({T, B, H, C, dk}, q.dtype(), q.device());
   Tensor v_all = Tensor::empty({T, B, H, C, dv}, q.dtype(), q.device());
-  sp_.all_gather(k, k_all);
-  sp_.all_gather(v, v_all);
+  {
+    const OpScope op("allgather.gather.forward");
+    sp_.all_gather(k, k_all);
+    sp_.all_gather(v, v_all);
+  }
   Tensor kv_in;
   if (r > 0) {
+    const OpScope op("allgather.prefix.forward");
     kv_in = Tensor::empty({B, H, dk, dv}, state, q.device());
     chunk_state_forward(block_view(k_all, 0), block_view(v_all, 0), slopes, kv_in);
     Tensor s = Tensor::empty({B, H, dk, dv}, state, q.device());
@@ -30,7 +35,10 @@ void AllGatherAttention::forward(const Tensor& q, const Tensor& k, const Tensor&
     }
   }
   Tensor none;
-  lightning_attention_forward(q, k, v, slopes, block, kv_in, o, none);
+  {
+    const OpScope op("allgather.attention.forward");
+    lightning_attention_forward(q, k, v, slopes, block, kv_in, o, none);
+  }
   cache.saved = {kv_in, k_all, v_all};
 }
 
@@ -51,16 +59,23 @@ void AllGatherAttention::backward(const Tensor& q, const Tensor& k, const Tensor
   Tensor dk_mine = block_view(dk_all, r), dv_mine = block_view(dv_all, r);
   Tensor d_kv_in, none;
   if (r > 0) d_kv_in = Tensor::empty({B, H, dkh, dvh}, state, q.device());
-  lightning_attention_backward(q, k, v, slopes, block, kv_in, d_o, none, dq, dk_mine, dv_mine,
-                               d_kv_in);
-  // dS_s = λ^{C(r−1−s)} dKV_{r−1}, from s = r−1 down.
-  const Tensor zero = Tensor::zeros({B, H, dkh, dvh}, state, q.device());
-  for (int s_rank = r - 1; s_rank >= 0; --s_rank) {
-    Tensor dk_s = block_view(dk_all, s_rank), dv_s = block_view(dv_all, s_rank);
-    chunk_state_backward(block_view(k_all, s_rank), block_view(v_all, s_rank), slopes, d_kv_in,
-                         dk_s, dv_s);
-    if (s_rank > 0) state_decay_add(d_kv_in, slopes, C, zero, d_kv_in);
+  {
+    const OpScope op("allgather.attention.backward");
+    lightning_attention_backward(q, k, v, slopes, block, kv_in, d_o, none, dq, dk_mine, dv_mine,
+                                 d_kv_in);
   }
+  if (r > 0) {
+    // dS_s = λ^{C(r−1−s)} dKV_{r−1}, from s = r−1 down.
+    const OpScope op("allgather.prefix.backward");
+    const Tensor zero = Tensor::zeros({B, H, dkh, dvh}, state, q.device());
+    for (int s_rank = r - 1; s_rank >= 0; --s_rank) {
+      Tensor dk_s = block_view(dk_all, s_rank), dv_s = block_view(dv_all, s_rank);
+      chunk_state_backward(block_view(k_all, s_rank), block_view(v_all, s_rank), slopes, d_kv_in,
+                           dk_s, dv_s);
+      if (s_rank > 0) state_decay_add(d_kv_in, slopes, C, zero, d_kv_in);
+    }
+  }
+  const OpScope op("allgather.scatter.backward");
   sp_.reduce_scatter(dk_all, dk);
   sp_.reduce_scatter(dv_all, dv);
 }

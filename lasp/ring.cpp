@@ -4,6 +4,7 @@
 
 #include "core/ops/kv_state.h"
 #include "core/ops/lightning_attention.h"
+#include "core/op_stats.h"
 
 namespace linpar::lasp {
 
@@ -32,13 +33,25 @@ void LaspRing::forward(const Tensor& q, const Tensor& k, const Tensor& v,
   }
   if (r < T - 1) kv_out = Tensor::empty({B, H, dk, dv}, state, q.device());
   // Intra-chunk output and S_r while KV_{r−1} travels.
-  lightning_attention_forward(q, k, v, slopes, block, none, o, kv_out);
+  {
+    const OpScope op("lasp.intra.forward");
+    lightning_attention_forward(q, k, v, slopes, block, none, o, kv_out);
+  }
   if (r > 0) {
     receive->wait();
-    inter_chunk_forward(q, slopes, kv_in, o);
-    if (r < T - 1) state_decay_add(kv_in, slopes, C, kv_out, kv_out);
+    {
+      const OpScope op("lasp.inter.forward");
+      inter_chunk_forward(q, slopes, kv_in, o);
+    }
+    if (r < T - 1) {
+      const OpScope op("lasp.state.forward");
+      state_decay_add(kv_in, slopes, C, kv_out, kv_out);
+    }
   }
-  if (r < T - 1) sends_.add(sp_.send_async(kv_out, r + 1), kv_out);
+  if (r < T - 1) {
+    const OpScope op("lasp.send_state.forward");
+    sends_.add(sp_.send_async(kv_out, r + 1), kv_out);
+  }
   cache.saved = {kv_in};
 }
 
@@ -56,18 +69,31 @@ void LaspRing::backward(const Tensor& q, const Tensor& k, const Tensor& v,
     d_kv_out = Tensor::empty({B, H, dkh, dvh}, state, q.device());
     receive = sp_.recv_async(d_kv_out, r + 1);
   }
-  lightning_attention_backward(q, k, v, slopes, block, none, d_o, none, dq, dk, dv, none);
+  {
+    const OpScope op("lasp.intra.backward");
+    lightning_attention_backward(q, k, v, slopes, block, none, d_o, none, dq, dk, dv, none);
+  }
   Tensor d_kv_in;
   if (r > 0) {
+    const OpScope op("lasp.inter.backward");
     d_kv_in = Tensor::zeros({B, H, dkh, dvh}, state, q.device());
     inter_chunk_backward(q, slopes, cache.saved.at(0), d_o, dq, d_kv_in);
   }
   if (r < T - 1) {
     receive->wait();
-    chunk_state_backward(k, v, slopes, d_kv_out, dk, dv);
-    if (r > 0) state_decay_add(d_kv_out, slopes, C, d_kv_in, d_kv_in);
+    {
+      const OpScope op("lasp.state.backward");
+      chunk_state_backward(k, v, slopes, d_kv_out, dk, dv);
+    }
+    if (r > 0) {
+      const OpScope op("lasp.state_grad.backward");
+      state_decay_add(d_kv_out, slopes, C, d_kv_in, d_kv_in);
+    }
   }
-  if (r > 0) sends_.add(sp_.send_async(d_kv_in, r - 1), d_kv_in);
+  if (r > 0) {
+    const OpScope op("lasp.send_state_grad.backward");
+    sends_.add(sp_.send_async(d_kv_in, r - 1), d_kv_in);
+  }
 }
 
 void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {

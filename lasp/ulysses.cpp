@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/ops/lightning_attention.h"
+#include "core/op_stats.h"
 #include "core/ops/chunk_layout.h"
 #include "core/ops/dispatch.h"
 
@@ -37,10 +38,22 @@ std::vector<double> UlyssesAttention::my_slopes(const std::vector<double>& slope
 void UlyssesAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v,
                                const std::vector<double>& slopes, int64_t block, Tensor& o,
                                AttentionCache& cache) const {
-  Tensor qh = to_heads(q), kh = to_heads(k), vh = to_heads(v);
+  Tensor qh, kh, vh;
+  {
+    const OpScope op("ulysses.to_heads.forward");
+    qh = to_heads(q);
+    kh = to_heads(k);
+    vh = to_heads(v);
+  }
   Tensor oh = Tensor::empty(vh.shape(), v.dtype(), v.device()), none;
-  lightning_attention_forward(qh, kh, vh, my_slopes(slopes), block, none, oh, none);
-  to_sequence(oh, o);
+  {
+    const OpScope op("ulysses.attention.forward");
+    lightning_attention_forward(qh, kh, vh, my_slopes(slopes), block, none, oh, none);
+  }
+  {
+    const OpScope op("ulysses.to_sequence.forward");
+    to_sequence(oh, o);
+  }
   cache.saved = {qh, kh, vh};
 }
 
@@ -50,12 +63,20 @@ void UlyssesAttention::backward(const Tensor& q, const Tensor& k, const Tensor& 
                                 Tensor& dk, Tensor& dv) const {
   (void)q, (void)k, (void)v;  // the head-sharded copies in the cache are used instead
   const Tensor &qh = cache.saved.at(0), &kh = cache.saved.at(1), &vh = cache.saved.at(2);
-  Tensor d_oh = to_heads(d_o);
+  Tensor d_oh;
+  {
+    const OpScope op("ulysses.to_heads.backward");
+    d_oh = to_heads(d_o);
+  }
   Tensor dqh = Tensor::empty(qh.shape(), qh.dtype(), qh.device()),
          dkh = Tensor::empty(kh.shape(), kh.dtype(), kh.device()),
          dvh = Tensor::empty(vh.shape(), vh.dtype(), vh.device()), none;
-  lightning_attention_backward(qh, kh, vh, my_slopes(slopes), block, none, d_oh, none, dqh, dkh,
-                               dvh, none);
+  {
+    const OpScope op("ulysses.attention.backward");
+    lightning_attention_backward(qh, kh, vh, my_slopes(slopes), block, none, d_oh, none, dqh, dkh,
+                                 dvh, none);
+  }
+  const OpScope op("ulysses.to_sequence.backward");
   to_sequence(dqh, dq);
   to_sequence(dkh, dk);
   to_sequence(dvh, dv);

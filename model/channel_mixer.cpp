@@ -2,6 +2,7 @@
 
 #include "core/ops/activation.h"
 #include "core/ops/gemm.h"
+#include "core/op_stats.h"
 
 namespace linpar {
 
@@ -30,30 +31,61 @@ ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSe
                             {config.width, tp.block(config.glu_dim)}, dtype, seed,
                             config.init_std)) {}
 
-void ChannelMixer::forward(const Tensor& x, Tensor& out, ChannelMixerCache& c) const {
-  const int64_t B = x.dim(0), N = x.dim(1), F = glu_dim_;
-  c.a1 = Tensor::empty({B, N, F}, x.dtype(), x.device());
-  c.a2 = Tensor::empty({B, N, F}, x.dtype(), x.device());
-  c.gated = Tensor::empty({B, N, F}, x.dtype(), x.device());
-  linear_forward(x, l1_.weight(), c.a1);
-  linear_forward(x, l2_.weight(), c.a2);
-  mul_forward(c.a1, c.a2, c.gated);
+void ChannelMixer::forward(const Tensor& x_stream, Tensor& out, ChannelMixerCache& c) const {
+  const int64_t B = x_stream.dim(0), N = tp_.shards_sequence() ? x_stream.dim(1) * tp_.size : x_stream.dim(1),
+                F = glu_dim_;
+  const DType dt = x_stream.dtype();
+  const Device dev = x_stream.device();
+  c.a1 = Tensor::empty({B, N, F}, dt, dev);
+  c.a2 = Tensor::empty({B, N, F}, dt, dev);
+  c.gated = Tensor::empty({B, N, F}, dt, dev);
+  Tensor x;
+  {
+    const OpScope op(prefix_, "l1.forward");
+    x = tp_.gather_sequence(x_stream);
+    linear_forward(x, l1_.weight(), c.a1);
+  }
+  {
+    const OpScope op(prefix_, "l2.forward");
+    linear_forward(x, l2_.weight(), c.a2);
+  }
+  {
+    const OpScope op(prefix_, "gate.forward");
+    mul_forward(c.a1, c.a2, c.gated);
+  }
   // Row-parallel l3: sum the partial outputs (into the stream's layout).
-  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, x.dtype(), x.device()) : out;
+  const OpScope op(prefix_, "l3.forward");
+  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, dt, dev) : out;
   linear_forward(c.gated, l3_.weight(), partial);
   tp_.reduce_partial(partial, out);
 }
 
-void ChannelMixer::backward(const Tensor& d_out, const Tensor& x, const ChannelMixerCache& c,
+void ChannelMixer::backward(const Tensor& d_out, const Tensor& x_stream, const ChannelMixerCache& c,
                             Tensor& dx) const {
-  const int64_t B = x.dim(0), N = x.dim(1), F = glu_dim_;
-  Tensor d_gated = Tensor::empty({B, N, F}, x.dtype(), x.device());
-  linear_backward(tp_.gather_sequence(d_out), c.gated, l3_.weight(), d_gated, l3_.grad);
-  Tensor da1 = Tensor::empty({B, N, F}, x.dtype(), x.device()), da2 = Tensor::empty({B, N, F}, x.dtype(), x.device());
-  mul_backward(d_gated, c.a1, c.a2, da1, da2);
+  const int64_t B = c.a1.dim(0), N = c.a1.dim(1), F = glu_dim_;
+  const DType dt = c.a1.dtype();
+  const Device dev = c.a1.device();
+  // The block's input gathered again for l1's and l2's weight gradients (at
+  // the block's start, as Megatron-LM does; the plan counts it here).
+  Tensor x;
+  Tensor d_gated = Tensor::empty({B, N, F}, dt, dev);
+  {
+    const OpScope op(prefix_, "l3.backward");
+    x = tp_.gather_sequence(x_stream);
+    linear_backward(tp_.gather_sequence(d_out), c.gated, l3_.weight(), d_gated, l3_.grad);
+  }
+  Tensor da1 = Tensor::empty({B, N, F}, dt, dev), da2 = Tensor::empty({B, N, F}, dt, dev);
+  {
+    const OpScope op(prefix_, "gate.backward");
+    mul_backward(d_gated, c.a1, c.a2, da1, da2);
+  }
   // Column-parallel l1, l2: sum the input-gradient parts.
-  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, x.dtype(), x.device()) : dx;
-  linear_backward(da1, x, l1_.weight(), partial, l1_.grad);
+  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, dt, dev) : dx;
+  {
+    const OpScope op(prefix_, "l1.backward");
+    linear_backward(da1, x, l1_.weight(), partial, l1_.grad);
+  }
+  const OpScope op(prefix_, "l2.backward");
   linear_backward(da2, x, l2_.weight(), partial, l2_.grad, /*accumulate_dx=*/true);
   tp_.reduce_partial(partial, dx);
 }
@@ -74,13 +106,14 @@ void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const Te
     site.add_matmul("l3.forward", out, (act + D * F) * e, rows * D * e, tp.plan_reduce_partial(full));
     return;
   }
-  site.add_matmul("l3.backward", out, (rows * D + act + D * F) * e, (act + D * F) * e,
-                  tp.plan_gather_sequence(full));
+  // The block's input is gathered again (for l1's and l2's weight
+  // gradients) when the block's backward starts, then the output gradient.
+  std::vector<PlannedCollective> gathers = tp.plan_gather_sequence(full);
+  for (const PlannedCollective& c : tp.plan_gather_sequence(full)) gathers.push_back(c);
+  site.add_matmul("l3.backward", out, (rows * D + act + D * F) * e, (act + D * F) * e, std::move(gathers));
   site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
-  // The input is gathered again for the weight gradients; the input
-  // gradient's parts are summed after l2.
-  site.add_matmul("l1.backward", in, (act + rows * D + F * D) * e, (rows * D + F * D) * e,
-                  tp.plan_gather_sequence(full));
+  // The input gradient's parts are summed after l2.
+  site.add_matmul("l1.backward", in, (act + rows * D + F * D) * e, (rows * D + F * D) * e);
   site.add_matmul("l2.backward", in, (act + rows * D + F * D) * e, (rows * D + F * D) * e,
                   tp.plan_reduce_partial(full));
 }

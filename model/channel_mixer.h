@@ -23,9 +23,12 @@ class ChannelMixer {
   ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
                DType dtype, const TensorParallel& tp = {});
 
-  // x: [B, N, D] (already normalised) -> out: [B, N, D]
+  // x: [B, N, D] (already normalised) in the residual stream's layout (this
+  // rank's [B, N/tp, D] under --tp-sp, gathered here) -> out: [B, N, D] (the
+  // stream's layout)
   void forward(const Tensor& x, Tensor& out, ChannelMixerCache& cache) const;
-  // d_out: [B, N, D] -> dx: [B, N, D] (overwritten); parameter grads accumulate.
+  // d_out, x in the stream's layout -> dx (overwritten, the stream's layout);
+  // parameter grads accumulate.
   void backward(const Tensor& d_out, const Tensor& x, const ChannelMixerCache& cache,
                 Tensor& dx) const;
 

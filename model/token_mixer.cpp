@@ -6,6 +6,7 @@
 #include "core/ops/lrpe.h"
 #include "core/ops/split_qkvu.h"
 #include "core/ops/srmsnorm.h"
+#include "core/op_stats.h"
 
 namespace linpar {
 
@@ -56,25 +57,33 @@ TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& p
   }
 }
 
-void TokenMixer::forward(const Tensor& x, Tensor& out, TokenMixerCache& c) const {
-  const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_,
-                d = head_dim_;
+void TokenMixer::forward(const Tensor& x_stream, Tensor& out, TokenMixerCache& c) const {
+  // The residual stream's tokens, all N of them, or N/tp under --tp-sp.
+  const int64_t B = x_stream.dim(0), N = tp_.shards_sequence() ? x_stream.dim(1) * tp_.size : x_stream.dim(1),
+                D = width_, Dl = local_width_, H = n_heads_, d = head_dim_;
   const int64_t position_offset = sp_.position_offset(N);  // LRPE's angles use global positions
-  const DType dt = x.dtype(), st = Tensor::stats_dtype(dt, x.device());
-  const Device dev = x.device();
+  const DType dt = x_stream.dtype(), st = Tensor::stats_dtype(dt, x_stream.device());
+  const Device dev = x_stream.device();
   c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
-  linear_forward(x, qkvu_proj_.weight(), c.qkvu);
+  {
+    const OpScope op(prefix_, "qkvu_proj.forward");
+    linear_forward(tp_.gather_sequence(x_stream), qkvu_proj_.weight(), c.qkvu);
+  }
 
   // One pass: q, k (after SiLU) and v into the head layout, u as columns.
   c.q = Tensor::empty({B, H, N, d}, dt, dev);
   c.k = Tensor::empty({B, H, N, d}, dt, dev);
   c.v = Tensor::empty({B, H, N, d}, dt, dev);
   c.u = Tensor::empty({B, N, Dl}, dt, dev);
-  split_qkvu_forward(c.qkvu, c.q, c.k, c.v, c.u);
+  {
+    const OpScope op(prefix_, "split_qkvu.forward");
+    split_qkvu_forward(c.qkvu, c.q, c.k, c.v, c.u);
+  }
 
   const Tensor* q_att = &c.q;
   const Tensor* k_att = &c.k;
   if (use_lrpe_) {
+    const OpScope op(prefix_, "lrpe.forward");
     c.q_rot = Tensor::empty({B, H, N, 2 * d}, dt, dev);
     c.k_rot = Tensor::empty({B, H, N, 2 * d}, dt, dev);
     lrpe_forward(c.q, lrpe_theta_->weight(), position_offset, c.q_rot);
@@ -85,46 +94,68 @@ void TokenMixer::forward(const Tensor& x, Tensor& out, TokenMixerCache& c) const
 
   Tensor attention = Tensor::empty({B, H, N, d}, dt, dev);
   if (sp_.attention != nullptr) {
+    const OpPrefix named(prefix_);  // the strategy's ops are this layer's
     sp_.attention->forward(*q_att, *k_att, c.v, slopes_, attention_block_, attention, c.attention);
   } else {
+    const OpScope op(prefix_, "lightning_attention.forward");
     Tensor no_state;
     lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, no_state,
                                 attention, no_state);
   }
   // SRMSNorm over the full width D of the concatenated heads, read straight
   // from the head layout: the row sums of squares are summed over the TP group.
-  Tensor sums = Tensor::empty({B * N}, st, dev);
-  srmsnorm_row_sums_heads(attention, sums);
-  tp_.all_reduce(sums);
-  c.attention_norm = Tensor::empty({B, N, Dl}, dt, dev);
-  c.attention_rstd = Tensor::empty({B * N}, st, dev);
-  srmsnorm_apply_heads(attention, sums, D, norm_eps_, c.attention_norm, c.attention_rstd);
+  {
+    const OpScope op(prefix_, "attention_norm.forward");
+    Tensor sums = Tensor::empty({B * N}, st, dev);
+    srmsnorm_row_sums_heads(attention, sums);
+    tp_.all_reduce(sums);
+    c.attention_norm = Tensor::empty({B, N, Dl}, dt, dev);
+    c.attention_rstd = Tensor::empty({B * N}, st, dev);
+    srmsnorm_apply_heads(attention, sums, D, norm_eps_, c.attention_norm, c.attention_rstd);
+  }
   c.gated = Tensor::empty({B, N, Dl}, dt, dev);
-  mul_forward(c.u, c.attention_norm, c.gated);
+  {
+    const OpScope op(prefix_, "gate.forward");
+    mul_forward(c.u, c.attention_norm, c.gated);
+  }
   // Row-parallel out_proj: sum the partial outputs (into the stream's layout).
+  const OpScope op(prefix_, "out_proj.forward");
   Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : out;
   linear_forward(c.gated, out_proj_.weight(), partial);
   tp_.reduce_partial(partial, out);
 }
 
-void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixerCache& c,
+void TokenMixer::backward(const Tensor& d_out, const Tensor& x_stream, const TokenMixerCache& c,
                           Tensor& dx) const {
-  const int64_t B = x.dim(0), N = x.dim(1), D = width_, Dl = local_width_, H = n_heads_,
+  const int64_t B = c.qkvu.dim(0), N = c.qkvu.dim(1), D = width_, Dl = local_width_, H = n_heads_,
                 d = head_dim_;
   const int64_t position_offset = sp_.position_offset(N);
-  const DType dt = x.dtype(), st = Tensor::stats_dtype(dt, x.device());
-  const Device dev = x.device();
+  const DType dt = c.qkvu.dtype(), st = Tensor::stats_dtype(dt, c.qkvu.device());
+  const Device dev = c.qkvu.device();
 
+  // The block's input gathered again for qkvu_proj's weight gradient (at the
+  // block's start, as Megatron-LM does; the plan counts it here).
+  Tensor x;
   Tensor d_gated = Tensor::empty({B, N, Dl}, dt, dev);
-  linear_backward(tp_.gather_sequence(d_out), c.gated, out_proj_.weight(), d_gated, out_proj_.grad);
+  {
+    const OpScope op(prefix_, "out_proj.backward");
+    x = tp_.gather_sequence(x_stream);
+    linear_backward(tp_.gather_sequence(d_out), c.gated, out_proj_.weight(), d_gated, out_proj_.grad);
+  }
 
   Tensor du = Tensor::empty({B, N, Dl}, dt, dev), d_norm = Tensor::empty({B, N, Dl}, dt, dev);
-  mul_backward(d_gated, c.u, c.attention_norm, du, d_norm);
-  Tensor dots = Tensor::empty({B * N}, st, dev);
-  srmsnorm_row_dots(d_norm, c.attention_norm, dots);
-  tp_.all_reduce(dots);
+  {
+    const OpScope op(prefix_, "gate.backward");
+    mul_backward(d_gated, c.u, c.attention_norm, du, d_norm);
+  }
   Tensor d_attention = Tensor::empty({B, H, N, d}, dt, dev);  // written in the head layout
-  srmsnorm_backward_apply_heads(d_norm, c.attention_norm, c.attention_rstd, dots, D, d_attention);
+  {
+    const OpScope op(prefix_, "attention_norm.backward");
+    Tensor dots = Tensor::empty({B * N}, st, dev);
+    srmsnorm_row_dots(d_norm, c.attention_norm, dots);
+    tp_.all_reduce(dots);
+    srmsnorm_backward_apply_heads(d_norm, c.attention_norm, c.attention_rstd, dots, D, d_attention);
+  }
 
   const int64_t dk = use_lrpe_ ? 2 * d : d;
   Tensor dq_att = Tensor::empty({B, H, N, dk}, dt, dev), dk_att = Tensor::empty({B, H, N, dk}, dt, dev);
@@ -132,9 +163,11 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
   const Tensor& q_att = use_lrpe_ ? c.q_rot : c.q;
   const Tensor& k_att = use_lrpe_ ? c.k_rot : c.k;
   if (sp_.attention != nullptr) {
+    const OpPrefix named(prefix_);
     sp_.attention->backward(q_att, k_att, c.v, slopes_, attention_block_, c.attention, d_attention,
                             dq_att, dk_att, dv);
   } else {
+    const OpScope op(prefix_, "lightning_attention.backward");
     Tensor no_state;
     lightning_attention_backward(q_att, k_att, c.v, slopes_, attention_block_, no_state,
                                  d_attention, no_state, dq_att, dk_att, dv, no_state);
@@ -142,6 +175,7 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
 
   Tensor dq = dq_att, dk_ = dk_att;
   if (use_lrpe_) {
+    const OpScope op(prefix_, "lrpe.backward");
     dq = Tensor::empty({B, H, N, d}, dt, dev);
     dk_ = Tensor::empty({B, H, N, d}, dt, dev);
     lrpe_backward(dq_att, c.q, lrpe_theta_->weight(), position_offset, dq, lrpe_theta_->grad);
@@ -150,8 +184,12 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x, const TokenMixer
   // One pass: SiLU's backward on q and k (their raw values read from qkvu) and
   // all four gradients back into the projection's columns.
   Tensor d_qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
-  split_qkvu_backward(dq, dk_, dv, du, c.qkvu, d_qkvu);
+  {
+    const OpScope op(prefix_, "split_qkvu.backward");
+    split_qkvu_backward(dq, dk_, dv, du, c.qkvu, d_qkvu);
+  }
   // Column-parallel qkvu_proj: sum the input-gradient parts.
+  const OpScope op(prefix_, "qkvu_proj.backward");
   Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : dx;
   linear_backward(d_qkvu, x, qkvu_proj_.weight(), partial, qkvu_proj_.grad);
   tp_.reduce_partial(partial, dx);
@@ -202,8 +240,10 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
     site.add_matmul("out_proj.forward", out, (act + D * Dl) * e, rows * D * e, tp.plan_reduce_partial(full));
     return;
   }
+  // The block's input is gathered again (for qkvu_proj's weight gradient)
+  // when the block's backward starts, then the output gradient.
   site.add_matmul("out_proj.backward", out, (rows * D + act + D * Dl) * e, (act + D * Dl) * e,
-                  tp.plan_gather_sequence(full));
+                  both(tp.plan_gather_sequence(full), tp.plan_gather_sequence(full)));
   site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
   // ...and writes the attention's gradient in the head layout.
   site.memory("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), (2 * act + rows) * e, act * e,
@@ -218,11 +258,9 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
   if (use_lrpe) site.memory("lrpe.backward", 2 * lrpe_backward_flops(act), (6 * act + Dl) * e, (2 * act + Dl) * e);
   // dq, dk, dv, du and the raw q, k (from qkvu) read; d_qkvu written.
   site.memory("split_qkvu.backward", split_qkvu_backward_flops(act), 6 * act * e, 4 * act * e);
-  // The block's input is gathered again for the weight gradient, and the
-  // input gradient's parts are summed.
+  // The input gradient's parts are summed.
   site.add_matmul("qkvu_proj.backward", qkvu, (rows * 4 * Dl + rows * D + 4 * Dl * D) * e,
-                  (rows * D + 4 * Dl * D) * e,
-                  both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
+                  (rows * D + 4 * Dl * D) * e, tp.plan_reduce_partial(full));
 }
 
 }  // namespace linpar

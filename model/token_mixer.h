@@ -38,10 +38,13 @@ class TokenMixer {
   TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& params, uint64_t seed,
              DType dtype, const TensorParallel& tp = {}, const SequenceParallel& sp = {});
 
-  // x: [B, N, D] (already normalised, replicated over TP) -> out: [B, N, D]
-  // (summed over the TP group).
+  // x: [B, N, D] (already normalised) in the residual stream's layout:
+  // replicated over TP, or this rank's sequence shard [B, N/tp, D] under
+  // --tp-sp, gathered here -> out: [B, N, D] (summed over the TP group; its
+  // shard under --tp-sp).
   void forward(const Tensor& x, Tensor& out, TokenMixerCache& cache) const;
-  // d_out: [B, N, D] -> dx: [B, N, D] (overwritten); parameter grads accumulate.
+  // d_out, x in the stream's layout -> dx: [B, N, D] (overwritten, the
+  // stream's layout); parameter grads accumulate.
   void backward(const Tensor& d_out, const Tensor& x, const TokenMixerCache& cache,
                 Tensor& dx) const;
 

@@ -7,6 +7,7 @@
 #include "core/ops/embedding.h"
 #include "core/ops/gemm.h"
 #include "core/ops/srmsnorm.h"
+#include "core/op_stats.h"
 
 namespace linpar {
 
@@ -58,6 +59,7 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
   for (int64_t l = stage_.first_layer; l < stage_.end_layer; ++l) {
     const size_t before = params_.all().size();
     token_mixers_.emplace_back(config, l, params_, seed, dtype, tp, sp);
+    layer_prefixes_.push_back(fmt::format("layers.{}.", l));
     channel_mixers_.emplace_back(config, l, params_, seed, dtype, tp);
     std::vector<Parameter*> added;
     for (size_t i = before; i < params_.all().size(); ++i) added.push_back(&params_.all()[i]);
@@ -112,6 +114,7 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   Tensor x = Tensor::empty({B, Ns, D}, dtype_, device_);
   if (stage_.first()) {
     // Each rank fills the rows of its vocabulary; the sum is the embedding.
+    const OpScope op("embedding.forward");
     Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_, device_) : x;
     embedding_forward(c.tokens, embedding_->weight(), config_.embedding_scale(), partial, vocab_offset, V);
     tp_.reduce_partial(partial, x);
@@ -124,18 +127,27 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   Tensor branch = Tensor::empty({B, Ns, D}, dtype_, device_);
   for (int64_t l = 0; l < layers; ++l) {
     LayerCache& lc = c.layers[static_cast<size_t>(l)];
+    const std::string& prefix = layer_prefixes_[static_cast<size_t>(l)];
     lc.token_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
     lc.token_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
-    srmsnorm_forward(x, config_.norm_eps, lc.token_norm, lc.token_rstd);
-    token_mixers_[static_cast<size_t>(l)].forward(tp_.gather_sequence(lc.token_norm), branch,
-                                                  lc.token_mixer);
-    axpy(1.0, branch, x);  // x += GLA(SRMSNorm(x))
+    {
+      const OpScope op(prefix, "token_norm.forward");
+      srmsnorm_forward(x, config_.norm_eps, lc.token_norm, lc.token_rstd);
+    }
+    token_mixers_[static_cast<size_t>(l)].forward(lc.token_norm, branch, lc.token_mixer);
+    {
+      const OpScope op(prefix, "token_residual.forward");
+      axpy(1.0, branch, x);  // x += GLA(SRMSNorm(x))
+    }
 
     lc.channel_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
     lc.channel_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
-    srmsnorm_forward(x, config_.norm_eps, lc.channel_norm, lc.channel_rstd);
-    channel_mixers_[static_cast<size_t>(l)].forward(tp_.gather_sequence(lc.channel_norm), branch,
-                                                    lc.channel_mixer);
+    {
+      const OpScope op(prefix, "channel_norm.forward");
+      srmsnorm_forward(x, config_.norm_eps, lc.channel_norm, lc.channel_rstd);
+    }
+    channel_mixers_[static_cast<size_t>(l)].forward(lc.channel_norm, branch, lc.channel_mixer);
+    const OpScope op(prefix, "channel_residual.forward");
     axpy(1.0, branch, x);  // x += SGLU(SRMSNorm(x))
   }
   if (!stage_.last()) {
@@ -145,20 +157,29 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
 
   c.final_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
   c.final_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
-  srmsnorm_forward(x, config_.norm_eps, c.final_norm, c.final_rstd);
+  {
+    const OpScope op("final_norm.forward");
+    srmsnorm_forward(x, config_.norm_eps, c.final_norm, c.final_rstd);
+  }
   c.logits = Tensor::empty({B * N, V_local}, dtype_, device_);
-  linear_forward(tp_.gather_sequence(c.final_norm), lm_head_->weight(), c.logits);
+  {
+    const OpScope op("lm_head.forward");
+    linear_forward(tp_.gather_sequence(c.final_norm), lm_head_->weight(), c.logits);
+  }
   // Vocabulary-parallel cross-entropy: no rank holds all the logits.
   c.row_max = Tensor::empty({B * N}, stats_dtype_, device_);
   c.sum_exp = Tensor::empty({B * N}, stats_dtype_, device_);
   Tensor target_logit = Tensor::empty({B * N}, stats_dtype_, device_);
-  cross_entropy_local_max(c.logits, c.row_max);
-  tp_.all_reduce_max(c.row_max);
-  cross_entropy_local_sums(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp, target_logit);
-  tp_.all_reduce(c.sum_exp);
-  tp_.all_reduce(target_logit);
   Tensor losses = Tensor::empty({B * N}, stats_dtype_, device_);
-  cross_entropy_losses(c.row_max, c.sum_exp, target_logit, losses);
+  {
+    const OpScope op("cross_entropy.forward");
+    cross_entropy_local_max(c.logits, c.row_max);
+    tp_.all_reduce_max(c.row_max);
+    cross_entropy_local_sums(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp, target_logit);
+    tp_.all_reduce(c.sum_exp);
+    tp_.all_reduce(target_logit);
+    cross_entropy_losses(c.row_max, c.sum_exp, target_logit, losses);
+  }
   double total = 0;
   for (double v : losses.to(Device::CPU).to(DType::F64).to_vector<double>()) total += v;
   return total / static_cast<double>(B * N);
@@ -180,34 +201,49 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
     dx.copy_from(d_out);
   } else {
     Tensor d_logits = Tensor::empty({B * N, tp_.block(V)}, dtype_, device_);
-    cross_entropy_backward_sharded(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp,
-                                   loss_scale / static_cast<double>(B * N), d_logits);
-    // Vocabulary-parallel head: sum the input-gradient parts.
-    Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_, device_) : d_norm;
-    linear_backward(d_logits, tp_.gather_sequence(c.final_norm), lm_head_->weight(), partial,
-                    lm_head_->grad);
-    tp_.reduce_partial(partial, d_norm);
+    {
+      const OpScope op("cross_entropy.backward");
+      cross_entropy_backward_sharded(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp,
+                                     loss_scale / static_cast<double>(B * N), d_logits);
+    }
+    {
+      // Vocabulary-parallel head: sum the input-gradient parts.
+      const OpScope op("lm_head.backward");
+      Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_, device_) : d_norm;
+      linear_backward(d_logits, tp_.gather_sequence(c.final_norm), lm_head_->weight(), partial,
+                      lm_head_->grad);
+      tp_.reduce_partial(partial, d_norm);
+    }
     if (ready && lm_head_ != embedding_) ready({lm_head_});
+    const OpScope op("final_norm.backward");
     srmsnorm_backward(d_norm, c.final_norm, c.final_rstd, dx);
   }
 
   for (int64_t l = stage_.end_layer - stage_.first_layer - 1; l >= 0; --l) {
     const LayerCache& lc = c.layers[static_cast<size_t>(l)];
+    const std::string& prefix = layer_prefixes_[static_cast<size_t>(l)];
     // x += SGLU(SRMSNorm(x)): the residual passes dx through; the branch adds.
-    channel_mixers_[static_cast<size_t>(l)].backward(dx, tp_.gather_sequence(lc.channel_norm),
-                                                     lc.channel_mixer, d_norm);
-    srmsnorm_backward(d_norm, lc.channel_norm, lc.channel_rstd, dx, /*accumulate=*/true);
-    token_mixers_[static_cast<size_t>(l)].backward(dx, tp_.gather_sequence(lc.token_norm),
-                                                   lc.token_mixer, d_norm);
-    srmsnorm_backward(d_norm, lc.token_norm, lc.token_rstd, dx, /*accumulate=*/true);
+    channel_mixers_[static_cast<size_t>(l)].backward(dx, lc.channel_norm, lc.channel_mixer, d_norm);
+    {
+      const OpScope op(prefix, "channel_norm.backward");
+      srmsnorm_backward(d_norm, lc.channel_norm, lc.channel_rstd, dx, /*accumulate=*/true);
+    }
+    token_mixers_[static_cast<size_t>(l)].backward(dx, lc.token_norm, lc.token_mixer, d_norm);
+    {
+      const OpScope op(prefix, "token_norm.backward");
+      srmsnorm_backward(d_norm, lc.token_norm, lc.token_rstd, dx, /*accumulate=*/true);
+    }
     if (ready) ready(layer_params_[static_cast<size_t>(l)]);
   }
   if (!stage_.first()) {
     d_in.copy_from(dx);
     return;
   }
-  embedding_backward(tp_.gather_sequence(dx), c.tokens, config_.embedding_scale(), embedding_->grad,
-                     vocab_offset);
+  {
+    const OpScope op("embedding.backward");
+    embedding_backward(tp_.gather_sequence(dx), c.tokens, config_.embedding_scale(), embedding_->grad,
+                       vocab_offset);
+  }
   if (ready) ready({embedding_});
 }
 
@@ -220,8 +256,13 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
   // allocation instead of the vector's doublings, which the layout search
   // pays for every plan it builds.
   plan.reserve(static_cast<size_t>(8 + 36 * config.n_layers));
+  // The products, the embedding and the loss run on all rows of the TP
+  // group's tokens; the norms and residuals on the residual stream's, this
+  // rank's sequence shard under --tp-sp (what the runtime runs: found by
+  // tests/parallel/op_plan_run_test.cpp, 2026-12-06; the plan had every row).
   const int64_t rows = s.batch * s.length, D = config.width, V = tp.block(config.vocab_size);
   const int64_t e = s.element_bytes, act = rows * D;
+  const int64_t stream_rows = s.batch * tp.stream_length(s.length), stream = stream_rows * D;
   // TP traffic: full activations, and per-row statistics (f32 on the GPU).
   const int64_t full = act * e, stats = rows * std::max<int64_t>(e, 4);
   std::vector<PlannedCollective> softmax_stats;  // max, sum of exponentials, target logit
@@ -239,14 +280,15 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
                            tp.plan_reduce_partial(full));
   for (int64_t l = 0; l < config.n_layers; ++l) {
     const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Forward};
-    site.memory("token_norm.forward", srmsnorm_forward_flops(rows, D), act * e, (act + rows) * e);
+    site.memory("token_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e, (stream + stream_rows) * e);
     TokenMixer::plan_layer(config, l, tp, sp, s, false, plan);
-    site.memory("token_residual.forward", axpy_flops(act), 2 * act * e, act * e);
-    site.memory("channel_norm.forward", srmsnorm_forward_flops(rows, D), act * e, (act + rows) * e);
+    site.memory("token_residual.forward", axpy_flops(stream), 2 * stream * e, stream * e);
+    site.memory("channel_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e, (stream + stream_rows) * e);
     ChannelMixer::plan_layer(config, l, tp, s, false, plan);
-    site.memory("channel_residual.forward", axpy_flops(act), 2 * act * e, act * e);
+    site.memory("channel_residual.forward", axpy_flops(stream), 2 * stream * e, stream * e);
   }
-  head_forward.memory("final_norm.forward", srmsnorm_forward_flops(rows, D), act * e, (act + rows) * e);
+  head_forward.memory("final_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e,
+                      (stream + stream_rows) * e);
   head_forward.add_matmul("lm_head.forward", head, (act + V * D) * e, rows * V * e, tp.plan_gather_sequence(full));
   head_forward.memory("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V * e, rows * e,
                       softmax_stats);
@@ -254,14 +296,16 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
                             rows * V * e);
   head_pass_backward.add_matmul("lm_head.backward", head, (rows * V + act + V * D) * e, (act + V * D) * e,
                                 head_backward);
-  head_pass_backward.memory("final_norm.backward", srmsnorm_backward_flops(rows, D), (2 * act + rows) * e,
-                            act * e);
+  head_pass_backward.memory("final_norm.backward", srmsnorm_backward_flops(stream_rows, D),
+                            (2 * stream + stream_rows) * e, stream * e);
   for (int64_t l = config.n_layers - 1; l >= 0; --l) {
     const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Backward};
     ChannelMixer::plan_layer(config, l, tp, s, true, plan);
-    site.memory("channel_norm.backward", srmsnorm_backward_flops(rows, D), (3 * act + rows) * e, act * e);
+    site.memory("channel_norm.backward", srmsnorm_backward_flops(stream_rows, D), (3 * stream + stream_rows) * e,
+                stream * e);
     TokenMixer::plan_layer(config, l, tp, sp, s, true, plan);
-    site.memory("token_norm.backward", srmsnorm_backward_flops(rows, D), (3 * act + rows) * e, act * e);
+    site.memory("token_norm.backward", srmsnorm_backward_flops(stream_rows, D), (3 * stream + stream_rows) * e,
+                stream * e);
   }
   embedding_backward.memory("embedding.backward", embedding_backward_flops(rows, D), act * e, act * e,
                             tp.plan_gather_sequence(full));

@@ -111,6 +111,7 @@ class TransNormerLLM {
   std::vector<TokenMixer> token_mixers_;
   std::vector<ChannelMixer> channel_mixers_;
   std::vector<std::vector<Parameter*>> layer_params_;  // per layer, for GradientsReady
+  std::vector<std::string> layer_prefixes_;            // "layers.N.": the layers' op names
 };
 
 // The op plan of one micro-batch's forward and backward on one rank of the

@@ -86,8 +86,7 @@ void MpiCommunicator::all_reduce(Tensor& t) { all_reduce_async(t)->wait(); }
 
 void MpiCommunicator::all_reduce_max(Tensor& t) {
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.raw_data(), count_of(t), mpi_type(t), MPI_MAX, comm_));
-  counters_.add(CollectiveKind::AllReduce,
-                wire_bytes(CollectiveKind::AllReduce, size_, static_cast<int64_t>(t.nbytes())));
+  count_call(CollectiveKind::AllReduce, static_cast<int64_t>(t.nbytes()));
 }
 
 std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(Tensor& t) {
@@ -95,7 +94,7 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_reduce_async(Tensor& t) {
   MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.raw_data(), count_of(t), mpi_type(t), MPI_SUM, comm_,
                            &request));
   const int64_t wire = wire_bytes(CollectiveKind::AllReduce, size_, static_cast<int64_t>(t.nbytes()));
-  counters_.add(CollectiveKind::AllReduce, wire);
+  count_call(CollectiveKind::AllReduce, static_cast<int64_t>(t.nbytes()));
   return on_emulated_link(std::make_unique<MpiRequest>(request), wire);
 }
 
@@ -107,8 +106,7 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_gather_async(const Tensor& in,
   MPI_Request request;
   MPI_CHECK(MPI_Iallgather(in.raw_data(), count_of(in), mpi_type(in), out.raw_data(),
                            count_of(in), mpi_type(out), comm_, &request));
-  counters_.add(CollectiveKind::AllGather,
-                wire_bytes(CollectiveKind::AllGather, size_, static_cast<int64_t>(in.nbytes())));
+  count_call(CollectiveKind::AllGather, static_cast<int64_t>(in.nbytes()));
   return std::make_unique<MpiRequest>(request);
 }
 
@@ -117,14 +115,12 @@ void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
                "reduce_scatter {} -> {}", shape_string(in.shape()), shape_string(out.shape()));
   MPI_CHECK(MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count_of(out), mpi_type(in),
                                      MPI_SUM, comm_));
-  counters_.add(CollectiveKind::ReduceScatter, wire_bytes(CollectiveKind::ReduceScatter, size_,
-                                                          static_cast<int64_t>(out.nbytes())));
+  count_call(CollectiveKind::ReduceScatter, static_cast<int64_t>(out.nbytes()));
 }
 
 void MpiCommunicator::broadcast(Tensor& t, int root) {
   MPI_CHECK(MPI_Bcast(t.raw_data(), count_of(t), mpi_type(t), root, comm_));
-  counters_.add(CollectiveKind::Broadcast,
-                wire_bytes(CollectiveKind::Broadcast, size_, static_cast<int64_t>(t.nbytes())));
+  count_call(CollectiveKind::Broadcast, static_cast<int64_t>(t.nbytes()));
 }
 
 void MpiCommunicator::all_to_all(const Tensor& in, Tensor& out) {
@@ -133,8 +129,7 @@ void MpiCommunicator::all_to_all(const Tensor& in, Tensor& out) {
   const int block = count_of(in) / size_;
   MPI_CHECK(MPI_Alltoall(in.raw_data(), block, mpi_type(in), out.raw_data(), block, mpi_type(out),
                          comm_));
-  counters_.add(CollectiveKind::AllToAll,
-                wire_bytes(CollectiveKind::AllToAll, size_, static_cast<int64_t>(in.nbytes())));
+  count_call(CollectiveKind::AllToAll, static_cast<int64_t>(in.nbytes()));
 }
 
 void MpiCommunicator::send(const Tensor& t, int peer) { send_async(t, peer)->wait(); }
@@ -144,7 +139,7 @@ void MpiCommunicator::recv(Tensor& t, int peer) { recv_async(t, peer)->wait(); }
 std::unique_ptr<CommRequest> MpiCommunicator::send_async(const Tensor& t, int peer) {
   MPI_Request request;
   MPI_CHECK(MPI_Isend(t.raw_data(), count_of(t), mpi_type(t), peer, 0, comm_, &request));
-  counters_.add(CollectiveKind::SendRecv, static_cast<int64_t>(t.nbytes()));
+  count_call(CollectiveKind::SendRecv, static_cast<int64_t>(t.nbytes()));
   return std::make_unique<MpiRequest>(request);
 }
 

@@ -101,19 +101,19 @@ class NcclCommunicator final : public Communicator {
   void all_reduce_max(Tensor& t) override {
     begin();
     NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), count(t), nccl_type(t), ncclMax, comm_, stream_));
-    counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, bytes(t)));
+    count_call(CollectiveKind::AllReduce, bytes(t));
     finish()->wait();
   }
   std::unique_ptr<CommRequest> all_reduce_async(Tensor& t) override {
     begin();
     NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), count(t), nccl_type(t), ncclSum, comm_, stream_));
-    counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, bytes(t)));
+    count_call(CollectiveKind::AllReduce, bytes(t));
     return finish();
   }
   std::unique_ptr<CommRequest> all_reduce_average_async(Tensor& t) override {
     begin();
     NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), count(t), nccl_type(t), ncclAvg, comm_, stream_));
-    counters_.add(CollectiveKind::AllReduce, wire_bytes(CollectiveKind::AllReduce, size_, bytes(t)));
+    count_call(CollectiveKind::AllReduce, bytes(t));
     return finish();
   }
   void all_gather(const Tensor& in, Tensor& out) override { all_gather_async(in, out)->wait(); }
@@ -121,7 +121,7 @@ class NcclCommunicator final : public Communicator {
     check(out.numel() == in.numel() * size_ && out.dtype() == in.dtype(), "all_gather", in, out);
     begin();
     NCCL_CHECK(ncclAllGather(in.raw_data(), out.raw_data(), count(in), nccl_type(in), comm_, stream_));
-    counters_.add(CollectiveKind::AllGather, wire_bytes(CollectiveKind::AllGather, size_, bytes(in)));
+    count_call(CollectiveKind::AllGather, bytes(in));
     return finish();
   }
   void reduce_scatter(const Tensor& in, Tensor& out) override {
@@ -129,14 +129,13 @@ class NcclCommunicator final : public Communicator {
     begin();
     NCCL_CHECK(ncclReduceScatter(in.raw_data(), out.raw_data(), count(out), nccl_type(in), ncclSum,
                                  comm_, stream_));
-    counters_.add(CollectiveKind::ReduceScatter,
-                  wire_bytes(CollectiveKind::ReduceScatter, size_, bytes(out)));
+    count_call(CollectiveKind::ReduceScatter, bytes(out));
     finish()->wait();
   }
   void broadcast(Tensor& t, int root) override {
     begin();
     NCCL_CHECK(ncclBroadcast(t.raw_data(), t.raw_data(), count(t), nccl_type(t), root, comm_, stream_));
-    counters_.add(CollectiveKind::Broadcast, wire_bytes(CollectiveKind::Broadcast, size_, bytes(t)));
+    count_call(CollectiveKind::Broadcast, bytes(t));
     finish()->wait();
   }
   void all_to_all(const Tensor& in, Tensor& out) override {
@@ -153,7 +152,7 @@ class NcclCommunicator final : public Communicator {
                           nccl_type(out), peer, comm_, stream_));
     }
     NCCL_CHECK(ncclGroupEnd());
-    counters_.add(CollectiveKind::AllToAll, wire_bytes(CollectiveKind::AllToAll, size_, bytes(in)));
+    count_call(CollectiveKind::AllToAll, bytes(in));
     finish()->wait();
   }
   void send(const Tensor& t, int peer) override { send_async(t, peer)->wait(); }
@@ -161,7 +160,7 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<CommRequest> send_async(const Tensor& t, int peer) override {
     begin();
     NCCL_CHECK(ncclSend(t.raw_data(), count(t), nccl_type(t), peer, comm_, stream_));
-    counters_.add(CollectiveKind::SendRecv, bytes(t));
+    count_call(CollectiveKind::SendRecv, bytes(t));
     return finish();
   }
   std::unique_ptr<CommRequest> recv_async(Tensor& t, int peer) override {

@@ -105,7 +105,8 @@ TEST(CliDryRun, PrintsTheParameterCountAndMemory) {
   auto r = run_linpar("train --model tnl-tiny --dry-run");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("parameters: "), std::string::npos);
-  EXPECT_NE(r.out.find("total"), std::string::npos);
+  EXPECT_NE(r.out.find("memory per rank"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("    parameters "), std::string::npos) << r.out;  // the breakdown
 }
 
 }  // namespace linpar

@@ -1,0 +1,182 @@
+// The op plan is what runs, op by op: a real CPU training step of every
+// strategy and mix, recorded op by op (core/op_stats.h: each planned op's
+// scope, the FLOPs its kernels counted from their own loop bounds and the
+// collectives its communicators made), equals the plan the simulator costs
+// for that rank (sim::SimModel::plan: its SP rank's plan, its pipeline
+// stage's ops, in the pipeline schedule's order of forward and backward
+// passes): the same ops in the same order, each with the same name, FLOPs
+// and collectives (kind, group, bytes). The DP gradient reduction, ZeRO,
+// the optimizer, CO2's outer loop and the pipeline's sends run outside the
+// model's ops; they are checked by the byte totals of sim_exactness_test.cpp.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include "co2/outer_loop.h"
+#include "core/op_stats.h"
+#include "lasp/factory.h"
+#include "sim/model.h"
+#include "training_run.h"
+
+namespace linpar {
+
+using namespace testing;
+
+namespace {
+
+struct Case {
+  const char* name;
+  ParallelLayout layout;  // dp, tp, pp, sp
+  bool tp_sp = false;
+  SequenceParallelKind kind = SequenceParallelKind::Lasp;
+  int zero = 0;
+  PipelineSchedule schedule = PipelineSchedule::OneFOneB;
+  int64_t co2_tau = 0;
+  bool lrpe = false;
+};
+
+// This rank's expected ops of one step: its SP rank's plan, the ops of its
+// pipeline stage, forward and backward passes in the schedule's order.
+std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& grid) {
+  const sim::SimModel model(o.model);
+  const sim::ShardSpec shard{o.layout.tp, o.tp_sp, o.layout.sp, o.sp_kind};
+  const OpPlan plan = model.plan(shard, grid.coordinates().sp, o.micro_batch, o.seq_len, 4);
+  const PipelineStage stage = pipeline_stage(o.model, grid.coordinates().pp, o.layout.pp);
+  auto on_stage = [&](const PlannedOp& op) {
+    if (op.layer == kEmbeddingLayer) return stage.first();
+    if (op.layer == kHeadLayer) return stage.last();
+    return op.layer >= stage.first_layer && op.layer < stage.end_layer;
+  };
+  std::vector<PlannedOp> forward, backward;
+  for (const PlannedOp& op : plan.ops()) {
+    if (on_stage(op)) (op.backward() ? backward : forward).push_back(op);
+  }
+  const int64_t micro_batches = o.global_batch / o.layout.dp / o.micro_batch;
+  std::vector<PlannedOp> out;
+  for (const PipelineAction& a : pipeline_actions(o.pp_schedule, stage.rank, stage.size, micro_batches)) {
+    const std::vector<PlannedOp>& pass = a.backward ? backward : forward;
+    out.insert(out.end(), pass.begin(), pass.end());
+  }
+  return out;
+}
+
+std::string describe(const std::vector<RecordedCollective>& collectives) {
+  std::string out;
+  for (const RecordedCollective& c : collectives) {
+    out += fmt::format(" {} {} {}", collective_name(static_cast<CollectiveKind>(c.kind)), c.group, c.bytes);
+  }
+  return out.empty() ? " none" : out;
+}
+
+std::string describe(const std::vector<PlannedCollective>& collectives) {
+  std::vector<RecordedCollective> as_recorded;
+  for (const PlannedCollective& c : collectives) {
+    as_recorded.push_back({static_cast<int>(c.kind), comm_group_name(c.group), c.bytes});
+  }
+  return describe(as_recorded);
+}
+
+// "" when the run's ops are the plan's, else the first difference.
+std::string diff(const std::vector<RecordedOp>& ran, const std::vector<PlannedOp>& planned) {
+  for (size_t i = 0; i < std::max(ran.size(), planned.size()); ++i) {
+    if (i >= ran.size()) return fmt::format("op {}: planned {}, the run ended ({} ops)", i, planned[i].name, ran.size());
+    if (i >= planned.size()) return fmt::format("op {}: ran {}, the plan ended ({} ops)", i, ran[i].name, planned.size());
+    const RecordedOp& r = ran[i];
+    const PlannedOp& p = planned[i];
+    if (r.name != p.name) return fmt::format("op {}: ran {}, planned {}", i, r.name, p.name);
+    if (r.flops != p.flops) return fmt::format("op {} {}: ran {} FLOPs, planned {}", i, r.name, r.flops, p.flops);
+    if (describe(r.collectives) != describe(p.collectives)) {
+      return fmt::format("op {} {}: ran collectives{}, planned{}", i, r.name, describe(r.collectives),
+                         describe(p.collectives));
+    }
+  }
+  return "";
+}
+
+// One step of the case under the recorder, compared with its plan.
+void expect_the_plan_runs(const Case& c) {
+  ProcessGrid grid(c.layout, MPI_COMM_WORLD);
+  TrainOptions o = quick_options(c.layout.dp, c.zero);
+  o.layout = c.layout;
+  o.tp_sp = c.tp_sp;
+  o.sp_kind = c.kind;
+  o.pp_schedule = c.schedule;
+  o.global_batch = 2 * o.micro_batch * c.layout.dp;  // two micro-batches per step
+  if (c.lrpe) o.model.lrpe = LrpeLayers::First;
+  co2::Co2Options co2;
+  co2.tau = c.co2_tau;
+  Trainer trainer(o, grid, lasp::make_sequence_attention,
+                  c.co2_tau > 0 ? co2::make_outer_loop(co2) : OuterLoopFactory{});
+  std::vector<RecordedOp> ran;
+  {
+    const OpRecorder recorder;
+    trainer.train_step();
+    ran = recorder.ops();
+  }
+  const std::string difference = diff(ran, expected_ops(o, grid));
+  EXPECT_EQ(difference, "") << c.name << ", rank " << grid.rank();
+}
+
+}  // namespace
+
+TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
+  for (const Case& c :
+       {Case{"dp2", {2, 1, 1, 1}}, Case{"dp2 zero1", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 1},
+        Case{"dp2 co2", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 0, PipelineSchedule::OneFOneB, 2},
+        Case{"tp2", {1, 2, 1, 1}}, Case{"tp2 tp-sp", {1, 2, 1, 1}, true},
+        Case{"pp2 gpipe", {1, 1, 2, 1}, false, SequenceParallelKind::Lasp, 0, PipelineSchedule::GPipe},
+        Case{"pp2 1f1b", {1, 1, 2, 1}},
+        Case{"sp2 lasp", {1, 1, 1, 2}}, Case{"sp2 lasp lrpe", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp, 0,
+                                              PipelineSchedule::OneFOneB, 0, true},
+        Case{"sp2 lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},
+        Case{"sp2 allgather", {1, 1, 1, 2}, false, SequenceParallelKind::AllGather},
+        Case{"sp2 ulysses", {1, 1, 1, 2}, false, SequenceParallelKind::Ulysses}}) {
+    expect_the_plan_runs(c);
+  }
+}
+
+TEST(OpPlanRunNp4, MixedLayoutsRunTheirPlansOpByOp) {
+  for (const Case& c :
+       {Case{"dp2 tp2", {2, 2, 1, 1}}, Case{"tp2 tp-sp pp2", {1, 2, 2, 1}, true},
+        Case{"tp2 sp2 lasp", {1, 2, 1, 2}}, Case{"dp2 sp2 lasp2 zero1", {2, 1, 1, 2}, false, SequenceParallelKind::Lasp2, 1},
+        Case{"pp2 sp2 allgather", {1, 1, 2, 2}, false, SequenceParallelKind::AllGather},
+        Case{"tp2 tp-sp sp2 ulysses", {1, 2, 1, 2}, true, SequenceParallelKind::Ulysses},
+        Case{"sp4 lasp", {1, 1, 1, 4}}, Case{"dp2 pp2 gpipe", {2, 1, 2, 1}, false, SequenceParallelKind::Lasp, 0,
+                                             PipelineSchedule::GPipe}}) {
+    expect_the_plan_runs(c);
+  }
+}
+
+// The diff can fail: one FLOP more in one planned op, a collective moved to
+// the next op, or an op renamed, and the run no longer matches.
+TEST(OpPlanRunNp2, AWrongPlanEntryIsFound) {
+  ProcessGrid grid({1, 2, 1, 1}, MPI_COMM_WORLD);
+  TrainOptions o = quick_options(1, 0);
+  o.layout = {1, 2, 1, 1};
+  o.global_batch = 2 * o.micro_batch;
+  Trainer trainer(o, grid);
+  std::vector<RecordedOp> ran;
+  {
+    const OpRecorder recorder;
+    trainer.train_step();
+    ran = recorder.ops();
+  }
+  const std::vector<PlannedOp> right = expected_ops(o, grid);
+  ASSERT_EQ(diff(ran, right), "");
+  std::vector<PlannedOp> wrong = right;
+  wrong[7].flops += 1;
+  EXPECT_NE(diff(ran, wrong), "");
+  wrong = right;
+  for (size_t i = 0; i + 1 < wrong.size(); ++i) {
+    if (wrong[i].collectives.empty()) continue;
+    wrong[i + 1].collectives.push_back(wrong[i].collectives.back());
+    wrong[i].collectives.pop_back();
+    break;
+  }
+  EXPECT_NE(diff(ran, wrong), "");
+  wrong = right;
+  wrong[3].name += "x";
+  EXPECT_NE(diff(ran, wrong), "");
+}
+
+}  // namespace linpar
