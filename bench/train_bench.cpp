@@ -48,8 +48,7 @@ int main(int argc, char** argv) {
     o.progress = linpar::TrainOptions::Progress::Quiet;
     linpar::ProcessGrid grid({1, 1, 1, 1}, MPI_COMM_WORLD);
     linpar::Trainer trainer(o, grid);
-    const linpar::OpPlan plan =
-        trainer.model().plan({o.micro_batch, o.seq_len, 2});
+    const linpar::OpPlan plan = trainer.model().plan({o.micro_batch, o.seq_len, 2});
     double flops = 0;
     for (const linpar::PlannedOp& op : plan.ops()) {
       // Matrix products and attention: the simulator's classes of the same ops.

@@ -7,11 +7,11 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/error.h"
 #include "co2/outer_loop.h"
+#include "core/error.h"
 #include "lasp/factory.h"
-#include "model/transnormer.h"
 #include "model/pipeline_schedule.h"
+#include "model/transnormer.h"
 #include "parallel/trainer.h"
 #include "sim/step.h"
 
@@ -96,7 +96,8 @@ void print_dry_run(const TrainOptions& o, const co2::Co2Options& co2) {
              o.global_batch / o.layout.dp / o.micro_batch, o.micro_batch,
              o.seq_len / o.layout.sp);
   fmt::print("memory per {} {:10.2f} GiB  (busiest stage, {} compute; the simulator's model)\n",
-             gpu ? "GPU" : "rank", static_cast<double>(memory.total) / (1 << 30), dtype_name(o.dtype));
+             gpu ? "GPU" : "rank", static_cast<double>(memory.total) / (1 << 30),
+             dtype_name(o.dtype));
   fmt::print("    {}\n", sim::memory_summary(memory));
 }
 

@@ -24,19 +24,24 @@ OpRecorder::~OpRecorder() { recorder = previous_; }
 
 OpScope::OpScope(const std::string& prefix, const char* name) : recorder_(recorder) {
   if (recorder_ == nullptr) return;
-  LINPAR_CHECK(!recorder_->open_, "op scope {}{} opened inside {}", prefix, name, recorder_->ops_.back().name);
+  LINPAR_CHECK(!recorder_->open_, "op scope {}{} opened inside {}", prefix, name,
+               recorder_->ops_.back().name);
   recorder_->ops_.push_back(RecordedOp{prefix + name, 0, {}});
   recorder_->open_ = true;
 }
 
 OpScope::OpScope(const char* name) : recorder_(recorder) {
   if (recorder_ == nullptr) return;
-  LINPAR_CHECK(!recorder_->open_, "op scope {} opened inside {}", name, recorder_->ops_.back().name);
-  recorder_->ops_.push_back(RecordedOp{(prefix_now != nullptr ? prefix_now->prefix_ : std::string()) + name, 0, {}});
+  LINPAR_CHECK(!recorder_->open_, "op scope {} opened inside {}", name,
+               recorder_->ops_.back().name);
+  recorder_->ops_.push_back(
+      RecordedOp{(prefix_now != nullptr ? prefix_now->prefix_ : std::string()) + name, 0, {}});
   recorder_->open_ = true;
 }
 
-OpPrefix::OpPrefix(const std::string& prefix) : prefix_(prefix), outer_(prefix_now) { prefix_now = this; }
+OpPrefix::OpPrefix(const std::string& prefix) : prefix_(prefix), outer_(prefix_now) {
+  prefix_now = this;
+}
 OpPrefix::~OpPrefix() { prefix_now = outer_; }
 
 OpScope::~OpScope() {

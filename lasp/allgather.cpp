@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "core/ops/kv_state.h"
-#include "core/ops/lightning_attention.h"
 #include "core/op_stats.h"
 #include "core/ops/chunk_layout.h"
+#include "core/ops/kv_state.h"
+#include "core/ops/lightning_attention.h"
 
 namespace linpar::lasp {
 
@@ -92,7 +92,8 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, const OpSite& 
   const int64_t T = sp_.size();
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    PlannedOp& added = site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
+    PlannedOp& added =
+        site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
     added.core.head_dim = static_cast<int16_t>(s.dk);
     return &added;
   };
@@ -100,7 +101,8 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, const OpSite& 
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
   if (!backward) {
     op("allgather.gather.forward", 0, qk + vo, T * (qk + vo),
-       {{CollectiveKind::AllGather, CommGroup::Sp, qk}, {CollectiveKind::AllGather, CommGroup::Sp, vo}});
+       {{CollectiveKind::AllGather, CommGroup::Sp, qk},
+        {CollectiveKind::AllGather, CommGroup::Sp, vo}});
     if (r > 0) op("allgather.prefix.forward", r * chunk_state + (r - 1) * add, r * (qk + vo), state);
     op("allgather.attention.forward",
        lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, r > 0,
@@ -118,7 +120,8 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, const OpSite& 
        r * (qk + vo) + state, r * (qk + vo));
   }
   op("allgather.scatter.backward", 0, T * (qk + vo), qk + vo,
-     {{CollectiveKind::ReduceScatter, CommGroup::Sp, qk}, {CollectiveKind::ReduceScatter, CommGroup::Sp, vo}});
+     {{CollectiveKind::ReduceScatter, CommGroup::Sp, qk},
+      {CollectiveKind::ReduceScatter, CommGroup::Sp, vo}});
 }
 
 }  // namespace linpar::lasp

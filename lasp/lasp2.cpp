@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "core/ops/kv_state.h"
-#include "core/ops/lightning_attention.h"
 #include "core/op_stats.h"
 #include "core/ops/chunk_layout.h"
+#include "core/ops/kv_state.h"
+#include "core/ops/lightning_attention.h"
 
 namespace linpar::lasp {
 
@@ -68,7 +68,8 @@ void Lasp2::backward(const Tensor& q, const Tensor& k, const Tensor& v,
     {
       const OpScope op("lasp2.suffix.backward");
       d_kv_out = block_copy(all, T - 1);
-      for (int t = T - 2; t > r; --t) state_decay_add(d_kv_out, slopes, C, block_view(all, t), d_kv_out);
+      for (int t = T - 2; t > r; --t)
+        state_decay_add(d_kv_out, slopes, C, block_view(all, t), d_kv_out);
     }
     const OpScope op("lasp2.state.backward");
     chunk_state_backward(k, v, slopes, d_kv_out, dk, dv);
@@ -88,7 +89,8 @@ void Lasp2::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    PlannedOp& added = site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
+    PlannedOp& added =
+        site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
     added.core.head_dim = static_cast<int16_t>(s.dk);
     return &added;
   };

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
+#include "core/op_stats.h"
 #include "core/ops/kv_state.h"
 #include "core/ops/lightning_attention.h"
-#include "core/op_stats.h"
 
 namespace linpar::lasp {
 
@@ -109,7 +109,8 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) cons
   const bool has_in = r > 0, has_out = r < T - 1;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    PlannedOp& added = site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
+    PlannedOp& added =
+        site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
     added.core.head_dim = static_cast<int16_t>(s.dk);
     return &added;
   };
@@ -128,7 +129,9 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) cons
       if (has_out) op("lasp.state.forward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
                       2 * state, state);
     }
-    if (has_out) op("lasp.send_state.forward", 0, state, 0, {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
+    if (has_out)
+      op("lasp.send_state.forward", 0, state, 0,
+         {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
     return;
   }
   op("lasp.intra.backward",
@@ -147,7 +150,9 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) cons
     if (has_in) op("lasp.state_grad.backward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
                    2 * state, state);
   }
-  if (has_in) op("lasp.send_state_grad.backward", 0, state, 0, {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
+  if (has_in)
+    op("lasp.send_state_grad.backward", 0, state, 0,
+       {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
 }
 
 }  // namespace linpar::lasp

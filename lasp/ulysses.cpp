@@ -1,10 +1,10 @@
 #include "lasp/ulysses.h"
 
 #include "core/error.h"
-#include "core/ops/lightning_attention.h"
 #include "core/op_stats.h"
 #include "core/ops/chunk_layout.h"
 #include "core/ops/dispatch.h"
+#include "core/ops/lightning_attention.h"
 
 namespace linpar::lasp {
 
@@ -88,17 +88,21 @@ void UlyssesAttention::plan(const AttentionShape& s, int64_t e, const OpSite& si
   const int64_t qk = s.batch * s.heads * s.length * s.dk, vo = s.batch * s.heads * s.length * s.dv;
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
-    PlannedOp& added = site.add(OpKind::Attention, name, flops, read * e, written * e, std::move(collectives));
+    PlannedOp& added =
+        site.add(OpKind::Attention, name, flops, read * e, written * e, std::move(collectives));
     added.core.head_dim = static_cast<int16_t>(s.dk);
     return &added;
   };
   if (!backward) {
     op("ulysses.to_heads.forward", 0, 2 * qk + vo, 2 * qk + vo,
-       {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e}, {CollectiveKind::AllToAll, CommGroup::Sp, qk * e}, {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
+       {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
+        {CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
+        {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
     op("ulysses.attention.forward",
        lightning_attention_forward_flops(s.batch, Hs, N, s.dk, s.dv, s.block, false, false),
        2 * qk + vo, vo);
-    op("ulysses.to_sequence.forward", 0, vo, vo, {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
+    op("ulysses.to_sequence.forward", 0, vo, vo,
+       {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
     return;
   }
   op("ulysses.to_heads.backward", 0, vo, vo, {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
@@ -106,7 +110,9 @@ void UlyssesAttention::plan(const AttentionShape& s, int64_t e, const OpSite& si
      lightning_attention_backward_flops(s.batch, Hs, N, s.dk, s.dv, s.block, false, false, false),
      2 * qk + 2 * vo, 2 * qk + vo);
   op("ulysses.to_sequence.backward", 0, 2 * qk + vo, 2 * qk + vo,
-     {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e}, {CollectiveKind::AllToAll, CommGroup::Sp, qk * e}, {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
+     {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
+      {CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
+      {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
 }
 
 }  // namespace linpar::lasp

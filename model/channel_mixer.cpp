@@ -1,8 +1,8 @@
 #include "model/channel_mixer.h"
 
+#include "core/op_stats.h"
 #include "core/ops/activation.h"
 #include "core/ops/gemm.h"
-#include "core/op_stats.h"
 
 namespace linpar {
 
@@ -32,7 +32,8 @@ ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSe
                             config.init_std)) {}
 
 void ChannelMixer::forward(const Tensor& x_stream, Tensor& out, ChannelMixerCache& c) const {
-  const int64_t B = x_stream.dim(0), N = tp_.shards_sequence() ? x_stream.dim(1) * tp_.size : x_stream.dim(1),
+  const int64_t B = x_stream.dim(0),
+                N = tp_.shards_sequence() ? x_stream.dim(1) * tp_.size : x_stream.dim(1),
                 F = glu_dim_;
   const DType dt = x_stream.dtype();
   const Device dev = x_stream.device();
@@ -92,25 +93,29 @@ void ChannelMixer::backward(const Tensor& d_out, const Tensor& x_stream, const C
 
 void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
                               const StepShape& s, bool backward, OpPlan& plan) {
-  const OpSite site{&plan, fmt::format("layers.{}.channel_mixer.", layer), static_cast<int32_t>(layer),
-                    backward ? Pass::Backward : Pass::Forward};
+  const OpSite site{&plan, fmt::format("layers.{}.channel_mixer.", layer),
+                    static_cast<int32_t>(layer), backward ? Pass::Backward : Pass::Forward};
   const int64_t rows = s.batch * s.length, D = config.width, F = tp.block(config.glu_dim),
                 e = s.element_bytes;
   const int64_t full = rows * D * e;  // one [B, N, D] activation (TP traffic)
   const int64_t act = rows * F;
-  const MatmulShape in{1, rows, F, D, ProductWeight::GluIn}, out{1, rows, D, F, ProductWeight::GluOut};
+  const MatmulShape in{1, rows, F, D, ProductWeight::GluIn},
+      out{1, rows, D, F, ProductWeight::GluOut};
   if (!backward) {
-    site.add_matmul("l1.forward", in, (rows * D + F * D) * e, act * e, tp.plan_gather_sequence(full));
+    site.add_matmul("l1.forward", in, (rows * D + F * D) * e, act * e,
+                    tp.plan_gather_sequence(full));
     site.add_matmul("l2.forward", in, (rows * D + F * D) * e, act * e);
     site.memory("gate.forward", mul_forward_flops(act), 2 * act * e, act * e);
-    site.add_matmul("l3.forward", out, (act + D * F) * e, rows * D * e, tp.plan_reduce_partial(full));
+    site.add_matmul("l3.forward", out, (act + D * F) * e, rows * D * e,
+                    tp.plan_reduce_partial(full));
     return;
   }
   // The block's input is gathered again (for l1's and l2's weight
   // gradients) when the block's backward starts, then the output gradient.
   std::vector<PlannedCollective> gathers = tp.plan_gather_sequence(full);
   for (const PlannedCollective& c : tp.plan_gather_sequence(full)) gathers.push_back(c);
-  site.add_matmul("l3.backward", out, (rows * D + act + D * F) * e, (act + D * F) * e, std::move(gathers));
+  site.add_matmul("l3.backward", out, (rows * D + act + D * F) * e, (act + D * F) * e,
+                  std::move(gathers));
   site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
   // The input gradient's parts are summed after l2.
   site.add_matmul("l1.backward", in, (act + rows * D + F * D) * e, (rows * D + F * D) * e);

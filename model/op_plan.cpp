@@ -53,7 +53,8 @@ PlannedOp& OpSite::add(OpKind kind, const std::string& name, int64_t flops, int6
 }
 
 PlannedOp& OpSite::add_matmul(const std::string& name, MatmulShape shape, int64_t bytes_read,
-                              int64_t bytes_written, std::vector<PlannedCollective> collectives) const {
+                              int64_t bytes_written,
+                              std::vector<PlannedCollective> collectives) const {
   LINPAR_CHECK(shape.batch > 0 && shape.m > 0 && shape.n > 0 && shape.k > 0,
                "{}{}: product of shape {} x [{}, {}]·[{}, {}]", prefix, name, shape.batch, shape.m,
                shape.k, shape.k, shape.n);

@@ -110,7 +110,8 @@ struct OpSite {
   // A weight product batch × [m, k]·[k, n]: forward 2·batch·m·n·k FLOPs,
   // backward twice that (dx and dW).
   PlannedOp& add_matmul(const std::string& name, MatmulShape shape, int64_t bytes_read,
-                        int64_t bytes_written, std::vector<PlannedCollective> collectives = {}) const;
+                        int64_t bytes_written,
+                        std::vector<PlannedCollective> collectives = {}) const;
   PlannedOp& memory(const std::string& name, int64_t flops, int64_t bytes_read,
                     int64_t bytes_written, std::vector<PlannedCollective> collectives = {}) const {
     return add(OpKind::Memory, name, flops, bytes_read, bytes_written, std::move(collectives));

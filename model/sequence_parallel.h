@@ -52,7 +52,8 @@ class SequenceAttention {
   // The ops forward (or backward: site.pass) runs, FLOPs and collectives,
   // added at `site` (the op plan; tests check it against what ran). Every op
   // is of kind Attention with the key width in core.head_dim.
-  virtual void plan(const AttentionShape& shape, int64_t element_bytes, const OpSite& site) const = 0;
+  virtual void plan(const AttentionShape& shape, int64_t element_bytes,
+                    const OpSite& site) const = 0;
 };
 
 // `--sp-kind`: which strategy joins the chunks (PARALLEL.md).

@@ -206,8 +206,8 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
   // take TransNormerLLM's out_proj and lm_head rates from a measured profile
   // (the same kind of [rows, h]·[h, n] product, interpolated by FLOPs); the
   // other products the roofline.
-  auto product = [&](const std::string& name, MatmulShape shape, int64_t read_bytes, int64_t written_bytes,
-                     std::vector<PlannedCollective> collectives = {}) {
+  auto product = [&](const std::string& name, MatmulShape shape, int64_t read_bytes,
+                     int64_t written_bytes, std::vector<PlannedCollective> collectives = {}) {
     at.add_matmul(name, shape, read_bytes, written_bytes, std::move(collectives));
   };
   const auto Other = ProductWeight::Other;
@@ -251,10 +251,12 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
 
   // Ulysses all-to-alls: each tensor's buffer on this rank.
   const int64_t q_bytes = rows * q_width * e, kv_bytes = rows * kv_width * e;
-  const std::vector<PlannedCollective> qkv_all_to_all = {{CollectiveKind::AllToAll, CommGroup::Sp, q_bytes},
-                                                         {CollectiveKind::AllToAll, CommGroup::Sp, kv_bytes},
-                                                         {CollectiveKind::AllToAll, CommGroup::Sp, kv_bytes}};
-  const std::vector<PlannedCollective> out_all_to_all = {{CollectiveKind::AllToAll, CommGroup::Sp, q_bytes}};
+  const std::vector<PlannedCollective> qkv_all_to_all = {
+      {CollectiveKind::AllToAll, CommGroup::Sp, q_bytes},
+      {CollectiveKind::AllToAll, CommGroup::Sp, kv_bytes},
+      {CollectiveKind::AllToAll, CommGroup::Sp, kv_bytes}};
+  const std::vector<PlannedCollective> out_all_to_all = {
+      {CollectiveKind::AllToAll, CommGroup::Sp, q_bytes}};
 
   // The attention core on [B, core_heads, N, d] (q, o) and [B, core_kv_heads, N, d] (k, v).
   const int64_t q_core = B * core_heads * N * d * e, kv_core = B * core_kv_heads * N * d * e;
@@ -270,8 +272,8 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
       const CoreShape shape{B * core_heads * N * N / 2, static_cast<int32_t>(N), static_cast<int16_t>(d),
                             c.dropout, backward};
       if (!backward) {
-        at.add(OpKind::SoftmaxAttention, prefix + "attention.core.forward", forward_flops, q_core + 2 * kv_core,
-               q_core + lse)
+        at.add(OpKind::SoftmaxAttention, prefix + "attention.core.forward", forward_flops,
+               q_core + 2 * kv_core, q_core + lse)
             .core = shape;
       } else {  // reads q, k, v, o, dO and the logsumexp; writes dq, dk, dv
         at.add(OpKind::SoftmaxAttention, prefix + "attention.core.backward", backward_flops,
@@ -292,10 +294,12 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     const int64_t dropout_written = c.dropout ? scores + scores * e : 0;  // mask, dropped P
     const int64_t softmax_flops = (kSoftmaxForwardFlops + (c.dropout ? kDropoutFlops : 0)) * scores;
     if (!backward) {
-      product(prefix + "attention.scores.forward", {B * core_heads, N, N, d, Other}, q_core + kv_core, scores * e);
+      product(prefix + "attention.scores.forward", {B * core_heads, N, N, d, Other},
+              q_core + kv_core, scores * e);
       op(prefix + "attention.softmax.forward", softmax_flops, scores * e + dropout_read,
          scores * e + dropout_written);
-      product(prefix + "attention.context.forward", {B * core_heads, N, d, N, Other}, scores * e + kv_core, q_core);
+      product(prefix + "attention.context.forward", {B * core_heads, N, d, N, Other},
+              scores * e + kv_core, q_core);
       return;
     }
     // Backward is two products per forward product, each reading its
@@ -303,13 +307,15 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     // dK = dSᵀ·Q read the N×N gradient twice (a PyTorch GPT on an H200
     // takes 0.43 ms for the latter at Megatron 1.7B's shape, where one read
     // would be 0.25: docs/validation.md).
-    product(prefix + "attention.context.backward", {B * core_heads, N, d, N, Other}, 2 * q_core + scores * e + kv_core,
+    product(prefix + "attention.context.backward", {B * core_heads, N, d, N, Other},
+            2 * q_core + scores * e + kv_core,
             scores * e + kv_core);  // dP and dV
     // Reads dP and P (+ the mask and dropout's gradient); writes dS (+ dropout's gradient).
     op(prefix + "attention.softmax.backward",
        (kSoftmaxBackwardFlops + (c.dropout ? 1 : 0)) * scores,  // (+ the mask)
        2 * scores * e + (c.dropout ? scores + scores * e : 0), scores * e + (c.dropout ? scores * e : 0));
-    product(prefix + "attention.scores.backward", {B * core_heads, N, N, d, Other}, 2 * scores * e + q_core + kv_core,
+    product(prefix + "attention.scores.backward", {B * core_heads, N, N, d, Other},
+            2 * scores * e + q_core + kv_core,
             q_core + kv_core);  // dQ and dK
   };
 
@@ -340,7 +346,8 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     op(p + "attention.merge_heads.forward", 0, rows * q_width * e, rows * q_width * e);
     if (sp > 1) op(p + "attention.to_sequence.forward", 0, q_bytes, q_bytes, out_all_to_all);
     product(p + "attention.out_proj.forward", {1, rows, h, q_width, ProductWeight::OutProj},
-            (rows * q_width + q_width * h) * e + bias_bytes(h), rows * h * e, tp.plan_reduce_partial(full));
+            (rows * q_width + q_width * h) * e + bias_bytes(h), rows * h * e,
+            tp.plan_reduce_partial(full));
     residual_forward(p + "attention_residual");
     norm_forward(p + "mlp_norm");
     product(p + (swiglu ? "mlp.gate_up.forward" : "mlp.fc1.forward"), {1, rows, up_width, h, Other},
@@ -358,12 +365,14 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
   }
   at.layer = kHeadLayer;
   norm_forward("final_norm");
-  product("lm_head.forward", {1, rows, V, h, ProductWeight::LmHead}, (rows * h + V * h) * e, rows * V * e, tp.plan_gather_sequence(full));
+  product("lm_head.forward", {1, rows, V, h, ProductWeight::LmHead}, (rows * h + V * h) * e,
+          rows * V * e, tp.plan_gather_sequence(full));
   op("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V * e, rows * e,
      softmax_stats);
   at.pass = Pass::Backward;
   op("cross_entropy.backward", cross_entropy_backward_flops(rows, V), rows * V * e, rows * V * e);
-  product("lm_head.backward", {1, rows, V, h, ProductWeight::LmHead}, (rows * V + rows * h + V * h) * e, (rows * h + V * h) * e,
+  product("lm_head.backward", {1, rows, V, h, ProductWeight::LmHead},
+          (rows * V + rows * h + V * h) * e, (rows * h + V * h) * e,
           both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
   norm_backward("final_norm");
   for (int64_t l = c.n_layers - 1; l >= 0; --l) {
@@ -385,13 +394,15 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     bias_backward(p + (swiglu ? "mlp.gate_up_bias.backward" : "mlp.fc1_bias.backward"), rows, up_width);
     // Column-parallel gate_up/fc1: the input is gathered again for the weight
     // gradient and the input gradient's parts are summed.
-    product(p + (swiglu ? "mlp.gate_up.backward" : "mlp.fc1.backward"), {1, rows, up_width, h, Other},
-            (rows * up_width + rows * h + h * up_width) * e, (rows * h + h * up_width) * e + bias_bytes(up_width),
+    product(p + (swiglu ? "mlp.gate_up.backward" : "mlp.fc1.backward"),
+            {1, rows, up_width, h, Other}, (rows * up_width + rows * h + h * up_width) * e,
+            (rows * h + h * up_width) * e + bias_bytes(up_width),
             both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
     norm_backward(p + "mlp_norm");
     residual_backward(p + "mlp_residual");
     bias_backward(p + "attention.out_bias.backward", stream, h);
-    product(p + "attention.out_proj.backward", {1, rows, h, q_width, ProductWeight::OutProj}, (rows * h + rows * q_width + q_width * h) * e,
+    product(p + "attention.out_proj.backward", {1, rows, h, q_width, ProductWeight::OutProj},
+            (rows * h + rows * q_width + q_width * h) * e,
             (rows * q_width + q_width * h) * e + bias_bytes(h), tp.plan_gather_sequence(full));
     if (sp > 1) op(p + "attention.to_heads.backward", 0, q_bytes, q_bytes, out_all_to_all);
     core(p, true);
@@ -407,7 +418,8 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     op(p + "attention.split_qkv.backward", 0, rows * qkv_width * e, rows * qkv_width * e);
     bias_backward(p + "attention.qkv_bias.backward", rows, qkv_width);
     product(p + "attention.qkv_proj.backward", {1, rows, qkv_width, h, Other},
-            (rows * qkv_width + rows * h + h * qkv_width) * e, (rows * h + h * qkv_width) * e + bias_bytes(qkv_width),
+            (rows * qkv_width + rows * h + h * qkv_width) * e,
+            (rows * h + h * qkv_width) * e + bias_bytes(qkv_width),
             both(tp.plan_gather_sequence(full), tp.plan_reduce_partial(full)));
     norm_backward(p + "attention_norm");
     residual_backward(p + "attention_residual");

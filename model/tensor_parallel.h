@@ -62,7 +62,8 @@ struct TensorParallel {
   // reduce_partial of a full [B, n, D] partial sum of `full_bytes`.
   std::vector<PlannedCollective> plan_reduce_partial(int64_t full_bytes) const {
     if (size <= 1) return {};
-    if (shards_sequence()) return {{CollectiveKind::ReduceScatter, CommGroup::Tp, full_bytes / size}};
+    if (shards_sequence())
+      return {{CollectiveKind::ReduceScatter, CommGroup::Tp, full_bytes / size}};
     return {{CollectiveKind::AllReduce, CommGroup::Tp, full_bytes}};
   }
 

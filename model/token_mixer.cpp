@@ -1,12 +1,12 @@
 #include "model/token_mixer.h"
 
+#include "core/op_stats.h"
 #include "core/ops/activation.h"
 #include "core/ops/gemm.h"
 #include "core/ops/lightning_attention.h"
 #include "core/ops/lrpe.h"
 #include "core/ops/split_qkvu.h"
 #include "core/ops/srmsnorm.h"
-#include "core/op_stats.h"
 
 namespace linpar {
 
@@ -59,7 +59,8 @@ TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& p
 
 void TokenMixer::forward(const Tensor& x_stream, Tensor& out, TokenMixerCache& c) const {
   // The residual stream's tokens, all N of them, or N/tp under --tp-sp.
-  const int64_t B = x_stream.dim(0), N = tp_.shards_sequence() ? x_stream.dim(1) * tp_.size : x_stream.dim(1),
+  const int64_t B = x_stream.dim(0),
+                N = tp_.shards_sequence() ? x_stream.dim(1) * tp_.size : x_stream.dim(1),
                 D = width_, Dl = local_width_, H = n_heads_, d = head_dim_;
   const int64_t position_offset = sp_.position_offset(N);  // LRPE's angles use global positions
   const DType dt = x_stream.dtype(), st = Tensor::stats_dtype(dt, x_stream.device());
@@ -140,7 +141,8 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x_stream, const Tok
   {
     const OpScope op(prefix_, "out_proj.backward");
     x = tp_.gather_sequence(x_stream);
-    linear_backward(tp_.gather_sequence(d_out), c.gated, out_proj_.weight(), d_gated, out_proj_.grad);
+    linear_backward(tp_.gather_sequence(d_out), c.gated, out_proj_.weight(), d_gated,
+                    out_proj_.grad);
   }
 
   Tensor du = Tensor::empty({B, N, Dl}, dt, dev), d_norm = Tensor::empty({B, N, Dl}, dt, dev);
@@ -198,8 +200,8 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x_stream, const Tok
 void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
                             const SequenceParallel& sp, const StepShape& s, bool backward,
                             OpPlan& plan) {
-  const OpSite site{&plan, fmt::format("layers.{}.token_mixer.", layer), static_cast<int32_t>(layer),
-                    backward ? Pass::Backward : Pass::Forward};
+  const OpSite site{&plan, fmt::format("layers.{}.token_mixer.", layer),
+                    static_cast<int32_t>(layer), backward ? Pass::Backward : Pass::Forward};
   const bool use_lrpe = config.layer_uses_lrpe(layer);
   const int64_t block = config.attention_block;
   const int64_t B = s.batch, N = s.length, e = s.element_bytes;
@@ -218,14 +220,16 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
   const MatmulShape qkvu{1, rows, 4 * Dl, D, ProductWeight::QkvuProj};
   const MatmulShape out{1, rows, D, Dl, ProductWeight::OutProj};
   auto attention = [&](const char* name, int64_t flops, int64_t read, int64_t written) {
-    site.add(OpKind::Attention, name, flops, read * e, written * e).core.head_dim = static_cast<int16_t>(dk);
+    site.add(OpKind::Attention, name, flops, read * e, written * e).core.head_dim =
+        static_cast<int16_t>(dk);
   };
   if (!backward) {
     site.add_matmul("qkvu_proj.forward", qkvu, (rows * D + 4 * Dl * D) * e, rows * 4 * Dl * e,
                     tp.plan_gather_sequence(full));
     // qkvu read once; q, k, v (head layout) and u written once.
     site.memory("split_qkvu.forward", split_qkvu_forward_flops(act), 4 * act * e, 4 * act * e);
-    if (use_lrpe) site.memory("lrpe.forward", 2 * lrpe_forward_flops(act), (2 * act + Dl) * e, 4 * act * e);
+    if (use_lrpe)
+      site.memory("lrpe.forward", 2 * lrpe_forward_flops(act), (2 * act + Dl) * e, 4 * act * e);
     if (sp.attention != nullptr) {
       sp.attention->plan({B, H, N, dk, d, block}, e, site);
     } else {
@@ -234,10 +238,11 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
                 B * H * N * (2 * dk + d), act);
     }
     // The norm reads the attention in its head layout (no columns copy).
-    site.memory("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act * e, (act + rows) * e,
-                tp.plan_all_reduce(stats));
+    site.memory("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act * e,
+                (act + rows) * e, tp.plan_all_reduce(stats));
     site.memory("gate.forward", mul_forward_flops(act), 2 * act * e, act * e);
-    site.add_matmul("out_proj.forward", out, (act + D * Dl) * e, rows * D * e, tp.plan_reduce_partial(full));
+    site.add_matmul("out_proj.forward", out, (act + D * Dl) * e, rows * D * e,
+                    tp.plan_reduce_partial(full));
     return;
   }
   // The block's input is gathered again (for qkvu_proj's weight gradient)
@@ -246,8 +251,8 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
                   both(tp.plan_gather_sequence(full), tp.plan_gather_sequence(full)));
   site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
   // ...and writes the attention's gradient in the head layout.
-  site.memory("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), (2 * act + rows) * e, act * e,
-              tp.plan_all_reduce(stats));
+  site.memory("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), (2 * act + rows) * e,
+              act * e, tp.plan_all_reduce(stats));
   if (sp.attention != nullptr) {
     sp.attention->plan({B, H, N, dk, d, block}, e, site);
   } else {
@@ -255,7 +260,9 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
               lightning_attention_backward_flops(B, H, N, dk, d, block, false, false, false),
               B * H * N * (2 * dk + 2 * d), B * H * N * (2 * dk + d));
   }
-  if (use_lrpe) site.memory("lrpe.backward", 2 * lrpe_backward_flops(act), (6 * act + Dl) * e, (2 * act + Dl) * e);
+  if (use_lrpe)
+    site.memory("lrpe.backward", 2 * lrpe_backward_flops(act), (6 * act + Dl) * e,
+                (2 * act + Dl) * e);
   // dq, dk, dv, du and the raw q, k (from qkvu) read; d_qkvu written.
   site.memory("split_qkvu.backward", split_qkvu_backward_flops(act), 6 * act * e, 4 * act * e);
   // The input gradient's parts are summed.

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 
+#include "core/op_stats.h"
 #include "core/ops/cross_entropy.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/embedding.h"
 #include "core/ops/gemm.h"
 #include "core/ops/srmsnorm.h"
-#include "core/op_stats.h"
 
 namespace linpar {
 
@@ -241,8 +241,8 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
   }
   {
     const OpScope op("embedding.backward");
-    embedding_backward(tp_.gather_sequence(dx), c.tokens, config_.embedding_scale(), embedding_->grad,
-                       vocab_offset);
+    embedding_backward(tp_.gather_sequence(dx), c.tokens, config_.embedding_scale(),
+                       embedding_->grad, vocab_offset);
   }
   if (ready) ready({embedding_});
 }
@@ -274,41 +274,45 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
   const MatmulShape head{1, rows, V, D, ProductWeight::LmHead};
   const OpSite embedding_forward{&plan, "", kEmbeddingLayer, Pass::Forward},
       embedding_backward{&plan, "", kEmbeddingLayer, Pass::Backward},
-      head_forward{&plan, "", kHeadLayer, Pass::Forward}, head_pass_backward{&plan, "", kHeadLayer, Pass::Backward};
+      head_forward{&plan, "", kHeadLayer, Pass::Forward},
+      head_pass_backward{&plan, "", kHeadLayer, Pass::Backward};
 
-  embedding_forward.memory("embedding.forward", embedding_forward_flops(rows, D), rows * D * e, act * e,
-                           tp.plan_reduce_partial(full));
+  embedding_forward.memory("embedding.forward", embedding_forward_flops(rows, D), rows * D * e,
+                           act * e, tp.plan_reduce_partial(full));
   for (int64_t l = 0; l < config.n_layers; ++l) {
     const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Forward};
-    site.memory("token_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e, (stream + stream_rows) * e);
+    site.memory("token_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e,
+                (stream + stream_rows) * e);
     TokenMixer::plan_layer(config, l, tp, sp, s, false, plan);
     site.memory("token_residual.forward", axpy_flops(stream), 2 * stream * e, stream * e);
-    site.memory("channel_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e, (stream + stream_rows) * e);
+    site.memory("channel_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e,
+                (stream + stream_rows) * e);
     ChannelMixer::plan_layer(config, l, tp, s, false, plan);
     site.memory("channel_residual.forward", axpy_flops(stream), 2 * stream * e, stream * e);
   }
   head_forward.memory("final_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e,
                       (stream + stream_rows) * e);
-  head_forward.add_matmul("lm_head.forward", head, (act + V * D) * e, rows * V * e, tp.plan_gather_sequence(full));
-  head_forward.memory("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V * e, rows * e,
-                      softmax_stats);
-  head_pass_backward.memory("cross_entropy.backward", cross_entropy_backward_flops(rows, V), rows * V * e,
-                            rows * V * e);
-  head_pass_backward.add_matmul("lm_head.backward", head, (rows * V + act + V * D) * e, (act + V * D) * e,
-                                head_backward);
+  head_forward.add_matmul("lm_head.forward", head, (act + V * D) * e, rows * V * e,
+                          tp.plan_gather_sequence(full));
+  head_forward.memory("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V * e,
+                      rows * e, softmax_stats);
+  head_pass_backward.memory("cross_entropy.backward", cross_entropy_backward_flops(rows, V),
+                            rows * V * e, rows * V * e);
+  head_pass_backward.add_matmul("lm_head.backward", head, (rows * V + act + V * D) * e,
+                                (act + V * D) * e, head_backward);
   head_pass_backward.memory("final_norm.backward", srmsnorm_backward_flops(stream_rows, D),
                             (2 * stream + stream_rows) * e, stream * e);
   for (int64_t l = config.n_layers - 1; l >= 0; --l) {
     const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Backward};
     ChannelMixer::plan_layer(config, l, tp, s, true, plan);
-    site.memory("channel_norm.backward", srmsnorm_backward_flops(stream_rows, D), (3 * stream + stream_rows) * e,
-                stream * e);
+    site.memory("channel_norm.backward", srmsnorm_backward_flops(stream_rows, D),
+                (3 * stream + stream_rows) * e, stream * e);
     TokenMixer::plan_layer(config, l, tp, sp, s, true, plan);
-    site.memory("token_norm.backward", srmsnorm_backward_flops(stream_rows, D), (3 * stream + stream_rows) * e,
-                stream * e);
+    site.memory("token_norm.backward", srmsnorm_backward_flops(stream_rows, D),
+                (3 * stream + stream_rows) * e, stream * e);
   }
-  embedding_backward.memory("embedding.backward", embedding_backward_flops(rows, D), act * e, act * e,
-                            tp.plan_gather_sequence(full));
+  embedding_backward.memory("embedding.backward", embedding_backward_flops(rows, D), act * e,
+                            act * e, tp.plan_gather_sequence(full));
   return plan;
 }
 

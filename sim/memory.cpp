@@ -383,11 +383,12 @@ MemoryBreakdown busiest_stage_memory(const ModelConfig& m, const MemoryLayout& l
 
 std::string memory_summary(const MemoryBreakdown& m) {
   auto gib = [](int64_t bytes) { return static_cast<double>(bytes) / kGiB; };
-  return fmt::format("parameters {:.2f}, gradients {:.2f}, optimizer {:.2f}, activations {:.2f} "
-                     "({} micro-batches in flight), workspace {:.2f}, buffers {:.2f} GiB{}",
-                     gib(m.parameters), gib(m.gradients), gib(m.optimizer_state), gib(m.activations),
-                     m.micro_batches_in_flight, gib(m.workspace), gib(m.communication_buffers),
-                     m.co2_state > 0 ? fmt::format("; CO2 host state {:.2f} GiB", gib(m.co2_state)) : "");
+  return fmt::format(
+      "parameters {:.2f}, gradients {:.2f}, optimizer {:.2f}, activations {:.2f} "
+      "({} micro-batches in flight), workspace {:.2f}, buffers {:.2f} GiB{}",
+      gib(m.parameters), gib(m.gradients), gib(m.optimizer_state), gib(m.activations),
+      m.micro_batches_in_flight, gib(m.workspace), gib(m.communication_buffers),
+      m.co2_state > 0 ? fmt::format("; CO2 host state {:.2f} GiB", gib(m.co2_state)) : "");
 }
 
 bool fits(const MemoryBreakdown& memory, const GpuSpec& gpu) {

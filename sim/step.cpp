@@ -118,7 +118,8 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
   double makespan = 0;
   auto slot = [](int rank, Stream stream) { return static_cast<size_t>(rank) * kStreams + static_cast<size_t>(stream); };
   // A task on one stream of rank r (r < 0: on every rank's comm stream).
-  auto add = [&](const RankOp& ro, int r, Stream stream, double seconds, const int* after, size_t n) {
+  auto add = [&](const RankOp& ro, int r, Stream stream, double seconds, const int* after,
+                 size_t n) {
     const int64_t layer = ro.layer;
     double start = 0;
     if (r >= 0) {
@@ -184,7 +185,8 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
           if (in[ri] < 0) in[ri] = add(ro, r, Stream::Compute, ro.seconds, after, n);
           if (std::count(in.begin(), in.end(), -1) > 0) break;  // the others have not arrived yet
           if (collective_task[k] < 0) {
-            collective_task[k] = add(ro, -1, Stream::Comm, info.sp_group_seconds, in.data(), in.size());
+            collective_task[k] =
+                add(ro, -1, Stream::Comm, info.sp_group_seconds, in.data(), in.size());
           }
           last[ri] = collective_task[k];
           ++issued[ri];
@@ -308,13 +310,15 @@ struct OpCostKey {
 };
 struct OpCostKeyHash {
   size_t operator()(const OpCostKey& k) const {
-    size_t h = static_cast<size_t>(k.kind) * 31u + static_cast<size_t>(k.pass) * 7u + static_cast<size_t>(k.receive);
-    for (int64_t x : {k.flops, k.bytes_read, k.bytes_written, k.matmul.batch, k.matmul.m, k.matmul.n, k.matmul.k,
-                      static_cast<int64_t>(k.matmul.weight), k.core.scores, static_cast<int64_t>(k.core.length),
-                      static_cast<int64_t>(k.core.head_dim)}) {
+    size_t h = static_cast<size_t>(k.kind) * 31u + static_cast<size_t>(k.pass) * 7u +
+               static_cast<size_t>(k.receive);
+    for (int64_t x : {k.flops, k.bytes_read, k.bytes_written, k.matmul.batch, k.matmul.m,
+                      k.matmul.n, k.matmul.k, static_cast<int64_t>(k.matmul.weight), k.core.scores,
+                      static_cast<int64_t>(k.core.length), static_cast<int64_t>(k.core.head_dim)}) {
       h = h * 1000003u ^ std::hash<int64_t>{}(x);
     }
-    return h ^ (static_cast<size_t>(k.core.dropout) << 1) ^ (static_cast<size_t>(k.core.backward) << 2);
+    return h ^ (static_cast<size_t>(k.core.dropout) << 1) ^
+           (static_cast<size_t>(k.core.backward) << 2);
   }
 };
 
@@ -334,14 +338,15 @@ ShardOps shard_plans(const SimModel& model, const SimLayout& l) {
   return out;
 }
 
-ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l, const CostModel& cost) {
+ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
+                   const CostModel& cost) {
   ShardOps out = shard_plans(model, l);
   cost_shard_ops(out, model, cluster, l, cost);
   return out;
 }
 
-void cost_shard_ops(ShardOps& out, const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
-                    const CostModel& cost) {
+void cost_shard_ops(ShardOps& out, const SimModel& model, const ClusterSpec& cluster,
+                    const SimLayout& l, const CostModel& cost) {
   const Costing c(model, cluster, l, cost);
   // The layers repeat their ops: an op with the same kind, pass, FLOPs,
   // bytes and shapes as one already costed gets that one's compute time (the
@@ -359,7 +364,8 @@ void cost_shard_ops(ShardOps& out, const SimModel& model, const ClusterSpec& clu
     const RingReceive waits_at = l.lasp_blocking ? RingReceive::Posts : RingReceive::Waits;
     for (const PlannedOp& op : plan.ops()) {
       const int64_t layer = op.layer;
-      const OpCostKey key{op.kind, op.pass, op.receive, op.flops, op.bytes_read, op.bytes_written, op.matmul, op.core};
+      const OpCostKey key{op.kind,       op.pass,          op.receive, op.flops,
+                          op.bytes_read, op.bytes_written, op.matmul,  op.core};
       auto [it, fresh] = costed.try_emplace(key);
       ShardOps::Op& base = it->second;
       if (fresh) {

@@ -201,8 +201,8 @@ ShardOps shard_ops(const SimModel& model, const ClusterSpec& cluster, const SimL
 // runs empty), and each of their ops costed (the plans as they are: a test
 // renames every op in between and gets the same predictions).
 ShardOps shard_plans(const SimModel& model, const SimLayout& layout);
-void cost_shard_ops(ShardOps& shard, const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
-                    const CostModel& cost = {});
+void cost_shard_ops(ShardOps& shard, const SimModel& model, const ClusterSpec& cluster,
+                    const SimLayout& layout, const CostModel& cost = {});
 
 // Phase 1 (depends on the shard, pp, micro-batch, sequence and recompute, and
 // on dp only through where the pipeline's sends go; not on ZeRO, CO2 or the

@@ -6,9 +6,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "../sim/named_op.h"
 #include "run_linpar.h"
 #include "sim/op_costs.h"
-#include "../sim/named_op.h"
 
 namespace linpar {
 

@@ -1,13 +1,12 @@
 // End-to-end training through the CLI on the default corpus: the loss really
 // falls, resume is bit-exact, and broken or foreign checkpoints are refused.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
-
-#include <fmt/format.h>
 
 #include "run_linpar.h"
 
@@ -184,8 +183,9 @@ TEST(Train, DryRunPrintsTheSimulatorsMemoryForEveryLayout) {
   for (const Case& c : cases) {
     const int world = c.dp * c.tp * c.pp * c.sp;
     const std::string layout = fmt::format(
-        "--model {} --dp {} --tp {} --pp {} --sp {} --seq-len 8192 --micro-batch 1 --global-batch {} {}", c.model,
-        c.dp, c.tp, c.pp, c.sp, 8 * c.dp, c.extra);
+        "--model {} --dp {} --tp {} --pp {} --sp {} --seq-len 8192 --micro-batch 1 --global-batch "
+        "{} {}",
+        c.model, c.dp, c.tp, c.pp, c.sp, 8 * c.dp, c.extra);
     const auto train = run_linpar("train --dry-run --device cuda " + layout);
     const auto sim = run_linpar(fmt::format("sim --gpus-per-node {} ", std::min(world, 8)) +
                                 fmt::format("--nodes {} ", std::max(1, world / 8)) + layout);
@@ -197,10 +197,13 @@ TEST(Train, DryRunPrintsTheSimulatorsMemoryForEveryLayout) {
   // as large as the gradients; on the GPU in bf16 they add a 2-byte compute
   // copy to the f32 masters, 1.5 times the gradients.
   auto parameters_and_gradients = [&](const std::string& args) {
-    const auto r = run_linpar("train --dry-run --model tnl-385m --seq-len 8192 --micro-batch 1 --global-batch 1 " + args);
+    const auto r = run_linpar(
+        "train --dry-run --model tnl-385m --seq-len 8192 --micro-batch 1 --global-batch 1 " + args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     double parameters = 0, gradients = 0;
-    EXPECT_EQ(std::sscanf(breakdown(r.out).c_str(), " parameters %lf, gradients %lf", &parameters, &gradients), 2)
+    EXPECT_EQ(std::sscanf(breakdown(r.out).c_str(), " parameters %lf, gradients %lf", &parameters,
+                          &gradients),
+              2)
         << r.out;
     return std::pair{parameters, gradients};
   };

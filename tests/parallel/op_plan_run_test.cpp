@@ -8,9 +8,8 @@
 // and collectives (kind, group, bytes). The DP gradient reduction, ZeRO,
 // the optimizer, CO2's outer loop and the pipeline's sends run outside the
 // model's ops; they are checked by the byte totals of sim_exactness_test.cpp.
-#include <gtest/gtest.h>
-
 #include <fmt/format.h>
+#include <gtest/gtest.h>
 
 #include "co2/outer_loop.h"
 #include "core/op_stats.h"
@@ -53,7 +52,8 @@ std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& gr
   }
   const int64_t micro_batches = o.global_batch / o.layout.dp / o.micro_batch;
   std::vector<PlannedOp> out;
-  for (const PipelineAction& a : pipeline_actions(o.pp_schedule, stage.rank, stage.size, micro_batches)) {
+  for (const PipelineAction& a :
+       pipeline_actions(o.pp_schedule, stage.rank, stage.size, micro_batches)) {
     const std::vector<PlannedOp>& pass = a.backward ? backward : forward;
     out.insert(out.end(), pass.begin(), pass.end());
   }
@@ -63,7 +63,8 @@ std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& gr
 std::string describe(const std::vector<RecordedCollective>& collectives) {
   std::string out;
   for (const RecordedCollective& c : collectives) {
-    out += fmt::format(" {} {} {}", collective_name(static_cast<CollectiveKind>(c.kind)), c.group, c.bytes);
+    out += fmt::format(" {} {} {}", collective_name(static_cast<CollectiveKind>(c.kind)), c.group,
+                       c.bytes);
   }
   return out.empty() ? " none" : out;
 }
@@ -79,15 +80,19 @@ std::string describe(const std::vector<PlannedCollective>& collectives) {
 // "" when the run's ops are the plan's, else the first difference.
 std::string diff(const std::vector<RecordedOp>& ran, const std::vector<PlannedOp>& planned) {
   for (size_t i = 0; i < std::max(ran.size(), planned.size()); ++i) {
-    if (i >= ran.size()) return fmt::format("op {}: planned {}, the run ended ({} ops)", i, planned[i].name, ran.size());
-    if (i >= planned.size()) return fmt::format("op {}: ran {}, the plan ended ({} ops)", i, ran[i].name, planned.size());
+    if (i >= ran.size())
+      return fmt::format("op {}: planned {}, the run ended ({} ops)", i, planned[i].name,
+                         ran.size());
+    if (i >= planned.size())
+      return fmt::format("op {}: ran {}, the plan ended ({} ops)", i, ran[i].name, planned.size());
     const RecordedOp& r = ran[i];
     const PlannedOp& p = planned[i];
     if (r.name != p.name) return fmt::format("op {}: ran {}, planned {}", i, r.name, p.name);
-    if (r.flops != p.flops) return fmt::format("op {} {}: ran {} FLOPs, planned {}", i, r.name, r.flops, p.flops);
+    if (r.flops != p.flops)
+      return fmt::format("op {} {}: ran {} FLOPs, planned {}", i, r.name, r.flops, p.flops);
     if (describe(r.collectives) != describe(p.collectives)) {
-      return fmt::format("op {} {}: ran collectives{}, planned{}", i, r.name, describe(r.collectives),
-                         describe(p.collectives));
+      return fmt::format("op {} {}: ran collectives{}, planned{}", i, r.name,
+                         describe(r.collectives), describe(p.collectives));
     }
   }
   return "";
@@ -120,17 +125,34 @@ void expect_the_plan_runs(const Case& c) {
 }  // namespace
 
 TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
-  for (const Case& c :
-       {Case{"dp2", {2, 1, 1, 1}}, Case{"dp2 zero1", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 1},
-        Case{"dp2 co2", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 0, PipelineSchedule::OneFOneB, 2},
-        Case{"tp2", {1, 2, 1, 1}}, Case{"tp2 tp-sp", {1, 2, 1, 1}, true},
-        Case{"pp2 gpipe", {1, 1, 2, 1}, false, SequenceParallelKind::Lasp, 0, PipelineSchedule::GPipe},
-        Case{"pp2 1f1b", {1, 1, 2, 1}},
-        Case{"sp2 lasp", {1, 1, 1, 2}}, Case{"sp2 lasp lrpe", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp, 0,
-                                              PipelineSchedule::OneFOneB, 0, true},
-        Case{"sp2 lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},
-        Case{"sp2 allgather", {1, 1, 1, 2}, false, SequenceParallelKind::AllGather},
-        Case{"sp2 ulysses", {1, 1, 1, 2}, false, SequenceParallelKind::Ulysses}}) {
+  for (const Case& c : {Case{"dp2", {2, 1, 1, 1}},
+                        Case{"dp2 zero1", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 1},
+                        Case{"dp2 co2",
+                             {2, 1, 1, 1},
+                             false,
+                             SequenceParallelKind::Lasp,
+                             0,
+                             PipelineSchedule::OneFOneB,
+                             2},
+                        Case{"tp2", {1, 2, 1, 1}}, Case{"tp2 tp-sp", {1, 2, 1, 1}, true},
+                        Case{"pp2 gpipe",
+                             {1, 1, 2, 1},
+                             false,
+                             SequenceParallelKind::Lasp,
+                             0,
+                             PipelineSchedule::GPipe},
+                        Case{"pp2 1f1b", {1, 1, 2, 1}}, Case{"sp2 lasp", {1, 1, 1, 2}},
+                        Case{"sp2 lasp lrpe",
+                             {1, 1, 1, 2},
+                             false,
+                             SequenceParallelKind::Lasp,
+                             0,
+                             PipelineSchedule::OneFOneB,
+                             0,
+                             true},
+                        Case{"sp2 lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},
+                        Case{"sp2 allgather", {1, 1, 1, 2}, false, SequenceParallelKind::AllGather},
+                        Case{"sp2 ulysses", {1, 1, 1, 2}, false, SequenceParallelKind::Ulysses}}) {
     expect_the_plan_runs(c);
   }
 }
@@ -138,11 +160,17 @@ TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
 TEST(OpPlanRunNp4, MixedLayoutsRunTheirPlansOpByOp) {
   for (const Case& c :
        {Case{"dp2 tp2", {2, 2, 1, 1}}, Case{"tp2 tp-sp pp2", {1, 2, 2, 1}, true},
-        Case{"tp2 sp2 lasp", {1, 2, 1, 2}}, Case{"dp2 sp2 lasp2 zero1", {2, 1, 1, 2}, false, SequenceParallelKind::Lasp2, 1},
+        Case{"tp2 sp2 lasp", {1, 2, 1, 2}},
+        Case{"dp2 sp2 lasp2 zero1", {2, 1, 1, 2}, false, SequenceParallelKind::Lasp2, 1},
         Case{"pp2 sp2 allgather", {1, 1, 2, 2}, false, SequenceParallelKind::AllGather},
         Case{"tp2 tp-sp sp2 ulysses", {1, 2, 1, 2}, true, SequenceParallelKind::Ulysses},
-        Case{"sp4 lasp", {1, 1, 1, 4}}, Case{"dp2 pp2 gpipe", {2, 1, 2, 1}, false, SequenceParallelKind::Lasp, 0,
-                                             PipelineSchedule::GPipe}}) {
+        Case{"sp4 lasp", {1, 1, 1, 4}},
+        Case{"dp2 pp2 gpipe",
+             {2, 1, 2, 1},
+             false,
+             SequenceParallelKind::Lasp,
+             0,
+             PipelineSchedule::GPipe}}) {
     expect_the_plan_runs(c);
   }
 }

@@ -39,7 +39,9 @@ TEST(PlanCollectivesNp2, PlannedTpBytesEqualTheCountedBytes) {
     EXPECT_EQ(run.steps[0].comm_bytes[1], T * (m * per_micro + all_reduce_bytes(T, 8))) << "tp_sp " << tp_sp;
   }
   // One rank: nothing planned.
-  EXPECT_EQ(planned_wire_bytes(plan_model(preset_config("tnl-tiny"), {}, {}, StepShape{2, 24, 4}), CommGroup::Tp, 1), 0);
+  EXPECT_EQ(planned_wire_bytes(plan_model(preset_config("tnl-tiny"), {}, {}, StepShape{2, 24, 4}),
+                               CommGroup::Tp, 1),
+            0);
 }
 
 }  // namespace linpar

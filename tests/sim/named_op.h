@@ -11,16 +11,19 @@
 
 namespace linpar::testing_ops {
 
-inline bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+inline bool contains(const std::string& s, const char* part) {
+  return s.find(part) != std::string::npos;
+}
 
 inline OpKind kind_of_name(const std::string& name) {
   for (const char* part : {"lightning_attention.", "lasp.", "lasp2.", "allgather.", "ulysses."}) {
     if (contains(name, part)) return OpKind::Attention;
   }
   if (contains(name, "attention.core.")) return OpKind::SoftmaxAttention;
-  for (const char* part : {"qkvu_proj.", "out_proj.", "channel_mixer.l1.", "channel_mixer.l2.", "channel_mixer.l3.",
-                           "lm_head.", "attention.qkv_proj.", "mlp.fc1.", "mlp.fc2.", "mlp.gate_up.", "mlp.down.",
-                           "attention.scores.", "attention.context."}) {
+  for (const char* part :
+       {"qkvu_proj.", "out_proj.", "channel_mixer.l1.", "channel_mixer.l2.", "channel_mixer.l3.",
+        "lm_head.", "attention.qkv_proj.", "mlp.fc1.", "mlp.fc2.", "mlp.gate_up.", "mlp.down.",
+        "attention.scores.", "attention.context."}) {
     if (contains(name, part)) return OpKind::Matmul;
   }
   return OpKind::Memory;
@@ -29,7 +32,8 @@ inline OpKind kind_of_name(const std::string& name) {
 inline ProductWeight weight_of_name(const std::string& name) {
   if (contains(name, "qkvu_proj.")) return ProductWeight::QkvuProj;
   if (contains(name, "out_proj.")) return ProductWeight::OutProj;
-  if (contains(name, "channel_mixer.l1.") || contains(name, "channel_mixer.l2.")) return ProductWeight::GluIn;
+  if (contains(name, "channel_mixer.l1.") || contains(name, "channel_mixer.l2."))
+    return ProductWeight::GluIn;
   if (contains(name, "channel_mixer.l3.")) return ProductWeight::GluOut;
   if (contains(name, "lm_head.")) return ProductWeight::LmHead;
   return ProductWeight::Other;
@@ -41,8 +45,8 @@ inline int32_t layer_of_name(const std::string& name) {
   return kHeadLayer;
 }
 
-inline PlannedOp named_op(const std::string& name, int64_t flops, int64_t bytes_read, int64_t bytes_written,
-                          int16_t key_dim = 0) {
+inline PlannedOp named_op(const std::string& name, int64_t flops, int64_t bytes_read,
+                          int64_t bytes_written, int16_t key_dim = 0) {
   PlannedOp op;
   op.name = name;
   op.kind = kind_of_name(name);

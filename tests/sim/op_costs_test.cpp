@@ -1,20 +1,20 @@
 // The roofline against hand-computed values, the op classes, and the op plan
 // of a 175B model from its description alone (nothing allocated, fast).
+#include "sim/op_costs.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "model/config.h"
 #include "model/softmax_transformer.h"
 #include "model/transnormer.h"
-#include "sim/op_costs.h"
-#include "sim/model.h"
 #include "named_op.h"
+#include "sim/model.h"
 
 namespace linpar::sim {
 
@@ -33,14 +33,17 @@ TEST(SimOpCosts, RooflineTakesTheSlowerOfComputeAndMemory) {
                        .matmul_overhead_us = 0};  // none: next test
   // A GEMM of 1e12 FLOPs and 1e9 bytes: compute 1e12 / 50e12 = 20 ms, memory
   // 1e9 / 800e9 = 1.25 ms.
-  PlannedOp gemm = named_op("layers.0.token_mixer.qkvu_proj.forward", 1'000'000'000'000, 600'000'000, 400'000'000);
+  PlannedOp gemm = named_op("layers.0.token_mixer.qkvu_proj.forward", 1'000'000'000'000,
+                            600'000'000, 400'000'000);
   EXPECT_NEAR(op_seconds(gemm, gpu, eff), 0.02, 1e-12);
   // The same bytes as an elementwise op: memory only, at the element-wise
   // fraction of the bandwidth: 1e9 / 400e9 = 2.5 ms.
-  PlannedOp silu = named_op("layers.0.token_mixer.silu.forward", 1'000'000'000'000, 600'000'000, 400'000'000);
+  PlannedOp silu =
+      named_op("layers.0.token_mixer.silu.forward", 1'000'000'000'000, 600'000'000, 400'000'000);
   EXPECT_NEAR(op_seconds(silu, gpu, eff), 2.5e-3, 1e-12);
   // Attention at its own efficiency: 1e11 / (100e12 · 0.1) = 10 ms.
-  PlannedOp attention = named_op("layers.0.token_mixer.lightning_attention.forward", 100'000'000'000, 1000, 1000);
+  PlannedOp attention =
+      named_op("layers.0.token_mixer.lightning_attention.forward", 100'000'000'000, 1000, 1000);
   EXPECT_NEAR(op_seconds(attention, gpu, eff), 0.01, 1e-12);
   OpPlan plan;
   plan.add(gemm);
@@ -61,7 +64,8 @@ TEST(SimOpCosts, RooflineTakesTheSlowerOfComputeAndMemory) {
 // each rank posts and awaits its neighbour's state.
 TEST(SimOpCosts, PlannersTypeEveryOpAsItsNameSays) {
   int64_t checked = 0, rings = 0;
-  auto check = [&](const OpPlan& plan, const ModelConfig* tnl, int r, int T, const std::string& what) {
+  auto check = [&](const OpPlan& plan, const ModelConfig* tnl, int r, int T,
+                   const std::string& what) {
     for (const PlannedOp& op : plan.ops()) {
       ++checked;
       const std::string where = what + " rank " + std::to_string(r) + ": " + op.name;
@@ -77,14 +81,17 @@ TEST(SimOpCosts, PlannersTypeEveryOpAsItsNameSays) {
         ASSERT_EQ(op.matmul, MatmulShape{}) << where;
       }
       if (tnl != nullptr && op.kind == OpKind::Attention) {
-        ASSERT_EQ(op.core.head_dim, tnl->layer_uses_lrpe(op.layer) ? 2 * tnl->head_dim() : tnl->head_dim()) << where;
+        ASSERT_EQ(op.core.head_dim,
+                  tnl->layer_uses_lrpe(op.layer) ? 2 * tnl->head_dim() : tnl->head_dim())
+            << where;
       }
       RingReceive ring = RingReceive::None;
       if (T > 1 && ((r > 0 && op.name.ends_with(".lasp.intra.forward")) ||
                     (r + 1 < T && op.name.ends_with(".lasp.intra.backward")))) {
         ring = RingReceive::Posts;
       }
-      if (T > 1 && (op.name.ends_with(".lasp.inter.forward") || op.name.ends_with(".lasp.state.backward"))) {
+      if (T > 1 &&
+          (op.name.ends_with(".lasp.inter.forward") || op.name.ends_with(".lasp.state.backward"))) {
         ring = RingReceive::Waits;
       }
       ASSERT_EQ(op.receive, ring) << where;
@@ -100,8 +107,9 @@ TEST(SimOpCosts, PlannersTypeEveryOpAsItsNameSays) {
       const SimModel model(c);
       for (int tp : {1, 2}) {
         for (int sp : {1, 4}) {
-          for (SequenceParallelKind kind : {SequenceParallelKind::Lasp, SequenceParallelKind::Lasp2,
-                                            SequenceParallelKind::AllGather, SequenceParallelKind::Ulysses}) {
+          for (SequenceParallelKind kind :
+               {SequenceParallelKind::Lasp, SequenceParallelKind::Lasp2,
+                SequenceParallelKind::AllGather, SequenceParallelKind::Ulysses}) {
             for (bool tp_sp : {false, true}) {
               const ShardSpec shard{tp, tp_sp, sp, kind};
               try {
@@ -110,7 +118,8 @@ TEST(SimOpCosts, PlannersTypeEveryOpAsItsNameSays) {
                 continue;  // e.g. Ulysses over more ranks than the heads per TP rank
               }
               for (int r = 0; r < sp; ++r) {
-                check(model.plan(shard, r, 2, 4096, 2), &c, r, sp, fmt::format("{} {}", preset, sp_kind_name(kind)));
+                check(model.plan(shard, r, 2, 4096, 2), &c, r, sp,
+                      fmt::format("{} {}", preset, sp_kind_name(kind)));
               }
             }
           }
@@ -145,12 +154,12 @@ TEST(SimOpCosts, SoftmaxAttentionAtItsOwnEfficiency) {
   Efficiency eff{0.5, 0.1, 0.8};
   eff.softmax_attention = 0.25;
   // 1e11 / (100e12 · 0.25) = 4 ms; 8e8 bytes at 800 GB/s = 1 ms.
-  PlannedOp core = named_op("layers.0.attention.core.forward", 100'000'000'000, 400'000'000, 400'000'000);
+  PlannedOp core =
+      named_op("layers.0.attention.core.forward", 100'000'000'000, 400'000'000, 400'000'000);
   EXPECT_NEAR(op_seconds(core, gpu, eff), 0.004, 1e-12);
   OpPlan plan;
   plan.add(core);
-  plan.add(
-      named_op("layers.0.token_mixer.lightning_attention.forward", 100'000'000'000, 0, 0));
+  plan.add(named_op("layers.0.token_mixer.lightning_attention.forward", 100'000'000'000, 0, 0));
   const PlanCost cost = plan_cost(plan, gpu, eff);
   EXPECT_NEAR(cost.attention_seconds, 0.004 + 0.01, 1e-12);
   EXPECT_NEAR(cost.seconds, 0.014, 1e-12);
@@ -162,7 +171,8 @@ TEST(SimOpCosts, MatrixProductsPayAFixedCostBesideTheirFlops) {
   eff.matmul_overhead_us = 20;
   // 20 µs + 1e10 / (100e12 · 0.5) = 220 µs; the memory term (8e7 bytes at
   // 800 GB/s = 100 µs) is below it.
-  const PlannedOp gemm = named_op("layers.0.mlp.fc1.forward", 10'000'000'000, 40'000'000, 40'000'000);
+  const PlannedOp gemm =
+      named_op("layers.0.mlp.fc1.forward", 10'000'000'000, 40'000'000, 40'000'000);
   EXPECT_NEAR(op_seconds(gemm, gpu, eff), 220e-6, 1e-12);
   // Memory-bound: 20 µs + 8e8 bytes at 800 GB/s.
   const PlannedOp thin = named_op("layers.0.mlp.fc1.backward", 1'000'000, 400'000'000, 400'000'000);
@@ -183,13 +193,15 @@ TEST(SimOpCosts, DefaultMatmulCurveReproducesMeasuredH200Gemms) {
   };
   for (const Case c : {Case{2048, 1024, 1024, 18.138e-6}, Case{4096, 4096, 1024, 59.233e-6},
                        Case{2048, 64000, 1024, 350.199e-6}}) {
-    const PlannedOp op = named_op("lm_head.forward", 2 * c.m * c.n * c.k, 2 * (c.m * c.k + c.k * c.n), 2 * c.m * c.n);
+    const PlannedOp op = named_op("lm_head.forward", 2 * c.m * c.n * c.k,
+                                  2 * (c.m * c.k + c.k * c.n), 2 * c.m * c.n);
     EXPECT_NEAR(op_seconds(op, h200) / c.measured, 1.0, 0.1) << c.m << "x" << c.n << "x" << c.k;
   }
   // The constant fraction alone is 3.3x too fast for the smallest.
   Efficiency flat;
   flat.matmul_overhead_us = 0;
-  const PlannedOp small = named_op("lm_head.forward", 2LL * 2048 * 1024 * 1024, 2LL * (2048 * 1024 + 1024 * 1024), 2LL * 2048 * 1024);
+  const PlannedOp small = named_op("lm_head.forward", 2LL * 2048 * 1024 * 1024,
+                                   2LL * (2048 * 1024 + 1024 * 1024), 2LL * 2048 * 1024);
   EXPECT_LT(op_seconds(small, h200, flat) / 18.138e-6, 0.35);
 }
 
@@ -213,8 +225,12 @@ TEST(SimOpCosts, FlashCoreFollowsItsCurveByHand) {
   const GpuSpec h200 = gpu_preset("h200");
   const double S = 32.0 * 8192 * 8192 / 2, F = 4 * S * 128;
   ASSERT_EQ(softmax_attention_forward_flops(1, 32, 8192, 128, true), static_cast<int64_t>(F));
-  PlannedOp forward = with_core(named_op("layers.0.attention.core.forward", static_cast<int64_t>(F), 0, 0), CoreShape{static_cast<int64_t>(S), 8192, 128, true, false});
-  PlannedOp backward = with_core(named_op("layers.0.attention.core.backward", static_cast<int64_t>(2.5 * F), 0, 0), CoreShape{static_cast<int64_t>(S), 8192, 128, true, true});
+  PlannedOp forward =
+      with_core(named_op("layers.0.attention.core.forward", static_cast<int64_t>(F), 0, 0),
+                CoreShape{static_cast<int64_t>(S), 8192, 128, true, false});
+  PlannedOp backward =
+      with_core(named_op("layers.0.attention.core.backward", static_cast<int64_t>(2.5 * F), 0, 0),
+                CoreShape{static_cast<int64_t>(S), 8192, 128, true, true});
   // Scaled to the table's own share at heads of 128 (forward 0.688, backward
   // 0.590; together 3.5 / (1/0.688 + 2.5/0.590)), the table is used as is.
   Efficiency eff;
@@ -235,7 +251,9 @@ TEST(SimOpCosts, FlashCoreFollowsItsCurveByHand) {
   // Shorter sequences pay the per-tile work more: at 2048 tokens the key
   // loop takes (1 + 550/2048) / (1 + 550/8192) = 1.19× its FLOPs' share.
   eff.softmax_attention_forward_us = 0;
-  const PlannedOp short_core = with_core(named_op("layers.0.attention.core.forward", static_cast<int64_t>(F / 16), 0, 0), CoreShape{static_cast<int64_t>(S / 16), 2048, 128, false, false});
+  const PlannedOp short_core =
+      with_core(named_op("layers.0.attention.core.forward", static_cast<int64_t>(F / 16), 0, 0),
+                CoreShape{static_cast<int64_t>(S / 16), 2048, 128, false, false});
   EXPECT_NEAR(op_seconds(short_core, h200, eff) / (F / 16 / (989.4e12 * 0.688)), 1 + 550.0 / 2048, 1e-9);
 }
 

@@ -19,8 +19,8 @@ namespace {
 enum class Rename { Reversed, Numbered };
 
 // Both phases and the memory from a shard whose op names were replaced.
-StepPrediction simulate_renamed(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
-                                const CostModel& cost, Rename how) {
+StepPrediction simulate_renamed(const SimModel& model, const ClusterSpec& cluster,
+                                const SimLayout& l, const CostModel& cost, Rename how) {
   ShardOps shard = shard_plans(model, l);
   for (OpPlan& plan : shard.plans) {
     std::vector<PlannedOp>& ops = plan.mutable_ops();
@@ -32,7 +32,8 @@ StepPrediction simulate_renamed(const SimModel& model, const ClusterSpec& cluste
     }
   }
   cost_shard_ops(shard, model, cluster, l, cost);
-  StepPrediction p = schedule_step(model, cluster, l, micro_batch_costs(model, cluster, l, cost, &shard), cost);
+  StepPrediction p =
+      schedule_step(model, cluster, l, micro_batch_costs(model, cluster, l, cost, &shard), cost);
   p.memory = layout_memory(model, l);
   return p;
 }
@@ -49,7 +50,8 @@ void expect_same(const StepPrediction& a, const StepPrediction& b, const std::st
   EXPECT_EQ(a.memory.total, b.memory.total) << what;
 }
 
-SimLayout layout(int dp, int tp, int pp, int sp, SequenceParallelKind kind = SequenceParallelKind::Lasp) {
+SimLayout layout(int dp, int tp, int pp, int sp,
+                 SequenceParallelKind kind = SequenceParallelKind::Lasp) {
   SimLayout l;
   l.dp = dp;
   l.tp = tp;
@@ -68,9 +70,11 @@ SimLayout layout(int dp, int tp, int pp, int sp, SequenceParallelKind kind = Seq
 MeasuredProfile profile() {
   MeasuredProfile p;
   int64_t size = 1;
-  for (const char* layer : {"qkvu_proj", "out_proj", "channel_mixer.l1", "channel_mixer.l3", "lm_head"}) {
+  for (const char* layer :
+       {"qkvu_proj", "out_proj", "channel_mixer.l1", "channel_mixer.l3", "lm_head"}) {
     for (const char* pass : {"forward", "backward_input", "backward_weight"}) {
-      p.gemms.push_back(MeasuredGemm{layer, pass, 2048 * size, 1024, 1024, 1e-4, 300.0 + 40.0 * static_cast<double>(size)});
+      p.gemms.push_back(MeasuredGemm{layer, pass, 2048 * size, 1024, 1024, 1e-4,
+                                     300.0 + 40.0 * static_cast<double>(size)});
       ++size;
     }
   }
@@ -120,17 +124,20 @@ TEST(SimOpNames, RenamingEveryOpChangesNoPrediction) {
   for (Case c : cases) {
     c.layout.tp_sp = c.tp_sp;
     c.layout.recompute = c.recompute;
-    const ClusterSpec cluster = make_cluster("h100", std::min(8, c.layout.world()), std::max(1, c.layout.world() / 8));
+    const ClusterSpec cluster =
+        make_cluster("h100", std::min(8, c.layout.world()), std::max(1, c.layout.world() / 8));
     for (bool blocking : {false, true}) {
-      if (blocking && (c.layout.sp == 1 || c.layout.sp_kind != SequenceParallelKind::Lasp)) continue;
+      if (blocking && (c.layout.sp == 1 || c.layout.sp_kind != SequenceParallelKind::Lasp))
+        continue;
       SimLayout l = c.layout;
       l.lasp_blocking = blocking;
       for (const MeasuredProfile* p : {static_cast<const MeasuredProfile*>(nullptr), &measured}) {
         const CostModel cost{Efficiency{}, p};
         const StepPrediction want = simulate_step(transnormer, cluster, l, cost);
         for (Rename how : {Rename::Reversed, Rename::Numbered}) {
-          expect_same(simulate_renamed(transnormer, cluster, l, cost, how), want,
-                      std::string(c.name) + (blocking ? " blocking" : "") + (p ? " profile" : " roofline"));
+          expect_same(
+              simulate_renamed(transnormer, cluster, l, cost, how), want,
+              std::string(c.name) + (blocking ? " blocking" : "") + (p ? " profile" : " roofline"));
           ++compared;
         }
       }
@@ -168,7 +175,9 @@ TEST(SimOpNames, RetypingAnOpChangesThePrediction) {
     if (op.kind == OpKind::Matmul) op.kind = OpKind::Memory;
   }
   cost_shard_ops(shard, model, cluster, l);
-  const double retyped = schedule_step(model, cluster, l, micro_batch_costs(model, cluster, l, {}, &shard)).step_seconds;
+  const double retyped =
+      schedule_step(model, cluster, l, micro_batch_costs(model, cluster, l, {}, &shard))
+          .step_seconds;
   EXPECT_NE(retyped, simulate_step(model, cluster, l).step_seconds);
 }
 

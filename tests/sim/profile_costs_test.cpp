@@ -284,7 +284,8 @@ TEST_F(ProfileCosts, KeyWidthFollowsTheModelsLrpeLayers) {
   model.n_layers = 2;
   auto key_widths = [&] {
     std::vector<int> widths;  // of each layer's attention op, forward
-    for (const PlannedOp& op : plan_model(model, TensorParallel{}, SequenceParallel{}, StepShape{1, 64, 2}).ops()) {
+    for (const PlannedOp& op :
+         plan_model(model, TensorParallel{}, SequenceParallel{}, StepShape{1, 64, 2}).ops()) {
       if (op.kind == OpKind::Attention && !op.backward()) widths.push_back(op.core.head_dim);
     }
     return widths;

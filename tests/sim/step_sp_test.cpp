@@ -52,8 +52,8 @@ bool same_plan(const OpPlan& a, const OpPlan& b) {
     const PlannedOp &x = a.ops()[i], &y = b.ops()[i];
     if (x.name != y.name || x.kind != y.kind || x.pass != y.pass || x.layer != y.layer ||
         x.receive != y.receive || x.flops != y.flops || x.bytes_read != y.bytes_read ||
-        x.bytes_written != y.bytes_written || x.collectives != y.collectives || x.matmul != y.matmul ||
-        x.core != y.core) {
+        x.bytes_written != y.bytes_written || x.collectives != y.collectives ||
+        x.matmul != y.matmul || x.core != y.core) {
       return false;
     }
   }
