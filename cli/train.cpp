@@ -58,21 +58,11 @@ void resolve_data(const po::variables_map& v, TrainOptions& o) {
 
 // The layout as the simulator describes it: `linpar sim` with the same
 // flags prices and sizes exactly this.
-sim::SimLayout simulated_layout(const TrainOptions& o, bool co2_shard_outer, int64_t co2_tau) {
+sim::SimLayout simulated_layout(const TrainOptions& o, const co2::Co2Options& co2) {
   sim::SimLayout l;
-  l.dp = o.layout.dp;
-  l.tp = o.layout.tp;
-  l.pp = o.layout.pp;
-  l.sp = o.layout.sp;
-  l.sp_kind = o.sp_kind;
-  l.tp_sp = o.tp_sp;
-  l.zero = o.zero;
-  l.co2_tau = co2_tau;
-  l.co2_shard_outer = co2_shard_outer;
-  l.schedule = o.pp_schedule;
-  l.seq_len = o.seq_len;
-  l.micro_batch = o.micro_batch;
-  l.global_batch = o.global_batch;
+  static_cast<Layout&>(l) = train_layout(o);
+  l.co2_tau = co2.tau;
+  l.co2_shard_outer = co2.shard_outer;
   l.element_bytes = static_cast<int64_t>(dtype_size(o.dtype));
   return l;
 }
@@ -85,7 +75,7 @@ void print_dry_run(const TrainOptions& o, const co2::Co2Options& co2) {
   const int64_t params = m.parameter_count();
   const bool gpu = o.device == Device::CUDA;
   const sim::MemoryBreakdown memory =
-      sim::layout_memory(sim::SimModel(m), simulated_layout(o, co2.shard_outer, co2.tau));
+      sim::layout_memory(sim::SimModel(m), simulated_layout(o, co2));
   fmt::print("model: {} (layers {}, width {}, heads {}, glu_dim {}, vocab {}, lrpe {})\n", m.name,
              m.n_layers, m.width, m.n_heads, m.glu_dim, m.vocab_size,
              m.lrpe == LrpeLayers::None ? "none" : (m.lrpe == LrpeLayers::First ? "first" : "all"));
@@ -191,10 +181,6 @@ int train_command(const std::vector<std::string>& args) {
   co2_options.emulated_gbps = v["emulate-dp-gbps"].as<double>();
   o.emulated_dp_gbps = co2_options.emulated_gbps;
   co2::validate(co2_options);
-  if (co2_options.tau > 0 && o.zero != 0) {
-    user_error("--co2-tau {} with --zero {}: CO2 keeps each DP rank's own optimizer state (use --zero 0)",
-               co2_options.tau, o.zero);
-  }
   const double bucket_mb = v["bucket-mb"].as<double>();
   if (!(bucket_mb > 0)) user_error("--bucket-mb {}: must be positive", bucket_mb);
   o.bucket_bytes = static_cast<int64_t>(bucket_mb * 1024 * 1024);
@@ -240,6 +226,7 @@ int train_command(const std::vector<std::string>& args) {
   else
     user_error("--progress {}: expected auto, bar, lines or quiet", progress);
   validate_train_options(o);
+  validate_layout(o.model, simulated_layout(o, co2_options));  // and with CO2's τ
 
   if (v["dry-run"].as<bool>()) {
     print_dry_run(o, co2_options);

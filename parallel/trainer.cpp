@@ -21,51 +21,34 @@
 
 namespace linpar {
 
+Layout train_layout(const TrainOptions& o) {
+  Layout l;
+  l.dp = o.layout.dp;
+  l.tp = o.layout.tp;
+  l.pp = o.layout.pp;
+  l.sp = o.layout.sp;
+  l.sp_kind = o.sp_kind;
+  l.tp_sp = o.tp_sp;
+  l.zero = o.zero;
+  l.schedule = o.pp_schedule;
+  l.seq_len = o.seq_len;
+  l.micro_batch = o.micro_batch;
+  l.global_batch = o.global_batch;
+  return l;
+}
+
 void validate_train_options(const TrainOptions& o) {
   o.model.validate();
   auto positive = [](const char* option, int64_t v) {
     if (v <= 0) user_error("{} {}: must be positive", option, v);
   };
-  positive("--seq-len", o.seq_len);
-  positive("--micro-batch", o.micro_batch);
-  positive("--global-batch", o.global_batch);
   positive("--steps", o.steps);
-  if (o.layout.dp <= 0) user_error("--dp {}: must be positive", o.layout.dp);
-  if (o.layout.tp <= 0) user_error("--tp {}: must be positive", o.layout.tp);
-  if (o.layout.pp <= 0) user_error("--pp {}: must be positive", o.layout.pp);
-  if (o.layout.sp <= 0) user_error("--sp {}: must be positive", o.layout.sp);
-  if (o.seq_len > 0 && o.seq_len % o.layout.sp != 0) {
-    user_error("--seq-len {} must be divisible by --sp {} (each SP rank holds an equal chunk)",
-               o.seq_len, o.layout.sp);
-  }
-  if (o.tp_sp && o.layout.tp < 2) user_error("--tp-sp needs --tp > 1 (got --tp {})", o.layout.tp);
-  if (o.tp_sp && o.layout.tp > 0 && o.seq_len % (static_cast<int64_t>(o.layout.sp) * o.layout.tp) != 0) {
-    user_error("--tp-sp: --seq-len {} must be divisible by --sp {} × --tp {} (the residual stream "
-               "is split over the TP ranks)",
-               o.seq_len, o.layout.sp, o.layout.tp);
-  }
-  if (o.layout.sp > 1 && o.sp_kind == SequenceParallelKind::Ulysses && o.layout.tp > 0 &&
-      (o.model.n_heads / o.layout.tp) % o.layout.sp != 0) {
-    user_error("--sp-kind ulysses: the {} heads per TP rank must be divisible by --sp {}",
-               o.model.n_heads / o.layout.tp, o.layout.sp);
-  }
-  if (o.layout.pp > 1) pipeline_stage(o.model, o.layout.pp - 1, o.layout.pp);  // every stage gets a layer
-  validate_tensor_parallel(o.model, o.layout.tp);
+  validate_layout(o.model, train_layout(o));  // the rules `linpar sim` and `search` apply
   if (o.device == Device::CPU && o.dtype != DType::F32 && o.dtype != DType::F64) {
     user_error("--dtype {}: the CPU trains in f32 or f64 (bf16 needs --device cuda)", dtype_name(o.dtype));
   }
   if (o.device == Device::CUDA && o.dtype != DType::F32 && o.dtype != DType::BF16) {
     user_error("--dtype {}: the GPU trains in bf16 (mixed precision) or f32", dtype_name(o.dtype));
-  }
-  if (o.zero != 0 && o.zero != 1) user_error("--zero {}: expected 0 or 1", o.zero);
-  const int64_t per_step = static_cast<int64_t>(o.layout.dp) * o.micro_batch;
-  if (o.global_batch % per_step != 0) {
-    if (o.layout.dp == 1) {
-      user_error("--global-batch {} must be a multiple of --micro-batch {}", o.global_batch,
-                 o.micro_batch);
-    }
-    user_error("--global-batch {} must be a multiple of --dp {} × --micro-batch {} = {}",
-               o.global_batch, o.layout.dp, o.micro_batch, per_step);
   }
   if (!(o.schedule.max_lr > 0)) user_error("--lr {}: must be positive", o.schedule.max_lr);
   if (o.schedule.min_lr_ratio < 0 || o.schedule.min_lr_ratio > 1) {

@@ -7,18 +7,18 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "core/hdf5_file.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/layout.h"
 #include "model/optimizer.h"
+#include "model/pipeline_schedule.h"
 #include "model/transnormer.h"
 #include "parallel/data_parallel.h"
-#include "model/pipeline_schedule.h"
 #include "parallel/process_grid.h"
 
 namespace linpar {
@@ -175,5 +175,8 @@ class Trainer {
 // Validates options that need no data (batch divisibility, positive sizes);
 // UserError naming the option and the rule.
 void validate_train_options(const TrainOptions& options);
+// The run's layout as `linpar sim` and the memory model describe it
+// (model/layout.h; CO2 is the outer loop's, not in TrainOptions: 0 here).
+Layout train_layout(const TrainOptions& options);
 
 }  // namespace linpar

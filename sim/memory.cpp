@@ -215,31 +215,9 @@ int64_t head_backward_peak(const MemoryLayout& l, const Shard& s) {
 }
 
 void validate(const ModelConfig& m, const MemoryLayout& l) {
-  if (l.dp < 1 || l.tp < 1 || l.pp < 1 || l.sp < 1) {
-    user_error("layout dp {} tp {} pp {} sp {}: every degree must be at least 1", l.dp, l.tp, l.pp,
-               l.sp);
-  }
+  validate_layout(m, l);
   if (l.stage < 0 || l.stage >= l.pp)
     user_error("stage {}: expected 0 to pp − 1 = {}", l.stage, l.pp - 1);
-  validate_tensor_parallel(m, l.tp);
-  if (l.chunks < 1) user_error("--pp-chunks {}: must be positive", l.chunks);
-  pipeline_stage(m, l.pp * l.chunks - 1, l.pp * l.chunks);  // every chunk holds a layer
-  if (l.seq_len <= 0 || l.seq_len % l.sp != 0)
-    user_error("--seq-len {}: must be a positive multiple of sp {}", l.seq_len, l.sp);
-  if (l.tp_sp && (l.seq_len / l.sp) % l.tp != 0) {
-    user_error("--tp-sp: the chunk of {} tokens is not divisible by tp {}", l.seq_len / l.sp, l.tp);
-  }
-  if (l.sp > 1 && l.sp_kind == SequenceParallelKind::Ulysses && (m.n_heads / l.tp) % l.sp != 0) {
-    user_error("--sp-kind ulysses: {} heads per TP rank are not divisible by sp {}",
-               m.n_heads / l.tp, l.sp);
-  }
-  if (l.micro_batch < 1 || l.micro_batches < 1) {
-    user_error("micro-batch {} × {} micro-batches: both must be at least 1", l.micro_batch,
-               l.micro_batches);
-  }
-  if (l.zero != 0 && l.zero != 1) user_error("--zero {}: expected 0 or 1", l.zero);
-  if (l.co2 && l.zero != 0)
-    user_error("--co2-tau with --zero {}: CO2 keeps each DP rank's own optimizer state", l.zero);
   if (l.element_bytes != 2 && l.element_bytes != 4 && l.element_bytes != 8)
     user_error("element bytes {}: expected 2 (bf16), 4 (f32) or 8 (f64)", l.element_bytes);
 }
@@ -297,13 +275,13 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
   const Shard s = shard_of(m, l);
   // The stage's chunks as virtual stages (one, the stage itself, without
   // interleaving); each chunk's own layout for the per-chunk terms.
-  const int V = l.pp * l.chunks;
-  std::vector<MemoryLayout> chunk(static_cast<size_t>(l.chunks), l);
+  const int V = l.pp * l.pp_chunks;
+  std::vector<MemoryLayout> chunk(static_cast<size_t>(l.pp_chunks), l);
   std::vector<PipelineStage> st;
-  for (int c = 0; c < l.chunks; ++c) {
+  for (int c = 0; c < l.pp_chunks; ++c) {
     chunk[static_cast<size_t>(c)].stage = c * l.pp + l.stage;
     chunk[static_cast<size_t>(c)].pp = V;
-    chunk[static_cast<size_t>(c)].chunks = 1;
+    chunk[static_cast<size_t>(c)].pp_chunks = 1;
     st.push_back(pipeline_stage(m, c * l.pp + l.stage, V));
   }
   MemoryBreakdown r;
@@ -311,7 +289,7 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
   // Weights: f32 masters, plus the bf16 compute copy when activations are
   // narrower than the masters (TransNormerLLM::place, ParameterSet::compute).
   int64_t P = 0;
-  for (int c = 0; c < l.chunks; ++c) P += stage_parameters(m, c * l.pp + l.stage, V, l.tp);
+  for (int c = 0; c < l.pp_chunks; ++c) P += stage_parameters(m, c * l.pp + l.stage, V, l.tp);
   r.parameters = P * s.master + (s.e < s.master ? P * s.e : 0);
   r.gradients = P * s.master;  // Parameter::grad has the master dtype
   // ZeRO-1 shards over the data-parallel group, which is dp·sp ranks when
@@ -323,9 +301,9 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
 
   std::vector<int64_t> chunk_bytes;
   for (const MemoryLayout& c : chunk) chunk_bytes.push_back(activation_bytes_per_micro_batch(m, c));
-  fill_activations(r, l.schedule, l.stage, l.pp, chunk_bytes, l.micro_batches);
+  fill_activations(r, l.schedule, l.stage, l.pp, chunk_bytes, l.micro_batches());
 
-  for (int c = 0; c < l.chunks; ++c) {
+  for (int c = 0; c < l.pp_chunks; ++c) {
     const PipelineStage& cs = st[static_cast<size_t>(c)];
     for (int64_t layer = cs.first_layer; layer < cs.end_layer; ++layer)
       r.workspace = std::max(r.workspace, layer_backward_peak(m, layer, l, s));
@@ -345,7 +323,7 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
     const int64_t boundary = s.B * s.Ns * s.D * s.e;
     int64_t directions = 0;
     for (const PipelineStage& cs : st) directions += (cs.first() ? 0 : 1) + (cs.last() ? 0 : 1);
-    r.communication_buffers += directions * l.micro_batches * boundary + boundary;
+    r.communication_buffers += directions * l.micro_batches() * boundary + boundary;
   }
   // LASP: the last state sent stays in PendingSends until the next call.
   if (l.sp > 1 && l.sp_kind == SequenceParallelKind::Lasp) {
@@ -360,7 +338,7 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
   // and the pseudo-gradient in flight (whole, padded to n when sharded), the
   // global point anchor_ and momentum_ (1/n each with --co2-shard-outer, and
   // then the reduce-scatter's output block), all in the master dtype; n = dp.
-  if (l.co2) {
+  if (l.co2_tau > 0) {
     const int64_t n = l.dp, shard = (P + n - 1) / n;
     r.co2_state = l.co2_shard_outer ? (2 * shard * n + 3 * shard) * s.master : 4 * P * s.master;
   }

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/layout.h"
 #include "model/pipeline_schedule.h"
 #include "model/recompute.h"
 #include "model/sequence_parallel.h"
@@ -41,23 +42,10 @@
 
 namespace linpar::sim {
 
-struct MemoryLayout {
-  int dp = 1, tp = 1, pp = 1, sp = 1;
-  SequenceParallelKind sp_kind = SequenceParallelKind::Lasp;
-  bool tp_sp = false;            // Megatron sequence parallelism inside the TP group
-  int zero = 0;                  // 0 or 1 (ZeRO-1 over the dp·sp ranks of a model shard)
-  bool co2 = false;              // CO2 local steps (outer state on the host)
-  bool co2_shard_outer = false;  // --co2-shard-outer: outer state 1/dp per rank
-  Recompute recompute = Recompute::None;
-  PipelineSchedule schedule = PipelineSchedule::OneFOneB;
-  int64_t seq_len = 2048;     // tokens per sample (all SP ranks together)
-  int64_t micro_batch = 1;    // samples per micro-batch
-  int64_t micro_batches = 1;  // per step per pipeline: global_batch / (dp · micro_batch)
+// The layout (model/layout.h) on one rank of pipeline stage `stage`.
+struct MemoryLayout : Layout {
   int64_t element_bytes = 2;  // activations and compute copies: bf16 2, f32 4 (f64 8 on the CPU)
   int stage = 0;              // the pipeline stage this rank holds
-  // Model chunks per stage (interleaved 1F1B, simulated only): the stage
-  // holds virtual stages c·pp + stage of pp·chunks.
-  int chunks = 1;
 };
 
 struct MemoryBreakdown {

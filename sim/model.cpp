@@ -112,16 +112,15 @@ void SimModel::validate(const ShardSpec& s, int pp, int64_t seq_len) const {
   if (s.tp < 1 || s.sp < 1 || pp < 1) user_error("tp {}, sp {}, pp {}: must be positive", s.tp, s.sp, pp);
   if (pp > 1) stage(pp - 1, pp);  // UserError when a stage would hold no layer
   if (transnormer_) {
-    validate_tensor_parallel(*transnormer_, s.tp);
-    if (seq_len % s.sp != 0) user_error("sp={} does not divide the sequence of {} tokens", s.sp, seq_len);
-    const int64_t chunk = seq_len / s.sp;
-    if (s.tp_sp && chunk % s.tp != 0) {
-      user_error("--tp-sp: tp={} does not divide the {} tokens per SP rank", s.tp, chunk);
-    }
-    if (s.sp > 1 && s.sp_kind == SequenceParallelKind::Ulysses &&
-        (transnormer_->n_heads / s.tp) % s.sp != 0) {
-      user_error("ulysses: sp={} does not divide the {} heads per TP rank", s.sp, transnormer_->n_heads / s.tp);
-    }
+    // The rules `linpar train` applies, with this shard's degrees.
+    Layout l;
+    l.tp = s.tp;
+    l.tp_sp = s.tp_sp;
+    l.sp = s.sp;
+    l.sp_kind = s.sp_kind;
+    l.pp = pp;
+    l.seq_len = seq_len;
+    validate_layout(*transnormer_, l);
     return;
   }
   if (s.sp > 1 && s.sp_kind != SequenceParallelKind::Ulysses) {

@@ -253,24 +253,11 @@ int64_t stage_parameters(const ModelConfig& m, int stage, int stages, int tp) {
 
 void validate_layout(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l) {
   validate(cluster);
-  for (auto [name, v] : {std::pair{"dp", l.dp}, {"tp", l.tp}, {"pp", l.pp}, {"sp", l.sp}}) {
-    if (v < 1) user_error("--{} {}: must be positive", name, v);
-  }
+  linpar::validate_layout(l);  // what `linpar train` refuses of any model, in its words
   if (l.world() != cluster.gpus()) {
     user_error("layout dp {} × tp {} × pp {} × sp {} = {} GPUs, the cluster has {}", l.dp, l.tp, l.pp, l.sp,
                l.world(), cluster.gpus());
   }
-  if (l.seq_len < 1 || l.micro_batch < 1 || l.global_batch < 1) {
-    user_error("seq-len {}, micro-batch {}, global-batch {}: must be positive", l.seq_len, l.micro_batch,
-               l.global_batch);
-  }
-  if (l.global_batch % (static_cast<int64_t>(l.dp) * l.micro_batch) != 0) {
-    user_error("--global-batch {} must be a multiple of dp {} × micro-batch {}", l.global_batch, l.dp,
-               l.micro_batch);
-  }
-  if (l.zero != 0 && l.zero != 1) user_error("--zero {}: expected 0 or 1", l.zero);
-  if (l.co2_tau < 0) user_error("--co2-tau {}: must be 0 (off) or positive", l.co2_tau);
-  if (l.co2_tau > 0 && l.zero) user_error("--co2-tau with --zero 1: CO2 keeps whole replicas (use --zero 0)");
   if (l.grad_reduce_bytes != 2 && l.grad_reduce_bytes != 4) {
     user_error("gradient reduction in {}-byte elements: expected 2 (bf16/fp16) or 4 (f32)", l.grad_reduce_bytes);
   }
@@ -278,18 +265,9 @@ void validate_layout(const SimModel& model, const ClusterSpec& cluster, const Si
     user_error("--lasp-ring blocking: models the ring of --sp-kind lasp; the layout's SP kind is {}",
                sp_kind_name(l.sp_kind));
   }
-  if (l.pp_chunks < 1) user_error("--pp-chunks {}: must be positive", l.pp_chunks);
-  if (l.pp_chunks > 1) {
-    if (l.virtual_stages() > model.layers()) {
-      user_error("--pp {} × --pp-chunks {} = {} model chunks: the model has {} layers", l.pp, l.pp_chunks,
-                 l.virtual_stages(), model.layers());
-    }
-    if (l.pp == 1) user_error("--pp-chunks {}: interleaving needs a pipeline (pp > 1)", l.pp_chunks);
-    if (l.schedule != PipelineSchedule::OneFOneB) user_error("--pp-chunks {}: interleaving is of the 1f1b schedule", l.pp_chunks);
-    if (l.micro_batches() % l.pp != 0) {
-      user_error("--pp-chunks {}: the interleaved schedule needs the {} micro-batches per step to be a multiple "
-                 "of pp {}", l.pp_chunks, l.micro_batches(), l.pp);
-    }
+  if (l.pp_chunks > 1 && l.virtual_stages() > model.layers()) {
+    user_error("--pp {} × --pp-chunks {} = {} model chunks: the model has {} layers", l.pp,
+               l.pp_chunks, l.virtual_stages(), model.layers());
   }
   model.validate(l.shard(), l.virtual_stages(), l.seq_len);
 }
@@ -793,21 +771,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
 MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
   if (model.is_transnormer()) {
     MemoryLayout ml;
-    ml.dp = l.dp;
-    ml.tp = l.tp;
-    ml.pp = l.pp;
-    ml.sp = l.sp;
-    ml.sp_kind = l.sp_kind;
-    ml.tp_sp = l.tp_sp;
-    ml.zero = l.zero;
-    ml.co2 = l.co2_tau > 0;
-    ml.co2_shard_outer = l.co2_shard_outer;
-    ml.recompute = l.recompute;
-    ml.schedule = l.schedule;
-    ml.chunks = l.pp_chunks;
-    ml.seq_len = l.seq_len;
-    ml.micro_batch = l.micro_batch;
-    ml.micro_batches = l.micro_batches();
+    static_cast<Layout&>(ml) = l;
     ml.element_bytes = l.element_bytes;
     return busiest_stage_memory(model.transnormer(), ml);
   }

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "model/layout.h"
 #include "model/pipeline_schedule.h"
 #include "model/recompute.h"
 #include "model/sequence_parallel.h"
@@ -43,22 +44,8 @@
 
 namespace linpar::sim {
 
-struct SimLayout {
-  int dp = 1, tp = 1, pp = 1, sp = 1;
-  SequenceParallelKind sp_kind = SequenceParallelKind::Lasp;
-  bool tp_sp = false;
-  int zero = 0;
-  Recompute recompute = Recompute::None;
-  int64_t co2_tau = 0;  // 0: synchronous data parallelism; else CO2 with τ local steps
-  bool co2_shard_outer = false;  // CO2's outer state 1/dp per rank (its host memory only)
-  PipelineSchedule schedule = PipelineSchedule::OneFOneB;
-  // Model chunks per pipeline stage: > 1 is interleaved 1F1B
-  // (model/pipeline_schedule.h; simulated only), Megatron-LM's
-  // --virtual-pipeline-model-parallel-size.
-  int pp_chunks = 1;
-  int64_t seq_len = 2048;     // tokens per sample (all SP ranks together)
-  int64_t micro_batch = 1;    // samples per micro-batch
-  int64_t global_batch = 1;   // samples per step, a multiple of dp · micro_batch
+// The layout (model/layout.h) and what only the simulator varies.
+struct SimLayout : Layout {
   int64_t element_bytes = 2;  // bf16 activations; weights, grads and AdamW f32
   // How the gradients are averaged over the dp·sp ranks (simulated only; the
   // runtime does the defaults): in buckets overlapping the last
@@ -90,10 +77,7 @@ struct SimLayout {
   // the receiver's whole attention kernel, and the sender waits for its send.
   bool lasp_blocking = false;
 
-  int world() const { return dp * tp * pp * sp; }
-  int virtual_stages() const { return pp * pp_chunks; }
   ShardSpec shard() const { return ShardSpec{tp, tp_sp, sp, sp_kind}; }
-  int64_t micro_batches() const { return global_batch / (static_cast<int64_t>(dp) * micro_batch); }
 };
 
 // Where op and collective times come from: the roofline (and alpha-beta

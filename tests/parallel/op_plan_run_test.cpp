@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "co2/outer_loop.h"
+#include "core/cuda/cuda_runtime.h"
 #include "core/op_stats.h"
 #include "lasp/factory.h"
 #include "sim/model.h"
@@ -99,9 +100,11 @@ std::string diff(const std::vector<RecordedOp>& ran, const std::vector<PlannedOp
 }
 
 // One step of the case under the recorder, compared with its plan.
-void expect_the_plan_runs(const Case& c) {
-  ProcessGrid grid(c.layout, MPI_COMM_WORLD);
+void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtype = DType::F32) {
+  ProcessGrid grid(c.layout, MPI_COMM_WORLD, device);
   TrainOptions o = quick_options(c.layout.dp, c.zero);
+  o.device = device;
+  o.dtype = dtype;
   o.layout = c.layout;
   o.tp_sp = c.tp_sp;
   o.sp_kind = c.kind;
@@ -119,7 +122,7 @@ void expect_the_plan_runs(const Case& c) {
     ran = recorder.ops();
   }
   const std::string difference = diff(ran, expected_ops(o, grid));
-  EXPECT_EQ(difference, "") << c.name << ", rank " << grid.rank();
+  EXPECT_EQ(difference, "") << c.name << " on " << device_name(device) << ", rank " << grid.rank();
 }
 
 }  // namespace
@@ -172,6 +175,29 @@ TEST(OpPlanRunNp4, MixedLayoutsRunTheirPlansOpByOp) {
              0,
              PipelineSchedule::GPipe}}) {
     expect_the_plan_runs(c);
+  }
+}
+
+// The CUDA kernels (bf16, f32 masters) run the same plan, op by op.
+TEST(OpPlanRunCudaNp1, OneGpuRunsItsPlanOpByOp) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  expect_the_plan_runs(Case{"one gpu", {1, 1, 1, 1}}, Device::CUDA, DType::BF16);
+  expect_the_plan_runs(Case{"one gpu lrpe",
+                            {1, 1, 1, 1},
+                            false,
+                            SequenceParallelKind::Lasp,
+                            0,
+                            PipelineSchedule::OneFOneB,
+                            0,
+                            true},
+                       Device::CUDA, DType::BF16);
+}
+
+TEST(OpPlanRunCudaNp2, TwoGpusRunTheirPlansOpByOp) {
+  if (!cuda::available() || cuda::device_count() < 2) GTEST_SKIP() << "fewer than 2 CUDA devices";
+  for (const Case& c : {Case{"tp2 tp-sp", {1, 2, 1, 1}, true}, Case{"sp2 lasp", {1, 1, 1, 2}},
+                        Case{"pp2", {1, 1, 2, 1}}}) {
+    expect_the_plan_runs(c, Device::CUDA, DType::BF16);
   }
 }
 

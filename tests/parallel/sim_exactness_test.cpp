@@ -39,16 +39,7 @@ TEST(SimExactnessNp2, PredictedBytesEqualTheCountedBytes) {
     for (int64_t b : run.steps[0].comm_bytes) counted += b;
 
     sim::SimLayout l;
-    l.dp = c.layout.dp;
-    l.tp = c.layout.tp;
-    l.pp = c.layout.pp;
-    l.sp = c.layout.sp;
-    l.sp_kind = c.kind;
-    l.tp_sp = c.tp_sp;
-    l.zero = c.zero;
-    l.seq_len = o.seq_len;
-    l.micro_batch = o.micro_batch;
-    l.global_batch = o.global_batch;
+    static_cast<Layout&>(l) = train_layout(o);  // the run's layout, as the simulator reads it
     l.element_bytes = 4;
     const sim::StepPrediction p = sim::simulate_step(o.model, sim::make_cluster("h100", 2, 1), l);
     EXPECT_EQ(p.comm_bytes_per_step, counted) << c.name << ": dp " << run.steps[0].comm_bytes[0] << " tp "

@@ -42,7 +42,7 @@ MemoryLayout base() {
   MemoryLayout l;
   l.seq_len = 128;
   l.micro_batch = 2;
-  l.micro_batches = 4;
+  l.global_batch = 8;  // 4 micro-batches
   l.element_bytes = 2;
   l.schedule = PipelineSchedule::OneFOneB;
   return l;
@@ -302,7 +302,7 @@ TEST(Memory, RecomputeNames) {
 TEST(Memory, Co2OuterStateIsHostMemory) {
   MemoryLayout l = base();
   l.dp = 4;
-  l.co2 = true;
+  l.co2_tau = 4;
   const MemoryBreakdown co2 = memory_per_gpu(small(), l);
   EXPECT_EQ(co2.co2_state, 1966080);
   EXPECT_EQ(co2.communication_buffers, 0);
@@ -387,6 +387,7 @@ TEST(Memory, PredictsTheCacheOfARealForward) {
     MemoryLayout l;
     l.seq_len = N;
     l.micro_batch = B;
+    l.global_batch = B;
     l.element_bytes = 4;
     const double predicted =
         static_cast<double>(activation_bytes_per_micro_batch(m, l) - 2 * B * N * 4);

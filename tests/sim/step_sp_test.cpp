@@ -411,7 +411,7 @@ TEST(SimMemory, StepPredictionCarriesTheBusiestStagesMemory) {
   MemoryLayout ml;
   ml.pp = 2;
   ml.micro_batch = 1;
-  ml.micro_batches = 8;
+  ml.global_batch = 8;
   ml.seq_len = 2048;
   EXPECT_EQ(p.memory.total, busiest_stage_memory(m, ml).total);
   EXPECT_TRUE(p.fits);
