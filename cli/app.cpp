@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 #include <mpi.h>
 
+#include <chrono>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/commands.h"
@@ -66,10 +69,20 @@ class MpiSession {
   }
 };
 
-// One line from the first rank; a multi-process run is aborted as a whole so
-// no rank waits forever on a peer that stopped.
+// One line, printed by the rank that failed; a multi-process run is aborted
+// as a whole so no rank waits forever on a peer that stopped. An error every
+// rank meets (an option, a layout) is printed once, by rank 0: the other
+// ranks wait half a second before printing theirs, and rank 0's abort ends
+// them first. An error of one rank alone (say its options differ) is still
+// printed, by that rank, after the wait: "rank 3: linpar: error: ...".
 int fail(const MpiSession& mpi, int status, const std::string& line) {
-  if (mpi.rank() == 0) fmt::print(stderr, "{}\n", line);
+  if (mpi.size() > 1 && mpi.rank() != 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    fmt::print(stderr, "rank {}: {}\n", mpi.rank(), line);
+  } else {
+    fmt::print(stderr, "{}\n", line);
+  }
+  std::fflush(stderr);
   if (mpi.size() > 1) MPI_Abort(MPI_COMM_WORLD, status);
   return status;
 }

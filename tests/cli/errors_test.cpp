@@ -109,4 +109,34 @@ TEST(CliDryRun, PrintsTheParameterCountAndMemory) {
   EXPECT_NE(r.out.find("    parameters "), std::string::npos) << r.out;  // the breakdown
 }
 
+// A user error of one rank alone is printed by that rank: under mpirun's
+// MPMD form rank 1 gets a bad --seq-len while rank 0 goes on into the
+// process grid and waits there; the job ends with rank 1's one line and
+// exit status 2. An error every rank meets is printed once.
+TEST(CliErrors, AnErrorOfOneRankIsPrintedByThatRank) {
+  const std::string good =
+      std::string(" -np 1 ") + LINPAR_BINARY +
+      " train --model tnl-tiny --dp 2 --global-batch 4 --micro-batch 2 --steps 1 --data " +
+      testing::default_corpus_dir();
+  const std::string bad =
+      std::string(" -np 1 ") + LINPAR_BINARY +
+      " train --model tnl-tiny --dp 2 --global-batch 4 --micro-batch 2 --steps 1 --seq-len -5";
+  testing::TempDir scratch;
+  const std::string err = scratch / "err";
+  const int status =
+      std::system((testing::mpirun() + good + " :" + bad + " >/dev/null 2>" + err).c_str());
+  const std::string printed = testing::read_file(err);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(printed.find("rank 1: linpar: error: --seq-len -5: must be positive"),
+            std::string::npos)
+      << printed;
+  // Both ranks refuse the same option: one line, rank 0's.
+  const std::string both = testing::mpirun() + " -np 2 " + LINPAR_BINARY +
+                           " train --model tnl-tiny --seq-len -5 --dp 2 >/dev/null 2>" + err;
+  EXPECT_NE(std::system(both.c_str()), 0);
+  const std::string once = testing::read_file(err);
+  EXPECT_NE(once.find("linpar: error: --seq-len -5: must be positive"), std::string::npos) << once;
+  EXPECT_EQ(once.find("rank 1: linpar"), std::string::npos) << once;
+}
+
 }  // namespace linpar

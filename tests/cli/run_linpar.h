@@ -36,6 +36,15 @@ inline RunResult run_linpar(const std::string& args) {
   return result;
 }
 
+// mpirun as ctest runs the MPI tests: oversubscribed, and allowed to run as
+// root where the tests do. The test binary is an MPI singleton itself
+// (test_main.cpp), whose OMPI_/PMIX_ variables would make the mpirun it
+// starts take itself for part of that job: the shell drops them first.
+inline std::string mpirun() {
+  return std::string("unset $(env | sed -n 's/^\\(OMPI_[^=]*\\|PMIX_[^=]*\\)=.*/\\1/p'); ") +
+         LINPAR_MPIEXEC + " --oversubscribe" + (geteuid() == 0 ? " --allow-run-as-root" : "");
+}
+
 // The default corpus prepared by scripts/prepare_corpus.sh (test.sh runs it).
 inline std::string default_corpus_dir() { return std::string(LINPAR_SOURCE_DIR) + "/data/kjv"; }
 
