@@ -1,7 +1,7 @@
 """A PyTorch GPT (Megatron-LM's architecture: learned positions, LayerNorm,
 GeLU MLP of 4h, biases, dropout 0.1, tied embeddings) on one GPU, timed op by
 op and as a whole training step, to check the simulator's GPT op plan
-(model/softmax_transformer.cpp) against a real implementation on the same GPU
+(sim/softmax_transformer.cpp) against a real implementation on the same GPU
 (scripts/sim_vs_gpt_torch.py compares them).
 
 Each op of the plan is timed alone (forward, and backward as autograd's

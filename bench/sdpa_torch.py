@@ -1,7 +1,7 @@
 """FlashAttention (torch's scaled_dot_product_attention, causal, bf16) on one
 GPU over head sizes, sequence lengths and dropout: the rate its kernels reach
 as a share of the GPU's bf16 peak, with the FLOPs the simulator's GPT plan
-counts for the fused core (model/softmax_transformer.cpp: causal, half of
+counts for the fused core (sim/softmax_transformer.cpp: causal, half of
 4·B·H·N²·d forward, 2.5× that backward). The simulator prices this core by
 a curve over head size, length and dropout (sim/op_costs.h,
 `softmax_attention`) that scripts/fit_sdpa.py fits to these measurements

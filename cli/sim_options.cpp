@@ -1,11 +1,12 @@
 #include "cli/sim_options.h"
 
 #include <fmt/format.h>
+
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "model/softmax_transformer.h"
 #include "sim/hardware_config.h"
+#include "sim/softmax_transformer.h"
 
 namespace linpar::cli {
 
@@ -32,7 +33,7 @@ void add_sim_setup_options(po::options_description& options) {
 namespace {
 // --attention-core: FlashAttention (true) or the unfused core of Megatron-LM
 // before it (false), which the published runs of 2021-22 used
-// (model/softmax_transformer.h).
+// (sim/softmax_transformer.h).
 bool flash_attention_from_name(const std::string& core) {
   if (core == "flash") return true;
   if (core == "unfused") return false;

@@ -1,7 +1,7 @@
 // Activation recomputation (Korthikanti et al. 2022, "Reducing Activation
 // Recomputation in Large Transformer Models", §5): which of a layer's
 // forward activations stay in memory until its backward. Shared by the
-// models' activation counts (model/softmax_transformer.h) and the
+// models' activation counts (sim/softmax_transformer.h) and the
 // simulator's memory model.
 #pragma once
 

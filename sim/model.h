@@ -1,6 +1,6 @@
 // The model a simulation costs: a TransNormerLLM (the model linpar trains; its
 // op plan is the one the runtime executes, model/transnormer.h) or a GPT/Llama
-// softmax transformer (model/softmax_transformer.h; planned only, for the
+// softmax transformer (sim/softmax_transformer.h; planned only, for the
 // published runs the simulator is validated against). Both are described by
 // their op plans; nothing here restates an architecture.
 #pragma once
@@ -12,8 +12,8 @@
 #include "model/config.h"
 #include "model/op_plan.h"
 #include "model/sequence_parallel.h"
-#include "model/softmax_transformer.h"
 #include "model/transnormer.h"
+#include "sim/softmax_transformer.h"
 
 namespace linpar::sim {
 

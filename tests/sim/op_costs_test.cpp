@@ -11,10 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "model/config.h"
-#include "model/softmax_transformer.h"
 #include "model/transnormer.h"
 #include "named_op.h"
 #include "sim/model.h"
+#include "sim/softmax_transformer.h"
 
 namespace linpar::sim {
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "model/config.h"
-#include "model/softmax_transformer.h"
+#include "sim/softmax_transformer.h"
 #include "sim/step.h"
 
 namespace linpar::sim {

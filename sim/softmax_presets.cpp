@@ -1,10 +1,10 @@
 // Softmax-transformer presets: the published models and runs the simulator is
-// validated against. tests/model/softmax_transformer_test.cpp checks every
+// validated against. tests/sim/softmax_transformer_test.cpp checks every
 // computed parameter count against the published one.
 #include <algorithm>
 
 #include "core/error.h"
-#include "model/softmax_transformer.h"
+#include "sim/softmax_transformer.h"
 
 namespace linpar {
 

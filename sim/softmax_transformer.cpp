@@ -1,4 +1,4 @@
-#include "model/softmax_transformer.h"
+#include "sim/softmax_transformer.h"
 
 #include <fmt/format.h>
 
@@ -139,7 +139,8 @@ void validate_softmax_layout(const SoftmaxTransformerConfig& c, int tp, bool tp_
   }
   // The fused core's shape is kept in 32 and 16 bits (model/op_plan.h).
   if (shape.length > std::numeric_limits<int32_t>::max()) {
-    user_error("sequence of {} tokens: at most {}", shape.length, std::numeric_limits<int32_t>::max());
+    user_error("sequence of {} tokens: at most {}", shape.length,
+               std::numeric_limits<int32_t>::max());
   }
   if (c.head_dim() > std::numeric_limits<int16_t>::max()) {
     user_error("head size {} (width {} / {} heads): at most {}", c.head_dim(), c.width, c.n_heads,
@@ -269,8 +270,8 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
         softmax_attention_backward_flops(B, core_heads, N, d, c.flash_attention);
     if (c.flash_attention) {
       // Its rate depends on the length, head size and dropout (sim/op_costs.h).
-      const CoreShape shape{B * core_heads * N * N / 2, static_cast<int32_t>(N), static_cast<int16_t>(d),
-                            c.dropout, backward};
+      const CoreShape shape{B * core_heads * N * N / 2, static_cast<int32_t>(N),
+                            static_cast<int16_t>(d), c.dropout, backward};
       if (!backward) {
         at.add(OpKind::SoftmaxAttention, prefix + "attention.core.forward", forward_flops,
                q_core + 2 * kv_core, q_core + lse)
@@ -290,7 +291,7 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     // with dropout P is written, read back, and dropped P and the mask
     // (a byte each) written; in backward dropout's gradient is written and
     // read back by the softmax's.
-    const int64_t dropout_read = c.dropout ? scores * e : 0;               // P, again
+    const int64_t dropout_read = c.dropout ? scores * e : 0;              // P, again
     const int64_t dropout_written = c.dropout ? scores + scores * e : 0;  // mask, dropped P
     const int64_t softmax_flops = (kSoftmaxForwardFlops + (c.dropout ? kDropoutFlops : 0)) * scores;
     if (!backward) {
@@ -313,7 +314,8 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     // Reads dP and P (+ the mask and dropout's gradient); writes dS (+ dropout's gradient).
     op(prefix + "attention.softmax.backward",
        (kSoftmaxBackwardFlops + (c.dropout ? 1 : 0)) * scores,  // (+ the mask)
-       2 * scores * e + (c.dropout ? scores + scores * e : 0), scores * e + (c.dropout ? scores * e : 0));
+       2 * scores * e + (c.dropout ? scores + scores * e : 0),
+       scores * e + (c.dropout ? scores * e : 0));
     product(prefix + "attention.scores.backward", {B * core_heads, N, N, d, Other},
             2 * scores * e + q_core + kv_core,
             q_core + kv_core);  // dQ and dK
@@ -391,7 +393,8 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
     } else {
       op(p + "mlp.gelu.backward", kGeluBackwardFlops * rows * F, 2 * rows * F * e, rows * F * e);
     }
-    bias_backward(p + (swiglu ? "mlp.gate_up_bias.backward" : "mlp.fc1_bias.backward"), rows, up_width);
+    bias_backward(p + (swiglu ? "mlp.gate_up_bias.backward" : "mlp.fc1_bias.backward"), rows,
+                  up_width);
     // Column-parallel gate_up/fc1: the input is gathered again for the weight
     // gradient and the input gradient's parts are summed.
     product(p + (swiglu ? "mlp.gate_up.backward" : "mlp.fc1.backward"),

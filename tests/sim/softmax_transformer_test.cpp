@@ -2,7 +2,7 @@
 // published ones, the op plan's FLOPs against Narayanan et al. 2021 eq. (3),
 // TP and Ulysses collectives by hand, bad layouts, and the activation bytes
 // against Korthikanti et al. 2022 Table 2.
-#include "model/softmax_transformer.h"
+#include "sim/softmax_transformer.h"
 
 #include <gtest/gtest.h>
 
@@ -516,7 +516,8 @@ TEST(SoftmaxPlan, BadLayoutsNameTheRule) {
       }),
       "sequence of 4096 tokens exceeds max-positions 2048 (learned positions)");
   EXPECT_EQ(user_error_of([&] {
-              plan_softmax_transformer(softmax_preset("llama3-8b"), 1, false, 1, StepShape{1, 1LL << 31, 2});
+              plan_softmax_transformer(softmax_preset("llama3-8b"), 1, false, 1,
+                                       StepShape{1, 1LL << 31, 2});
             }),
             "sequence of 2147483648 tokens: at most 2147483647");
   SoftmaxTransformerConfig wide = small_gpt(1);
@@ -608,7 +609,8 @@ TEST(SoftmaxPlan, BiasGradientsAreReductions) {
   expect("layers.0.attention.out_bias.backward", B * N / tp, h);
   expect("layers.0.mlp.fc2_bias.backward", B * N / tp, h);
   const OpPlan llama = plan_softmax_transformer(small_llama(1), 1, false, 1, StepShape{B, N, e});
-  for (const PlannedOp& op : llama.ops()) EXPECT_EQ(op.name.find("_bias."), std::string::npos) << op.name;
+  for (const PlannedOp& op : llama.ops())
+    EXPECT_EQ(op.name.find("_bias."), std::string::npos) << op.name;
 }
 
 TEST(SoftmaxPlan, LayoutCopiesAndResidualGradientSums) {
@@ -663,7 +665,8 @@ TEST(SoftmaxPlan, UnfusedCoreMovesTheN2Tensors) {
   // Backward's products each read their operands: dQ = dS·K and dK = dSᵀ·Q
   // read the N×N gradient twice; dP = dO·Vᵀ and dV = Pᵀ·dO read dO twice.
   const int64_t head_tensor = B * H * N * d * e;
-  EXPECT_EQ(find_op(plan, "layers.0.attention.scores.backward").bytes_read, 2 * scores * e + 2 * head_tensor);
+  EXPECT_EQ(find_op(plan, "layers.0.attention.scores.backward").bytes_read,
+            2 * scores * e + 2 * head_tensor);
   EXPECT_EQ(find_op(plan, "layers.0.attention.context.backward").bytes_read,
             2 * head_tensor + scores * e + head_tensor);
   // The fused core reads q, k, v and writes o (and its f32 logsumexp): linear in N.
