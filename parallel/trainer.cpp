@@ -1,11 +1,11 @@
 #include "parallel/trainer.h"
 
+#include <sys/resource.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numbers>
-
-#include <sys/resource.h>
 
 #include "core/cuda/cuda_runtime.h"
 #include "core/hdf5_file.h"
@@ -16,8 +16,9 @@
 #include "model/checkpoint.h"
 #include "model/config_io.h"
 #include "model/data_loader.h"
-#include "model/token_file.h"
 #include "model/pipeline_schedule.h"
+#include "model/token_file.h"
+#include "parallel/pipeline.h"
 
 namespace linpar {
 
@@ -194,54 +195,20 @@ StepResult Trainer::train_step() {
       std::copy_n(sample_target.begin() + chunk_begin, N, targets.data<int32_t>() + b * N);
     }
   };
-  // The stage runs its schedule's list of forward and backward passes;
-  // activations go to the next stage and their gradients come back, by
-  // send/recv over the PP group (sends are asynchronous so neighbours never
-  // wait on each other's sends).
-  Communicator& pp = grid_.pp();
-  const int prev = pp.rank() - 1, next = pp.rank() + 1;
-  std::vector<TransNormerLLM::Cache> caches(static_cast<size_t>(micro_steps));
-  std::vector<std::unique_ptr<CommRequest>> sends;
-  std::vector<Tensor> sent;  // kept alive until their sends complete
-  double loss = 0;
-  for (const PipelineAction& action :
-       pipeline_actions(options_.pp_schedule, stage_.rank, stage_.size, micro_steps)) {
-    const size_t m = static_cast<size_t>(action.micro_batch);
-    if (!action.backward) {
-      Tensor inputs = Tensor::empty({B, N}, DType::I32), targets = Tensor::empty({B, N}, DType::I32);
-      micro_batch(action.micro_batch, inputs, targets);
-      Tensor x_in, x_out;
-      if (!stage_.first()) {
-        x_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
-        pp.recv(x_in, prev);
-      }
-      if (!stage_.last()) x_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
-      loss += model_->forward_stage(inputs, targets, x_in, x_out, caches[m]) /
-              static_cast<double>(micro_steps);
-      if (!stage_.last()) {
-        sends.push_back(pp.send_async(x_out, next));
-        sent.push_back(x_out);
-      }
-    } else {
-      Tensor d_out, d_in;
-      if (!stage_.last()) {
-        d_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
-        pp.recv(d_out, next);
-      }
-      if (!stage_.first()) d_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
-      TransNormerLLM::GradientsReady ready;
-      if (action.micro_batch + 1 == micro_steps && buckets_) {
-        ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
-      }
-      model_->backward_stage(caches[m], d_out, d_in, 1.0 / static_cast<double>(micro_steps), ready);
-      caches[m] = TransNormerLLM::Cache{};  // this micro-batch's activations are no longer needed
-      if (!stage_.first()) {
-        sends.push_back(pp.send_async(d_in, prev));
-        sent.push_back(d_in);
-      }
-    }
-  }
-  for (auto& send : sends) send->wait();
+  // The stage's forward and backward passes in its schedule's order
+  // (parallel/pipeline.h).
+  PipelineStep step;
+  step.schedule = options_.pp_schedule;
+  step.micro_batches = micro_steps;
+  step.batch = B;
+  step.length = N;
+  step.stream_length = tp_.stream_length(N);
+  step.width = options_.model.width;
+  step.dtype = options_.dtype;
+  step.device = options_.device;
+  TransNormerLLM::GradientsReady ready;
+  if (buckets_) ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
+  const double loss = run_pipeline_step(step, *model_, grid_.pp(), micro_batch, ready);
   loader_->set_position(loader_->position() + options_.global_batch);
   if (options_.device == Device::CUDA) cuda::synchronize();
   const double compute_s = timer.elapsed_s();
