@@ -22,7 +22,8 @@ double run_pipeline_step(const PipelineStep& step, TransNormerLLM& model, Commun
        pipeline_actions(step.schedule, stage.rank, stage.size, step.micro_batches)) {
     const size_t m = static_cast<size_t>(action.micro_batch);
     if (!action.backward) {
-      Tensor tokens = Tensor::empty({B, N}, DType::I32), targets = Tensor::empty({B, N}, DType::I32);
+      Tensor tokens = Tensor::empty({B, N}, DType::I32),
+             targets = Tensor::empty({B, N}, DType::I32);
       load(action.micro_batch, tokens, targets);
       Tensor x_in, x_out;
       if (!stage.first()) {

@@ -27,9 +27,17 @@ if ! git cat-file -e "${base}^{commit}" 2>/dev/null; then
   fi
 fi
 extensions=cpp,h,cu,cuh
+# New files git does not track yet are all new lines (git clang-format skips them).
+mapfile -t untracked < <(git ls-files --others --exclude-standard -- '*.cpp' '*.h' '*.cu' '*.cuh')
 if [ "${1:-}" = "--fix" ]; then
   git clang-format --force --extensions "$extensions" "$base" || true
+  if [ ${#untracked[@]} -gt 0 ]; then clang-format -i "${untracked[@]}"; fi
   exit 0
+fi
+if [ ${#untracked[@]} -gt 0 ] && ! clang-format --dry-run -Werror "${untracked[@]}" 2>/dev/null; then
+  clang-format --dry-run "${untracked[@]}" 2>&1 | head -40
+  echo "check_format: new files are not formatted (scripts/check_format.sh --fix formats them)" >&2
+  exit 1
 fi
 diff="$(git clang-format --diff --extensions "$extensions" "$base" 2>&1 || true)"
 if [ -z "$diff" ] || echo "$diff" | grep -qE "^(no modified files to format|clang-format did not modify any files)"; then
