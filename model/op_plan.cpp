@@ -21,6 +21,7 @@ const char* op_kind_name(OpKind kind) {
 const char* comm_group_name(CommGroup group) {
   switch (group) {
     case CommGroup::Dp:
+    case CommGroup::DpSp:
       return "dp";
     case CommGroup::Tp:
       return "tp";

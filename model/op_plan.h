@@ -26,9 +26,12 @@ const char* op_kind_name(OpKind kind);  // "matmul", "attention", "softmax_atten
 
 enum class Pass : uint8_t { Forward, Backward };
 
-// The process-grid group a collective runs over.
-enum class CommGroup : uint8_t { Dp, Tp, Pp, Sp };
-const char* comm_group_name(CommGroup group);  // "dp", "tp", "pp", "sp"
+// The process-grid group a collective runs over. Dp: the data-parallel
+// replicas (dp ranks; CO2's outer group); DpSp: the ranks that average a
+// model shard's gradients, the replicas' SP ranks too (dp·sp ranks,
+// ProcessGrid::data_parallel; the runtime names it "dp" as well).
+enum class CommGroup : uint8_t { Dp, Tp, Pp, Sp, DpSp };
+const char* comm_group_name(CommGroup group);  // "dp", "tp", "pp", "sp"; DpSp "dp"
 
 struct PlannedCollective {
   CollectiveKind kind = CollectiveKind::AllReduce;

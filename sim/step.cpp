@@ -1,5 +1,7 @@
 #include "sim/step.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 #include <string>
@@ -7,9 +9,8 @@
 #include <tuple>
 #include <unordered_map>
 
-#include <fmt/format.h>
-
 #include "core/error.h"
+#include "model/step_plan.h"
 #include "model/transnormer.h"
 #include "sim/collectives.h"
 
@@ -640,15 +641,47 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     LINPAR_CHECK(next[p] == actions, "pipeline schedule of stage {} could not be placed", p);
   }
 
-  // Optimizer: f32 AdamW over this rank's parameters (1/(dp·sp) of them
-  // with ZeRO-1), about 30 bytes per parameter (reads value, grad, m, v;
-  // writes value, m, v and the bf16 copy). ZeRO-1 as the runtime runs it
-  // (parallel/data_parallel.h), after the whole backward: the gradients
-  // copied into one flat f32 vector, one reduce-scatter of it, the update of
-  // the shard (with the values copied into the flat vector first), the
-  // all-gather of the values.
+  // The step's tail as the plan has it (model/step_plan.h): DDP's all-reduce
+  // (in buckets during the last backward, above; all at once after it with
+  // --grad-reduce after-backward), or ZeRO-1 as the runtime runs it after the
+  // whole backward (the gradients flattened, their reduce-scatter, the
+  // shard's update, the values' all-gather); the optimizer; the gradient
+  // norm's all-reduces; CO2's outer all-reduce.
   int64_t comm_bytes = 0;
   std::vector<double> outer(P, 0.0);
+  const double hbm = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.memory;
+  auto memory_seconds = [&](const PlannedOp& op) {
+    return static_cast<double>(op.bytes_read + op.bytes_written) / hbm;
+  };
+  auto placement = [&](CommGroup g) -> const GroupPlacement& {
+    switch (g) {
+      case CommGroup::Tp:
+        return c.tp;
+      case CommGroup::Pp:
+        return c.pp;
+      case CommGroup::Sp:
+        return c.sp;
+      case CommGroup::Dp:
+        return c.dp;
+      case CommGroup::DpSp:
+        return c.grad;
+    }
+    return c.grad;
+  };
+  // One collective's time (the plan counts what the communicator counts;
+  // the alpha-beta model takes the whole buffer) and wire bytes.
+  auto collective_time = [&](const PlannedCollective& pc) {
+    const GroupPlacement& g = placement(pc.group);
+    return c.collective(pc.kind, sim_payload(pc.kind, pc.bytes, g.ranks), g);
+  };
+  auto wire = [&](const PlannedOp& op) {
+    int64_t bytes = 0;
+    for (const PlannedCollective& pc : op.collectives) {
+      const GroupPlacement& g = placement(pc.group);
+      if (g.ranks > 1) bytes += wire_bytes(pc.kind, g.ranks, pc.bytes);
+    }
+    return bytes;
+  };
   for (size_t p = 0; p < P; ++p) {
     // The stage's chunks together (one without interleaving): its
     // parameters, its traffic per micro-batch, and its sends (a chunk sends
@@ -663,48 +696,41 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
       tp_sp_bytes_all += sc.tp_bytes_all + sc.sp_bytes_all;
       sends += (q + 1 < Q) + (q > 0);
     }
-    const int64_t updated = l.zero ? params / grad.ranks : params;
-    const double hbm = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.memory;
-    double optimizer_seconds = 30.0 * static_cast<double>(updated) / hbm;
-    if (!l.zero && grad.ranks > 1 && !l.grad_reduce_overlap) {
+    const StepTail tail = plan_step_tail(l, {params, l.grad_reduce_bytes, l.element_bytes});
+    double optimizer_seconds = memory_seconds(tail.optimizer);
+    if (tail.gradients && !l.grad_reduce_overlap) {
       // All the gradients at once after the stage's whole backward.
       bucket_tasks[p].push_back(place("all-reduce gradients", static_cast<int>(p), Stream::Comm,
-                                      c.collective(CollectiveKind::AllReduce, params * l.grad_reduce_bytes, grad),
+                                      collective_time(tail.gradients->collectives.at(0)),
                                       &stage_end[p], 1));
     }
-    if (l.zero && grad.ranks > 1) {
-      const double flat_copy = 8.0 * static_cast<double>(params) / hbm;  // f32 read + write
+    if (tail.flatten) {
+      const double flat_copy = memory_seconds(*tail.flatten);
       const Placed flat = place("flatten gradients", static_cast<int>(p), Stream::Compute, flat_copy, nullptr, 0);
       bucket_tasks[p].push_back(place("reduce-scatter gradients", static_cast<int>(p), Stream::Comm,
-                                      c.collective(CollectiveKind::ReduceScatter, params * l.grad_reduce_bytes, grad),
+                                      collective_time(tail.reduce_scatter->collectives.at(0)),
                                       &flat, 1));
-      optimizer_seconds += flat_copy;
     }
     const Placed opt = place("optimizer", static_cast<int>(p), Stream::Compute, optimizer_seconds,
                              bucket_tasks[p].data(), bucket_tasks[p].size());
-    if (l.zero && grad.ranks > 1) {
+    if (tail.all_gather) {
       place("all-gather values", static_cast<int>(p), Stream::Comm,
-            c.collective(CollectiveKind::AllGather, params * 4, grad), &opt, 1);
+            collective_time(tail.all_gather->collectives.at(0)), &opt, 1);
     }
-    // What every SP rank of the stage sends besides its TP and SP traffic.
+    // What every SP rank of the stage sends besides its TP and SP traffic:
+    // the pipeline's activations and gradients, and the tail's collectives
+    // (the gradient norm's are counted, not timed).
     int64_t shared = 0;
     if (l.pp > 1) shared += m * costs.boundary_bytes * sends;
-    if (grad.ranks > 1) {
-      // ZeRO-1's all-gather of the f32 values moves what a reduce-scatter of them would.
-      shared += l.zero ? wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * l.grad_reduce_bytes / grad.ranks) +
-                             wire_bytes(CollectiveKind::ReduceScatter, grad.ranks, params * 4 / grad.ranks)
-                       : wire_bytes(CollectiveKind::AllReduce, grad.ranks, params * l.grad_reduce_bytes);
+    for (const std::optional<PlannedOp>* op :
+         {&tail.gradients, &tail.reduce_scatter, &tail.all_gather}) {
+      if (*op) shared += wire(**op);
     }
-    // The gradient norm for clipping: an 8-byte all-reduce of the sum of
-    // squares over the groups holding other parts of the model (TP, PP) and,
-    // with ZeRO-1, over the shards.
-    if (l.tp > 1) shared += wire_bytes(CollectiveKind::AllReduce, l.tp, 8);
-    if (l.pp > 1) shared += wire_bytes(CollectiveKind::AllReduce, l.pp, 8);
-    if (l.zero && grad.ranks > 1) shared += wire_bytes(CollectiveKind::AllReduce, grad.ranks, 8);
-    if (co2 && l.dp > 1) {
-      // The outer all-reduce of the f32 parameters, once per τ steps.
-      outer[p] = c.collective(CollectiveKind::AllReduce, params * 4, c.dp);
-      shared += wire_bytes(CollectiveKind::AllReduce, l.dp, params * 4) / l.co2_tau;
+    shared += wire(tail.norm);
+    if (tail.outer_all_reduce) {
+      // Once per τ steps.
+      outer[p] = collective_time(tail.outer_all_reduce->collectives.at(0));
+      shared += wire(*tail.outer_all_reduce) / l.co2_tau;
     }
     comm_bytes = std::max(comm_bytes, m * tp_sp_bytes + shared);
     out.comm_bytes_per_step +=

@@ -15,6 +15,7 @@
 #include "core/cuda/cuda_runtime.h"
 #include "core/op_stats.h"
 #include "lasp/factory.h"
+#include "model/step_plan.h"
 #include "sim/model.h"
 #include "training_run.h"
 
@@ -116,13 +117,47 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   Trainer trainer(o, grid, lasp::make_sequence_attention,
                   c.co2_tau > 0 ? co2::make_outer_loop(co2) : OuterLoopFactory{});
   std::vector<RecordedOp> ran;
+  std::vector<RecordedCollective> outside;
   {
     const OpRecorder recorder;
     trainer.train_step();
     ran = recorder.ops();
+    outside = recorder.outside().collectives;
   }
   const std::string difference = diff(ran, expected_ops(o, grid));
   EXPECT_EQ(difference, "") << c.name << " on " << device_name(device) << ", rank " << grid.rank();
+  // The step's tail (model/step_plan.h): the collectives made outside the
+  // model's ops are the tail's, in its order (DDP's bucket all-reduces
+  // summed into the one the plan states; the pipeline's sends left out,
+  // they are the schedule's; CO2's outer all-reduce ends a round, not this
+  // first step).
+  Layout layout = train_layout(o);
+  layout.co2_tau = c.co2_tau;
+  int64_t parameters = 0;
+  for (const Parameter& p : trainer.model().params().all()) parameters += p.value.numel();
+  const StepTail tail = plan_step_tail(layout, {parameters, 4, 4});
+  std::vector<PlannedCollective> planned_tail;
+  for (const std::optional<PlannedOp>* op : {&tail.gradients, &tail.reduce_scatter}) {
+    if (*op)
+      planned_tail.insert(planned_tail.end(), (**op).collectives.begin(), (**op).collectives.end());
+  }
+  planned_tail.insert(planned_tail.end(), tail.norm.collectives.begin(),
+                      tail.norm.collectives.end());
+  if (tail.all_gather) planned_tail.push_back(tail.all_gather->collectives.at(0));
+  std::vector<RecordedCollective> ran_tail;
+  for (const RecordedCollective& r : outside) {
+    if (r.group == "pp" && r.kind == static_cast<int>(CollectiveKind::SendRecv)) continue;
+    const bool bucket =
+        tail.gradients && r.kind == static_cast<int>(CollectiveKind::AllReduce) && r.bytes > 8;
+    if (bucket && !ran_tail.empty() && ran_tail.back().kind == r.kind &&
+        ran_tail.back().group == r.group && ran_tail.back().bytes > 8) {
+      ran_tail.back().bytes += r.bytes;
+    } else {
+      ran_tail.push_back(r);
+    }
+  }
+  EXPECT_EQ(describe(ran_tail), describe(planned_tail))
+      << c.name << ": the step's tail, rank " << grid.rank();
 }
 
 }  // namespace
