@@ -70,7 +70,7 @@ std::unique_ptr<CommRequest> Communicator::all_reduce_average_async(Tensor& t) {
 
 void Communicator::count_call(CollectiveKind kind, int64_t payload_bytes) {
   counters_.add(kind, wire_bytes(kind, size(), payload_bytes));
-  record_collective(static_cast<int>(kind), group_, payload_bytes);
+  record_collective(kind, group_, payload_bytes);
 }
 
 }  // namespace linpar

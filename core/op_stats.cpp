@@ -23,19 +23,18 @@ OpRecorder::OpRecorder() : previous_(recorder) { recorder = this; }
 OpRecorder::~OpRecorder() { recorder = previous_; }
 
 OpScope::OpScope(const std::string& prefix, const char* name) : recorder_(recorder) {
-  if (recorder_ == nullptr) return;
-  LINPAR_CHECK(!recorder_->open_, "op scope {}{} opened inside {}", prefix, name,
-               recorder_->ops_.back().name);
-  recorder_->ops_.push_back(RecordedOp{prefix + name, 0, {}});
-  recorder_->open_ = true;
+  if (recorder_ != nullptr) open(prefix + name);
 }
 
 OpScope::OpScope(const char* name) : recorder_(recorder) {
-  if (recorder_ == nullptr) return;
+  if (recorder_ != nullptr)
+    open((prefix_now != nullptr ? prefix_now->prefix_ : std::string()) + name);
+}
+
+void OpScope::open(std::string name) {
   LINPAR_CHECK(!recorder_->open_, "op scope {} opened inside {}", name,
                recorder_->ops_.back().name);
-  recorder_->ops_.push_back(
-      RecordedOp{(prefix_now != nullptr ? prefix_now->prefix_ : std::string()) + name, 0, {}});
+  recorder_->ops_.push_back(RecordedOp{std::move(name), 0, {}});
   recorder_->open_ = true;
 }
 
@@ -48,7 +47,7 @@ OpScope::~OpScope() {
   if (recorder_ != nullptr) recorder_->open_ = false;
 }
 
-void record_collective(int kind, const std::string& group, int64_t payload_bytes) {
+void record_collective(CollectiveKind kind, const std::string& group, int64_t payload_bytes) {
   if (recorder != nullptr) recorder->current().collectives.push_back({kind, group, payload_bytes});
 }
 

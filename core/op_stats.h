@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "core/dtype.h"
+#include "core/communicator.h"
 
 namespace linpar {
 
@@ -37,12 +37,11 @@ class FlopScope {
 
 void count_flops(int64_t flops);
 
-// One collective as a communicator made it: its kind (CollectiveKind's
-// value), its group's name ("dp", "tp", "pp", "sp") and its payload per rank
-// as the op plan counts it (an all-reduce's buffer, an all-gather's input, a
+// One collective as a communicator made it: its kind, its group's name ("dp", "tp", "pp", "sp") and
+// its payload per rank as the op plan counts it (an all-reduce's buffer, an all-gather's input, a
 // reduce-scatter's output, an all-to-all's buffer, a send's message).
 struct RecordedCollective {
-  int kind = 0;
+  CollectiveKind kind = CollectiveKind::AllReduce;
   std::string group;
   int64_t bytes = 0;
 };
@@ -69,7 +68,8 @@ class OpRecorder {
  private:
   friend class OpScope;
   friend void count_flops(int64_t flops);
-  friend void record_collective(int kind, const std::string& group, int64_t payload_bytes);
+  friend void record_collective(CollectiveKind kind, const std::string& group,
+                                int64_t payload_bytes);
   RecordedOp& current() { return open_ ? ops_.back() : outside_; }
   std::vector<RecordedOp> ops_;
   RecordedOp outside_;
@@ -91,6 +91,7 @@ class OpScope {
   OpScope& operator=(const OpScope&) = delete;
 
  private:
+  void open(std::string name);  // with a recorder only
   OpRecorder* recorder_ = nullptr;
 };
 
@@ -109,6 +110,6 @@ class OpPrefix {
 };
 
 // Called by the communicators for every collective they make.
-void record_collective(int kind, const std::string& group, int64_t payload_bytes);
+void record_collective(CollectiveKind kind, const std::string& group, int64_t payload_bytes);
 
 }  // namespace linpar

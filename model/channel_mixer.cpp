@@ -32,9 +32,7 @@ ChannelMixer::ChannelMixer(const ModelConfig& config, int64_t layer, ParameterSe
                             config.init_std)) {}
 
 void ChannelMixer::forward(const Tensor& x_stream, Tensor& out, ChannelMixerCache& c) const {
-  const int64_t B = x_stream.dim(0),
-                N = tp_.shards_sequence() ? x_stream.dim(1) * tp_.size : x_stream.dim(1),
-                F = glu_dim_;
+  const int64_t B = x_stream.dim(0), N = tp_.gathered_length(x_stream.dim(1)), F = glu_dim_;
   const DType dt = x_stream.dtype();
   const Device dev = x_stream.device();
   c.a1 = Tensor::empty({B, N, F}, dt, dev);

@@ -32,6 +32,8 @@ struct TensorParallel {
   bool shards_sequence() const { return sequence_parallel && size > 1; }
   // Tokens per sample of the residual stream on this rank for n tokens.
   int64_t stream_length(int64_t n) const { return shards_sequence() ? n / size : n; }
+  // The inverse: tokens per sample once the stream's `n` are gathered.
+  int64_t gathered_length(int64_t n) const { return shards_sequence() ? n * size : n; }
   // x [B, n/tp, D] -> [B, n, D] by an all-gather along the sequence; x itself
   // without sequence parallelism.
   Tensor gather_sequence(const Tensor& x) const;

@@ -59,9 +59,8 @@ TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& p
 
 void TokenMixer::forward(const Tensor& x_stream, Tensor& out, TokenMixerCache& c) const {
   // The residual stream's tokens, all N of them, or N/tp under --tp-sp.
-  const int64_t B = x_stream.dim(0),
-                N = tp_.shards_sequence() ? x_stream.dim(1) * tp_.size : x_stream.dim(1),
-                D = width_, Dl = local_width_, H = n_heads_, d = head_dim_;
+  const int64_t B = x_stream.dim(0), N = tp_.gathered_length(x_stream.dim(1)), D = width_,
+                Dl = local_width_, H = n_heads_, d = head_dim_;
   const int64_t position_offset = sp_.position_offset(N);  // LRPE's angles use global positions
   const DType dt = x_stream.dtype(), st = Tensor::stats_dtype(dt, x_stream.device());
   const Device dev = x_stream.device();
