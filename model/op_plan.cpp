@@ -38,10 +38,13 @@ int64_t matmul_flops(const MatmulShape& s, Pass pass) {
   return pass == Pass::Forward ? forward : 2 * forward;
 }
 
-PlannedOp& OpSite::add(OpKind kind, const std::string& name, int64_t flops, int64_t bytes_read,
+PlannedOp& OpSite::add(OpKind kind, std::string_view name, int64_t flops, int64_t bytes_read,
                        int64_t bytes_written, std::vector<PlannedCollective> collectives) const {
   PlannedOp op;
-  op.name = prefix + name;
+  // One allocation (a literal name would otherwise become a std::string
+  // first): the planners add millions of ops in a layout search.
+  op.name.reserve(prefix.size() + name.size());
+  op.name.append(prefix).append(name);
   op.kind = kind;
   op.pass = pass;
   op.layer = layer;
@@ -53,7 +56,7 @@ PlannedOp& OpSite::add(OpKind kind, const std::string& name, int64_t flops, int6
   return plan->mutable_ops().back();
 }
 
-PlannedOp& OpSite::add_matmul(const std::string& name, MatmulShape shape, int64_t bytes_read,
+PlannedOp& OpSite::add_matmul(std::string_view name, MatmulShape shape, int64_t bytes_read,
                               int64_t bytes_written,
                               std::vector<PlannedCollective> collectives) const {
   LINPAR_CHECK(shape.batch > 0 && shape.m > 0 && shape.n > 0 && shape.k > 0,

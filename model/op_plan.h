@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/communicator.h"
@@ -108,15 +109,15 @@ struct OpSite {
 
   // Adds prefix + name with the given kind and counts; returns it for the
   // caller to fill the shapes.
-  PlannedOp& add(OpKind kind, const std::string& name, int64_t flops, int64_t bytes_read,
+  PlannedOp& add(OpKind kind, std::string_view name, int64_t flops, int64_t bytes_read,
                  int64_t bytes_written, std::vector<PlannedCollective> collectives = {}) const;
   // A weight product batch × [m, k]·[k, n]: forward 2·batch·m·n·k FLOPs,
   // backward twice that (dx and dW).
-  PlannedOp& add_matmul(const std::string& name, MatmulShape shape, int64_t bytes_read,
+  PlannedOp& add_matmul(std::string_view name, MatmulShape shape, int64_t bytes_read,
                         int64_t bytes_written,
                         std::vector<PlannedCollective> collectives = {}) const;
-  PlannedOp& memory(const std::string& name, int64_t flops, int64_t bytes_read,
-                    int64_t bytes_written, std::vector<PlannedCollective> collectives = {}) const {
+  PlannedOp& memory(std::string_view name, int64_t flops, int64_t bytes_read, int64_t bytes_written,
+                    std::vector<PlannedCollective> collectives = {}) const {
     return add(OpKind::Memory, name, flops, bytes_read, bytes_written, std::move(collectives));
   }
 };

@@ -1,25 +1,39 @@
 #include "sim/engine.h"
 
 #include <algorithm>
-#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 
 namespace linpar::sim {
 
-int Schedule::add(Task task) {
-  const int id = static_cast<int>(tasks_.size());
-  LINPAR_CHECK(!task.resources.empty(), "sim task {} holds no resource", task.name);
-  LINPAR_CHECK(task.seconds >= 0, "sim task {}: negative duration {}", task.name, task.seconds);
-  for (const Resource& r : task.resources) {
-    LINPAR_CHECK(r.rank >= 0 && r.rank < ranks_, "sim task {}: rank {} of {}", task.name, r.rank, ranks_);
+Schedule::Schedule(int ranks, Interference interference, bool trace)
+    : ranks_(ranks),
+      interference_(interference),
+      interfering_(interference.compute > 0 || interference.comm > 0),
+      trace_(trace),
+      lanes_(static_cast<size_t>(ranks) * kStreams) {
+  LINPAR_CHECK(ranks > 0, "a schedule of {} ranks", ranks);
+}
+
+void Schedule::grow(size_t capacity) {
+  auto bigger = std::make_unique_for_overwrite<double[]>(capacity);
+  std::copy(finish_.get(), finish_.get() + count_, bigger.get());
+  finish_ = std::move(bigger);
+  capacity_ = capacity;
+}
+
+void Schedule::reserve(size_t tasks) {
+  if (capacity_ < tasks) grow(tasks);
+  if (trace_) {
+    traced_.reserve(tasks);
+    resources_.reserve(tasks);
   }
-  for (int dep : task.after) {
-    LINPAR_CHECK(dep >= 0 && dep < id, "sim task {}: depends on task {} not added before it", task.name, dep);
-  }
-  tasks_.push_back(std::move(task));
-  return id;
+}
+
+const Schedule::TracedTaskTimes& Schedule::traced_task(int id) const {
+  LINPAR_CHECK(trace_, "task {}'s start or name asked of a schedule kept without its trace", id);
+  return traced_[static_cast<size_t>(id)];
 }
 
 Stretch interfere(const Interference& i, double start, double seconds, double comm_free) {
@@ -28,55 +42,56 @@ Stretch interfere(const Interference& i, double start, double seconds, double co
   return {seconds + overlap * i.compute / (1 + i.compute), overlap * i.comm / (1 + i.comm)};
 }
 
-double Schedule::run() {
-  // When each (rank, stream) is next free, and each rank's last task on its
-  // comm stream (the one interference pushes back).
-  std::vector<double> free_at(static_cast<size_t>(ranks_) * kStreams, 0.0);
-  std::vector<int> last_comm(static_cast<size_t>(ranks_), -1);
-  auto slot = [](int rank, Stream stream) {
-    return static_cast<size_t>(rank) * kStreams + static_cast<size_t>(stream);
-  };
-  double makespan = 0;
-  for (size_t id = 0; id < tasks_.size(); ++id) {
-    Task& t = tasks_[id];
-    double start = 0;
-    for (const Resource& r : t.resources) start = std::max(start, free_at[slot(r.rank, r.stream)]);
-    for (int dep : t.after) start = std::max(start, tasks_[static_cast<size_t>(dep)].finish);
-    t.start = start;
-    t.finish = start + t.seconds;
-    if (t.resources.size() == 1 && t.resources[0].stream == Stream::Compute) {
-      const int rank = t.resources[0].rank;
-      const Stretch st = interfere(interference_, start, t.seconds, free_at[slot(rank, Stream::Comm)]);
-      t.finish = start + st.seconds;
-      if (st.comm_delay > 0) {
-        // The queue's last task ends later, on every rank it holds (a
-        // collective's other ranks wait for it too).
-        const int last = last_comm[static_cast<size_t>(rank)];
-        Task& c = tasks_[static_cast<size_t>(last)];
-        c.finish += st.comm_delay;
-        for (const Resource& r : c.resources) {
-          if (last_comm[static_cast<size_t>(r.rank)] == last) free_at[slot(r.rank, Stream::Comm)] = c.finish;
-        }
-        makespan = std::max(makespan, c.finish);
-      }
-    }
-    for (const Resource& r : t.resources) {
-      free_at[slot(r.rank, r.stream)] = t.finish;
-      if (r.stream == Stream::Comm) last_comm[static_cast<size_t>(r.rank)] = static_cast<int>(id);
-    }
-    makespan = std::max(makespan, t.finish);
+void Schedule::refuse(const char* name, const Resource* resources, size_t n,
+                      std::span<const int> after) const {
+  LINPAR_CHECK(n > 0, "sim task {} holds no resource", name);
+  for (size_t k = 0; k < n; ++k) {
+    LINPAR_CHECK(resources[k].rank >= 0 && resources[k].rank < ranks_, "sim task {}: rank {} of {}",
+                 name, resources[k].rank, ranks_);
   }
-  return makespan;
+  const int id = static_cast<int>(count_);
+  for (int dep : after) {
+    LINPAR_CHECK(dep >= 0 && dep < id, "sim task {}: depends on task {} not added before it", name,
+                 dep);
+  }
+  LINPAR_CHECK(false, "sim task {} refused", name);
 }
 
-double Schedule::busy(int rank, Stream stream) const {
-  double total = 0;
-  for (const Task& t : tasks_) {
-    for (const Resource& r : t.resources) {
-      if (r.rank == rank && r.stream == stream) total += t.finish - t.start;
+double Schedule::stretch(int rank, double start, double seconds) {
+  Lane& comm = lanes_[slot(rank, Stream::Comm)];
+  const Stretch st = interfere(interference_, start, seconds, comm.free);
+  if (st.comm_delay > 0) {
+    // The queue's last task ends later, on every lane it holds (a
+    // collective's other ranks wait for it too) where it is still the last.
+    const int last = comm.last;
+    double& finish = finish_[static_cast<size_t>(last)];
+    finish += st.comm_delay;
+    auto push_back = [&](Lane& lane) {
+      lane.busy += st.comm_delay;
+      if (lane.last == last) lane.free = finish;
+    };
+    if (comm.shared < 0) {
+      push_back(comm);
+    } else {
+      const Range r = shared_[static_cast<size_t>(comm.shared)];
+      for (uint32_t k = r.first; k < r.end; ++k)
+        push_back(lanes_[slot(resources_[k].rank, resources_[k].stream)]);
     }
+    makespan_ = std::max(makespan_, finish);
   }
-  return total;
+  return st.seconds;
+}
+
+int Schedule::add(const char* name, std::span<const Resource> resources, double seconds,
+                  std::span<const int> after) {
+  const double start = ready(name, resources.data(), resources.size(), after);
+  // Interference stretches compute on one stream; a task over several
+  // resources is a collective.
+  const double duration =
+      interfering_ && resources.size() == 1 && resources[0].stream == Stream::Compute
+          ? stretch(resources[0].rank, start, seconds)
+          : seconds;
+  return record(name, resources.data(), resources.size(), start, duration);
 }
 
 std::string Schedule::chrome_trace(const std::vector<TracedTask>& extra,
@@ -97,8 +112,12 @@ std::string Schedule::chrome_trace(const std::vector<TracedTask>& extra,
   };
   for (int rank = 0; rank < ranks_; ++rank) process(rank, "rank " + std::to_string(rank));
   for (size_t i = 0; i < extra_names.size(); ++i) process(ranks_ + static_cast<int>(i), extra_names[i]);
-  for (const Task& t : tasks_) {
-    for (const Resource& r : t.resources) task(t.name, r.rank, r.stream, t.start, t.finish);
+  LINPAR_CHECK(trace_, "a Chrome trace asked of a schedule kept without its trace");
+  for (size_t id = 0; id < traced_.size(); ++id) {
+    const TracedTaskTimes& t = traced_[id];
+    for (uint32_t k = t.resources.first; k < t.resources.end; ++k) {
+      task(t.name, resources_[k].rank, resources_[k].stream, t.start, finish_[id]);
+    }
   }
   for (const TracedTask& t : extra) {
     LINPAR_CHECK(t.process >= 0 && static_cast<size_t>(t.process) < extra_names.size(),

@@ -110,42 +110,27 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     if (layer_done != nullptr && layer != -3) layer_done->push_back({layer, finish - previous});
     return finish;
   }
-  // The tasks are laid out as they are added, every dependency before its
-  // dependents: the engine's rule (sim/engine.h; nothing interferes in this
-  // phase) on flat arrays, without building the tasks.
-  std::vector<double> free_at(static_cast<size_t>(T) * kStreams, 0.0);
-  std::vector<double> finish;        // by task id
-  std::vector<int64_t> task_layer;   // by task id
-  double makespan = 0;
-  auto slot = [](int rank, Stream stream) { return static_cast<size_t>(rank) * kStreams + static_cast<size_t>(stream); };
+  // The engine (sim/engine.h; nothing interferes in this phase): one rank
+  // per SP rank.
+  Schedule s(T, {}, ops != nullptr);
+  std::vector<int64_t> task_layer;  // by task id
+  std::vector<Resource> all_comm;   // every rank's comm stream: an SP collective's
+  for (int q = 0; q < T; ++q) all_comm.push_back({q, Stream::Comm});
   // A task on one stream of rank r (r < 0: on every rank's comm stream).
   auto add = [&](const RankOp& ro, int r, Stream stream, double seconds, const int* after,
                  size_t n) {
-    const int64_t layer = ro.layer;
-    double start = 0;
-    if (r >= 0) {
-      start = free_at[slot(r, stream)];
-    } else {
-      for (int q = 0; q < T; ++q) start = std::max(start, free_at[slot(q, Stream::Comm)]);
-    }
-    for (size_t k = 0; k < n; ++k) start = std::max(start, finish[static_cast<size_t>(after[k])]);
-    const double end = start + seconds;
-    if (r >= 0) {
-      free_at[slot(r, stream)] = end;
-    } else {
-      for (int q = 0; q < T; ++q) free_at[slot(q, Stream::Comm)] = end;
-    }
-    makespan = std::max(makespan, end);
-    finish.push_back(end);
-    task_layer.push_back(layer);
+    const std::span<const int> deps(after, n);
+    const int id = r >= 0 ? s.add(ro.op->name.c_str(), Resource{r, stream}, seconds, deps)
+                          : s.add(ro.op->name.c_str(), all_comm, seconds, deps);
+    task_layer.push_back(ro.layer);
     if (ops != nullptr) {
       // Compute tasks are ops: their class goes with them (the trace's "cat").
       const char* category = stream == Stream::Compute ? op_class_name(ro.info->cls) : "";
       for (int q = r >= 0 ? r : 0; q < (r >= 0 ? r + 1 : T); ++q) {
-        ops->push_back({ro.op->name, q, stream, start, end, category});
+        ops->push_back({ro.op->name, q, stream, s.start(id), s.finish(id), category});
       }
     }
-    return static_cast<int>(finish.size()) - 1;
+    return id;
   };
   std::vector<size_t> next(static_cast<size_t>(T), 0);
   std::vector<int> last(static_cast<size_t>(T), -1);  // each rank's last task (compute order)
@@ -221,10 +206,10 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
     // finish adds to the previous layer's (execution order).
     std::map<int64_t, double> latest;
     std::vector<int64_t> order;
-    for (size_t id = 0; id < finish.size(); ++id) {
+    for (size_t id = 0; id < s.size(); ++id) {
       const int64_t layer = task_layer[id];
       if (!latest.count(layer)) order.push_back(layer);
-      latest[layer] = std::max(latest[layer], finish[id]);
+      latest[layer] = std::max(latest[layer], s.finish(static_cast<int>(id)));
     }
     double previous = 0;
     for (int64_t layer : order) {
@@ -233,7 +218,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
       previous = end;
     }
   }
-  return makespan;
+  return s.makespan();
 }
 
 }  // namespace
@@ -505,62 +490,25 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   // only the SP ranks of a replica (the replicas meet in the outer loop).
   const GroupPlacement grad = co2 ? c.sp : c.grad;
   StepPrediction out;
-  const Interference interference = c.interference();
-  out.schedule = Schedule(l.pp, interference);
-  Schedule& s = out.schedule;
-
-  // The engine's rule (sim/engine.h), applied as each task is laid out: it
-  // starts when its stream is free and its dependencies have finished. The
-  // times are kept here, in flat arrays, and the tasks themselves built only
-  // for the trace: the layout search schedules millions of them. The trace's
-  // run() gives the same times (checked below).
-  struct Placed {
-    double finish = -1;  // -1: not laid out yet
-    int id = -1;         // the trace's task
-  };
-  struct Lane {
-    double free = 0, busy = 0;  // busy: seconds summed in task order, as Schedule::busy does
-  };
+  // The engine (sim/engine.h): one rank per stage. A task is its id; -1: not
+  // laid out yet.
+  Schedule s(l.pp, c.interference(), trace);
   const size_t P = static_cast<size_t>(l.pp), M = static_cast<size_t>(m);
-  std::vector<Lane> lanes(P * kStreams);
-  double makespan = 0;
-  std::vector<int> after;  // the trace's dependencies of one task
+  // Each micro-batch's forward, backward and their sends on every virtual
+  // stage, the last one's backward layer by layer with its buckets, and the
+  // tail's few tasks per stage.
+  size_t tasks = 4 * M * costs.stages.size() + 8 * P;
+  for (const StageCost& sc : costs.stages) tasks += 2 * sc.backward_by_layer.size();
+  s.reserve(tasks);
   // Each stage's gradient buckets: its comm stream's tasks before the
-  // optimizer, the last of which interference pushes back.
-  std::vector<std::vector<Placed>> bucket_tasks(P);
-  const bool interfering = interference.compute > 0 || interference.comm > 0;
+  // optimizer.
+  std::vector<std::vector<int>> bucket_tasks(P);
   const double elementwise_rate = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.elementwise;
-  // The trace's task (the fast path builds none).
-  auto trace_task = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n) {
-    after.clear();
-    for (size_t k = 0; k < n; ++k) after.push_back(deps[k].id);
-    return s.add({name, {{p, stream}}, seconds, after});
-  };
-  // Inlined at its dozen call sites: out of line it cost a fifth of the
-  // layout search's scheduling time (bench/search_bench).
-  auto place = [&](const char* name, int p, Stream stream, double seconds, const Placed* deps, size_t n)
-                   __attribute__((always_inline)) {
-    Lane& lane = lanes[static_cast<size_t>(p) * kStreams + static_cast<size_t>(stream)];
-    double start = lane.free;  // never negative
-    for (size_t k = 0; k < n; ++k) start = std::max(start, deps[k].finish);
-    double duration = seconds;
-    if (interfering && stream == Stream::Compute) {
-      Lane& comm = lanes[static_cast<size_t>(p) * kStreams + static_cast<size_t>(Stream::Comm)];
-      const Stretch st = interfere(interference, start, seconds, comm.free);
-      duration = st.seconds;
-      if (st.comm_delay > 0) {
-        comm.free += st.comm_delay;
-        comm.busy += st.comm_delay;
-        bucket_tasks[static_cast<size_t>(p)].back().finish = comm.free;
-        makespan = std::max(makespan, comm.free);
-      }
-    }
-    Placed task{start + duration, -1};
-    lane.free = task.finish;
-    lane.busy += duration;
-    makespan = std::max(makespan, task.finish);
-    if (trace) task.id = trace_task(name, p, stream, seconds, deps, n);
-    return task;
+  // Inlined at its dozen call sites, as Schedule::add is: out of line it
+  // cost a fifth of the layout search's scheduling time (bench/search_bench).
+  auto place = [&s](const char* name, int p, Stream stream, double seconds,
+                    std::span<const int> after = {}) __attribute__((always_inline)) {
+    return s.add(name, Resource{p, stream}, seconds, after);
   };
 
   // Forward/backward tasks in each stage's schedule order. A forward needs the
@@ -570,11 +518,11 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   const int V = l.virtual_stages();
   const int64_t actions = 2 * m * l.pp_chunks;  // per stage
   const size_t Q = static_cast<size_t>(V);
-  std::vector<Placed> fwd_send(Q * M), bwd_send(Q * M), fwd_task(Q * M);
+  std::vector<int> fwd_send(Q * M, -1), bwd_send(Q * M, -1), fwd_task(Q * M, -1);
   // Micro-batch 0's first backward task per virtual stage (the op trace's).
-  std::vector<int> first_backward(trace ? Q : 0, -1);
+  std::vector<int> first_backward(Q, -1);
   std::vector<int64_t> next(P, 0);  // each stage's next action
-  std::vector<Placed> stage_end(P);  // each stage's last backward
+  std::vector<int> stage_end(P, -1);  // each stage's last backward
   bool progress = true;
   while (progress) {
     progress = false;
@@ -587,19 +535,21 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
         const size_t sq = static_cast<size_t>(q);
         const StageCost& sc = costs.stages[sq];
         const size_t i = static_cast<size_t>(a.micro_batch);
-        Placed deps[2];
+        int deps[2];
         size_t n = 0;
         if (!a.backward) {
           if (q > 0) {
-            if (fwd_send[(sq - 1) * M + i].finish < 0) break;
+            if (fwd_send[(sq - 1) * M + i] < 0) break;
             deps[n++] = fwd_send[(sq - 1) * M + i];
           }
-          const Placed f = place("forward", p, Stream::Compute, sc.forward, deps, n);
+          const int f = place("forward", p, Stream::Compute, sc.forward, {deps, n});
           fwd_task[sq * M + i] = f;
-          if (q < V - 1) fwd_send[sq * M + i] = place("send activations", p, Stream::P2P, costs.send_seconds, &f, 1);
+          if (q < V - 1)
+            fwd_send[sq * M + i] =
+                place("send activations", p, Stream::P2P, costs.send_seconds, {&f, 1});
         } else {
           if (q < V - 1) {
-            if (bwd_send[(sq + 1) * M + i].finish < 0) break;
+            if (bwd_send[(sq + 1) * M + i] < 0) break;
             deps[n++] = bwd_send[(sq + 1) * M + i];
           }
           deps[n++] = fwd_task[sq * M + i];
@@ -608,7 +558,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           const double accumulate = l.grad_accumulate_add && i > 0 ? 3.0 * static_cast<double>(l.grad_reduce_bytes) *
                                                                        static_cast<double>(sc.parameters) / elementwise_rate
                                                                  : 0.0;
-          Placed last;
+          int last = -1;
           if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1 && !l.zero && l.grad_reduce_overlap) {
             // The last micro-batch (of each chunk): layer by layer, each
             // layer's gradients reduced as soon as they are complete (DDP
@@ -619,17 +569,21 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
             const double bucket_seconds = c.collective(CollectiveKind::AllReduce, bytes, grad);
             const double accumulate_per_layer = accumulate / static_cast<double>(layers);
             for (const auto& [layer, t] : sc.backward_by_layer) {
-              last = place("backward", p, Stream::Compute, t + (layer < 0 ? 0.0 : accumulate_per_layer), deps, n);
-              if (trace && i == 0 && first_backward[sq] < 0) first_backward[sq] = last.id;
+              last = place("backward", p, Stream::Compute,
+                           t + (layer < 0 ? 0.0 : accumulate_per_layer), {deps, n});
+              if (i == 0 && first_backward[sq] < 0) first_backward[sq] = last;
               n = 0;
               if (layer < 0) continue;
-              bucket_tasks[sp].push_back(place("all-reduce gradients", p, Stream::Comm, bucket_seconds, &last, 1));
+              bucket_tasks[sp].push_back(
+                  place("all-reduce gradients", p, Stream::Comm, bucket_seconds, {&last, 1}));
             }
           } else {
-            last = place("backward", p, Stream::Compute, sc.backward + accumulate, deps, n);
-            if (trace && i == 0) first_backward[sq] = last.id;
+            last = place("backward", p, Stream::Compute, sc.backward + accumulate, {deps, n});
+            if (i == 0) first_backward[sq] = last;
           }
-          if (q > 0) bwd_send[sq * M + i] = place("send gradients", p, Stream::P2P, costs.send_seconds, &last, 1);
+          if (q > 0)
+            bwd_send[sq * M + i] =
+                place("send gradients", p, Stream::P2P, costs.send_seconds, {&last, 1});
           stage_end[sp] = last;  // 1F1B and GPipe end each stage on a backward
         }
         ++next[sp];
@@ -702,20 +656,20 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
       // All the gradients at once after the stage's whole backward.
       bucket_tasks[p].push_back(place("all-reduce gradients", static_cast<int>(p), Stream::Comm,
                                       collective_time(tail.gradients->collectives.at(0)),
-                                      &stage_end[p], 1));
+                                      {&stage_end[p], 1}));
     }
     if (tail.flatten) {
       const double flat_copy = memory_seconds(*tail.flatten);
-      const Placed flat = place("flatten gradients", static_cast<int>(p), Stream::Compute, flat_copy, nullptr, 0);
+      const int flat = place("flatten gradients", static_cast<int>(p), Stream::Compute, flat_copy);
       bucket_tasks[p].push_back(place("reduce-scatter gradients", static_cast<int>(p), Stream::Comm,
                                       collective_time(tail.reduce_scatter->collectives.at(0)),
-                                      &flat, 1));
+                                      {&flat, 1}));
     }
-    const Placed opt = place("optimizer", static_cast<int>(p), Stream::Compute, optimizer_seconds,
-                             bucket_tasks[p].data(), bucket_tasks[p].size());
+    const int opt = place("optimizer", static_cast<int>(p), Stream::Compute, optimizer_seconds,
+                          bucket_tasks[p]);
     if (tail.all_gather) {
       place("all-gather values", static_cast<int>(p), Stream::Comm,
-            collective_time(tail.all_gather->collectives.at(0)), &opt, 1);
+            collective_time(tail.all_gather->collectives.at(0)), {&opt, 1});
     }
     // What every SP rank of the stage sends besides its TP and SP traffic:
     // the pipeline's activations and gradients, and the tail's collectives
@@ -737,8 +691,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
         static_cast<int64_t>(l.dp) * l.tp * (m * tp_sp_bytes_all + static_cast<int64_t>(l.sp) * shared);
   }
 
-  const double inner = makespan;
-  if (trace) LINPAR_CHECK(s.run() == inner, "the trace's schedule ends at {} s, the step at {} s", s.run(), inner);
+  const double inner = s.makespan();
   // The SP ranks' op-by-op tasks of each stage's (and chunk's) first
   // micro-batch where the step runs its forward and backward (the trace's
   // schedule has run), one trace process per stage, chunk and SP rank
@@ -752,9 +705,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
         out.op_tracks.push_back(fmt::format("stage {}{} SP rank {}: micro-batch 0, op by op", q % P,
                                             l.pp_chunks > 1 ? fmt::format(" chunk {}", q / P) : "", r));
       }
-      const std::vector<Task>& tasks = s.tasks();
-      const double forward_at = tasks[static_cast<size_t>(fwd_task[q * M].id)].start,
-                   backward_at = tasks[static_cast<size_t>(first_backward[q])].start;
+      const double forward_at = s.start(fwd_task[q * M]), backward_at = s.start(first_backward[q]);
       for (auto [ops, at] : {std::pair{&sc.forward_ops, forward_at}, {&sc.backward_ops, backward_at}}) {
         for (TracedTask t : *ops) {  // a copy, moved into place
           t.process += first_track;
@@ -777,11 +728,10 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   int64_t flops = 0;
   for (const StageCost& sc : costs.stages) flops += m * sc.model_flops;
   for (int p = 0; p < l.pp; ++p) {
-    const Lane* lane = &lanes[static_cast<size_t>(p) * kStreams];
-    const double busy = lane[static_cast<int>(Stream::Compute)].busy;
+    const double busy = s.busy(p, Stream::Compute);
     if (busy > out.compute_seconds) {
       out.compute_seconds = busy;
-      out.comm_seconds = lane[static_cast<int>(Stream::Comm)].busy + lane[static_cast<int>(Stream::P2P)].busy;
+      out.comm_seconds = s.busy(p, Stream::Comm) + s.busy(p, Stream::P2P);
       out.bubble_seconds = inner - busy;
     }
   }
@@ -791,6 +741,7 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   out.mfu = static_cast<double>(out.model_flops_per_gpu) / out.step_seconds / (cluster.gpu.bf16_tflops * 1e12);
   out.tokens_per_gpu_per_s = static_cast<double>(l.global_batch * l.seq_len) / out.step_seconds / l.world();
   out.comm_bytes_per_gpu = comm_bytes;
+  if (trace) out.schedule = std::move(s);
   return out;
 }
 

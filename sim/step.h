@@ -197,10 +197,9 @@ void cost_shard_ops(ShardOps& shard, const SimModel& model, const ClusterSpec& c
 MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& cluster,
                                   const SimLayout& layout, const CostModel& cost = {},
                                   const ShardOps* shard = nullptr, bool trace_ops = false);
-// Phase 2. `trace` keeps the schedule's tasks named for a Chrome trace
-// (StepPrediction::schedule); without it the schedule holds no task and the
-// step is laid out without building any (the layout search's fast path: the
-// same numbers).
+// Phase 2. `trace` keeps the step's schedule for a Chrome trace
+// (StepPrediction::schedule); without it the schedule is dropped (the layout
+// search's path: the same numbers).
 StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout,
                              const MicroBatchCosts& costs, const CostModel& cost = {}, bool trace = true);
 // The per-GPU memory of the layout's busiest stage.
