@@ -36,8 +36,8 @@ int main(int argc, char** argv) {
     linpar::TrainOptions o;
     o.train_path = argv[1];
     o.model = linpar::preset_config(argv[2]);
-    o.seq_len = std::atoll(argv[3]);
-    o.micro_batch = o.global_batch = std::atoll(argv[4]);
+    o.layout.seq_len = std::atoll(argv[3]);
+    o.layout.micro_batch = o.layout.global_batch = std::atoll(argv[4]);
     const int steps = argc > 5 ? std::atoi(argv[5]) : 10;
     const int warmup = argc > 6 ? std::atoi(argv[6]) : 3;
     const double peak = argc > 7 ? std::atof(argv[7]) : 0.0;
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     o.progress = linpar::TrainOptions::Progress::Quiet;
     linpar::ProcessGrid grid({1, 1, 1, 1}, MPI_COMM_WORLD);
     linpar::Trainer trainer(o, grid);
-    const linpar::OpPlan plan = trainer.model().plan({o.micro_batch, o.seq_len, 2});
+    const linpar::OpPlan plan = trainer.model().plan({o.layout.micro_batch, o.layout.seq_len, 2});
     double flops = 0;
     for (const linpar::PlannedOp& op : plan.ops()) {
       // Matrix products and attention: the simulator's classes of the same ops.
@@ -72,11 +72,12 @@ int main(int argc, char** argv) {
     std::sort(compute_ms.begin(), compute_ms.end());
     std::sort(optimizer_ms.begin(), optimizer_ms.end());
     const double median = ms[ms.size() / 2];
-    const double tokens = static_cast<double>(o.micro_batch * o.seq_len);
+    const double tokens = static_cast<double>(o.layout.micro_batch * o.layout.seq_len);
     const double mfu = peak > 0 ? flops / (median * 1e-3) / (peak * 1e12) : std::nan("");
     std::printf("train_linpar %s %lld %lld %.2f %.0f %.3f %.4f\n", argv[2],
-                static_cast<long long>(o.seq_len), static_cast<long long>(o.micro_batch), median,
-                tokens / (median * 1e-3), flops / 1e12, mfu);
+                static_cast<long long>(o.layout.seq_len),
+                static_cast<long long>(o.layout.micro_batch), median, tokens / (median * 1e-3),
+                flops / 1e12, mfu);
     std::printf("# phases (median ms): forward+backward %.2f, gradient norm + clip + AdamW %.2f\n",
                 compute_ms[compute_ms.size() / 2], optimizer_ms[optimizer_ms.size() / 2]);
     // LINPAR_OP_TIMES=1: one more step with every op timed (CUDA events).

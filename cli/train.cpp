@@ -58,11 +58,9 @@ void resolve_data(const po::variables_map& v, TrainOptions& o) {
 
 // The layout as the simulator describes it: `linpar sim` with the same
 // flags prices and sizes exactly this.
-sim::SimLayout simulated_layout(const TrainOptions& o, const co2::Co2Options& co2) {
+sim::SimLayout simulated_layout(const TrainOptions& o) {
   sim::SimLayout l;
-  static_cast<Layout&>(l) = train_layout(o);
-  l.co2_tau = co2.tau;
-  l.co2_shard_outer = co2.shard_outer;
+  static_cast<Layout&>(l) = o.layout;
   l.element_bytes = static_cast<int64_t>(dtype_size(o.dtype));
   return l;
 }
@@ -70,21 +68,20 @@ sim::SimLayout simulated_layout(const TrainOptions& o, const co2::Co2Options& co
 // The memory per GPU is the simulator's model (sim/memory.h: what the
 // runtime allocates, term by term), for the busiest pipeline stage: the
 // numbers `linpar sim` prints for the same layout.
-void print_dry_run(const TrainOptions& o, const co2::Co2Options& co2) {
+void print_dry_run(const TrainOptions& o) {
   const ModelConfig& m = o.model;
   const int64_t params = m.parameter_count();
   const bool gpu = o.device == Device::CUDA;
-  const sim::MemoryBreakdown memory =
-      sim::layout_memory(sim::SimModel(m), simulated_layout(o, co2));
+  const sim::MemoryBreakdown memory = sim::layout_memory(sim::SimModel(m), simulated_layout(o));
   fmt::print("model: {} (layers {}, width {}, heads {}, glu_dim {}, vocab {}, lrpe {})\n", m.name,
              m.n_layers, m.width, m.n_heads, m.glu_dim, m.vocab_size,
              m.lrpe == LrpeLayers::None ? "none" : (m.lrpe == LrpeLayers::First ? "first" : "all"));
   fmt::print("parameters: {}\n", params);
   fmt::print("layout: {} ({} ranks{}{}); {} micro-batches of {} x {} tokens per step per rank\n",
-             o.layout.describe(), o.layout.world(), o.zero ? ", ZeRO-1" : "",
-             o.layout.sp > 1 ? fmt::format(", sp-kind {}", sp_kind_name(o.sp_kind)) : "",
-             o.global_batch / o.layout.dp / o.micro_batch, o.micro_batch,
-             o.seq_len / o.layout.sp);
+             degrees(o.layout).describe(), o.layout.world(), o.layout.zero ? ", ZeRO-1" : "",
+             o.layout.sp > 1 ? fmt::format(", sp-kind {}", sp_kind_name(o.layout.sp_kind)) : "",
+             o.layout.global_batch / o.layout.dp / o.layout.micro_batch, o.layout.micro_batch,
+             o.layout.seq_len / o.layout.sp);
   fmt::print("memory per {} {:10.2f} GiB  (busiest stage, {} compute; the simulator's model)\n",
              gpu ? "GPU" : "rank", static_cast<double>(memory.total) / (1 << 30),
              dtype_name(o.dtype));
@@ -163,10 +160,10 @@ int train_command(const std::vector<std::string>& args) {
   o.layout.tp = v["tp"].as<int>();
   o.layout.pp = v["pp"].as<int>();
   o.layout.sp = v["sp"].as<int>();
-  o.tp_sp = v["tp-sp"].as<bool>();
-  o.sp_kind = parse_sp_kind(v["sp-kind"].as<std::string>());
-  o.pp_schedule = pipeline_schedule_from_name(v["pp-schedule"].as<std::string>());
-  o.zero = v["zero"].as<int>();
+  o.layout.tp_sp = v["tp-sp"].as<bool>();
+  o.layout.sp_kind = parse_sp_kind(v["sp-kind"].as<std::string>());
+  o.layout.schedule = pipeline_schedule_from_name(v["pp-schedule"].as<std::string>());
+  o.layout.zero = v["zero"].as<int>();
   const std::string optimizer = v["optimizer"].as<std::string>();
   if (optimizer != "adamw" && optimizer != "sgd") user_error("--optimizer {}: expected adamw or sgd", optimizer);
   o.adamw.plain_sgd = optimizer == "sgd";
@@ -193,9 +190,9 @@ int train_command(const std::vector<std::string>& args) {
     user_error("--dtype {}: expected f32, f64 or bf16", dtype);
   }
   o.dtype = dtype == "f32" ? DType::F32 : dtype == "f64" ? DType::F64 : DType::BF16;
-  o.seq_len = v["seq-len"].as<int64_t>();
-  o.micro_batch = v["micro-batch"].as<int64_t>();
-  o.global_batch = v["global-batch"].as<int64_t>();
+  o.layout.seq_len = v["seq-len"].as<int64_t>();
+  o.layout.micro_batch = v["micro-batch"].as<int64_t>();
+  o.layout.global_batch = v["global-batch"].as<int64_t>();
   o.steps = v["steps"].as<int64_t>();
   o.schedule.max_lr = v["lr"].as<double>();
   o.schedule.min_lr_ratio = v["min-lr-ratio"].as<double>();
@@ -225,14 +222,18 @@ int train_command(const std::vector<std::string>& args) {
     o.progress = TrainOptions::Progress::Quiet;
   else
     user_error("--progress {}: expected auto, bar, lines or quiet", progress);
+  // CO2's τ in the layout too, so that the one validation (and the dry
+  // run's memory) sees it; the outer loop runs it.
+  o.layout.co2_tau = co2_options.tau;
+  o.layout.co2_shard_outer = co2_options.shard_outer;
   validate_train_options(o);
-  validate_layout(o.model, simulated_layout(o, co2_options));  // and with CO2's τ
 
   if (v["dry-run"].as<bool>()) {
-    print_dry_run(o, co2_options);
+    print_dry_run(o);
     return 0;
   }
-  ProcessGrid grid(o.layout, MPI_COMM_WORLD, o.device);  // refuses a world of the wrong size
+  ProcessGrid grid(degrees(o.layout), MPI_COMM_WORLD,
+                   o.device);  // refuses a world of the wrong size
   resolve_data(v, o);
   Trainer trainer(o, grid, lasp::make_sequence_attention,
                   co2_options.tau > 0 ? co2::make_outer_loop(co2_options) : OuterLoopFactory{});

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "model/layout.h"
 #include "parallel/communicator.h"
 
 namespace linpar {
@@ -16,6 +17,17 @@ struct ParallelLayout {
   int world() const { return dp * tp * pp * sp; }
   std::string describe() const;  // "dp 2, tp 2, pp 1, sp 1"
 };
+
+// A layout's degrees (model/layout.h holds them with the strategies and
+// batch), and a layout with these degrees and the rest of `rest`.
+inline ParallelLayout degrees(const Layout& l) { return {l.dp, l.tp, l.pp, l.sp}; }
+inline Layout with_degrees(Layout rest, const ParallelLayout& d) {
+  rest.dp = d.dp;
+  rest.tp = d.tp;
+  rest.pp = d.pp;
+  rest.sp = d.sp;
+  return rest;
+}
 
 struct GridCoordinates {
   int dp = 0, tp = 0, pp = 0, sp = 0;

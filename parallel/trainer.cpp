@@ -22,29 +22,22 @@
 
 namespace linpar {
 
-Layout train_layout(const TrainOptions& o) {
-  Layout l;
-  l.dp = o.layout.dp;
-  l.tp = o.layout.tp;
-  l.pp = o.layout.pp;
-  l.sp = o.layout.sp;
-  l.sp_kind = o.sp_kind;
-  l.tp_sp = o.tp_sp;
-  l.zero = o.zero;
-  l.schedule = o.pp_schedule;
-  l.seq_len = o.seq_len;
-  l.micro_batch = o.micro_batch;
-  l.global_batch = o.global_batch;
-  return l;
-}
-
 void validate_train_options(const TrainOptions& o) {
   o.model.validate();
   auto positive = [](const char* option, int64_t v) {
     if (v <= 0) user_error("{} {}: must be positive", option, v);
   };
   positive("--steps", o.steps);
-  validate_layout(o.model, train_layout(o));  // the rules `linpar sim` and `search` apply
+  validate_layout(o.model, o.layout);  // the rules `linpar sim` and `search` apply
+  // What the planner can lay out and this trainer cannot run yet (issue 19).
+  if (o.layout.recompute != Recompute::None) {
+    user_error("recompute {}: the trainer keeps every activation (recompute none)",
+               recompute_name(o.layout.recompute));
+  }
+  if (o.layout.pp_chunks != 1) {
+    user_error("--pp-chunks {}: the trainer runs one model chunk per pipeline stage",
+               o.layout.pp_chunks);
+  }
   if (o.device == Device::CPU && o.dtype != DType::F32 && o.dtype != DType::F64) {
     user_error("--dtype {}: the CPU trains in f32 or f64 (bf16 needs --device cuda)", dtype_name(o.dtype));
   }
@@ -72,16 +65,15 @@ void validate_train_options(const TrainOptions& o) {
 }
 
 Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
-                 const SequenceAttentionFactory& make_attention,
-                 const OuterLoopFactory& make_outer)
+                 const SequenceAttentionFactory& make_attention, const OuterLoopFactory& make_outer)
     : options_(options),
       grid_(grid),
-      tp_{&grid.tp(), grid.coordinates().tp, grid.tp().size(), options.tp_sp} {
+      tp_{&grid.tp(), grid.coordinates().tp, grid.tp().size(), options.layout.tp_sp} {
   validate_train_options(options_);
   if (grid_.sp().size() > 1) {
     LINPAR_CHECK(make_attention, "--sp {} without a sequence-parallel strategy factory",
                  grid_.sp().size());
-    attention_ = make_attention(options_.sp_kind, grid_.sp());
+    attention_ = make_attention(options_.layout.sp_kind, grid_.sp());
     sp_ = SequenceParallel{attention_.get(), grid_.coordinates().sp, grid_.sp().size()};
   }
   train_file_ = std::make_unique<TokenFile>(options_.train_path);
@@ -90,7 +82,7 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
                options_.train_path, train_file_->vocab_size(), options_.model.vocab_size);
   }
   if (!options_.val_path.empty()) val_file_ = std::make_unique<TokenFile>(options_.val_path);
-  loader_ = std::make_unique<DataLoader>(*train_file_, options_.seq_len, options_.seed);
+  loader_ = std::make_unique<DataLoader>(*train_file_, options_.layout.seq_len, options_.seed);
   stage_ = pipeline_stage(options_.model, grid_.coordinates().pp, grid_.pp().size());
   if (options_.device == Device::CUDA) {
     if (!cuda::available()) user_error("--device cuda: no CUDA device is present on this machine");
@@ -111,7 +103,7 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
     user_error("--emulate-dp-gbps {}: emulates a slow link for the CPU's MPI backend only",
                options_.emulated_dp_gbps);
   }
-  if (options_.zero == 1) {
+  if (options_.layout.zero == 1) {
     zero_ = std::make_unique<Zero1>(model_->params(), data_parallel, options_.adamw,
                                     [this](Tensor& t) { sum_over_model_parallel(t); });
   } else if (make_outer) {
@@ -175,9 +167,9 @@ std::vector<double> Trainer::world_sum(std::vector<double> values) {
 StepResult Trainer::train_step() {
   Timer timer;
   const int64_t dp = grid_.dp().size();
-  const int64_t local_batch = options_.global_batch / dp;
-  const int64_t micro_steps = local_batch / options_.micro_batch;
-  const int64_t B = options_.micro_batch, full = options_.seq_len;
+  const int64_t local_batch = options_.layout.global_batch / dp;
+  const int64_t micro_steps = local_batch / options_.layout.micro_batch;
+  const int64_t B = options_.layout.micro_batch, full = options_.layout.seq_len;
   // With sequence parallelism this rank takes tokens [r·N, (r+1)·N) of every sample.
   const int64_t N = full / grid_.sp().size(), chunk_begin = grid_.coordinates().sp * N;
   // Sample i of this step is global sample position + i; DP rank d takes the
@@ -198,7 +190,7 @@ StepResult Trainer::train_step() {
   // The stage's forward and backward passes in its schedule's order
   // (parallel/pipeline.h).
   PipelineStep step;
-  step.schedule = options_.pp_schedule;
+  step.schedule = options_.layout.schedule;
   step.micro_batches = micro_steps;
   step.batch = B;
   step.length = N;
@@ -209,7 +201,7 @@ StepResult Trainer::train_step() {
   TransNormerLLM::GradientsReady ready;
   if (buckets_) ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
   const double loss = run_pipeline_step(step, *model_, grid_.pp(), micro_batch, ready);
-  loader_->set_position(loader_->position() + options_.global_batch);
+  loader_->set_position(loader_->position() + options_.layout.global_batch);
   if (options_.device == Device::CUDA) cuda::synchronize();
   const double compute_s = timer.elapsed_s();
 
@@ -250,7 +242,8 @@ StepResult Trainer::train_step() {
         static_cast<int64_t>(totals[static_cast<size_t>(g) + 1]);
   // Every rank ends an outer round on the same step: report the mean overlap.
   if (result.outer_overlap >= 0) result.outer_overlap = totals[5] / grid_.world().size();
-  result.tokens_per_s = static_cast<double>(options_.global_batch * full) / timer.elapsed_s();
+  result.tokens_per_s =
+      static_cast<double>(options_.layout.global_batch * full) / timer.elapsed_s();
   // Peak resident memory of the most loaded rank (the process's high-water
   // mark since it started: weights, optimizer state and activations).
   rusage usage{};
@@ -264,7 +257,7 @@ StepResult Trainer::train_step() {
 
 EvalResult Trainer::evaluate() {
   LINPAR_CHECK(val_file_ != nullptr, "evaluate() without a validation file");
-  const int64_t full = options_.seq_len;
+  const int64_t full = options_.layout.seq_len;
   std::vector<int64_t> starts = eval_window_starts(val_file_->size(), full, options_.eval_windows);
   if (starts.empty())
     user_error("validation file {} holds fewer than --seq-len + 1 = {} tokens", options_.val_path,
@@ -281,9 +274,10 @@ EvalResult Trainer::evaluate() {
   for (size_t i = 0; i < starts.size(); ++i) {
     if (static_cast<int64_t>(i) % dp == d) mine.push_back(starts[i]);
   }
-  for (size_t first = 0; first < mine.size(); first += static_cast<size_t>(options_.micro_batch)) {
+  for (size_t first = 0; first < mine.size();
+       first += static_cast<size_t>(options_.layout.micro_batch)) {
     const int64_t B =
-        std::min<int64_t>(options_.micro_batch, static_cast<int64_t>(mine.size() - first));
+        std::min<int64_t>(options_.layout.micro_batch, static_cast<int64_t>(mine.size() - first));
     Tensor inputs = Tensor::empty({B, N}, DType::I32), targets = Tensor::empty({B, N}, DType::I32);
     for (int64_t b = 0; b < B; ++b) {
       const int64_t s = mine[first + static_cast<size_t>(b)];
@@ -315,9 +309,9 @@ std::string Trainer::save() {
   meta.step = step_;
   meta.data_position = loader_->position();
   meta.extra = {{"seed", options_.seed},
-                {"seq_len", options_.seq_len},
-                {"global_batch", options_.global_batch},
-                {"micro_batch", options_.micro_batch},
+                {"seq_len", options_.layout.seq_len},
+                {"global_batch", options_.layout.global_batch},
+                {"micro_batch", options_.layout.micro_batch},
                 {"train_data", options_.train_path}};
   // Rank 0 begins; the others learn whether it could (an existing step_N is refused).
   std::string problem;
@@ -375,7 +369,7 @@ std::string Trainer::save() {
     nlohmann::json json = checkpoint_meta(*model_, meta, optimizer().steps_taken());
     const auto& l = grid_.layout();
     json["layout"] = {
-        {"dp", l.dp}, {"tp", l.tp}, {"pp", l.pp}, {"sp", l.sp}, {"zero", options_.zero}};
+        {"dp", l.dp}, {"tp", l.tp}, {"pp", l.pp}, {"sp", l.sp}, {"zero", options_.layout.zero}};
     nlohmann::json files = nlohmann::json::array();
     for (int r = 0; r < grid_.world().size(); ++r) {
       const GridCoordinates c = grid_coordinates(l, r);

@@ -27,13 +27,22 @@ class TokenFile;
 class DataLoader;
 
 struct TrainOptions {
+  // The trainer's defaults for the layout's batch: 128 tokens, micro-batches
+  // and steps of 8 samples.
+  static Layout trainer_defaults() {
+    Layout l;
+    l.seq_len = 128;
+    l.micro_batch = 8;
+    l.global_batch = 8;
+    return l;
+  }
   ModelConfig model;
-  ParallelLayout layout;
-  SequenceParallelKind sp_kind = SequenceParallelKind::Lasp;  // with layout.sp > 1
-  bool tp_sp = false;  // Megatron sequence parallelism inside the TP group
-  double emulated_dp_gbps = 0;  // experiments: DP all-reduces held to this bandwidth (0: off)
-  PipelineSchedule pp_schedule = PipelineSchedule::OneFOneB;
-  int zero = 0;                    // 1: ZeRO-1 over the DP group
+  // The degrees, strategies and batch (model/layout.h: the layout `linpar
+  // sim` and `search` read, validated by the same validate_layout). The
+  // trainer runs recompute none, one model chunk per stage, and takes CO2's
+  // τ from its outer loop (co2/); validate_train_options refuses the rest.
+  Layout layout = trainer_defaults();
+  double emulated_dp_gbps = 0;     // experiments: DP all-reduces held to this bandwidth (0: off)
   int64_t bucket_bytes = 4 << 20;  // DDP gradient bucket size
   // The activations' dtype. On the GPU (device CUDA) parameters, gradients
   // and AdamW state stay f32 and `dtype` may be bf16 (mixed precision); the
@@ -43,9 +52,6 @@ struct TrainOptions {
   std::string train_path;            // token file
   std::string val_path;              // token file, or "" for no validation
   double val_tokens_per_byte = 1.0;  // converts nats/token into bits/byte
-  int64_t seq_len = 128;
-  int64_t micro_batch = 8;
-  int64_t global_batch = 8;  // samples per optimizer step (a multiple of micro_batch)
   int64_t steps = 100;
   LrSchedule schedule;
   AdamWConfig adamw;
@@ -175,8 +181,5 @@ class Trainer {
 // Validates options that need no data (batch divisibility, positive sizes);
 // UserError naming the option and the rule.
 void validate_train_options(const TrainOptions& options);
-// The run's layout as `linpar sim` and the memory model describe it
-// (model/layout.h; CO2 is the outer loop's, not in TrainOptions: 0 here).
-Layout train_layout(const TrainOptions& options);
 
 }  // namespace linpar

@@ -114,9 +114,9 @@ TEST(Co2Np2, UpdateOfRoundKIsTheAverageFormedInRoundKMinusOne) {
 TEST(Co2Np2, AsynchronousAllReduceHidesBehindTheNextRound) {
   ProcessGrid grid({2, 1, 1, 1}, MPI_COMM_WORLD);
   TrainOptions o = co2_options(2, DType::F32);
-  o.global_batch = 32;
-  o.micro_batch = 16;
-  o.seq_len = 128;
+  o.layout.global_batch = 32;
+  o.layout.micro_batch = 16;
+  o.layout.seq_len = 128;
   const int64_t tau = 4, rounds = 5;
   o.steps = tau * rounds;
   const double payload_bits = static_cast<double>(preset_config("tnl-tiny").parameter_count()) * 4 * 8;
@@ -172,7 +172,7 @@ void check_composes(int tp, int pp, int sp, SequenceParallelKind kind) {
     o.layout.tp = tp_;
     o.layout.pp = pp_;
     o.layout.sp = sp_;
-    o.sp_kind = kind;
+    o.layout.sp_kind = kind;
     o.model.n_layers = 4;
     return o;
   };
@@ -294,9 +294,9 @@ TEST(Co2Np2, TauFourReachesDdpValidationWithinFivePercent) {
   ProcessGrid grid({2, 1, 1, 1}, MPI_COMM_WORLD);
   TrainOptions o = quick_options(2, 0);
   o.val_path = std::string(LINPAR_SOURCE_DIR) + "/data/kjv/val.bin";
-  o.seq_len = 64;
-  o.micro_batch = 8;
-  o.global_batch = 16;
+  o.layout.seq_len = 64;
+  o.layout.micro_batch = 8;
+  o.layout.global_batch = 16;
   o.steps = 600;
   o.schedule.max_lr = 3e-3;
   o.schedule.warmup_steps = 20;

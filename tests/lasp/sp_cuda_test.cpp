@@ -22,7 +22,7 @@ const SequenceParallelKind kAllKinds[] = {SequenceParallelKind::Lasp, SequencePa
 TrainOptions sp_options(int sp, SequenceParallelKind kind, Device device, DType dtype) {
   TrainOptions o = quick_options(1, 0);
   o.layout.sp = sp;
-  o.sp_kind = kind;
+  o.layout.sp_kind = kind;
   o.device = device;
   o.dtype = dtype;
   o.model.attention_block = 5;  // as the CPU SP tests (the CUDA kernels tile on their own)

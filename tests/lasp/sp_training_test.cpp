@@ -23,11 +23,11 @@ using namespace linpar::testing;  // NOLINT: test helpers
 TrainOptions sp_options(int dp, int tp, int pp, int sp, SequenceParallelKind kind, DType dtype,
                         bool tp_sp = false) {
   TrainOptions o = quick_options(dp, 0);
-  o.tp_sp = tp_sp;
+  o.layout.tp_sp = tp_sp;
   o.layout.tp = tp;
   o.layout.pp = pp;
   o.layout.sp = sp;
-  o.sp_kind = kind;
+  o.layout.sp_kind = kind;
   o.dtype = dtype;
   o.model.attention_block = 5;  // chunks of 24/T tokens: partial blocks for T = 2, 4
   return o;
@@ -106,9 +106,9 @@ const std::vector<SequenceParallelKind> kAllKinds = {
 //   ulysses:   2·(T−1)·(2K+2V)·e    (4 all-to-alls each way, (T−1)/T of B·Hl·C·(dk or d) per rank)
 int64_t sp_bytes_closed_form(const TrainOptions& o, SequenceParallelKind kind) {
   const ModelConfig& m = o.model;
-  const int64_t T = o.layout.sp, B = o.micro_batch, Hl = m.n_heads / o.layout.tp,
-                d = m.width / m.n_heads, C = o.seq_len / T, e = 4;
-  const int64_t micro_batches = o.global_batch / (o.layout.dp * B);
+  const int64_t T = o.layout.sp, B = o.layout.micro_batch, Hl = m.n_heads / o.layout.tp,
+                d = m.width / m.n_heads, C = o.layout.seq_len / T, e = 4;
+  const int64_t micro_batches = o.layout.global_batch / (o.layout.dp * B);
   const int64_t groups = o.layout.dp * o.layout.tp * o.layout.pp;
   int64_t per_group = 0;
   for (int64_t l = 0; l < m.n_layers; ++l) {
@@ -169,7 +169,7 @@ TEST(SpTrainingNp2, SpBytesAgainstSequenceLength) {
   for (SequenceParallelKind kind : kAllKinds) {
     TrainOptions o = sp_options(1, 1, 1, 2, kind, DType::F32);
     const int64_t short_run = train_named(o, grid, 1).steps[0].comm_bytes[3];
-    o.seq_len *= 4;
+    o.layout.seq_len *= 4;
     const int64_t long_run = train_named(o, grid, 1).steps[0].comm_bytes[3];
     EXPECT_EQ(long_run, sp_bytes_closed_form(o, kind)) << sp_kind_name(kind);
     const bool moves_tokens =

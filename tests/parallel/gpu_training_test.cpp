@@ -104,9 +104,9 @@ TEST(TrainingCudaNp2, EveryLayoutOnTwoGpusTracksTheCpu) {
                           Layout{"tp2", {1, 2, 1, 1}, 0, false}, Layout{"tp2 tp-sp", {1, 2, 1, 1}, 0, true},
                           Layout{"pp2", {1, 1, 2, 1}, 0, false}}) {
     TrainOptions o = gpu_options(DType::F32);
-    o.layout = l.layout;
-    o.zero = l.zero;
-    o.tp_sp = l.tp_sp;
+    o.layout = with_degrees(o.layout, l.layout);
+    o.layout.zero = l.zero;
+    o.layout.tp_sp = l.tp_sp;
     ProcessGrid grid(l.layout, MPI_COMM_WORLD, Device::CUDA);
     const TrainingRun got = train(o, grid, 4);
     for (size_t s = 0; s < want.steps.size(); ++s) {

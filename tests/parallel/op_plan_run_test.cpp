@@ -40,8 +40,9 @@ struct Case {
 // pipeline stage, forward and backward passes in the schedule's order.
 std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& grid) {
   const sim::SimModel model(o.model);
-  const sim::ShardSpec shard{o.layout.tp, o.tp_sp, o.layout.sp, o.sp_kind};
-  const OpPlan plan = model.plan(shard, grid.coordinates().sp, o.micro_batch, o.seq_len, 4);
+  const sim::ShardSpec shard{o.layout.tp, o.layout.tp_sp, o.layout.sp, o.layout.sp_kind};
+  const OpPlan plan =
+      model.plan(shard, grid.coordinates().sp, o.layout.micro_batch, o.layout.seq_len, 4);
   const PipelineStage stage = pipeline_stage(o.model, grid.coordinates().pp, o.layout.pp);
   auto on_stage = [&](const PlannedOp& op) {
     if (op.layer == kEmbeddingLayer) return stage.first();
@@ -52,10 +53,10 @@ std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& gr
   for (const PlannedOp& op : plan.ops()) {
     if (on_stage(op)) (op.backward() ? backward : forward).push_back(op);
   }
-  const int64_t micro_batches = o.global_batch / o.layout.dp / o.micro_batch;
+  const int64_t micro_batches = o.layout.global_batch / o.layout.dp / o.layout.micro_batch;
   std::vector<PlannedOp> out;
   for (const PipelineAction& a :
-       pipeline_actions(o.pp_schedule, stage.rank, stage.size, micro_batches)) {
+       pipeline_actions(o.layout.schedule, stage.rank, stage.size, micro_batches)) {
     const std::vector<PlannedOp>& pass = a.backward ? backward : forward;
     out.insert(out.end(), pass.begin(), pass.end());
   }
@@ -105,11 +106,11 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   TrainOptions o = quick_options(c.layout.dp, c.zero);
   o.device = device;
   o.dtype = dtype;
-  o.layout = c.layout;
-  o.tp_sp = c.tp_sp;
-  o.sp_kind = c.kind;
-  o.pp_schedule = c.schedule;
-  o.global_batch = 2 * o.micro_batch * c.layout.dp;  // two micro-batches per step
+  o.layout = with_degrees(o.layout, c.layout);
+  o.layout.tp_sp = c.tp_sp;
+  o.layout.sp_kind = c.kind;
+  o.layout.schedule = c.schedule;
+  o.layout.global_batch = 2 * o.layout.micro_batch * c.layout.dp;  // two micro-batches per step
   if (c.lrpe) o.model.lrpe = LrpeLayers::First;
   co2::Co2Options co2;
   co2.tau = c.co2_tau;
@@ -130,7 +131,7 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   // summed into the one the plan states; the pipeline's sends left out,
   // they are the schedule's; CO2's outer all-reduce ends a round, not this
   // first step).
-  Layout layout = train_layout(o);
+  Layout layout = o.layout;
   layout.co2_tau = c.co2_tau;
   int64_t parameters = 0;
   for (const Parameter& p : trainer.model().params().all()) parameters += p.value.numel();
@@ -246,8 +247,8 @@ TEST(OpPlanRunCudaNp2, TwoGpusRunTheirPlansOpByOp) {
 TEST(OpPlanRunNp2, AWrongPlanEntryIsFound) {
   ProcessGrid grid({1, 2, 1, 1}, MPI_COMM_WORLD);
   TrainOptions o = quick_options(1, 0);
-  o.layout = {1, 2, 1, 1};
-  o.global_batch = 2 * o.micro_batch;
+  o.layout = with_degrees(o.layout, {1, 2, 1, 1});
+  o.layout.global_batch = 2 * o.layout.micro_batch;
   Trainer trainer(o, grid);
   std::vector<RecordedOp> ran;
   {

@@ -138,7 +138,7 @@ TrainOptions pipeline_options(int dp, int tp, int pp, PipelineSchedule schedule,
   o.model.tie_embeddings = tied;
   o.layout.tp = tp;
   o.layout.pp = pp;
-  o.pp_schedule = schedule;
+  o.layout.schedule = schedule;
   o.model.n_layers = 4;
   o.dtype = dtype;
   return o;
@@ -208,8 +208,8 @@ TEST(PipelineNp8, TiedEmbeddingsDp2Tp2Pp2EqualsOneProcess) {
 TEST(PipelineNp4, CountedBytesEqualClosedForm) {
   ProcessGrid grid({1, 1, 4, 1}, MPI_COMM_WORLD);
   const TrainOptions o = pipeline_options(1, 1, 4, PipelineSchedule::OneFOneB, DType::F32);
-  const int64_t S = 4, m = o.global_batch / o.micro_batch,
-                E = o.micro_batch * o.seq_len * o.model.width * 4;
+  const int64_t S = 4, m = o.layout.global_batch / o.layout.micro_batch,
+                E = o.layout.micro_batch * o.layout.seq_len * o.model.width * 4;
   const NamedRun run = train_named(o, grid, 1);
   EXPECT_EQ(run.steps[0].comm_bytes[2], m * 2 * (S - 1) * E + S * (2 * (S - 1) * 8 / S));
 }
@@ -219,8 +219,8 @@ TEST(PipelineNp4, CountedBytesEqualClosedForm) {
 TEST(PipelineNp4, TiedEmbeddingBytesEqualClosedForm) {
   ProcessGrid grid({1, 1, 4, 1}, MPI_COMM_WORLD);
   const TrainOptions o = pipeline_options(1, 1, 4, PipelineSchedule::OneFOneB, DType::F32, true);
-  const int64_t S = 4, m = o.global_batch / o.micro_batch,
-                E = o.micro_batch * o.seq_len * o.model.width * 4,
+  const int64_t S = 4, m = o.layout.global_batch / o.layout.micro_batch,
+                E = o.layout.micro_batch * o.layout.seq_len * o.model.width * 4,
                 W = o.model.vocab_size * o.model.width * 4;
   const NamedRun run = train_named(o, grid, 1);
   EXPECT_EQ(run.steps[0].comm_bytes[2],
@@ -254,6 +254,38 @@ TEST(PipelineNp2, CheckpointFromPp2ResumesOnOneProcess) {
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }
+}
+
+}  // namespace linpar
+
+namespace linpar {
+
+// The trainer's options hold the planner's Layout (model/layout.h) and are
+// checked by its one validate_layout; what the planner lays out and the
+// trainer cannot run yet is refused by name.
+TEST(TrainOptionsLayout, ValidatedAsThePlannerDoesAndUnrunnableLayoutsRefused) {
+  TrainOptions o = quick_options(1, 0);
+  EXPECT_NO_THROW(validate_train_options(o));
+  EXPECT_EQ(o.layout.micro_batches(), 4);
+  o.layout.global_batch = 7;  // not a multiple of dp · micro_batch: the planner's rule and words
+  try {
+    validate_train_options(o);
+    ADD_FAILURE() << "a global batch of 7 with micro-batch 2 was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("--global-batch 7"), std::string::npos) << e.what();
+  }
+  o = quick_options(1, 0);
+  o.layout.recompute = Recompute::Selective;
+  EXPECT_THROW(validate_train_options(o), UserError);
+  o = quick_options(1, 0);
+  o.layout.pp = 2;
+  o.layout.pp_chunks = 2;
+  EXPECT_THROW(validate_train_options(o), UserError);
+  // The defaults are the trainer's, not the planner's.
+  const TrainOptions defaults;
+  EXPECT_EQ(defaults.layout.seq_len, 128);
+  EXPECT_EQ(defaults.layout.micro_batch, 8);
+  EXPECT_EQ(defaults.layout.global_batch, 8);
 }
 
 }  // namespace linpar

@@ -28,10 +28,11 @@ TEST(PlanCollectivesNp2, PlannedTpBytesEqualTheCountedBytes) {
   for (bool tp_sp : {false, true}) {
     TrainOptions o = quick_options(1, 0);
     o.layout.tp = 2;
-    o.tp_sp = tp_sp;
-    const int64_t T = 2, m = o.global_batch / o.micro_batch;
-    const OpPlan plan = plan_model(o.model, TensorParallel{nullptr, 0, 2, tp_sp}, SequenceParallel{},
-                                   StepShape{o.micro_batch, o.seq_len, 4});
+    o.layout.tp_sp = tp_sp;
+    const int64_t T = 2, m = o.layout.global_batch / o.layout.micro_batch;
+    const OpPlan plan =
+        plan_model(o.model, TensorParallel{nullptr, 0, 2, tp_sp}, SequenceParallel{},
+                   StepShape{o.layout.micro_batch, o.layout.seq_len, 4});
     const int64_t per_micro = planned_wire_bytes(plan, CommGroup::Tp, T);
     EXPECT_GT(per_micro, 0);
     const TrainingRun run = train(o, grid, 1);

@@ -31,15 +31,15 @@ TEST(SimExactnessNp2, PredictedBytesEqualTheCountedBytes) {
                         Case{"sp2-ulysses", {1, 1, 1, 2}, false, SequenceParallelKind::Ulysses}}) {
     ProcessGrid grid(c.layout, MPI_COMM_WORLD);
     TrainOptions o = quick_options(c.layout.dp, c.zero);
-    o.layout = c.layout;
-    o.tp_sp = c.tp_sp;
-    o.sp_kind = c.kind;
+    o.layout = with_degrees(o.layout, c.layout);
+    o.layout.tp_sp = c.tp_sp;
+    o.layout.sp_kind = c.kind;
     const TrainingRun run = train(o, grid, 1, lasp::make_sequence_attention);
     int64_t counted = 0;
     for (int64_t b : run.steps[0].comm_bytes) counted += b;
 
     sim::SimLayout l;
-    static_cast<Layout&>(l) = train_layout(o);  // the run's layout, as the simulator reads it
+    static_cast<Layout&>(l) = o.layout;  // the run's layout, as the simulator reads it
     l.element_bytes = 4;
     const sim::StepPrediction p = sim::simulate_step(o.model, sim::make_cluster("h100", 2, 1), l);
     EXPECT_EQ(p.comm_bytes_per_step, counted) << c.name << ": dp " << run.steps[0].comm_bytes[0] << " tp "

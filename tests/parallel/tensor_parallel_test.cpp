@@ -117,8 +117,8 @@ TEST(TensorParallelNp2, CountedBytesEqualClosedForm) {
     options.layout.tp = 2;
     return options;
   }();
-  const int64_t T = 2, L = o.model.n_layers, rows = o.micro_batch * o.seq_len,
-                m = o.global_batch / o.micro_batch;
+  const int64_t T = 2, L = o.model.n_layers, rows = o.layout.micro_batch * o.layout.seq_len,
+                m = o.layout.global_batch / o.layout.micro_batch;
   const int64_t E = rows * o.model.width * 4, s = rows * 4;
   const int64_t per_micro = 2 * all_reduce_bytes(T, E) +
                             L * (4 * all_reduce_bytes(T, E) + 2 * all_reduce_bytes(T, s)) +

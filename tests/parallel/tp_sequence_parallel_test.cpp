@@ -17,7 +17,7 @@ TrainOptions tp_options(int dp, int tp, int pp, bool tp_sp, DType dtype) {
   TrainOptions o = quick_options(dp, 0);
   o.layout.tp = tp;
   o.layout.pp = pp;
-  o.tp_sp = tp_sp;
+  o.layout.tp_sp = tp_sp;
   o.dtype = dtype;
   return o;
 }
@@ -62,8 +62,8 @@ TEST(TpSequenceParallelNp4, Tp2Pp2TpSpEqualsTp2Pp2) { check_same_as_tp(1, 2, 2);
 TEST(TpSequenceParallelNp2, CountedBytesEqualClosedForm) {
   ProcessGrid grid({1, 2, 1, 1}, MPI_COMM_WORLD);
   const TrainOptions o = tp_options(1, 2, 1, true, DType::F32);
-  const int64_t T = 2, L = o.model.n_layers, rows = o.micro_batch * o.seq_len,
-                m = o.global_batch / o.micro_batch;
+  const int64_t T = 2, L = o.model.n_layers, rows = o.layout.micro_batch * o.layout.seq_len,
+                m = o.layout.global_batch / o.layout.micro_batch;
   const int64_t h = (T - 1) * rows * o.model.width * 4 / T, s = rows * 4;
   const int64_t per_micro = 5 * h + L * (10 * h + 2 * all_reduce_bytes(T, s)) +
                             3 * all_reduce_bytes(T, s);

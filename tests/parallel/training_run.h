@@ -17,11 +17,11 @@ inline TrainOptions quick_options(int dp, int zero) {
   TrainOptions o;
   o.model = preset_config("tnl-tiny");
   o.layout.dp = dp;
-  o.zero = zero;
+  o.layout.zero = zero;
   o.train_path = std::string(LINPAR_SOURCE_DIR) + "/data/kjv/train.bin";
-  o.seq_len = 24;
-  o.micro_batch = 2;
-  o.global_batch = 8;
+  o.layout.seq_len = 24;
+  o.layout.micro_batch = 2;
+  o.layout.global_batch = 8;
   o.steps = 4;
   o.schedule.max_lr = 3e-3;
   o.schedule.warmup_steps = 1;
