@@ -9,19 +9,13 @@
 #include "core/cuda/cross_entropy_kernels.h"
 #include "core/cuda/cuda_check.h"
 #include "core/cuda/ids_outside.cuh"
+#include "core/cuda/kernel_common.cuh"
 
 namespace linpar::cuda {
 
 namespace {
 
 constexpr int kThreads = 256;
-
-int row_blocks(int64_t rows) { return static_cast<int>(rows < 65535 * 16 ? rows : 65535 * 16); }
-
-__device__ inline float ld(const float* p, int64_t i) { return p[i]; }
-__device__ inline float ld(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
-__device__ inline void st(float* p, int64_t i, float x) { p[i] = x; }
-__device__ inline void st(__nv_bfloat16* p, int64_t i, float x) { p[i] = __float2bfloat16(x); }
 
 struct Max {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
@@ -100,33 +94,14 @@ __global__ void backward_kernel(const T* logits, const int32_t* targets, int64_t
   }
 }
 
-template <typename T>
-const T* in(const void* p) {
-  return static_cast<const T*>(p);
-}
-template <typename T>
-T* out(void* p) {
-  return static_cast<T*>(p);
-}
-
-// Calls f.template operator()<T>() with T the logits' element type.
-template <typename F>
-void by_type(bool bf16, F&& f) {
-  if (bf16)
-    f.template operator()<__nv_bfloat16>();
-  else
-    f.template operator()<float>();
-  CUDA_CHECK(cudaGetLastError());
-}
-
 }  // namespace
 
 void cross_entropy_local_max(bool bf16, const void* logits, float* row_max, int64_t rows,
                              int64_t vocab) {
   if (rows == 0) return;
   by_type(bf16, [&]<typename T>() {
-    local_max_kernel<T>
-        <<<row_blocks(rows), kThreads, 0, cudaStreamLegacy>>>(in<T>(logits), row_max, rows, vocab);
+    local_max_kernel<T><<<grid_blocks(rows, 1), kThreads, 0, cudaStreamLegacy>>>(
+        in<T>(logits), row_max, rows, vocab);
   });
 }
 
@@ -138,7 +113,7 @@ std::optional<int32_t> cross_entropy_local_sums(bool bf16, const void* logits,
   if (rows == 0) return std::nullopt;
   if (scratch != nullptr) reset_ids_outside(scratch);
   by_type(bf16, [&]<typename T>() {
-    local_sums_kernel<T><<<row_blocks(rows), kThreads, 0, cudaStreamLegacy>>>(
+    local_sums_kernel<T><<<grid_blocks(rows, 1), kThreads, 0, cudaStreamLegacy>>>(
         in<T>(logits), targets, vocab_offset, row_max, sum_exp, target_logit, rows, vocab,
         static_cast<unsigned long long*>(scratch));
   });
@@ -159,7 +134,7 @@ void cross_entropy_backward(bool bf16, const void* logits, const int32_t* target
                             float scale, void* dlogits, int64_t rows, int64_t vocab) {
   if (rows == 0) return;
   by_type(bf16, [&]<typename T>() {
-    backward_kernel<T><<<row_blocks(rows), kThreads, 0, cudaStreamLegacy>>>(
+    backward_kernel<T><<<grid_blocks(rows, 1), kThreads, 0, cudaStreamLegacy>>>(
         in<T>(logits), targets, vocab_offset, row_max, sum_exp, scale, out<T>(dlogits), rows,
         vocab);
   });

@@ -1,8 +1,9 @@
 // Small pieces every elementwise CUDA kernel file uses (.cu files only):
 // bounded grids for grid-stride loops, f32 loads/stores of f32 or bf16
 // elements, one at a time or as 16-byte vectors (kernels compute in f32
-// whatever the storage type), and a grid-stride loop over 16-byte vectors
-// with an element-wise tail.
+// whatever the storage type), a grid-stride loop over 16-byte vectors
+// with an element-wise tail, and the host side's typed views of the void
+// pointers the launchers take and its dispatch on the element type.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,6 +11,8 @@
 #include <cstdint>
 #include <initializer_list>
 #include <type_traits>
+
+#include "core/cuda/cuda_check.h"
 
 namespace linpar::cuda {
 
@@ -111,6 +114,27 @@ __device__ inline void for_each_vector(int64_t n, Body&& body) {
 // Blocks for a for_each_vector launch over n elements at kV per thread.
 inline int vector_blocks(int64_t n, int kV, int threads) {
   return grid_blocks((n + kV - 1) / kV, threads);
+}
+
+// A launcher's untyped operand as the element type T.
+template <typename T>
+const T* in(const void* p) {
+  return static_cast<const T*>(p);
+}
+template <typename T>
+T* out(void* p) {
+  return static_cast<T*>(p);
+}
+
+// Calls f.template operator()<T>() with T the element type (bf16 or f32),
+// then checks the launch.
+template <typename F>
+void by_type(bool bf16, F&& f) {
+  if (bf16)
+    f.template operator()<__nv_bfloat16>();
+  else
+    f.template operator()<float>();
+  CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace linpar::cuda

@@ -240,25 +240,6 @@ __global__ void backward_apply_heads_kernel(HeadRows l, const T* dy, const T* y,
   }
 }
 
-template <typename T>
-const T* in(const void* p) {
-  return static_cast<const T*>(p);
-}
-template <typename T>
-T* out(void* p) {
-  return static_cast<T*>(p);
-}
-
-// Calls f.template operator()<T>() with T the element type.
-template <typename F>
-void by_type(bool bf16, F&& f) {
-  if (bf16)
-    f.template operator()<__nv_bfloat16>();
-  else
-    f.template operator()<float>();
-  CUDA_CHECK(cudaGetLastError());
-}
-
 // Calls f.template operator()<T, kV>() with T the element type and kV a
 // 16-byte vector when every pointer is 16-byte aligned (null ones count as
 // aligned) and `group` (a row width, a head dim; 0 for none) is a multiple of

@@ -129,15 +129,6 @@ void launch(bool bf16, const QkvuDims& s, std::initializer_list<const void*> poi
   CUDA_CHECK(cudaGetLastError());
 }
 
-template <typename T>
-const T* in(const void* p) {
-  return static_cast<const T*>(p);
-}
-template <typename T>
-T* out(void* p) {
-  return static_cast<T*>(p);
-}
-
 }  // namespace
 
 void split_qkvu_forward(bool bf16, const QkvuDims& dims, const void* qkvu, void* q, void* k,
