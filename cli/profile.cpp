@@ -20,10 +20,11 @@
 #include "cli/options.h"
 #include "core/cuda/cuda_runtime.h"
 #include "core/error.h"
+#include "core/median_time.h"
+#include "core/op_timing.h"
 #include "core/ops/activation.h"
 #include "core/ops/gemm.h"
 #include "core/ops/lightning_attention.h"
-#include "core/op_timing.h"
 #include "core/timer.h"
 #include "parallel/hybrid_communicator.h"
 #include "parallel/nccl_communicator.h"
@@ -32,19 +33,11 @@ namespace linpar::cli {
 
 namespace {
 
-// Median seconds of `reps` timed calls after one untimed call.
+// Median seconds of `reps` timed calls after one untimed call, the GPU
+// synchronised after each (core/median_time.h, Clock::Wall: the rates the
+// simulator adds op after op).
 double median_seconds(const std::function<void()>& run, int reps, Device device) {
-  run();
-  if (device == Device::CUDA) cuda::synchronize();
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) {
-    Timer timer;
-    run();
-    if (device == Device::CUDA) cuda::synchronize();
-    times.push_back(timer.elapsed_s());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return linpar::median_seconds(run, reps, device, /*warmups=*/1, Clock::Wall);
 }
 
 Tensor filled(const Shape& shape, DType dtype, Device device, float value) {
