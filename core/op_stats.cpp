@@ -19,6 +19,48 @@ void count_flops(int64_t flops) {
   if (recorder != nullptr) recorder->current().flops += flops;
 }
 
+const char* op_kind_name(OpKind kind) {
+  switch (kind) {
+    case OpKind::Memory:
+      return "memory";
+    case OpKind::Attention:
+      return "attention";
+    case OpKind::Matmul:
+      return "matmul";
+    case OpKind::SoftmaxAttention:
+      return "softmax_attention";
+  }
+  return "?";
+}
+
+OpKind RecordedOp::kind() const {
+  for (OpKind k : {OpKind::Matmul, OpKind::SoftmaxAttention, OpKind::Attention}) {
+    if (kinds & (1u << static_cast<unsigned>(k))) return k;
+  }
+  return OpKind::Memory;
+}
+
+void count_traffic(OpKind kind, std::initializer_list<const Tensor*> read,
+                   std::initializer_list<const Tensor*> written) {
+  if (recorder == nullptr) return;
+  RecordedOp& op = recorder->current();
+  op.kinds |= static_cast<uint8_t>(1u << static_cast<unsigned>(kind));
+  for (const Tensor* t : read) {
+    if (t != nullptr && t->defined()) op.bytes_read += static_cast<int64_t>(t->nbytes());
+  }
+  for (const Tensor* t : written) {
+    if (t != nullptr && t->defined()) op.bytes_written += static_cast<int64_t>(t->nbytes());
+  }
+}
+
+void count_traffic(OpKind kind, int64_t bytes_read, int64_t bytes_written) {
+  if (recorder == nullptr) return;
+  RecordedOp& op = recorder->current();
+  op.kinds |= static_cast<uint8_t>(1u << static_cast<unsigned>(kind));
+  op.bytes_read += bytes_read;
+  op.bytes_written += bytes_written;
+}
+
 OpRecorder::OpRecorder() : previous_(recorder) { recorder = this; }
 OpRecorder::~OpRecorder() { recorder = previous_; }
 
@@ -34,7 +76,7 @@ OpScope::OpScope(const char* name) : recorder_(recorder) {
 void OpScope::open(std::string name) {
   LINPAR_CHECK(!recorder_->open_, "op scope {} opened inside {}", name,
                recorder_->ops_.back().name);
-  recorder_->ops_.push_back(RecordedOp{std::move(name), 0, {}});
+  recorder_->ops_.emplace_back().name = std::move(name);
   recorder_->open_ = true;
 }
 

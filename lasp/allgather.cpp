@@ -89,7 +89,6 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, const OpSite& 
   const int64_t state = s.batch * s.heads * s.dk * s.dv * std::max<int64_t>(e, 4);
   const int64_t qk = s.batch * s.heads * s.length * s.dk * e,
                 vo = s.batch * s.heads * s.length * s.dv * e;
-  const int64_t T = sp_.size();
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
                 std::vector<PlannedCollective> collectives = {}) {
     PlannedOp& added =
@@ -99,29 +98,36 @@ void AllGatherAttention::plan(const AttentionShape& s, int64_t e, const OpSite& 
   };
   const int64_t chunk_state = chunk_state_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv);
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
+  const int64_t in = r > 0 ? state : 0;  // the prefix state KV_{r-1}, and its gradient
   if (!backward) {
-    op("allgather.gather.forward", 0, qk + vo, T * (qk + vo),
-       {{CollectiveKind::AllGather, CommGroup::Sp, qk},
-        {CollectiveKind::AllGather, CommGroup::Sp, vo}});
-    if (r > 0) op("allgather.prefix.forward", r * chunk_state + (r - 1) * add, r * (qk + vo), state);
+    // The collectives write the gathered chunks in place: no kernel.
+    site.memory("allgather.gather.forward", 0, 0, 0,
+                {{CollectiveKind::AllGather, CommGroup::Sp, qk},
+                 {CollectiveKind::AllGather, CommGroup::Sp, vo}});
+    // Each earlier chunk's state, all but the first decayed into the sum.
+    if (r > 0)
+      op("allgather.prefix.forward", r * chunk_state + (r - 1) * add,
+         r * (qk + vo) + (r - 1) * 2 * state, r * state + (r - 1) * state);
     op("allgather.attention.forward",
        lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, r > 0,
                                          false),
-       2 * qk + vo, vo);
+       2 * qk + vo + in, vo);
     return;
   }
   op("allgather.attention.backward",
      lightning_attention_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, r > 0,
                                         false, r > 0),
-     2 * qk + 2 * vo, 2 * qk + vo);
+     2 * qk + 2 * vo + in, 2 * qk + vo + in);
+  // Each earlier chunk's dK, dV accumulated from the state's gradient, which
+  // is decayed between chunks.
   if (r > 0) {
     op("allgather.prefix.backward",
        r * chunk_state_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv) + (r - 1) * add,
-       r * (qk + vo) + state, r * (qk + vo));
+       r * (2 * (qk + vo) + state) + (r - 1) * 2 * state, r * (qk + vo) + (r - 1) * state);
   }
-  op("allgather.scatter.backward", 0, T * (qk + vo), qk + vo,
-     {{CollectiveKind::ReduceScatter, CommGroup::Sp, qk},
-      {CollectiveKind::ReduceScatter, CommGroup::Sp, vo}});
+  site.memory("allgather.scatter.backward", 0, 0, 0,
+              {{CollectiveKind::ReduceScatter, CommGroup::Sp, qk},
+               {CollectiveKind::ReduceScatter, CommGroup::Sp, vo}});
 }
 
 }  // namespace linpar::lasp

@@ -88,11 +88,16 @@ void Lasp2::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
                 vo = s.batch * s.heads * s.length * s.dv * e;
   const int64_t add = state_decay_add_flops(s.batch, s.heads, s.dk, s.dv);
   auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
-                std::vector<PlannedCollective> collectives = {}) {
-    PlannedOp& added =
-        site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
+                std::vector<PlannedCollective> collectives = {}, OpKind kind = OpKind::Attention) {
+    PlannedOp& added = site.add(kind, name, flops, read, written, std::move(collectives));
     added.core.head_dim = static_cast<int16_t>(s.dk);
     return &added;
+  };
+  // A sum of gathered states: the first copied out of the gather's buffer,
+  // each of the `adds` others decayed into it (a copy alone when none).
+  auto state_sum = [&](const std::string& name, int64_t adds) {
+    op(name, adds * add, state + adds * 2 * state, state + adds * state, {},
+       adds > 0 ? OpKind::Attention : OpKind::Memory);
   };
   if (!backward) {
     op("lasp2.state.forward", chunk_state_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
@@ -102,7 +107,7 @@ void Lasp2::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
                                          false),
        2 * qk + vo, vo);
     if (r > 0) {
-      op("lasp2.prefix.forward", (r - 1) * add, T * state, state);
+      state_sum("lasp2.prefix.forward", r - 1);
       op("lasp2.inter.forward", inter_chunk_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
          qk + vo + state, vo);
     }
@@ -112,13 +117,20 @@ void Lasp2::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
      lightning_attention_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, false,
                                         false, false),
      2 * qk + 2 * vo, 2 * qk + vo);
-  op("lasp2.inter.backward",
-     r > 0 ? inter_chunk_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv) : 0,
-     qk + vo + state, qk + state, {{CollectiveKind::AllGather, CommGroup::Sp, state}});
+  // Rank 0 has no state before it: it gathers zeros and runs no kernel. The
+  // kernels accumulate into dq and the state's gradient (and below into dk,
+  // dv: read and written).
+  const PlannedCollective gather{CollectiveKind::AllGather, CommGroup::Sp, state};
+  if (r > 0) {
+    op("lasp2.inter.backward", inter_chunk_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
+       2 * qk + vo + 2 * state, qk + state, {gather});
+  } else {
+    op("lasp2.inter.backward", 0, 0, 0, {gather}, OpKind::Memory);
+  }
   if (r < T - 1) {
-    op("lasp2.suffix.backward", (T - 2 - r) * add, T * state, state);
+    state_sum("lasp2.suffix.backward", T - 2 - r);
     op("lasp2.state.backward", chunk_state_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-       qk + vo + state, qk + vo);
+       2 * qk + 2 * vo + state, qk + vo);
   }
 }
 

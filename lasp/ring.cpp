@@ -114,8 +114,14 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) cons
     added.core.head_dim = static_cast<int16_t>(s.dk);
     return &added;
   };
+  // A send moves the state from where it lies: no kernel, only the message.
+  auto send = [&](const std::string& name) {
+    site.memory(name, 0, 0, 0, {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
+  };
   // The ring's edges (forward above): a rank posts its receive before the
   // intra-chunk kernel and waits for it at the first op that reads the state.
+  // The inter-chunk and state kernels accumulate into their outputs (read
+  // and written: core/ops/kv_state.h).
   if (!backward) {
     op("lasp.intra.forward",
        lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, false,
@@ -129,9 +135,7 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) cons
       if (has_out) op("lasp.state.forward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
                       2 * state, state);
     }
-    if (has_out)
-      op("lasp.send_state.forward", 0, state, 0,
-         {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
+    if (has_out) send("lasp.send_state.forward");
     return;
   }
   op("lasp.intra.backward",
@@ -141,18 +145,16 @@ void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) cons
       ->receive = has_out ? RingReceive::Posts : RingReceive::None;
   if (has_in) {
     op("lasp.inter.backward", inter_chunk_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-       qk + vo + state, qk + state);
+       2 * qk + vo + 2 * state, qk + state);
   }
   if (has_out) {
     op("lasp.state.backward", chunk_state_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-       qk + vo + state, qk + vo)
+       2 * qk + 2 * vo + state, qk + vo)
         ->receive = RingReceive::Waits;
     if (has_in) op("lasp.state_grad.backward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
                    2 * state, state);
   }
-  if (has_in)
-    op("lasp.send_state_grad.backward", 0, state, 0,
-       {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
+  if (has_in) send("lasp.send_state_grad.backward");
 }
 
 }  // namespace linpar::lasp

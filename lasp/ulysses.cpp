@@ -93,26 +93,32 @@ void UlyssesAttention::plan(const AttentionShape& s, int64_t e, const OpSite& si
     added.core.head_dim = static_cast<int16_t>(s.dk);
     return &added;
   };
+  // Each all-to-all is framed by two layout copies (into the send buffer's
+  // rank blocks, out of the received ones): memory-bound, `elements` read
+  // and written twice.
+  auto layouts = [&](const std::string& name, int64_t elements,
+                     std::vector<PlannedCollective> collectives) {
+    site.memory(name, 0, 2 * elements * e, 2 * elements * e, std::move(collectives));
+  };
   if (!backward) {
-    op("ulysses.to_heads.forward", 0, 2 * qk + vo, 2 * qk + vo,
-       {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
-        {CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
-        {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
+    layouts("ulysses.to_heads.forward", 2 * qk + vo,
+            {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
+             {CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
+             {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
     op("ulysses.attention.forward",
        lightning_attention_forward_flops(s.batch, Hs, N, s.dk, s.dv, s.block, false, false),
        2 * qk + vo, vo);
-    op("ulysses.to_sequence.forward", 0, vo, vo,
-       {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
+    layouts("ulysses.to_sequence.forward", vo, {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
     return;
   }
-  op("ulysses.to_heads.backward", 0, vo, vo, {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
+  layouts("ulysses.to_heads.backward", vo, {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
   op("ulysses.attention.backward",
      lightning_attention_backward_flops(s.batch, Hs, N, s.dk, s.dv, s.block, false, false, false),
      2 * qk + 2 * vo, 2 * qk + vo);
-  op("ulysses.to_sequence.backward", 0, 2 * qk + vo, 2 * qk + vo,
-     {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
-      {CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
-      {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
+  layouts("ulysses.to_sequence.backward", 2 * qk + vo,
+          {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
+           {CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
+           {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
 }
 
 }  // namespace linpar::lasp

@@ -97,14 +97,17 @@ void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const Te
                 e = s.element_bytes;
   const int64_t full = rows * D * e;  // one [B, N, D] activation (TP traffic)
   const int64_t act = rows * F;
+  // Weight gradients are accumulated at their own type; under --tp-sp each
+  // gather and reduce-scatter also copies the activation (TensorParallel).
+  const int64_t g = s.gradient_bytes(), copy = tp.plan_layout_copy(full);
   const MatmulShape in{1, rows, F, D, ProductWeight::GluIn},
       out{1, rows, D, F, ProductWeight::GluOut};
   if (!backward) {
-    site.add_matmul("l1.forward", in, (rows * D + F * D) * e, act * e,
+    site.add_matmul("l1.forward", in, (rows * D + F * D) * e + copy, act * e + copy,
                     tp.plan_gather_sequence(full));
     site.add_matmul("l2.forward", in, (rows * D + F * D) * e, act * e);
     site.memory("gate.forward", mul_forward_flops(act), 2 * act * e, act * e);
-    site.add_matmul("l3.forward", out, (act + D * F) * e, rows * D * e,
+    site.add_matmul("l3.forward", out, (act + D * F) * e + copy, rows * D * e + copy,
                     tp.plan_reduce_partial(full));
     return;
   }
@@ -112,13 +115,14 @@ void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const Te
   // gradients) when the block's backward starts, then the output gradient.
   std::vector<PlannedCollective> gathers = tp.plan_gather_sequence(full);
   for (const PlannedCollective& c : tp.plan_gather_sequence(full)) gathers.push_back(c);
-  site.add_matmul("l3.backward", out, (rows * D + act + D * F) * e, (act + D * F) * e,
-                  std::move(gathers));
+  site.add_matmul("l3.backward", out, (rows * D + act + D * F) * e + D * F * g + 2 * copy,
+                  act * e + D * F * g + 2 * copy, std::move(gathers));
   site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
-  // The input gradient's parts are summed after l2.
-  site.add_matmul("l1.backward", in, (act + rows * D + F * D) * e, (rows * D + F * D) * e);
-  site.add_matmul("l2.backward", in, (act + rows * D + F * D) * e, (rows * D + F * D) * e,
-                  tp.plan_reduce_partial(full));
+  // l2 adds its input gradient to l1's, and the parts are summed after it.
+  site.add_matmul("l1.backward", in, (act + rows * D + F * D) * e + F * D * g,
+                  rows * D * e + F * D * g);
+  site.add_matmul("l2.backward", in, (act + 2 * rows * D + F * D) * e + F * D * g + copy,
+                  rows * D * e + F * D * g + copy, tp.plan_reduce_partial(full));
 }
 
 }  // namespace linpar

@@ -4,20 +4,6 @@
 
 namespace linpar {
 
-const char* op_kind_name(OpKind kind) {
-  switch (kind) {
-    case OpKind::Matmul:
-      return "matmul";
-    case OpKind::Attention:
-      return "attention";
-    case OpKind::SoftmaxAttention:
-      return "softmax_attention";
-    case OpKind::Memory:
-      return "memory";
-  }
-  return "";
-}
-
 const char* comm_group_name(CommGroup group) {
   switch (group) {
     case CommGroup::Dp:

@@ -13,17 +13,12 @@
 #include <vector>
 
 #include "core/communicator.h"
+#include "core/op_stats.h"
 
 namespace linpar {
 
-// What bounds an op and which rate the simulator gives it (sim/op_costs.h).
-enum class OpKind : uint8_t {
-  Matmul,            // a matrix product (weights or the unfused core's batched products)
-  Attention,         // lightning attention and the SP strategies' state and layout ops
-  SoftmaxAttention,  // the softmax transformers' fused (FlashAttention) core
-  Memory,            // element-wise, norms, reductions, layout copies: bound by memory
-};
-const char* op_kind_name(OpKind kind);  // "matmul", "attention", "softmax_attention", "memory"
+// OpKind (what bounds an op and which rate the simulator gives it) is
+// core/op_stats.h's, the kind a recorded run reports too.
 
 enum class Pass : uint8_t { Forward, Backward };
 
@@ -129,6 +124,13 @@ struct StepShape {
   int64_t batch = 1;   // micro-batch size per rank
   int64_t length = 1;  // tokens per sample on this rank
   int64_t element_bytes = 4;
+
+  // Per-row statistics (the norms' sums and rstd, the loss's row maxima and
+  // sums: Tensor::stats_dtype) and weight gradients (the f32 masters' under
+  // mixed precision) are f32 on the GPU and the activations' type on the
+  // CPU, which computes in f32 or f64: max(e, 4) either way.
+  int64_t stats_bytes() const { return element_bytes > 4 ? element_bytes : 4; }
+  int64_t gradient_bytes() const { return element_bytes > 4 ? element_bytes : 4; }
 };
 
 class OpPlan {

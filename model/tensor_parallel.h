@@ -69,6 +69,12 @@ struct TensorParallel {
     return {{CollectiveKind::AllReduce, CommGroup::Tp, full_bytes}};
   }
 
+  // The bytes gather_sequence and reduce_partial each move through memory
+  // beside their collective, for a full [B, n, D] activation of
+  // `full_bytes`: under --tp-sp the copy between the collective's rank-major
+  // blocks and the sequence (read and written once); none otherwise.
+  int64_t plan_layout_copy(int64_t full_bytes) const { return shards_sequence() ? full_bytes : 0; }
+
   // This rank's block [rank·n/size, (rank+1)·n/size) of n.
   int64_t block(int64_t n) const { return n / size; }
   int64_t block_offset(int64_t n) const { return rank * (n / size); }

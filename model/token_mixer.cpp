@@ -211,7 +211,11 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
   const int64_t act = rows * Dl;  // elements of one [B, N, D/tp] activation
   // TP traffic: full activations [B, N, D], and per-row statistics in f32 on
   // the GPU (the element's own size on the CPU: max(e, 4) either way).
-  const int64_t full = rows * D * e, stats = rows * std::max<int64_t>(e, 4);
+  const int64_t full = rows * D * e, stats = rows * s.stats_bytes();
+  // Weight gradients are accumulated (read and written) at their own type;
+  // under --tp-sp each gather and reduce-scatter also copies the activation
+  // between rank blocks and the sequence.
+  const int64_t g = s.gradient_bytes(), copy = tp.plan_layout_copy(full);
   auto both = [](std::vector<PlannedCollective> a, const std::vector<PlannedCollective>& b) {
     a.insert(a.end(), b.begin(), b.end());
     return a;
@@ -223,12 +227,13 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
         static_cast<int16_t>(dk);
   };
   if (!backward) {
-    site.add_matmul("qkvu_proj.forward", qkvu, (rows * D + 4 * Dl * D) * e, rows * 4 * Dl * e,
-                    tp.plan_gather_sequence(full));
+    site.add_matmul("qkvu_proj.forward", qkvu, (rows * D + 4 * Dl * D) * e + copy,
+                    rows * 4 * Dl * e + copy, tp.plan_gather_sequence(full));
     // qkvu read once; q, k, v (head layout) and u written once.
     site.memory("split_qkvu.forward", split_qkvu_forward_flops(act), 4 * act * e, 4 * act * e);
+    // q and k rotated by two calls, each reading the angles.
     if (use_lrpe)
-      site.memory("lrpe.forward", 2 * lrpe_forward_flops(act), (2 * act + Dl) * e, 4 * act * e);
+      site.memory("lrpe.forward", 2 * lrpe_forward_flops(act), (2 * act + 2 * Dl) * e, 4 * act * e);
     if (sp.attention != nullptr) {
       sp.attention->plan({B, H, N, dk, d, block}, e, site);
     } else {
@@ -236,22 +241,25 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
                 lightning_attention_forward_flops(B, H, N, dk, d, block, false, false),
                 B * H * N * (2 * dk + d), act);
     }
-    // The norm reads the attention in its head layout (no columns copy).
-    site.memory("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), act * e,
-                (act + rows) * e, tp.plan_all_reduce(stats));
+    // Two passes over the attention in its head layout (no columns copy):
+    // the row sums (all-reduced over TP), then the scaling.
+    site.memory("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), 2 * act * e + stats,
+                act * e + 2 * stats, tp.plan_all_reduce(stats));
     site.memory("gate.forward", mul_forward_flops(act), 2 * act * e, act * e);
-    site.add_matmul("out_proj.forward", out, (act + D * Dl) * e, rows * D * e,
+    site.add_matmul("out_proj.forward", out, (act + D * Dl) * e + copy, rows * D * e + copy,
                     tp.plan_reduce_partial(full));
     return;
   }
   // The block's input is gathered again (for qkvu_proj's weight gradient)
   // when the block's backward starts, then the output gradient.
-  site.add_matmul("out_proj.backward", out, (rows * D + act + D * Dl) * e, (act + D * Dl) * e,
+  site.add_matmul("out_proj.backward", out, (rows * D + act + D * Dl) * e + D * Dl * g + 2 * copy,
+                  act * e + D * Dl * g + 2 * copy,
                   both(tp.plan_gather_sequence(full), tp.plan_gather_sequence(full)));
   site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
-  // ...and writes the attention's gradient in the head layout.
-  site.memory("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), (2 * act + rows) * e,
-              act * e, tp.plan_all_reduce(stats));
+  // The row dots (all-reduced over TP), then the gradient written in the
+  // head layout; each pass reads the output gradient and the norm's output.
+  site.memory("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), 4 * act * e + 2 * stats,
+              act * e + stats, tp.plan_all_reduce(stats));
   if (sp.attention != nullptr) {
     sp.attention->plan({B, H, N, dk, d, block}, e, site);
   } else {
@@ -259,14 +267,17 @@ void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const Tens
               lightning_attention_backward_flops(B, H, N, dk, d, block, false, false, false),
               B * H * N * (2 * dk + 2 * d), B * H * N * (2 * dk + d));
   }
+  // Two calls (q, k), each reading its [.., 2d] gradient, the raw input and
+  // the angles, and accumulating the angles' gradient.
   if (use_lrpe)
-    site.memory("lrpe.backward", 2 * lrpe_backward_flops(act), (6 * act + Dl) * e,
-                (2 * act + Dl) * e);
+    site.memory("lrpe.backward", 2 * lrpe_backward_flops(act), (6 * act + 2 * Dl) * e + 2 * Dl * g,
+                2 * act * e + 2 * Dl * g);
   // dq, dk, dv, du and the raw q, k (from qkvu) read; d_qkvu written.
   site.memory("split_qkvu.backward", split_qkvu_backward_flops(act), 6 * act * e, 4 * act * e);
   // The input gradient's parts are summed.
-  site.add_matmul("qkvu_proj.backward", qkvu, (rows * 4 * Dl + rows * D + 4 * Dl * D) * e,
-                  (rows * D + 4 * Dl * D) * e, tp.plan_reduce_partial(full));
+  site.add_matmul("qkvu_proj.backward", qkvu,
+                  (rows * 4 * Dl + rows * D + 4 * Dl * D) * e + 4 * Dl * D * g + copy,
+                  rows * D * e + 4 * Dl * D * g + copy, tp.plan_reduce_partial(full));
 }
 
 }  // namespace linpar

@@ -264,7 +264,11 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
   const int64_t e = s.element_bytes, act = rows * D;
   const int64_t stream_rows = s.batch * tp.stream_length(s.length), stream = stream_rows * D;
   // TP traffic: full activations, and per-row statistics (f32 on the GPU).
-  const int64_t full = act * e, stats = rows * std::max<int64_t>(e, 4);
+  const int64_t full = act * e, sb = s.stats_bytes(), stats = rows * sb;
+  // Weight gradients are accumulated at their own type; tokens and targets
+  // are i32; under --tp-sp each gather and reduce-scatter also copies the
+  // activation between rank blocks and the sequence (TensorParallel).
+  const int64_t g = s.gradient_bytes(), tokens = rows * 4, copy = tp.plan_layout_copy(full);
   std::vector<PlannedCollective> softmax_stats;  // max, sum of exponentials, target logit
   for (int i = 0; i < 3; ++i) {
     for (const PlannedCollective& c : tp.plan_all_reduce(stats)) softmax_stats.push_back(c);
@@ -276,43 +280,61 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
       embedding_backward{&plan, "", kEmbeddingLayer, Pass::Backward},
       head_forward{&plan, "", kHeadLayer, Pass::Forward},
       head_pass_backward{&plan, "", kHeadLayer, Pass::Backward};
+  // SRMSNorm in two passes over the stream (core/ops/srmsnorm.h): forward
+  // the row sums, then the scaling (writing rstd); backward the row dots,
+  // then the gradient, added to the residual's when `accumulate`.
+  const int64_t stream_stats = stream_rows * sb;
+  const int64_t norm_read = 2 * stream * e + stream_stats,
+                norm_written = stream * e + 2 * stream_stats;
+  auto norm_backward_read = [&](bool accumulate) {
+    return (accumulate ? 5 : 4) * stream * e + 2 * stream_stats;
+  };
+  const int64_t norm_backward_written = stream * e + stream_stats;
 
-  embedding_forward.memory("embedding.forward", embedding_forward_flops(rows, D), rows * D * e,
-                           act * e, tp.plan_reduce_partial(full));
+  // A table row per token (the bound; a vocabulary shard reads fewer).
+  embedding_forward.memory("embedding.forward", embedding_forward_flops(rows, D),
+                           tokens + rows * D * e + copy, act * e + copy,
+                           tp.plan_reduce_partial(full));
   for (int64_t l = 0; l < config.n_layers; ++l) {
     const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Forward};
-    site.memory("token_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e,
-                (stream + stream_rows) * e);
+    site.memory("token_norm.forward", srmsnorm_forward_flops(stream_rows, D), norm_read,
+                norm_written);
     TokenMixer::plan_layer(config, l, tp, sp, s, false, plan);
     site.memory("token_residual.forward", axpy_flops(stream), 2 * stream * e, stream * e);
-    site.memory("channel_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e,
-                (stream + stream_rows) * e);
+    site.memory("channel_norm.forward", srmsnorm_forward_flops(stream_rows, D), norm_read,
+                norm_written);
     ChannelMixer::plan_layer(config, l, tp, s, false, plan);
     site.memory("channel_residual.forward", axpy_flops(stream), 2 * stream * e, stream * e);
   }
-  head_forward.memory("final_norm.forward", srmsnorm_forward_flops(stream_rows, D), stream * e,
-                      (stream + stream_rows) * e);
-  head_forward.add_matmul("lm_head.forward", head, (act + V * D) * e, rows * V * e,
+  head_forward.memory("final_norm.forward", srmsnorm_forward_flops(stream_rows, D), norm_read,
+                      norm_written);
+  head_forward.add_matmul("lm_head.forward", head, (act + V * D) * e + copy, rows * V * e + copy,
                           tp.plan_gather_sequence(full));
-  head_forward.memory("cross_entropy.forward", cross_entropy_forward_flops(rows, V), rows * V * e,
-                      rows * e, softmax_stats);
+  // The vocabulary-parallel loss: the logits read twice (row maxima, then
+  // the sums of exponentials and the target's logit), then the losses from
+  // the three all-reduced statistics.
+  head_forward.memory("cross_entropy.forward", cross_entropy_forward_flops(rows, V),
+                      2 * rows * V * e + tokens + 4 * stats, 4 * stats, softmax_stats);
   head_pass_backward.memory("cross_entropy.backward", cross_entropy_backward_flops(rows, V),
-                            rows * V * e, rows * V * e);
-  head_pass_backward.add_matmul("lm_head.backward", head, (rows * V + act + V * D) * e,
-                                (act + V * D) * e, head_backward);
+                            rows * V * e + tokens + 2 * stats, rows * V * e);
+  head_pass_backward.add_matmul("lm_head.backward", head,
+                                (rows * V + act + V * D) * e + V * D * g + 2 * copy,
+                                act * e + V * D * g + 2 * copy, head_backward);
   head_pass_backward.memory("final_norm.backward", srmsnorm_backward_flops(stream_rows, D),
-                            (2 * stream + stream_rows) * e, stream * e);
+                            norm_backward_read(false), norm_backward_written);
   for (int64_t l = config.n_layers - 1; l >= 0; --l) {
     const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Backward};
     ChannelMixer::plan_layer(config, l, tp, s, true, plan);
     site.memory("channel_norm.backward", srmsnorm_backward_flops(stream_rows, D),
-                (3 * stream + stream_rows) * e, stream * e);
+                norm_backward_read(true), norm_backward_written);
     TokenMixer::plan_layer(config, l, tp, sp, s, true, plan);
     site.memory("token_norm.backward", srmsnorm_backward_flops(stream_rows, D),
-                (3 * stream + stream_rows) * e, stream * e);
+                norm_backward_read(true), norm_backward_written);
   }
-  embedding_backward.memory("embedding.backward", embedding_backward_flops(rows, D), act * e,
-                            act * e, tp.plan_gather_sequence(full));
+  // Each token's gradient row accumulated into the table's gradient.
+  embedding_backward.memory("embedding.backward", embedding_backward_flops(rows, D),
+                            act * e + tokens + rows * D * g + copy, rows * D * g + copy,
+                            tp.plan_gather_sequence(full));
   return plan;
 }
 

@@ -19,6 +19,7 @@ int64_t mul_backward_flops(int64_t n) { return 2 * n; }
 
 void silu_forward(const Tensor& x, Tensor& y) {
   LINPAR_OP_TIME("silu_forward", x.device());
+  count_traffic(OpKind::Memory, {&x}, {&y});
   if (x.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("silu_forward", {&x, &y});
     LINPAR_CUDA_OR_FAIL("silu_forward", cuda::silu_forward(bf16, x.raw_data(), y.raw_data(), x.numel()));
@@ -37,6 +38,7 @@ void silu_forward(const Tensor& x, Tensor& y) {
 
 void silu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
   LINPAR_OP_TIME("silu_backward", x.device());
+  count_traffic(OpKind::Memory, {&dy, &x}, {&dx});
   if (dy.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("silu_backward", {&dy, &x, &dx});
     LINPAR_CUDA_OR_FAIL("silu_backward",
@@ -60,6 +62,7 @@ void silu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
 
 void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
   LINPAR_OP_TIME("mul_forward", a.device());
+  count_traffic(OpKind::Memory, {&a, &b}, {&y});
   if (a.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("mul_forward", {&a, &b, &y});
     LINPAR_CUDA_OR_FAIL("mul_forward",
@@ -80,6 +83,8 @@ void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
 
 void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da, Tensor& db) {
   LINPAR_OP_TIME("mul_backward", dy.device());
+  count_traffic(OpKind::Memory, {&dy, db.defined() ? &a : nullptr, da.defined() ? &b : nullptr},
+                {&da, &db});
   if (dy.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("mul_backward", {&dy, &a, &b});
     if (da.defined()) cuda_operands("mul_backward", {&dy, &da});

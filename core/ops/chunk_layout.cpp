@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/op_stats.h"
 #include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #ifdef LINPAR_HAVE_CUDA
@@ -18,6 +19,7 @@ namespace {
 // the sequence (x has N = T·C). to_blocks chooses the direction.
 void permute(const Tensor& from, Tensor& to, bool heads_split, bool to_blocks) {
   LINPAR_OP_TIME("chunk_layout", from.device());
+  count_traffic(OpKind::Memory, {&from}, {&to});
   const Tensor& blocks = to_blocks ? to : from;
   const Tensor& x = to_blocks ? from : to;
   LINPAR_CHECK(blocks.ndim() == 5 && x.ndim() == 4 && blocks.dtype() == x.dtype(),
@@ -66,6 +68,11 @@ Tensor block_view(const Tensor& blocks, int64_t i) {
   return blocks.slice0(i, i + 1).reshape(rest);
 }
 
-Tensor block_copy(const Tensor& blocks, int64_t i) { return block_view(blocks, i).clone(); }
+Tensor block_copy(const Tensor& blocks, int64_t i) {
+  Tensor view = block_view(blocks, i);
+  count_traffic(OpKind::Memory, static_cast<int64_t>(view.nbytes()),
+                static_cast<int64_t>(view.nbytes()));
+  return view.clone();
+}
 
 }  // namespace linpar

@@ -101,6 +101,7 @@ void cuda_backward(bool bf16, const Tensor& logits, const Tensor& targets, doubl
 }  // namespace
 
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, Tensor& losses) {
+  count_traffic(OpKind::Memory, {&logits, &targets}, {&losses});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   LINPAR_CHECK(targets.numel() == rows && losses.numel() == rows, "cross_entropy_forward shapes");
   if (logits.device() == Device::CUDA) {
@@ -128,6 +129,7 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& targets, Tensor& 
 
 void cross_entropy_backward(const Tensor& logits, const Tensor& targets, double scale,
                             Tensor& dlogits) {
+  count_traffic(OpKind::Memory, {&logits, &targets}, {&dlogits});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   LINPAR_CHECK(dlogits.numel() == logits.numel(), "cross_entropy_backward shapes");
   if (logits.device() == Device::CUDA) {
@@ -157,6 +159,7 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, double 
 
 void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
   LINPAR_OP_TIME("cross_entropy_local_max", logits.device());
+  count_traffic(OpKind::Memory, {&logits}, {&row_max});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   if (logits.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("cross_entropy_local_max", {&logits});
@@ -180,6 +183,7 @@ void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
 void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64_t vocab_offset,
                               const Tensor& row_max, Tensor& sum_exp, Tensor& target_logit) {
   LINPAR_OP_TIME("cross_entropy_local_sums", logits.device());
+  count_traffic(OpKind::Memory, {&logits, &targets, &row_max}, {&sum_exp, &target_logit});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   if (logits.device() == Device::CUDA) {
     const char* op = "cross_entropy_local_sums";
@@ -215,6 +219,7 @@ void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64
 void cross_entropy_losses(const Tensor& row_max, const Tensor& sum_exp, const Tensor& target_logit,
                           Tensor& losses) {
   LINPAR_OP_TIME("cross_entropy_losses", losses.device());
+  count_traffic(OpKind::Memory, {&row_max, &sum_exp, &target_logit}, {&losses});
   if (losses.device() == Device::CUDA) {
     const int64_t rows = losses.numel();
     check_row_stats("cross_entropy_losses",
@@ -242,6 +247,7 @@ void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets,
                                     int64_t vocab_offset, const Tensor& row_max,
                                     const Tensor& sum_exp, double scale, Tensor& dlogits) {
   LINPAR_OP_TIME("cross_entropy_backward", logits.device());
+  count_traffic(OpKind::Memory, {&logits, &targets, &row_max, &sum_exp}, {&dlogits});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
   if (logits.device() == Device::CUDA) {
     const char* op = "cross_entropy_backward_sharded";

@@ -23,6 +23,7 @@ namespace {
 
 void axpy(double alpha, const Tensor& x, Tensor& y) {
   LINPAR_OP_TIME("axpy", y.device());
+  count_traffic(OpKind::Memory, {&x, &y}, {&y});
   check_same("axpy", x, y);
   LINPAR_CHECK(x.numel() == y.numel(), "axpy: {} vs {}", shape_string(x.shape()),
                shape_string(y.shape()));
@@ -55,6 +56,7 @@ void axpy(double alpha, const Tensor& x, Tensor& y) {
 
 void scale(double alpha, Tensor& x) {
   LINPAR_OP_TIME("scale", x.device());
+  count_traffic(OpKind::Memory, {&x}, {&x});
   if (x.device() == Device::CUDA) {
 #ifdef LINPAR_HAVE_CUDA
     if (x.dtype() == DType::F32) {
@@ -110,6 +112,7 @@ double sum_squares(const std::vector<const Tensor*>& tensors) {
 
 void convert(const Tensor& src, Tensor& dst) {
   LINPAR_OP_TIME("convert", src.device());
+  count_traffic(OpKind::Memory, {&src}, {&dst});
   LINPAR_CHECK(src.numel() == dst.numel() && src.device() == dst.device(),
                "convert: {} {} into {} {}", device_name(src.device()), shape_string(src.shape()),
                device_name(dst.device()), shape_string(dst.shape()));

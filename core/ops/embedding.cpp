@@ -64,6 +64,10 @@ void embedding_forward(const Tensor& tokens, const Tensor& table, double scale, 
   const int64_t local = table.dim(0), width = table.dim(1), rows = tokens.numel();
   const int64_t vocab = vocab_size < 0 ? local : vocab_size;
   LINPAR_CHECK(y.numel() == rows * width, "embedding_forward: y {}", shape_string(y.shape()));
+  // A table row per token (those outside a vocabulary shard are zeros,
+  // not read: the bound is what a plan can state without the tokens).
+  count_traffic(OpKind::Memory, {&tokens}, {&y});
+  count_traffic(OpKind::Memory, rows * width * static_cast<int64_t>(dtype_size(table.dtype())), 0);
   if (table.device() == Device::CUDA) {
     check_cuda_tokens("embedding_forward", tokens);
     LINPAR_CUDA_OR_FAIL("embedding_forward",
@@ -94,6 +98,10 @@ void embedding_backward(const Tensor& dy, const Tensor& tokens, double scale, Te
                         int64_t vocab_offset) {
   LINPAR_OP_TIME("embedding_backward", dy.device());
   const int64_t local = d_table.dim(0), width = d_table.dim(1), rows = tokens.numel();
+  // Each token's gradient row is accumulated (read and written).
+  const int64_t rows_bytes = rows * width * static_cast<int64_t>(dtype_size(d_table.dtype()));
+  count_traffic(OpKind::Memory, static_cast<int64_t>(dy.nbytes() + tokens.nbytes()) + rows_bytes,
+                rows_bytes);
   if (dy.device() == Device::CUDA) {
     // Mixed precision keeps f32 gradients of a bf16 table: dy may be bf16 with
     // d_table f32; a bf16 d_table takes a bf16 dy only.

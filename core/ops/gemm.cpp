@@ -61,6 +61,7 @@ void gpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const
 
 void linear_forward(const Tensor& x, const Tensor& w, Tensor& y) {
   LINPAR_OP_TIME("linear_forward", x.device());
+  count_traffic(OpKind::Matmul, {&x, &w}, {&y});
   if (on_gpu(x)) {
     const int64_t out = w.dim(0), in = w.dim(1), rows = x.numel() / in;
     LINPAR_CHECK(x.dim(-1) == in && y.numel() == rows * out, "linear_forward: x {} w {} y {}",
@@ -83,6 +84,11 @@ void linear_forward(const Tensor& x, const Tensor& w, Tensor& y) {
 void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor& dx, Tensor& dw,
                      bool accumulate_dx) {
   LINPAR_OP_TIME("linear_backward", dy.device());
+  // dW is accumulated (read and written); dx too when accumulate_dx.
+  count_traffic(OpKind::Matmul,
+                {&dy, dw.defined() ? &x : nullptr, dx.defined() ? &w : nullptr,
+                 accumulate_dx ? &dx : nullptr, &dw},
+                {&dx, &dw});
   if (on_gpu(dy)) {
     const int64_t out = w.dim(0), in = w.dim(1), rows = x.numel() / in;
     LINPAR_CHECK(dy.numel() == rows * out, "linear_backward: dy {}", shape_string(dy.shape()));

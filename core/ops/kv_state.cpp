@@ -97,6 +97,7 @@ cuda::KvStateDims gpu_dims(const char* op, const StateDims& d) {
 void chunk_state_forward(const Tensor& k, const Tensor& v, const std::vector<double>& slopes,
                          Tensor& kv) {
   LINPAR_OP_TIME("chunk_state_forward", k.device());
+  count_traffic(OpKind::Attention, {&k, &v}, {&kv});
   if (k.device() == Device::CUDA) {
     const char* op = "chunk_state_forward";
     [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, k, v, {{"kv", &kv}});
@@ -128,6 +129,8 @@ void chunk_state_forward(const Tensor& k, const Tensor& v, const std::vector<dou
 void chunk_state_backward(const Tensor& k, const Tensor& v, const std::vector<double>& slopes,
                           const Tensor& d_kv, Tensor& dk, Tensor& dv) {
   LINPAR_OP_TIME("chunk_state_backward", k.device());
+  // dk and dv are accumulated.
+  count_traffic(OpKind::Attention, {&k, &v, &d_kv, &dk, &dv}, {&dk, &dv});
   if (k.device() == Device::CUDA) {
     const char* op = "chunk_state_backward";
     [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, k, v, {{"d_kv", &d_kv}});
@@ -168,6 +171,8 @@ void chunk_state_backward(const Tensor& k, const Tensor& v, const std::vector<do
 void inter_chunk_forward(const Tensor& q, const std::vector<double>& slopes, const Tensor& kv_in,
                          Tensor& o) {
   LINPAR_OP_TIME("inter_chunk_forward", q.device());
+  // o is accumulated.
+  count_traffic(OpKind::Attention, {&q, &kv_in, &o}, {&o});
   if (q.device() == Device::CUDA) {
     const char* op = "inter_chunk_forward";
     [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, q, o, {{"kv_in", &kv_in}});
@@ -199,6 +204,8 @@ void inter_chunk_forward(const Tensor& q, const std::vector<double>& slopes, con
 void inter_chunk_backward(const Tensor& q, const std::vector<double>& slopes, const Tensor& kv_in,
                           const Tensor& d_o, Tensor& dq, Tensor& d_kv_in) {
   LINPAR_OP_TIME("inter_chunk_backward", q.device());
+  // dq and d_kv_in are accumulated.
+  count_traffic(OpKind::Attention, {&q, &kv_in, &d_o, &dq, &d_kv_in}, {&dq, &d_kv_in});
   if (q.device() == Device::CUDA) {
     const char* op = "inter_chunk_backward";
     [[maybe_unused]] const bool bf16 =
@@ -243,6 +250,7 @@ void inter_chunk_backward(const Tensor& q, const std::vector<double>& slopes, co
 void state_decay_add(const Tensor& a, const std::vector<double>& slopes, int64_t n, const Tensor& b,
                      Tensor& out) {
   LINPAR_OP_TIME("state_decay_add", a.device());
+  count_traffic(OpKind::Attention, {&a, &b}, {&out});
   if (a.device() == Device::CUDA) {
     const char* op = "state_decay_add";
     check_cuda_f32(op, "a", a);

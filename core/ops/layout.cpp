@@ -2,8 +2,9 @@
 
 #include <algorithm>
 
-#include "core/ops/dispatch.h"
+#include "core/op_stats.h"
 #include "core/op_timing.h"
+#include "core/ops/dispatch.h"
 #ifdef LINPAR_HAVE_CUDA
 #include "core/cuda/layout_kernels.h"
 #endif
@@ -56,6 +57,8 @@ void move_heads_cuda(const Tensor& columns, const Tensor& heads, int64_t column,
 
 void heads_from_columns(const Tensor& x, int64_t column, Tensor& y) {
   LINPAR_OP_TIME("heads_from_columns", x.device());
+  // y's heads are moved from their columns of x.
+  count_traffic(OpKind::Memory, static_cast<int64_t>(y.nbytes()), static_cast<int64_t>(y.nbytes()));
   check_layouts("heads_from_columns", x, y, column);
   if (x.device() == Device::CUDA) {
     LINPAR_CUDA_OR_FAIL("heads_from_columns", move_heads_cuda(x, y, column, true));
@@ -69,6 +72,7 @@ void heads_from_columns(const Tensor& x, int64_t column, Tensor& y) {
 
 void heads_to_columns(const Tensor& y, int64_t column, Tensor& x) {
   LINPAR_OP_TIME("heads_to_columns", x.device());
+  count_traffic(OpKind::Memory, static_cast<int64_t>(y.nbytes()), static_cast<int64_t>(y.nbytes()));
   check_layouts("heads_to_columns", x, y, column);
   if (x.device() == Device::CUDA) {
     LINPAR_CUDA_OR_FAIL("heads_to_columns", move_heads_cuda(x, y, column, false));

@@ -6,8 +6,9 @@
 
 #include <algorithm>
 
-#include "core/ops/dispatch.h"
+#include "core/op_stats.h"
 #include "core/op_timing.h"
+#include "core/ops/dispatch.h"
 #include "core/ops/lightning_attention_blocks.h"
 
 namespace linpar {
@@ -136,6 +137,7 @@ void lightning_attention_forward(const Tensor& q, const Tensor& k, const Tensor&
                                  const std::vector<double>& slopes, int64_t block_size,
                                  const Tensor& kv_in, Tensor& o, Tensor& kv_out) {
   LINPAR_OP_TIME("lightning_attention_forward", q.device());
+  count_traffic(OpKind::Attention, {&q, &k, &v, &kv_in}, {&o, &kv_out});
   if (q.device() == Device::CUDA) {
     forward_on_gpu(q, k, v, slopes, block_size, kv_in, o, kv_out);
     return;

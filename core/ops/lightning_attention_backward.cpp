@@ -7,8 +7,9 @@
 // where G_t is the gradient of the state after block t.
 #include <algorithm>
 
-#include "core/ops/dispatch.h"
+#include "core/op_stats.h"
 #include "core/op_timing.h"
+#include "core/ops/dispatch.h"
 #include "core/ops/lightning_attention.h"
 
 #ifdef LINPAR_HAVE_CUDA
@@ -159,6 +160,8 @@ void lightning_attention_backward(const Tensor& q, const Tensor& k, const Tensor
                                   const Tensor& kv_in, const Tensor& d_o, const Tensor& d_kv_out,
                                   Tensor& dq, Tensor& dk, Tensor& dv, Tensor& d_kv_in) {
   LINPAR_OP_TIME("lightning_attention_backward", q.device());
+  count_traffic(OpKind::Attention, {&q, &k, &v, &kv_in, &d_o, &d_kv_out},
+                {&dq, &dk, &dv, &d_kv_in});
   if (q.device() == Device::CUDA) {
     backward_on_gpu(q, k, v, slopes, block_size, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in);
     return;

@@ -44,6 +44,7 @@ std::vector<double> lrpe_initial_theta(int64_t width) {
 
 void lrpe_forward(const Tensor& x, const Tensor& theta, int64_t position_offset, Tensor& y) {
   LINPAR_OP_TIME("lrpe_forward", x.device());
+  count_traffic(OpKind::Memory, {&x, &theta}, {&y});
   LINPAR_CHECK(x.ndim() == 4, "lrpe_forward: x {}", shape_string(x.shape()));
   const int64_t batch = x.dim(0), heads = x.dim(1), length = x.dim(2), d = x.dim(3);
   check_shape("lrpe_forward", "theta", theta, {heads * d});
@@ -81,6 +82,8 @@ void lrpe_forward(const Tensor& x, const Tensor& theta, int64_t position_offset,
 void lrpe_backward(const Tensor& dy, const Tensor& x, const Tensor& theta, int64_t position_offset,
                    Tensor& dx, Tensor& d_theta) {
   LINPAR_OP_TIME("lrpe_backward", x.device());
+  // dθ is accumulated.
+  count_traffic(OpKind::Memory, {&dy, &x, &theta, &d_theta}, {&dx, &d_theta});
   LINPAR_CHECK(x.ndim() == 4, "lrpe_backward: x {}", shape_string(x.shape()));
   const int64_t batch = x.dim(0), heads = x.dim(1), length = x.dim(2), d = x.dim(3);
   check_shape("lrpe_backward", "dy", dy, {batch, heads, length, 2 * d});

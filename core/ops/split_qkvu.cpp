@@ -70,6 +70,7 @@ cuda::QkvuDims cuda_dims(const Dims& s) { return {s.batch, s.length, s.heads, s.
 
 void split_qkvu_forward(const Tensor& qkvu, Tensor& q, Tensor& k, Tensor& v, Tensor& u) {
   LINPAR_OP_TIME("split_qkvu_forward", qkvu.device());
+  count_traffic(OpKind::Memory, {&qkvu}, {&q, &k, &v, &u});
   const Dims s = check_operands("split_qkvu_forward", qkvu, qkvu, {&q, &k, &v}, u);
   const int64_t Dl = s.width(), d = s.head_dim;
   if (qkvu.device() == Device::CUDA) {
@@ -104,6 +105,9 @@ void split_qkvu_forward(const Tensor& qkvu, Tensor& q, Tensor& k, Tensor& v, Ten
 void split_qkvu_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& du,
                          const Tensor& qkvu, Tensor& d_qkvu) {
   LINPAR_OP_TIME("split_qkvu_backward", qkvu.device());
+  // The raw q and k (SiLU's backward) are read from qkvu: half of it.
+  count_traffic(OpKind::Memory, {&dq, &dk, &dv, &du}, {&d_qkvu});
+  count_traffic(OpKind::Memory, static_cast<int64_t>(qkvu.nbytes() / 2), 0);
   const Dims s = check_operands("split_qkvu_backward", qkvu, d_qkvu, {&dq, &dk, &dv}, du);
   const int64_t Dl = s.width(), d = s.head_dim;
   if (qkvu.device() == Device::CUDA) {

@@ -51,6 +51,7 @@ struct RowLayout {
 // Σ x² per row; x laid out by `l`.
 void row_sums(const char* op, const Tensor& x, const RowLayout& l, Tensor& sums) {
   LINPAR_OP_TIME(op, x.device());
+  count_traffic(OpKind::Memory, {&x}, {&sums});
   LINPAR_CHECK(sums.numel() == l.rows, "{}: sums {}", op, shape_string(sums.shape()));
   if (x.device() == Device::CUDA) {
     const bool bf16 = cuda_operands(op, {&x});
@@ -81,6 +82,7 @@ void row_sums(const char* op, const Tensor& x, const RowLayout& l, Tensor& sums)
 void apply(const char* op, const Tensor& x, const RowLayout& l, const Tensor& sums,
            int64_t full_width, double eps, Tensor& y, Tensor& rstd) {
   LINPAR_OP_TIME(op, x.device());
+  count_traffic(OpKind::Memory, {&x, &sums}, {&y, &rstd});
   LINPAR_CHECK(y.numel() == x.numel() && rstd.numel() == l.rows && y.dim(-1) == l.width,
                "{}: y {} rstd {}", op, shape_string(y.shape()), shape_string(rstd.shape()));
   if (x.device() == Device::CUDA) {
@@ -119,6 +121,7 @@ void backward_apply(const char* op, const Tensor& dy, const Tensor& y, const Ten
                     const Tensor& dots, int64_t full_width, Tensor& dx, const RowLayout& l,
                     bool accumulate) {
   LINPAR_OP_TIME(op, dy.device());
+  count_traffic(OpKind::Memory, {&dy, &y, &rstd, &dots, accumulate ? &dx : nullptr}, {&dx});
   LINPAR_CHECK(dx.numel() == y.numel() && dy.numel() == y.numel() && y.dim(-1) == l.width &&
                    rstd.numel() == l.rows && dots.numel() == l.rows,
                "{} shapes", op);
@@ -192,6 +195,7 @@ void srmsnorm_forward(const Tensor& x, double eps, Tensor& y, Tensor& rstd) {
 
 void srmsnorm_row_dots(const Tensor& dy, const Tensor& y, Tensor& dots) {
   LINPAR_OP_TIME("srmsnorm_row_dots", dy.device());
+  count_traffic(OpKind::Memory, {&dy, &y}, {&dots});
   const int64_t width = y.dim(-1), rows = y.numel() / width;
   LINPAR_CHECK(dy.numel() == y.numel() && dots.numel() == rows, "srmsnorm_row_dots shapes");
   if (dy.device() == Device::CUDA) {

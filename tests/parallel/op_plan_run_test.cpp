@@ -1,13 +1,14 @@
 // The op plan is what runs, op by op: a real CPU training step of every
 // strategy and mix, recorded op by op (core/op_stats.h: each planned op's
 // scope, the FLOPs its kernels counted from their own loop bounds and the
-// collectives its communicators made), equals the plan the simulator costs
+// collectives its communicators made, the kind and tensor bytes its public
+// ops reported), equals the plan the simulator costs
 // for that rank (sim::SimModel::plan: its SP rank's plan, its pipeline
 // stage's ops, in the pipeline schedule's order of forward and backward
-// passes): the same ops in the same order, each with the same name, FLOPs
-// and collectives (kind, group, bytes). The DP gradient reduction, ZeRO,
-// the optimizer, CO2's outer loop and the pipeline's sends run outside the
-// model's ops; they are checked by the byte totals of sim_exactness_test.cpp.
+// passes): the same ops in the same order, each with the same name, kind,
+// FLOPs, bytes read and written, and collectives (kind, group, bytes). The DP gradient reduction,
+// ZeRO, the optimizer, CO2's outer loop and the pipeline's sends run outside the model's ops; they
+// are checked by the byte totals of sim_exactness_test.cpp.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -41,8 +42,8 @@ struct Case {
 std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& grid) {
   const sim::SimModel model(o.model);
   const sim::ShardSpec shard{o.layout.tp, o.layout.tp_sp, o.layout.sp, o.layout.sp_kind};
-  const OpPlan plan =
-      model.plan(shard, grid.coordinates().sp, o.layout.micro_batch, o.layout.seq_len, 4);
+  const OpPlan plan = model.plan(shard, grid.coordinates().sp, o.layout.micro_batch,
+                                 o.layout.seq_len, static_cast<int64_t>(dtype_size(o.dtype)));
   const PipelineStage stage = pipeline_stage(o.model, grid.coordinates().pp, o.layout.pp);
   auto on_stage = [&](const PlannedOp& op) {
     if (op.layer == kEmbeddingLayer) return stage.first();
@@ -92,6 +93,13 @@ std::string diff(const std::vector<RecordedOp>& ran, const std::vector<PlannedOp
     if (r.name != p.name) return fmt::format("op {}: ran {}, planned {}", i, r.name, p.name);
     if (r.flops != p.flops)
       return fmt::format("op {} {}: ran {} FLOPs, planned {}", i, r.name, r.flops, p.flops);
+    if (r.kind() != p.kind)
+      return fmt::format("op {} {}: ran {} kernels, planned {}", i, r.name, op_kind_name(r.kind()),
+                         op_kind_name(p.kind));
+    if (r.bytes_read != p.bytes_read || r.bytes_written != p.bytes_written) {
+      return fmt::format("op {} {}: ran {} bytes read, {} written; planned {}, {}", i, r.name,
+                         r.bytes_read, r.bytes_written, p.bytes_read, p.bytes_written);
+    }
     if (describe(r.collectives) != describe(p.collectives)) {
       return fmt::format("op {} {}: ran collectives{}, planned{}", i, r.name,
                          describe(r.collectives), describe(p.collectives));
@@ -134,8 +142,10 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   Layout layout = o.layout;
   layout.co2_tau = c.co2_tau;
   int64_t parameters = 0;
+  const int64_t e = static_cast<int64_t>(dtype_size(o.dtype));
   for (const Parameter& p : trainer.model().params().all()) parameters += p.value.numel();
-  const StepTail tail = plan_step_tail(layout, {parameters, 4, 4});
+  const StepTail tail =
+      plan_step_tail(layout, {parameters, StepShape{.element_bytes = e}.gradient_bytes(), e});
   std::vector<PlannedCollective> planned_tail;
   for (const std::optional<PlannedOp>* op : {&tail.gradients, &tail.reduce_scatter}) {
     if (*op)
@@ -201,6 +211,24 @@ TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
   }
 }
 
+// f64 on the CPU: 8-byte elements, statistics, states and gradients (the
+// GPU's bf16 elements with f32 statistics below).
+TEST(OpPlanRunNp2, DoublePrecisionRunsItsPlanOpByOp) {
+  for (const Case& c : {Case{"tp2 tp-sp", {1, 2, 1, 1}, true},
+                        Case{"sp2 lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},
+                        Case{"sp2 allgather", {1, 1, 1, 2}, false, SequenceParallelKind::AllGather},
+                        Case{"sp2 lasp lrpe",
+                             {1, 1, 1, 2},
+                             false,
+                             SequenceParallelKind::Lasp,
+                             0,
+                             PipelineSchedule::OneFOneB,
+                             0,
+                             true}}) {
+    expect_the_plan_runs(c, Device::CPU, DType::F64);
+  }
+}
+
 TEST(OpPlanRunNp4, MixedLayoutsRunTheirPlansOpByOp) {
   for (const Case& c :
        {Case{"dp2 tp2", {2, 2, 1, 1}}, Case{"tp2 tp-sp pp2", {1, 2, 2, 1}, true},
@@ -242,8 +270,9 @@ TEST(OpPlanRunCudaNp2, TwoGpusRunTheirPlansOpByOp) {
   }
 }
 
-// The diff can fail: one FLOP more in one planned op, a collective moved to
-// the next op, or an op renamed, and the run no longer matches.
+// The diff can fail: one FLOP or one byte more in one planned op, a product
+// planned as a memory-bound op, a collective moved to the next op, or an op
+// renamed, and the run no longer matches.
 TEST(OpPlanRunNp2, AWrongPlanEntryIsFound) {
   ProcessGrid grid({1, 2, 1, 1}, MPI_COMM_WORLD);
   TrainOptions o = quick_options(1, 0);
@@ -271,6 +300,18 @@ TEST(OpPlanRunNp2, AWrongPlanEntryIsFound) {
   EXPECT_NE(diff(ran, wrong), "");
   wrong = right;
   wrong[3].name += "x";
+  EXPECT_NE(diff(ran, wrong), "");
+  for (bool read : {true, false}) {
+    wrong = right;
+    (read ? wrong[5].bytes_read : wrong[5].bytes_written) += 1;
+    EXPECT_NE(diff(ran, wrong), "");
+  }
+  wrong = right;
+  for (PlannedOp& op : wrong) {
+    if (op.kind != OpKind::Matmul) continue;
+    op.kind = OpKind::Memory;
+    break;
+  }
   EXPECT_NE(diff(ran, wrong), "");
 }
 

@@ -16,6 +16,12 @@ inline bool contains(const std::string& s, const char* part) {
 }
 
 inline OpKind kind_of_name(const std::string& name) {
+  // The SP strategies' sends, gathers and layout copies run no attention
+  // kernel (what the run reports: tests/parallel/op_plan_run_test.cpp).
+  for (const char* part : {".send_state.", ".send_state_grad.", "allgather.gather.",
+                           "allgather.scatter.", "ulysses.to_heads.", "ulysses.to_sequence."}) {
+    if (contains(name, part)) return OpKind::Memory;
+  }
   for (const char* part : {"lightning_attention.", "lasp.", "lasp2.", "allgather.", "ulysses."}) {
     if (contains(name, part)) return OpKind::Attention;
   }

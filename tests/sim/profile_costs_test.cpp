@@ -257,8 +257,9 @@ TEST_F(ProfileCosts, AttentionUsesTheRateOfItsKeyWidth) {
   }
   EXPECT_NEAR(cost("layers.2.token_mixer.lasp.intra.backward", 1e11, 0, 32).seconds, 1e11 / 2e12,
               1e-12);
-  // A FLOP-less state send costs its bytes at the copy rate: 1e8 / 1e12.
-  const ProfiledOp send = cost("layers.2.token_mixer.lasp.send_state.forward", 0, 1e8, 16);
+  // An attention op bound by its bytes (here FLOP-less) costs them at the
+  // copy rate: 1e8 / 1e12.
+  const ProfiledOp send = cost("layers.2.token_mixer.lasp.state.forward", 0, 1e8, 16);
   EXPECT_NEAR(send.seconds, 1e-4, 1e-15);
   EXPECT_EQ(send.source, CostSource::MeasuredAttention);
 }
