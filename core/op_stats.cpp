@@ -43,14 +43,14 @@ OpKind RecordedOp::kind() const {
 void count_traffic(OpKind kind, std::initializer_list<const Tensor*> read,
                    std::initializer_list<const Tensor*> written) {
   if (recorder == nullptr) return;
-  RecordedOp& op = recorder->current();
-  op.kinds |= static_cast<uint8_t>(1u << static_cast<unsigned>(kind));
-  for (const Tensor* t : read) {
-    if (t != nullptr && t->defined()) op.bytes_read += static_cast<int64_t>(t->nbytes());
-  }
-  for (const Tensor* t : written) {
-    if (t != nullptr && t->defined()) op.bytes_written += static_cast<int64_t>(t->nbytes());
-  }
+  auto bytes = [](std::initializer_list<const Tensor*> tensors) {
+    int64_t total = 0;
+    for (const Tensor* t : tensors) {
+      if (t != nullptr && t->defined()) total += static_cast<int64_t>(t->nbytes());
+    }
+    return total;
+  };
+  count_traffic(kind, bytes(read), bytes(written));
 }
 
 void count_traffic(OpKind kind, int64_t bytes_read, int64_t bytes_written) {
