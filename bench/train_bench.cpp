@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/op_timing.h"
 #include "model/config.h"
+#include "model/plan_model.h"
 #include "parallel/trainer.h"
 #include "sim/op_costs.h"
 
@@ -48,7 +49,8 @@ int main(int argc, char** argv) {
     o.progress = linpar::TrainOptions::Progress::Quiet;
     linpar::ProcessGrid grid({1, 1, 1, 1}, MPI_COMM_WORLD);
     linpar::Trainer trainer(o, grid);
-    const linpar::OpPlan plan = trainer.model().plan({o.layout.micro_batch, o.layout.seq_len, 2});
+    const linpar::OpPlan plan = linpar::plan_model(trainer.model().config(), {}, {},
+                                                   {o.layout.micro_batch, o.layout.seq_len, 2});
     double flops = 0;
     for (const linpar::PlannedOp& op : plan.ops()) {
       // Matrix products and attention: the simulator's classes of the same ops.

@@ -26,6 +26,16 @@ DType dtype_from_name(std::string_view name) {
   user_error("unknown dtype '{}': expected f32, bf16, f64 or i32", name);
 }
 
-std::string_view device_name(Device device) { return device == Device::CPU ? "cpu" : "cuda"; }
+std::string_view device_name(Device device) {
+  switch (device) {
+    case Device::CPU:
+      return "cpu";
+    case Device::CUDA:
+      return "cuda";
+    case Device::Meta:
+      return "meta";
+  }
+  return "?";
+}
 
 }  // namespace linpar

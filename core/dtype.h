@@ -9,7 +9,10 @@
 namespace linpar {
 
 enum class DType : uint8_t { F32, BF16, F64, I32 };
-enum class Device : uint8_t { CPU, CUDA };
+// Meta: a tensor's shape and dtype without data. The layers' forward and
+// backward run on meta tensors to build the op plan (model/plan_model.h):
+// every public op then counts what it would do and runs no kernel.
+enum class Device : uint8_t { CPU, CUDA, Meta };
 
 // bfloat16 storage type: the upper 16 bits of an IEEE f32. Conversion from f32
 // rounds to nearest even, as cuda_bf16.h and PyTorch do.

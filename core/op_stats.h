@@ -33,6 +33,51 @@ enum class OpKind : uint8_t {
 };
 const char* op_kind_name(OpKind kind);  // "matmul", "attention", "softmax_attention", "memory"
 
+enum class Pass : uint8_t { Forward, Backward };
+
+// The layer field of ops outside the layers.
+inline constexpr int32_t kEmbeddingLayer = -1;  // the embedding (first pipeline stage)
+inline constexpr int32_t kHeadLayer = -2;       // final norm, LM head and loss (last stage)
+
+// Where a LASP rank's op meets its neighbour's state (the ring's dependency
+// edge; the neighbour's matching op is the one whose collective sends to this
+// rank in the same layer and pass): Posts, the op before which the receive
+// is posted (lasp/ring.cpp: recv_async before the intra-chunk kernel);
+// Waits, the op that first needs the received state (receive->wait()). A
+// ring that blocks on its receive (the published LASP code; sim
+// --lasp-ring blocking) waits at Posts. The ring reports both where it
+// posts and waits (note_ring_receive).
+enum class RingReceive : uint8_t { None, Posts, Waits };
+
+// Which of TransNormerLLM's weights a product multiplies: the layers
+// `linpar profile` measures (a measured profile's GEMM rates are keyed by
+// them; sim/profile_costs.h). Other: any other product. A layer names it
+// when it opens the op's scope.
+enum class ProductWeight : uint8_t { Other, QkvuProj, OutProj, GluIn, GluOut, LmHead };
+
+// A product's shape: batch × [m, k]·[k, n] in forward. Its backward is the
+// two products dx = dy·Wᵀ and dW = xᵀ·dy of the same sizes.
+struct MatmulShape {
+  int64_t batch = 0, m = 0, n = 0, k = 0;  // all 0 for an op that is no product
+  ProductWeight weight = ProductWeight::Other;
+  bool operator==(const MatmulShape&) const = default;
+};
+
+// An attention op's shape: what its kernels' rate depends on besides the
+// FLOPs (sim/op_costs.h). For the fused softmax core, all of it; for linear
+// attention's ops (kind Attention) head_dim is the key width dk (2d with
+// LRPE), which a measured profile's lightning rates are keyed by. Zero for
+// every other op. 16 bytes: the layout search builds plans by the thousand
+// per second.
+struct CoreShape {
+  int64_t scores = 0;    // attention scores computed: B·H·N²/2 when causal
+  int32_t length = 0;    // N: tokens each query attends over (causal: up to N)
+  int16_t head_dim = 0;  // d (the fused core), dk (linear attention)
+  bool dropout = false;  // dropout on the probabilities (drawn in the kernel)
+  bool backward = false;
+  bool operator==(const CoreShape&) const = default;
+};
+
 // While alive, receives every count_flops() made on this thread (scopes nest:
 // every open scope receives the count).
 class FlopScope {
@@ -51,6 +96,24 @@ class FlopScope {
 };
 
 void count_flops(int64_t flops);
+
+// An op given a meta tensor (Device::Meta: shapes, no data) runs no kernel:
+// it records the FLOPs its kernel would run for those shapes into the open
+// op scope (not into FlopScopes: planning is no work) and returns true.
+// Every public op (core/ops/*.h) asks this of its first operand after
+// count_traffic, so the layers' own forward and backward run on meta
+// tensors describe what they run on real ones (the op plan,
+// model/plan_model.h).
+bool plan_only(const Tensor& t, int64_t flops);
+
+// A weight product [m, k]·[k, n] (or its backward) ran in the open op: its
+// shape, tagged with the op scope's weight. A product op runs one shape.
+void count_product(int64_t m, int64_t n, int64_t k);
+// A linear-attention kernel ran in the open op on keys dk wide.
+void count_attention_width(int64_t dk);
+// The SP ring posted (RingReceive::Posts) or waited on (Waits) its
+// neighbour's message: the next op scope opened on this thread is where.
+void note_ring_receive(RingReceive receive);
 
 // Called by every public op (core/ops/*.h) on each call, on any device: its
 // kind and the tensors it reads and writes (undefined ones skipped), each
@@ -74,10 +137,15 @@ struct RecordedCollective {
 
 struct RecordedOp {
   std::string name;  // the planned op's name, e.g. "layers.0.token_mixer.qkvu_proj.forward"
+  int32_t layer = kHeadLayer;  // OpPlace's when the scope opened
+  Pass pass = Pass::Forward;
+  RingReceive receive = RingReceive::None;
   int64_t flops = 0;
   int64_t bytes_read = 0, bytes_written = 0;  // the public ops' count_traffic, summed
   uint8_t kinds = 0;                          // bit k: a public op of OpKind k ran in it
   std::vector<RecordedCollective> collectives;
+  MatmulShape matmul;    // count_product's
+  int16_t head_dim = 0;  // count_attention_width's
 
   // What bounds the op: a product if one ran in it, else attention if its
   // kernels ran, else memory (also for an op of collectives alone).
@@ -95,20 +163,28 @@ class OpRecorder {
   OpRecorder& operator=(const OpRecorder&) = delete;
 
   const std::vector<RecordedOp>& ops() const { return ops_; }
+  std::vector<RecordedOp> take_ops() { return std::move(ops_); }
   const RecordedOp& outside() const { return outside_; }
 
  private:
   friend class OpScope;
   friend void count_flops(int64_t flops);
+
+  friend bool plan_only(const Tensor& t, int64_t flops);
   friend void count_traffic(OpKind kind, std::initializer_list<const Tensor*> read,
                             std::initializer_list<const Tensor*> written);
   friend void count_traffic(OpKind kind, int64_t bytes_read, int64_t bytes_written);
   friend void record_collective(CollectiveKind kind, const std::string& group,
                                 int64_t payload_bytes);
+  friend void count_product(int64_t m, int64_t n, int64_t k);
+  friend void count_attention_width(int64_t dk);
+  friend void note_ring_receive(RingReceive receive);
   RecordedOp& current() { return open_ ? ops_.back() : outside_; }
   std::vector<RecordedOp> ops_;
   RecordedOp outside_;
-  bool open_ = false;  // an op scope is open: ops_.back()
+  bool open_ = false;                             // an op scope is open: ops_.back()
+  ProductWeight weight_ = ProductWeight::Other;   // the open scope's
+  RingReceive next_receive_ = RingReceive::None;  // for the next scope opened
   OpRecorder* previous_;
 };
 
@@ -117,17 +193,35 @@ class OpRecorder {
 // Scopes do not nest (an internal error): every kernel belongs to one op.
 class OpScope {
  public:
-  OpScope(const std::string& prefix, const char* name);
+  // `weight`: which weight the op's product multiplies (a profile's key).
+  OpScope(const std::string& prefix, const char* name, ProductWeight weight = ProductWeight::Other);
   // Named OpPrefix's prefix (if one is open) + name: for code that runs
   // inside a layer without knowing its name (the SP strategies).
-  explicit OpScope(const char* name);
+  explicit OpScope(const char* name, ProductWeight weight = ProductWeight::Other);
   ~OpScope();
   OpScope(const OpScope&) = delete;
   OpScope& operator=(const OpScope&) = delete;
 
  private:
-  void open(std::string name);  // with a recorder only
+  void open(std::string name, ProductWeight weight);  // with a recorder only
   OpRecorder* recorder_ = nullptr;
+};
+
+// While alive, the op scopes opened on this thread are of this layer (or
+// kEmbeddingLayer, kHeadLayer) and pass: the model opens one around each
+// layer's forward and backward and around the embedding and the head.
+class OpPlace {
+ public:
+  OpPlace(int64_t layer, Pass pass);
+  ~OpPlace();
+  OpPlace(const OpPlace&) = delete;
+  OpPlace& operator=(const OpPlace&) = delete;
+
+ private:
+  friend class OpScope;
+  int32_t layer_;
+  Pass pass_;
+  OpPlace* outer_;
 };
 
 // While alive, OpScope(name) on this thread is named prefix + name.

@@ -25,13 +25,31 @@ Storage::~Storage() {
   if (data_ != nullptr) allocator_.deallocate(data_, bytes_);
 }
 
+namespace {
+// Every meta tensor shares one storage that holds nothing: building the op
+// plan allocates no memory for the activations it describes.
+class MetaAllocator final : public Allocator {
+ public:
+  void* allocate(size_t) override { return nullptr; }
+  void deallocate(void*, size_t) override {}
+  Device device() const override { return Device::Meta; }
+};
+const std::shared_ptr<Storage>& meta_storage() {
+  static MetaAllocator allocator;
+  static const std::shared_ptr<Storage> storage = std::make_shared<Storage>(0, allocator);
+  return storage;
+}
+}  // namespace
+
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
   t.shape_ = shape;
   t.numel_ = shape_numel(shape);
   t.dtype_ = dtype;
   t.device_ = device;
-  t.storage_ = std::make_shared<Storage>(t.nbytes(), default_allocator(device));
+  t.storage_ = device == Device::Meta
+                   ? meta_storage()
+                   : std::make_shared<Storage>(t.nbytes(), default_allocator(device));
   return t;
 }
 
@@ -50,6 +68,7 @@ int64_t Tensor::dim(int64_t i) const {
 
 void* Tensor::raw_data() const {
   if (!storage_) return nullptr;
+  LINPAR_CHECK(device_ != Device::Meta, "a meta tensor {} has no data", shape_string(shape_));
   return static_cast<char*>(storage_->data()) + offset_bytes_;
 }
 
@@ -101,6 +120,7 @@ Tensor Tensor::clone() const { return to(device_); }
 
 Tensor Tensor::to(Device device) const {
   Tensor t = empty(shape_, dtype_, device);
+  if (device == Device::Meta) return t;  // the shape only
   t.copy_from(*this);
   return t;
 }
@@ -148,6 +168,7 @@ void convert_from(DType to, const void* src, void* dst, int64_t n) {
 
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return clone();
+  if (device_ == Device::Meta) return empty(shape_, dtype, device_);
   // On the GPU, through the host (hot paths use convert() in core/ops/elementwise.h).
   if (device_ != Device::CPU) return to(Device::CPU).to(dtype).to(device_);
   Tensor t = empty(shape_, dtype, device_);
@@ -173,6 +194,11 @@ void Tensor::copy_from(const Tensor& source) {
                dtype_name(source.dtype_), shape_string(source.shape_), dtype_name(dtype_),
                shape_string(shape_));
   if (nbytes() == 0) return;
+  if (device_ == Device::Meta || source.device_ == Device::Meta) {
+    LINPAR_CHECK(device_ == source.device_, "copy between a meta and a {} tensor",
+                 device_name(device_ == Device::Meta ? source.device_ : device_));
+    return;
+  }
   if (device_ == Device::CPU && source.device_ == Device::CPU) {
     std::memcpy(raw_data(), source.raw_data(), nbytes());
   } else {
@@ -181,7 +207,7 @@ void Tensor::copy_from(const Tensor& source) {
 }
 
 void Tensor::fill_zero() {
-  if (nbytes() == 0) return;
+  if (nbytes() == 0 || device_ == Device::Meta) return;
   if (device_ == Device::CPU) {
     std::memset(raw_data(), 0, nbytes());
   } else {

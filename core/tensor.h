@@ -47,8 +47,10 @@ class Tensor {
   static Tensor zeros(const Shape& shape, DType dtype, Device device = Device::CPU);
   // Per-row statistics of activations (norm rstd, softmax max and sums): f32
   // on the GPU whatever the activations' dtype (bf16 sums lose the row), the
-  // activations' own dtype on the CPU (f64 gradient checks stay f64).
+  // activations' own dtype on the CPU (f64 gradient checks stay f64). A meta
+  // tensor plans either: f32, or f64 for f64 activations.
   static DType stats_dtype(DType activations, Device device) {
+    if (device == Device::Meta) return activations == DType::F64 ? DType::F64 : DType::F32;
     return device == Device::CUDA ? DType::F32 : activations;
   }
   template <typename T>
@@ -61,9 +63,10 @@ class Tensor {
   int64_t numel() const { return numel_; }
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
+  bool is_meta() const { return device_ == Device::Meta; }
   size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
 
-  void* raw_data() const;
+  void* raw_data() const;  // an internal error for a meta tensor (it has none)
   // Typed access; checks that T matches the dtype (and that the tensor is on
   // the CPU when `host` access is asked for through data()).
   template <typename T>

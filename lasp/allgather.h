@@ -27,7 +27,6 @@ class AllGatherAttention final : public SequenceAttention {
   void backward(const Tensor& q, const Tensor& k, const Tensor& v,
                 const std::vector<double>& slopes, int64_t block, const AttentionCache& cache,
                 const Tensor& d_o, Tensor& dq, Tensor& dk, Tensor& dv) const override;
-  void plan(const AttentionShape& shape, int64_t element_bytes, const OpSite& site) const override;
 
  private:
   Communicator& sp_;

@@ -30,6 +30,7 @@ void LaspRing::forward(const Tensor& q, const Tensor& k, const Tensor& v,
   if (r > 0) {
     kv_in = Tensor::empty({B, H, dk, dv}, state, q.device());
     receive = sp_.recv_async(kv_in, r - 1);
+    note_ring_receive(RingReceive::Posts);  // before the intra-chunk kernel
   }
   if (r < T - 1) kv_out = Tensor::empty({B, H, dk, dv}, state, q.device());
   // Intra-chunk output and S_r while KV_{r−1} travels.
@@ -39,6 +40,7 @@ void LaspRing::forward(const Tensor& q, const Tensor& k, const Tensor& v,
   }
   if (r > 0) {
     receive->wait();
+    note_ring_receive(RingReceive::Waits);
     {
       const OpScope op("lasp.inter.forward");
       inter_chunk_forward(q, slopes, kv_in, o);
@@ -68,6 +70,7 @@ void LaspRing::backward(const Tensor& q, const Tensor& k, const Tensor& v,
   if (r < T - 1) {
     d_kv_out = Tensor::empty({B, H, dkh, dvh}, state, q.device());
     receive = sp_.recv_async(d_kv_out, r + 1);
+    note_ring_receive(RingReceive::Posts);
   }
   {
     const OpScope op("lasp.intra.backward");
@@ -81,6 +84,7 @@ void LaspRing::backward(const Tensor& q, const Tensor& k, const Tensor& v,
   }
   if (r < T - 1) {
     receive->wait();
+    note_ring_receive(RingReceive::Waits);
     {
       const OpScope op("lasp.state.backward");
       chunk_state_backward(k, v, slopes, d_kv_out, dk, dv);
@@ -94,67 +98,6 @@ void LaspRing::backward(const Tensor& q, const Tensor& k, const Tensor& v,
     const OpScope op("lasp.send_state_grad.backward");
     sends_.add(sp_.send_async(d_kv_in, r - 1), d_kv_in);
   }
-}
-
-void LaspRing::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
-  const bool backward = site.pass == Pass::Backward;
-  const int r = sp_.rank(), T = sp_.size();
-  // Bytes: chunk tensors in the compute dtype (e bytes); states f32 on the GPU
-  // (compute f32 or bf16) and in the compute dtype on the CPU (f32 or f64),
-  // so max(e, 4) bytes per state element.
-  const int64_t state_e = std::max<int64_t>(e, 4);
-  const int64_t state = s.batch * s.heads * s.dk * s.dv * state_e;
-  const int64_t qk = s.batch * s.heads * s.length * s.dk * e,
-                vo = s.batch * s.heads * s.length * s.dv * e;
-  const bool has_in = r > 0, has_out = r < T - 1;
-  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
-                std::vector<PlannedCollective> collectives = {}) {
-    PlannedOp& added =
-        site.add(OpKind::Attention, name, flops, read, written, std::move(collectives));
-    added.core.head_dim = static_cast<int16_t>(s.dk);
-    return &added;
-  };
-  // A send moves the state from where it lies: no kernel, only the message.
-  auto send = [&](const std::string& name) {
-    site.memory(name, 0, 0, 0, {{CollectiveKind::SendRecv, CommGroup::Sp, state}});
-  };
-  // The ring's edges (forward above): a rank posts its receive before the
-  // intra-chunk kernel and waits for it at the first op that reads the state.
-  // The inter-chunk and state kernels accumulate into their outputs (read
-  // and written: core/ops/kv_state.h).
-  if (!backward) {
-    op("lasp.intra.forward",
-       lightning_attention_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, false,
-                                         has_out),
-       2 * qk + vo, vo + (has_out ? state : 0))
-        ->receive = has_in ? RingReceive::Posts : RingReceive::None;
-    if (has_in) {
-      op("lasp.inter.forward", inter_chunk_forward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-         qk + vo + state, vo)
-          ->receive = RingReceive::Waits;
-      if (has_out) op("lasp.state.forward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
-                      2 * state, state);
-    }
-    if (has_out) send("lasp.send_state.forward");
-    return;
-  }
-  op("lasp.intra.backward",
-     lightning_attention_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv, s.block, false,
-                                        false, false),
-     2 * qk + 2 * vo, 2 * qk + vo)
-      ->receive = has_out ? RingReceive::Posts : RingReceive::None;
-  if (has_in) {
-    op("lasp.inter.backward", inter_chunk_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-       2 * qk + vo + 2 * state, qk + state);
-  }
-  if (has_out) {
-    op("lasp.state.backward", chunk_state_backward_flops(s.batch, s.heads, s.length, s.dk, s.dv),
-       2 * qk + 2 * vo + state, qk + vo)
-        ->receive = RingReceive::Waits;
-    if (has_in) op("lasp.state_grad.backward", state_decay_add_flops(s.batch, s.heads, s.dk, s.dv),
-                   2 * state, state);
-  }
-  if (has_in) send("lasp.send_state_grad.backward");
 }
 
 }  // namespace linpar::lasp

@@ -82,43 +82,4 @@ void UlyssesAttention::backward(const Tensor& q, const Tensor& k, const Tensor& 
   to_sequence(dvh, dv);
 }
 
-void UlyssesAttention::plan(const AttentionShape& s, int64_t e, const OpSite& site) const {
-  const bool backward = site.pass == Pass::Backward;
-  const int64_t T = sp_.size(), Hs = s.heads / T, N = s.length * T;
-  const int64_t qk = s.batch * s.heads * s.length * s.dk, vo = s.batch * s.heads * s.length * s.dv;
-  auto op = [&](const std::string& name, int64_t flops, int64_t read, int64_t written,
-                std::vector<PlannedCollective> collectives = {}) {
-    PlannedOp& added =
-        site.add(OpKind::Attention, name, flops, read * e, written * e, std::move(collectives));
-    added.core.head_dim = static_cast<int16_t>(s.dk);
-    return &added;
-  };
-  // Each all-to-all is framed by two layout copies (into the send buffer's
-  // rank blocks, out of the received ones): memory-bound, `elements` read
-  // and written twice.
-  auto layouts = [&](const std::string& name, int64_t elements,
-                     std::vector<PlannedCollective> collectives) {
-    site.memory(name, 0, 2 * elements * e, 2 * elements * e, std::move(collectives));
-  };
-  if (!backward) {
-    layouts("ulysses.to_heads.forward", 2 * qk + vo,
-            {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
-             {CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
-             {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
-    op("ulysses.attention.forward",
-       lightning_attention_forward_flops(s.batch, Hs, N, s.dk, s.dv, s.block, false, false),
-       2 * qk + vo, vo);
-    layouts("ulysses.to_sequence.forward", vo, {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
-    return;
-  }
-  layouts("ulysses.to_heads.backward", vo, {{CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
-  op("ulysses.attention.backward",
-     lightning_attention_backward_flops(s.batch, Hs, N, s.dk, s.dv, s.block, false, false, false),
-     2 * qk + 2 * vo, 2 * qk + vo);
-  layouts("ulysses.to_sequence.backward", 2 * qk + vo,
-          {{CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
-           {CollectiveKind::AllToAll, CommGroup::Sp, qk * e},
-           {CollectiveKind::AllToAll, CommGroup::Sp, vo * e}});
-}
-
 }  // namespace linpar::lasp

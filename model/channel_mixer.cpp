@@ -40,12 +40,12 @@ void ChannelMixer::forward(const Tensor& x_stream, Tensor& out, ChannelMixerCach
   c.gated = Tensor::empty({B, N, F}, dt, dev);
   Tensor x;
   {
-    const OpScope op(prefix_, "l1.forward");
+    const OpScope op(prefix_, "l1.forward", ProductWeight::GluIn);
     x = tp_.gather_sequence(x_stream);
     linear_forward(x, l1_.weight(), c.a1);
   }
   {
-    const OpScope op(prefix_, "l2.forward");
+    const OpScope op(prefix_, "l2.forward", ProductWeight::GluIn);
     linear_forward(x, l2_.weight(), c.a2);
   }
   {
@@ -53,7 +53,7 @@ void ChannelMixer::forward(const Tensor& x_stream, Tensor& out, ChannelMixerCach
     mul_forward(c.a1, c.a2, c.gated);
   }
   // Row-parallel l3: sum the partial outputs (into the stream's layout).
-  const OpScope op(prefix_, "l3.forward");
+  const OpScope op(prefix_, "l3.forward", ProductWeight::GluOut);
   Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, dt, dev) : out;
   linear_forward(c.gated, l3_.weight(), partial);
   tp_.reduce_partial(partial, out);
@@ -69,7 +69,7 @@ void ChannelMixer::backward(const Tensor& d_out, const Tensor& x_stream, const C
   Tensor x;
   Tensor d_gated = Tensor::empty({B, N, F}, dt, dev);
   {
-    const OpScope op(prefix_, "l3.backward");
+    const OpScope op(prefix_, "l3.backward", ProductWeight::GluOut);
     x = tp_.gather_sequence(x_stream);
     linear_backward(tp_.gather_sequence(d_out), c.gated, l3_.weight(), d_gated, l3_.grad);
   }
@@ -81,48 +81,12 @@ void ChannelMixer::backward(const Tensor& d_out, const Tensor& x_stream, const C
   // Column-parallel l1, l2: sum the input-gradient parts.
   Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, dt, dev) : dx;
   {
-    const OpScope op(prefix_, "l1.backward");
+    const OpScope op(prefix_, "l1.backward", ProductWeight::GluIn);
     linear_backward(da1, x, l1_.weight(), partial, l1_.grad);
   }
-  const OpScope op(prefix_, "l2.backward");
+  const OpScope op(prefix_, "l2.backward", ProductWeight::GluIn);
   linear_backward(da2, x, l2_.weight(), partial, l2_.grad, /*accumulate_dx=*/true);
   tp_.reduce_partial(partial, dx);
-}
-
-void ChannelMixer::plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
-                              const StepShape& s, bool backward, OpPlan& plan) {
-  const OpSite site{&plan, fmt::format("layers.{}.channel_mixer.", layer),
-                    static_cast<int32_t>(layer), backward ? Pass::Backward : Pass::Forward};
-  const int64_t rows = s.batch * s.length, D = config.width, F = tp.block(config.glu_dim),
-                e = s.element_bytes;
-  const int64_t full = rows * D * e;  // one [B, N, D] activation (TP traffic)
-  const int64_t act = rows * F;
-  // Weight gradients are accumulated at their own type; under --tp-sp each
-  // gather and reduce-scatter also copies the activation (TensorParallel).
-  const int64_t g = s.gradient_bytes(), copy = tp.plan_layout_copy(full);
-  const MatmulShape in{1, rows, F, D, ProductWeight::GluIn},
-      out{1, rows, D, F, ProductWeight::GluOut};
-  if (!backward) {
-    site.add_matmul("l1.forward", in, (rows * D + F * D) * e + copy, act * e + copy,
-                    tp.plan_gather_sequence(full));
-    site.add_matmul("l2.forward", in, (rows * D + F * D) * e, act * e);
-    site.memory("gate.forward", mul_forward_flops(act), 2 * act * e, act * e);
-    site.add_matmul("l3.forward", out, (act + D * F) * e + copy, rows * D * e + copy,
-                    tp.plan_reduce_partial(full));
-    return;
-  }
-  // The block's input is gathered again (for l1's and l2's weight
-  // gradients) when the block's backward starts, then the output gradient.
-  std::vector<PlannedCollective> gathers = tp.plan_gather_sequence(full);
-  for (const PlannedCollective& c : tp.plan_gather_sequence(full)) gathers.push_back(c);
-  site.add_matmul("l3.backward", out, (rows * D + act + D * F) * e + D * F * g + 2 * copy,
-                  act * e + D * F * g + 2 * copy, std::move(gathers));
-  site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
-  // l2 adds its input gradient to l1's, and the parts are summed after it.
-  site.add_matmul("l1.backward", in, (act + rows * D + F * D) * e + F * D * g,
-                  rows * D * e + F * D * g);
-  site.add_matmul("l2.backward", in, (act + 2 * rows * D + F * D) * e + F * D * g + copy,
-                  rows * D * e + F * D * g + copy, tp.plan_reduce_partial(full));
 }
 
 }  // namespace linpar

@@ -5,7 +5,6 @@
 #include <string>
 
 #include "model/config.h"
-#include "model/op_plan.h"
 #include "model/parameters.h"
 #include "model/tensor_parallel.h"
 
@@ -31,11 +30,6 @@ class ChannelMixer {
   // parameter grads accumulate.
   void backward(const Tensor& d_out, const Tensor& x, const ChannelMixerCache& cache,
                 Tensor& dx) const;
-
-  // Ops of layer `layer`'s forward or backward (in execution order) on this
-  // TP shard, from the description alone (no parameters built).
-  static void plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
-                         const StepShape& shape, bool backward, OpPlan& plan);
 
  private:
   std::string prefix_;

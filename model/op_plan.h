@@ -1,6 +1,8 @@
-// The op plan: what a layer will execute for a given shard layout, described
-// as a list of typed ops. The runtime executes these ops and counts what it
-// did; the simulator costs the same list. A planned op is data, not a name:
+// The op plan: what a micro-batch will execute for a given shard layout,
+// described as a list of typed ops. TransNormerLLM's plan is its own forward
+// and backward run on meta tensors (model/plan_model.h), the step's tail is
+// model/step_plan.h, a GPT/Llama plan is sim/softmax_transformer.h; the
+// simulator costs the list. A planned op is data, not a name:
 // its kind, pass, layer, shapes, bytes, collectives and where it waits for a
 // neighbour are fields, and the simulator reads only those (renaming an op
 // changes no prediction: tests/sim/step_test.cpp). Names are for people,
@@ -20,8 +22,6 @@ namespace linpar {
 // OpKind (what bounds an op and which rate the simulator gives it) is
 // core/op_stats.h's, the kind a recorded run reports too.
 
-enum class Pass : uint8_t { Forward, Backward };
-
 // The process-grid group a collective runs over. Dp: the data-parallel
 // replicas (dp ranks; CO2's outer group); DpSp: the ranks that average a
 // model shard's gradients, the replicas' SP ranks too (dp·sp ranks,
@@ -36,46 +36,8 @@ struct PlannedCollective {
   bool operator==(const PlannedCollective&) const = default;
 };
 
-// Where a LASP rank's op meets its neighbour's state (the ring's dependency
-// edge; the neighbour's matching op is the one whose collective sends to this
-// rank in the same layer and pass): Posts, the op before which the receive
-// is posted (lasp/ring.cpp: recv_async before the intra-chunk kernel);
-// Waits, the op that first needs the received state (receive->wait()). A
-// ring that blocks on its receive (the published LASP code; sim
-// --lasp-ring blocking) waits at Posts.
-enum class RingReceive : uint8_t { None, Posts, Waits };
-
-// Which of TransNormerLLM's weights a product multiplies: the layers
-// `linpar profile` measures (a measured profile's GEMM rates are keyed by
-// them; sim/profile_costs.h). Other: any other product.
-enum class ProductWeight : uint8_t { Other, QkvuProj, OutProj, GluIn, GluOut, LmHead };
-
-// A product's shape: batch × [m, k]·[k, n] in forward. Its backward is the
-// two products dx = dy·Wᵀ and dW = xᵀ·dy of the same sizes.
-struct MatmulShape {
-  int64_t batch = 0, m = 0, n = 0, k = 0;  // all 0 for an op that is no product
-  ProductWeight weight = ProductWeight::Other;
-  bool operator==(const MatmulShape&) const = default;
-};
-
-// An attention op's shape: what its kernels' rate depends on besides the
-// FLOPs (sim/op_costs.h). For the fused softmax core, all of it; for linear
-// attention's ops (kind Attention) head_dim is the key width dk (2d with
-// LRPE), which a measured profile's lightning rates are keyed by. Zero for
-// every other op. 16 bytes: the layout search builds plans by the thousand
-// per second.
-struct CoreShape {
-  int64_t scores = 0;    // attention scores computed: B·H·N²/2 when causal
-  int32_t length = 0;    // N: tokens each query attends over (causal: up to N)
-  int16_t head_dim = 0;  // d (the fused core), dk (linear attention)
-  bool dropout = false;  // dropout on the probabilities (drawn in the kernel)
-  bool backward = false;
-  bool operator==(const CoreShape&) const = default;
-};
-
-// The layer field of ops outside the layers.
-inline constexpr int32_t kEmbeddingLayer = -1;  // the embedding (first pipeline stage)
-inline constexpr int32_t kHeadLayer = -2;       // final norm, LM head and loss (last stage)
+// Pass, RingReceive, ProductWeight, MatmulShape, CoreShape and the layer
+// constants are core/op_stats.h's, what a recorded run reports too.
 
 struct PlannedOp {
   std::string name;  // e.g. "layers.0.token_mixer.qkvu_proj.forward"

@@ -12,6 +12,8 @@ Parameter& ParameterSet::add_normal(const std::string& name, const ShardBox& box
   const size_t rank = box.global_shape.size();
   LINPAR_CHECK(box.offset.size() == rank && box.box_shape.size() == rank, "parameter {}: box rank",
                name);
+  if (build_ == Device::Meta)
+    return add_values(name, Tensor::empty(local_shape, dtype, Device::Meta), true, box);
   Tensor value = Tensor::empty(box.box_shape, DType::F64);
   CounterRng rng(seed, name);
   double* p = value.data<double>();
@@ -37,11 +39,12 @@ Parameter& ParameterSet::add_normal(const std::string& name, const Shape& shape,
 
 Parameter& ParameterSet::add_values(const std::string& name, const Tensor& value, bool weight_decay,
                                     const ShardBox& box) {
-  LINPAR_CHECK(!contains(name), "parameter {} added twice", name);
+  LINPAR_CHECK(build_ == Device::Meta || !contains(name), "parameter {} added twice", name);
   LINPAR_CHECK(shape_numel(box.box_shape) == value.numel(), "parameter {}: box {} for {} values",
                name, shape_string(box.box_shape), value.numel());
-  params_.push_back(Parameter{name, value,
-                              Tensor::zeros(value.shape(), value.dtype(), value.device()),
+  const Tensor placed = build_ == Device::Meta ? value.to(Device::Meta) : value;
+  params_.push_back(Parameter{name, placed,
+                              Tensor::zeros(placed.shape(), placed.dtype(), placed.device()),
                               weight_decay, box.global_shape, box.offset, box.box_shape});
   return params_.back();
 }
@@ -49,6 +52,17 @@ Parameter& ParameterSet::add_values(const std::string& name, const Tensor& value
 Parameter& ParameterSet::add_values(const std::string& name, const Tensor& value,
                                     bool weight_decay) {
   return add_values(name, value, weight_decay, ShardBox::whole(value.shape()));
+}
+
+Parameter& ParameterSet::add_computed(const std::string& name, const Shape& shape, DType dtype,
+                                      bool weight_decay, const ShardBox& box,
+                                      const std::function<Tensor()>& make) {
+  if (build_ == Device::Meta)
+    return add_values(name, Tensor::empty(shape, dtype, Device::Meta), weight_decay, box);
+  const Tensor value = make();
+  LINPAR_CHECK(value.shape() == shape && value.dtype() == dtype, "parameter {}: {} {} computed",
+               name, dtype_name(value.dtype()), shape_string(value.shape()));
+  return add_values(name, value, weight_decay, box);
 }
 
 Parameter& ParameterSet::get(const std::string& name) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,10 @@ struct ShardBox {
 
 class ParameterSet {
  public:
+  // Device::Meta: every parameter added is a meta tensor (shape and dtype, no
+  // values drawn): the model the op plan runs (model/plan_model.h).
+  explicit ParameterSet(Device build = Device::CPU) : build_(build) {}
+
   // Adds this rank's box of a global parameter initialised from N(0, std) drawn
   // by the counter RNG keyed by (seed, name, global element index): every
   // layout starts from bit-identical global weights. `local_shape` is how the
@@ -59,6 +64,11 @@ class ParameterSet {
   Parameter& add_values(const std::string& name, const Tensor& value, bool weight_decay,
                         const ShardBox& box);
   Parameter& add_values(const std::string& name, const Tensor& value, bool weight_decay);
+  // A parameter whose values `make` computes (its box of the global tensor,
+  // of this shape and dtype); on Device::Meta they are never computed.
+  Parameter& add_computed(const std::string& name, const Shape& shape, DType dtype,
+                          bool weight_decay, const ShardBox& box,
+                          const std::function<Tensor()>& make);
 
   Parameter& get(const std::string& name);
   const Parameter& get(const std::string& name) const;
@@ -78,6 +88,7 @@ class ParameterSet {
 
  private:
   std::deque<Parameter> params_;  // deque: references stay valid as parameters are added
+  Device build_;
 };
 
 }  // namespace linpar

@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "model/op_plan.h"
 
 namespace linpar {
 
@@ -24,11 +23,6 @@ namespace linpar {
 // re-receives it).
 struct AttentionCache {
   std::vector<Tensor> saved;
-};
-
-// The shape of one attention call on this rank's chunk.
-struct AttentionShape {
-  int64_t batch, heads, length, dk, dv, block;
 };
 
 class SequenceAttention {
@@ -48,12 +42,6 @@ class SequenceAttention {
                         const std::vector<double>& slopes, int64_t block,
                         const AttentionCache& cache, const Tensor& d_o, Tensor& dq, Tensor& dk,
                         Tensor& dv) const = 0;
-
-  // The ops forward (or backward: site.pass) runs, FLOPs and collectives,
-  // added at `site` (the op plan; tests check it against what ran). Every op
-  // is of kind Attention with the key width in core.head_dim.
-  virtual void plan(const AttentionShape& shape, int64_t element_bytes,
-                    const OpSite& site) const = 0;
 };
 
 // `--sp-kind`: which strategy joins the chunks (PARALLEL.md).

@@ -48,12 +48,14 @@ TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& p
                                   {config.width, tp.block(config.width)}, dtype, seed,
                                   config.init_std)) {
   if (use_lrpe_) {
-    const std::vector<double> theta = lrpe_initial_theta(config.width);
     const int64_t first = tp.block_offset(config.width), count = tp.block(config.width);
-    std::vector<double> mine(theta.begin() + first, theta.begin() + first + count);
-    lrpe_theta_ = &params.add_values(
-        prefix_ + "lrpe.theta", Tensor::from_vector<double>({count}, mine).to(dtype),
-        /*weight_decay=*/false, ShardBox{{config.width}, {first}, {count}});
+    lrpe_theta_ = &params.add_computed(
+        prefix_ + "lrpe.theta", {count}, dtype, /*weight_decay=*/false,
+        ShardBox{{config.width}, {first}, {count}}, [&] {
+          const std::vector<double> theta = lrpe_initial_theta(config.width);
+          std::vector<double> mine(theta.begin() + first, theta.begin() + first + count);
+          return Tensor::from_vector<double>({count}, mine).to(dtype);
+        });
   }
 }
 
@@ -66,7 +68,7 @@ void TokenMixer::forward(const Tensor& x_stream, Tensor& out, TokenMixerCache& c
   const Device dev = x_stream.device();
   c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
   {
-    const OpScope op(prefix_, "qkvu_proj.forward");
+    const OpScope op(prefix_, "qkvu_proj.forward", ProductWeight::QkvuProj);
     linear_forward(tp_.gather_sequence(x_stream), qkvu_proj_.weight(), c.qkvu);
   }
 
@@ -119,7 +121,7 @@ void TokenMixer::forward(const Tensor& x_stream, Tensor& out, TokenMixerCache& c
     mul_forward(c.u, c.attention_norm, c.gated);
   }
   // Row-parallel out_proj: sum the partial outputs (into the stream's layout).
-  const OpScope op(prefix_, "out_proj.forward");
+  const OpScope op(prefix_, "out_proj.forward", ProductWeight::OutProj);
   Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : out;
   linear_forward(c.gated, out_proj_.weight(), partial);
   tp_.reduce_partial(partial, out);
@@ -138,7 +140,7 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x_stream, const Tok
   Tensor x;
   Tensor d_gated = Tensor::empty({B, N, Dl}, dt, dev);
   {
-    const OpScope op(prefix_, "out_proj.backward");
+    const OpScope op(prefix_, "out_proj.backward", ProductWeight::OutProj);
     x = tp_.gather_sequence(x_stream);
     linear_backward(tp_.gather_sequence(d_out), c.gated, out_proj_.weight(), d_gated,
                     out_proj_.grad);
@@ -190,94 +192,10 @@ void TokenMixer::backward(const Tensor& d_out, const Tensor& x_stream, const Tok
     split_qkvu_backward(dq, dk_, dv, du, c.qkvu, d_qkvu);
   }
   // Column-parallel qkvu_proj: sum the input-gradient parts.
-  const OpScope op(prefix_, "qkvu_proj.backward");
+  const OpScope op(prefix_, "qkvu_proj.backward", ProductWeight::QkvuProj);
   Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : dx;
   linear_backward(d_qkvu, x, qkvu_proj_.weight(), partial, qkvu_proj_.grad);
   tp_.reduce_partial(partial, dx);
-}
-
-void TokenMixer::plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
-                            const SequenceParallel& sp, const StepShape& s, bool backward,
-                            OpPlan& plan) {
-  const OpSite site{&plan, fmt::format("layers.{}.token_mixer.", layer),
-                    static_cast<int32_t>(layer), backward ? Pass::Backward : Pass::Forward};
-  const bool use_lrpe = config.layer_uses_lrpe(layer);
-  const int64_t block = config.attention_block;
-  const int64_t B = s.batch, N = s.length, e = s.element_bytes;
-  // This rank's shard: H/tp heads.
-  const int64_t D = config.width, H = tp.block(config.n_heads), d = config.head_dim(), Dl = H * d;
-  const int64_t rows = B * N;
-  const int64_t dk = use_lrpe ? 2 * d : d;
-  const int64_t act = rows * Dl;  // elements of one [B, N, D/tp] activation
-  // TP traffic: full activations [B, N, D], and per-row statistics in f32 on
-  // the GPU (the element's own size on the CPU: max(e, 4) either way).
-  const int64_t full = rows * D * e, stats = rows * s.stats_bytes();
-  // Weight gradients are accumulated (read and written) at their own type;
-  // under --tp-sp each gather and reduce-scatter also copies the activation
-  // between rank blocks and the sequence.
-  const int64_t g = s.gradient_bytes(), copy = tp.plan_layout_copy(full);
-  auto both = [](std::vector<PlannedCollective> a, const std::vector<PlannedCollective>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
-  };
-  const MatmulShape qkvu{1, rows, 4 * Dl, D, ProductWeight::QkvuProj};
-  const MatmulShape out{1, rows, D, Dl, ProductWeight::OutProj};
-  auto attention = [&](const char* name, int64_t flops, int64_t read, int64_t written) {
-    site.add(OpKind::Attention, name, flops, read * e, written * e).core.head_dim =
-        static_cast<int16_t>(dk);
-  };
-  if (!backward) {
-    site.add_matmul("qkvu_proj.forward", qkvu, (rows * D + 4 * Dl * D) * e + copy,
-                    rows * 4 * Dl * e + copy, tp.plan_gather_sequence(full));
-    // qkvu read once; q, k, v (head layout) and u written once.
-    site.memory("split_qkvu.forward", split_qkvu_forward_flops(act), 4 * act * e, 4 * act * e);
-    // q and k rotated by two calls, each reading the angles.
-    if (use_lrpe)
-      site.memory("lrpe.forward", 2 * lrpe_forward_flops(act), (2 * act + 2 * Dl) * e, 4 * act * e);
-    if (sp.attention != nullptr) {
-      sp.attention->plan({B, H, N, dk, d, block}, e, site);
-    } else {
-      attention("lightning_attention.forward",
-                lightning_attention_forward_flops(B, H, N, dk, d, block, false, false),
-                B * H * N * (2 * dk + d), act);
-    }
-    // Two passes over the attention in its head layout (no columns copy):
-    // the row sums (all-reduced over TP), then the scaling.
-    site.memory("attention_norm.forward", srmsnorm_forward_flops(rows, Dl), 2 * act * e + stats,
-                act * e + 2 * stats, tp.plan_all_reduce(stats));
-    site.memory("gate.forward", mul_forward_flops(act), 2 * act * e, act * e);
-    site.add_matmul("out_proj.forward", out, (act + D * Dl) * e + copy, rows * D * e + copy,
-                    tp.plan_reduce_partial(full));
-    return;
-  }
-  // The block's input is gathered again (for qkvu_proj's weight gradient)
-  // when the block's backward starts, then the output gradient.
-  site.add_matmul("out_proj.backward", out, (rows * D + act + D * Dl) * e + D * Dl * g + 2 * copy,
-                  act * e + D * Dl * g + 2 * copy,
-                  both(tp.plan_gather_sequence(full), tp.plan_gather_sequence(full)));
-  site.memory("gate.backward", mul_backward_flops(act), 3 * act * e, 2 * act * e);
-  // The row dots (all-reduced over TP), then the gradient written in the
-  // head layout; each pass reads the output gradient and the norm's output.
-  site.memory("attention_norm.backward", srmsnorm_backward_flops(rows, Dl), 4 * act * e + 2 * stats,
-              act * e + stats, tp.plan_all_reduce(stats));
-  if (sp.attention != nullptr) {
-    sp.attention->plan({B, H, N, dk, d, block}, e, site);
-  } else {
-    attention("lightning_attention.backward",
-              lightning_attention_backward_flops(B, H, N, dk, d, block, false, false, false),
-              B * H * N * (2 * dk + 2 * d), B * H * N * (2 * dk + d));
-  }
-  // Two calls (q, k), each reading its [.., 2d] gradient, the raw input and
-  // the angles, and accumulating the angles' gradient.
-  if (use_lrpe)
-    site.memory("lrpe.backward", 2 * lrpe_backward_flops(act), (6 * act + 2 * Dl) * e + 2 * Dl * g,
-                2 * act * e + 2 * Dl * g);
-  // dq, dk, dv, du and the raw q, k (from qkvu) read; d_qkvu written.
-  site.memory("split_qkvu.backward", split_qkvu_backward_flops(act), 6 * act * e, 4 * act * e);
-  // The input gradient's parts are summed.
-  site.add_matmul("qkvu_proj.backward", qkvu,
-                  (rows * 4 * Dl + rows * D + 4 * Dl * D) * e + 4 * Dl * D * g + copy,
-                  rows * D * e + 4 * Dl * D * g + copy, tp.plan_reduce_partial(full));
 }
 
 }  // namespace linpar

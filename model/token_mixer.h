@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/op_plan.h"
 #include "model/parameters.h"
 #include "model/sequence_parallel.h"
 #include "model/tensor_parallel.h"
@@ -47,13 +46,6 @@ class TokenMixer {
   // stream's layout); parameter grads accumulate.
   void backward(const Tensor& d_out, const Tensor& x, const TokenMixerCache& cache,
                 Tensor& dx) const;
-
-  // Ops of layer `layer`'s forward or backward (in execution order) on this
-  // TP/SP shard, from the description alone: no mixer (and no parameter) is
-  // built, so the simulator plans any size with the same code.
-  static void plan_layer(const ModelConfig& config, int64_t layer, const TensorParallel& tp,
-                         const SequenceParallel& sp, const StepShape& shape, bool backward,
-                         OpPlan& plan);
 
  private:
   std::string prefix_;

@@ -42,7 +42,26 @@ PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size) {
 TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
                                const TensorParallel& tp, const PipelineStage* stage,
                                const SequenceParallel& sp)
-    : config_(config), sp_(sp), dtype_(dtype), stats_dtype_(dtype), tp_(tp) {
+    : TransNormerLLM(config, seed, dtype, tp, stage, sp, Device::CPU) {}
+
+TransNormerLLM TransNormerLLM::on_meta(const ModelConfig& config, DType dtype, DType compute,
+                                       const TensorParallel& tp, const PipelineStage* stage,
+                                       const SequenceParallel& sp) {
+  TransNormerLLM model(config, 0, dtype, tp, stage, sp, Device::Meta);
+  model.place(Device::Meta, compute);
+  return model;
+}
+
+TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
+                               const TensorParallel& tp, const PipelineStage* stage,
+                               const SequenceParallel& sp, Device build)
+    : config_(config),
+      sp_(sp),
+      dtype_(dtype),
+      stats_dtype_(dtype),
+      device_(build),
+      tp_(tp),
+      params_(build) {
   config_.validate();
   validate_tensor_parallel(config_, tp.size);
   stage_ = stage != nullptr ? *stage : PipelineStage{0, 1, 0, config.n_layers};
@@ -85,6 +104,8 @@ void TransNormerLLM::place(Device device, DType compute) {
   if (device == Device::CPU) {
     LINPAR_CHECK(compute == DType::F32 || compute == DType::F64,
                  "the CPU computes in f32 or f64, not {}", dtype_name(compute));
+  } else if (device == Device::Meta) {
+    LINPAR_CHECK(compute != DType::I32, "a plan computes in a floating type");
   } else {
     LINPAR_CHECK(compute == DType::F32 || compute == DType::BF16,
                  "the GPU computes in f32 or bf16, not {}", dtype_name(compute));
@@ -114,6 +135,7 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   Tensor x = Tensor::empty({B, Ns, D}, dtype_, device_);
   if (stage_.first()) {
     // Each rank fills the rows of its vocabulary; the sum is the embedding.
+    const OpPlace place(kEmbeddingLayer, Pass::Forward);
     const OpScope op("embedding.forward");
     Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_, device_) : x;
     embedding_forward(c.tokens, embedding_->weight(), config_.embedding_scale(), partial, vocab_offset, V);
@@ -128,6 +150,7 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   for (int64_t l = 0; l < layers; ++l) {
     LayerCache& lc = c.layers[static_cast<size_t>(l)];
     const std::string& prefix = layer_prefixes_[static_cast<size_t>(l)];
+    const OpPlace place(stage_.first_layer + l, Pass::Forward);
     lc.token_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
     lc.token_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
     {
@@ -155,6 +178,7 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
     return 0.0;
   }
 
+  const OpPlace place(kHeadLayer, Pass::Forward);
   c.final_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
   c.final_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
   {
@@ -163,7 +187,7 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   }
   c.logits = Tensor::empty({B * N, V_local}, dtype_, device_);
   {
-    const OpScope op("lm_head.forward");
+    const OpScope op("lm_head.forward", ProductWeight::LmHead);
     linear_forward(tp_.gather_sequence(c.final_norm), lm_head_->weight(), c.logits);
   }
   // Vocabulary-parallel cross-entropy: no rank holds all the logits.
@@ -180,6 +204,7 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
     tp_.all_reduce(target_logit);
     cross_entropy_losses(c.row_max, c.sum_exp, target_logit, losses);
   }
+  if (losses.is_meta()) return 0.0;  // a plan: no values
   double total = 0;
   for (double v : losses.to(Device::CPU).to(DType::F64).to_vector<double>()) total += v;
   return total / static_cast<double>(B * N);
@@ -200,6 +225,7 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
   if (!stage_.last()) {
     dx.copy_from(d_out);
   } else {
+    const OpPlace place(kHeadLayer, Pass::Backward);
     Tensor d_logits = Tensor::empty({B * N, tp_.block(V)}, dtype_, device_);
     {
       const OpScope op("cross_entropy.backward");
@@ -208,7 +234,7 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
     }
     {
       // Vocabulary-parallel head: sum the input-gradient parts.
-      const OpScope op("lm_head.backward");
+      const OpScope op("lm_head.backward", ProductWeight::LmHead);
       Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_, device_) : d_norm;
       linear_backward(d_logits, tp_.gather_sequence(c.final_norm), lm_head_->weight(), partial,
                       lm_head_->grad);
@@ -222,6 +248,7 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
   for (int64_t l = stage_.end_layer - stage_.first_layer - 1; l >= 0; --l) {
     const LayerCache& lc = c.layers[static_cast<size_t>(l)];
     const std::string& prefix = layer_prefixes_[static_cast<size_t>(l)];
+    const OpPlace place(stage_.first_layer + l, Pass::Backward);
     // x += SGLU(SRMSNorm(x)): the residual passes dx through; the branch adds.
     channel_mixers_[static_cast<size_t>(l)].backward(dx, lc.channel_norm, lc.channel_mixer, d_norm);
     {
@@ -240,102 +267,12 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
     return;
   }
   {
+    const OpPlace place(kEmbeddingLayer, Pass::Backward);
     const OpScope op("embedding.backward");
     embedding_backward(tp_.gather_sequence(dx), c.tokens, config_.embedding_scale(),
                        embedding_->grad, vocab_offset);
   }
   if (ready) ready({embedding_});
-}
-
-OpPlan TransNormerLLM::plan(const StepShape& s) const { return plan_model(config_, tp_, sp_, s); }
-
-OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequenceParallel& sp,
-                  const StepShape& s) {
-  OpPlan plan;
-  // About 30 ops a layer, forward and backward (more under SP): one
-  // allocation instead of the vector's doublings, which the layout search
-  // pays for every plan it builds.
-  plan.reserve(static_cast<size_t>(8 + 36 * config.n_layers));
-  // The products, the embedding and the loss run on all rows of the TP
-  // group's tokens; the norms and residuals on the residual stream's, this
-  // rank's sequence shard under --tp-sp (what the runtime runs: found by
-  // tests/parallel/op_plan_run_test.cpp, 2026-12-06; the plan had every row).
-  const int64_t rows = s.batch * s.length, D = config.width, V = tp.block(config.vocab_size);
-  const int64_t e = s.element_bytes, act = rows * D;
-  const int64_t stream_rows = s.batch * tp.stream_length(s.length), stream = stream_rows * D;
-  // TP traffic: full activations, and per-row statistics (f32 on the GPU).
-  const int64_t full = act * e, sb = s.stats_bytes(), stats = rows * sb;
-  // Weight gradients are accumulated at their own type; tokens and targets
-  // are i32; under --tp-sp each gather and reduce-scatter also copies the
-  // activation between rank blocks and the sequence (TensorParallel).
-  const int64_t g = s.gradient_bytes(), tokens = rows * 4, copy = tp.plan_layout_copy(full);
-  std::vector<PlannedCollective> softmax_stats;  // max, sum of exponentials, target logit
-  for (int i = 0; i < 3; ++i) {
-    for (const PlannedCollective& c : tp.plan_all_reduce(stats)) softmax_stats.push_back(c);
-  }
-  std::vector<PlannedCollective> head_backward = tp.plan_gather_sequence(full);
-  for (const PlannedCollective& c : tp.plan_reduce_partial(full)) head_backward.push_back(c);
-  const MatmulShape head{1, rows, V, D, ProductWeight::LmHead};
-  const OpSite embedding_forward{&plan, "", kEmbeddingLayer, Pass::Forward},
-      embedding_backward{&plan, "", kEmbeddingLayer, Pass::Backward},
-      head_forward{&plan, "", kHeadLayer, Pass::Forward},
-      head_pass_backward{&plan, "", kHeadLayer, Pass::Backward};
-  // SRMSNorm in two passes over the stream (core/ops/srmsnorm.h): forward
-  // the row sums, then the scaling (writing rstd); backward the row dots,
-  // then the gradient, added to the residual's when `accumulate`.
-  const int64_t stream_stats = stream_rows * sb;
-  const int64_t norm_read = 2 * stream * e + stream_stats,
-                norm_written = stream * e + 2 * stream_stats;
-  auto norm_backward_read = [&](bool accumulate) {
-    return (accumulate ? 5 : 4) * stream * e + 2 * stream_stats;
-  };
-  const int64_t norm_backward_written = stream * e + stream_stats;
-
-  // A table row per token (the bound; a vocabulary shard reads fewer).
-  embedding_forward.memory("embedding.forward", embedding_forward_flops(rows, D),
-                           tokens + rows * D * e + copy, act * e + copy,
-                           tp.plan_reduce_partial(full));
-  for (int64_t l = 0; l < config.n_layers; ++l) {
-    const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Forward};
-    site.memory("token_norm.forward", srmsnorm_forward_flops(stream_rows, D), norm_read,
-                norm_written);
-    TokenMixer::plan_layer(config, l, tp, sp, s, false, plan);
-    site.memory("token_residual.forward", axpy_flops(stream), 2 * stream * e, stream * e);
-    site.memory("channel_norm.forward", srmsnorm_forward_flops(stream_rows, D), norm_read,
-                norm_written);
-    ChannelMixer::plan_layer(config, l, tp, s, false, plan);
-    site.memory("channel_residual.forward", axpy_flops(stream), 2 * stream * e, stream * e);
-  }
-  head_forward.memory("final_norm.forward", srmsnorm_forward_flops(stream_rows, D), norm_read,
-                      norm_written);
-  head_forward.add_matmul("lm_head.forward", head, (act + V * D) * e + copy, rows * V * e + copy,
-                          tp.plan_gather_sequence(full));
-  // The vocabulary-parallel loss: the logits read twice (row maxima, then
-  // the sums of exponentials and the target's logit), then the losses from
-  // the three all-reduced statistics.
-  head_forward.memory("cross_entropy.forward", cross_entropy_forward_flops(rows, V),
-                      2 * rows * V * e + tokens + 4 * stats, 4 * stats, softmax_stats);
-  head_pass_backward.memory("cross_entropy.backward", cross_entropy_backward_flops(rows, V),
-                            rows * V * e + tokens + 2 * stats, rows * V * e);
-  head_pass_backward.add_matmul("lm_head.backward", head,
-                                (rows * V + act + V * D) * e + V * D * g + 2 * copy,
-                                act * e + V * D * g + 2 * copy, head_backward);
-  head_pass_backward.memory("final_norm.backward", srmsnorm_backward_flops(stream_rows, D),
-                            norm_backward_read(false), norm_backward_written);
-  for (int64_t l = config.n_layers - 1; l >= 0; --l) {
-    const OpSite site{&plan, fmt::format("layers.{}.", l), static_cast<int32_t>(l), Pass::Backward};
-    ChannelMixer::plan_layer(config, l, tp, s, true, plan);
-    site.memory("channel_norm.backward", srmsnorm_backward_flops(stream_rows, D),
-                norm_backward_read(true), norm_backward_written);
-    TokenMixer::plan_layer(config, l, tp, sp, s, true, plan);
-    site.memory("token_norm.backward", srmsnorm_backward_flops(stream_rows, D),
-                norm_backward_read(true), norm_backward_written);
-  }
-  // Each token's gradient row accumulated into the table's gradient.
-  embedding_backward.memory("embedding.backward", embedding_backward_flops(rows, D),
-                            act * e + tokens + rows * D * g + copy, rows * D * g + copy,
-                            tp.plan_gather_sequence(full));
-  return plan;
 }
 
 int64_t activation_elements_per_token(const ModelConfig& config) {

@@ -56,6 +56,14 @@ class TransNormerLLM {
   TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32,
                  const TensorParallel& tp = {}, const PipelineStage* stage = nullptr,
                  const SequenceParallel& sp = {});
+  // The same model on Device::Meta: parameters of `dtype` with no values
+  // (placed for activations in `compute`), whose forward and backward run on
+  // meta tensors and count what they would do: the op plan
+  // (model/plan_model.h). tp's and sp's groups must be planning ones
+  // (core/plan_communicator.h).
+  static TransNormerLLM on_meta(const ModelConfig& config, DType dtype, DType compute,
+                                const TensorParallel& tp, const PipelineStage* stage,
+                                const SequenceParallel& sp);
 
   const ModelConfig& config() const { return config_; }
   ParameterSet& params() { return params_; }
@@ -93,11 +101,10 @@ class TransNormerLLM {
                       const GradientsReady& ready = {});
   const PipelineStage& stage() const { return stage_; }
 
-  // Ops of one micro-batch's forward and backward, in execution order
-  // (plan_model on this model's description).
-  OpPlan plan(const StepShape& shape) const;
-
  private:
+  TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype, const TensorParallel& tp,
+                 const PipelineStage* stage, const SequenceParallel& sp, Device build);
+
   ModelConfig config_;
   SequenceParallel sp_;
   DType dtype_;
@@ -113,12 +120,6 @@ class TransNormerLLM {
   std::vector<std::vector<Parameter*>> layer_params_;  // per layer, for GradientsReady
   std::vector<std::string> layer_prefixes_;            // "layers.N.": the layers' op names
 };
-
-// The op plan of one micro-batch's forward and backward on one rank of the
-// given TP/SP shard, from the model's description alone (no parameters are
-// built: the simulator plans a 175B model with the code the runtime counts).
-OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequenceParallel& sp,
-                  const StepShape& shape);
 
 // Activation memory of one micro-batch's forward kept for backward, per token
 // (elements), as the Cache above holds it; used by the --dry-run estimate.

@@ -5,43 +5,11 @@
 #include "core/communicator.h"
 #include "core/error.h"
 #include "lasp/factory.h"
+#include "model/plan_model.h"
 #include "model/tensor_parallel.h"
 #include "sim/step.h"
 
 namespace linpar::sim {
-
-namespace {
-
-// The SP group of a layout that exists only on paper: the strategies in lasp/
-// plan their ops from the group's rank and size alone, and the simulator
-// never runs them, so every communication call is an internal error.
-class PlanningCommunicator final : public Communicator {
- public:
-  PlanningCommunicator(int rank, int size) : Communicator("sp"), rank_(rank), size_(size) {}
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  void all_reduce(Tensor&) override { refuse(); }
-  void all_reduce_max(Tensor&) override { refuse(); }
-  std::unique_ptr<CommRequest> all_reduce_async(Tensor&) override { refuse(); }
-  void all_gather(const Tensor&, Tensor&) override { refuse(); }
-  std::unique_ptr<CommRequest> all_gather_async(const Tensor&, Tensor&) override { refuse(); }
-  void reduce_scatter(const Tensor&, Tensor&) override { refuse(); }
-  void broadcast(Tensor&, int) override { refuse(); }
-  void all_to_all(const Tensor&, Tensor&) override { refuse(); }
-  void send(const Tensor&, int) override { refuse(); }
-  void recv(Tensor&, int) override { refuse(); }
-  std::unique_ptr<CommRequest> send_async(const Tensor&, int) override { refuse(); }
-  std::unique_ptr<CommRequest> recv_async(Tensor&, int) override { refuse(); }
-  void barrier() override { refuse(); }
-
- private:
-  [[noreturn]] static void refuse() {
-    throw InternalError("a planning communicator (the simulator's) cannot communicate");
-  }
-  int rank_, size_;
-};
-
-}  // namespace
 
 SimModel::SimModel(ModelConfig transnormer) : transnormer_(std::move(transnormer)) {
   transnormer_->validate();
@@ -153,10 +121,8 @@ OpPlan SimModel::plan(const ShardSpec& s, int sp_rank, int64_t micro_batch, int6
   }
   const TensorParallel tp{nullptr, 0, s.tp, s.tp_sp};
   const StepShape shape{micro_batch, seq_len / s.sp, element_bytes};
-  if (s.sp == 1) return plan_model(*transnormer_, tp, SequenceParallel{}, shape);
-  PlanningCommunicator group(sp_rank, s.sp);
-  const std::unique_ptr<SequenceAttention> attention = lasp::make_sequence_attention(s.sp_kind, group);
-  return plan_model(*transnormer_, tp, SequenceParallel{attention.get(), sp_rank, s.sp}, shape);
+  return plan_model(*transnormer_, tp,
+                    SequencePlan{s.sp_kind, sp_rank, s.sp, lasp::make_sequence_attention}, shape);
 }
 
 }  // namespace linpar::sim

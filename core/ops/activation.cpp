@@ -20,6 +20,7 @@ int64_t mul_backward_flops(int64_t n) { return 2 * n; }
 void silu_forward(const Tensor& x, Tensor& y) {
   LINPAR_OP_TIME("silu_forward", x.device());
   count_traffic(OpKind::Memory, {&x}, {&y});
+  if (plan_only(x, silu_forward_flops(x.numel()))) return;
   if (x.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("silu_forward", {&x, &y});
     LINPAR_CUDA_OR_FAIL("silu_forward", cuda::silu_forward(bf16, x.raw_data(), y.raw_data(), x.numel()));
@@ -39,6 +40,7 @@ void silu_forward(const Tensor& x, Tensor& y) {
 void silu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
   LINPAR_OP_TIME("silu_backward", x.device());
   count_traffic(OpKind::Memory, {&dy, &x}, {&dx});
+  if (plan_only(x, silu_backward_flops(x.numel()))) return;
   if (dy.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("silu_backward", {&dy, &x, &dx});
     LINPAR_CUDA_OR_FAIL("silu_backward",
@@ -63,6 +65,7 @@ void silu_backward(const Tensor& dy, const Tensor& x, Tensor& dx) {
 void mul_forward(const Tensor& a, const Tensor& b, Tensor& y) {
   LINPAR_OP_TIME("mul_forward", a.device());
   count_traffic(OpKind::Memory, {&a, &b}, {&y});
+  if (plan_only(a, mul_forward_flops(a.numel()))) return;
   if (a.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("mul_forward", {&a, &b, &y});
     LINPAR_CUDA_OR_FAIL("mul_forward",
@@ -85,6 +88,7 @@ void mul_backward(const Tensor& dy, const Tensor& a, const Tensor& b, Tensor& da
   LINPAR_OP_TIME("mul_backward", dy.device());
   count_traffic(OpKind::Memory, {&dy, db.defined() ? &a : nullptr, da.defined() ? &b : nullptr},
                 {&da, &db});
+  if (plan_only(dy, (da.defined() ? dy.numel() : 0) + (db.defined() ? dy.numel() : 0))) return;
   if (dy.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("mul_backward", {&dy, &a, &b});
     if (da.defined()) cuda_operands("mul_backward", {&dy, &da});

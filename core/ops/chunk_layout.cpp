@@ -20,6 +20,7 @@ namespace {
 void permute(const Tensor& from, Tensor& to, bool heads_split, bool to_blocks) {
   LINPAR_OP_TIME("chunk_layout", from.device());
   count_traffic(OpKind::Memory, {&from}, {&to});
+  if (plan_only(from, 0)) return;
   const Tensor& blocks = to_blocks ? to : from;
   const Tensor& x = to_blocks ? from : to;
   LINPAR_CHECK(blocks.ndim() == 5 && x.ndim() == 4 && blocks.dtype() == x.dtype(),

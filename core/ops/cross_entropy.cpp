@@ -103,6 +103,7 @@ void cuda_backward(bool bf16, const Tensor& logits, const Tensor& targets, doubl
 void cross_entropy_forward(const Tensor& logits, const Tensor& targets, Tensor& losses) {
   count_traffic(OpKind::Memory, {&logits, &targets}, {&losses});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  if (plan_only(logits, cross_entropy_forward_flops(rows, vocab))) return;
   LINPAR_CHECK(targets.numel() == rows && losses.numel() == rows, "cross_entropy_forward shapes");
   if (logits.device() == Device::CUDA) {
     const bool bf16 = cuda_logits("cross_entropy_forward", {&logits}, targets, rows);
@@ -131,6 +132,7 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& targets, double 
                             Tensor& dlogits) {
   count_traffic(OpKind::Memory, {&logits, &targets}, {&dlogits});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  if (plan_only(logits, cross_entropy_backward_flops(rows, vocab))) return;
   LINPAR_CHECK(dlogits.numel() == logits.numel(), "cross_entropy_backward shapes");
   if (logits.device() == Device::CUDA) {
     const bool bf16 = cuda_logits("cross_entropy_backward", {&logits, &dlogits}, targets, rows);
@@ -161,6 +163,7 @@ void cross_entropy_local_max(const Tensor& logits, Tensor& row_max) {
   LINPAR_OP_TIME("cross_entropy_local_max", logits.device());
   count_traffic(OpKind::Memory, {&logits}, {&row_max});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  if (plan_only(logits, rows * vocab)) return;
   if (logits.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("cross_entropy_local_max", {&logits});
     check_row_stats("cross_entropy_local_max", {{"row_max", &row_max}}, rows);
@@ -185,6 +188,7 @@ void cross_entropy_local_sums(const Tensor& logits, const Tensor& targets, int64
   LINPAR_OP_TIME("cross_entropy_local_sums", logits.device());
   count_traffic(OpKind::Memory, {&logits, &targets, &row_max}, {&sum_exp, &target_logit});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  if (plan_only(logits, 2 * rows * vocab)) return;
   if (logits.device() == Device::CUDA) {
     const char* op = "cross_entropy_local_sums";
     const bool bf16 = cuda_logits(op, {&logits}, targets, rows);
@@ -220,6 +224,7 @@ void cross_entropy_losses(const Tensor& row_max, const Tensor& sum_exp, const Te
                           Tensor& losses) {
   LINPAR_OP_TIME("cross_entropy_losses", losses.device());
   count_traffic(OpKind::Memory, {&row_max, &sum_exp, &target_logit}, {&losses});
+  if (plan_only(losses, 0)) return;
   if (losses.device() == Device::CUDA) {
     const int64_t rows = losses.numel();
     check_row_stats("cross_entropy_losses",
@@ -249,6 +254,7 @@ void cross_entropy_backward_sharded(const Tensor& logits, const Tensor& targets,
   LINPAR_OP_TIME("cross_entropy_backward", logits.device());
   count_traffic(OpKind::Memory, {&logits, &targets, &row_max, &sum_exp}, {&dlogits});
   const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  if (plan_only(logits, cross_entropy_backward_flops(rows, vocab))) return;
   if (logits.device() == Device::CUDA) {
     const char* op = "cross_entropy_backward_sharded";
     const bool bf16 = cuda_logits(op, {&logits, &dlogits}, targets, rows);

@@ -27,6 +27,7 @@ void axpy(double alpha, const Tensor& x, Tensor& y) {
   check_same("axpy", x, y);
   LINPAR_CHECK(x.numel() == y.numel(), "axpy: {} vs {}", shape_string(x.shape()),
                shape_string(y.shape()));
+  if (plan_only(y, axpy_flops(y.numel()))) return;
   if (y.device() == Device::CUDA) {
 #ifdef LINPAR_HAVE_CUDA
     if (y.dtype() == DType::F32) {
@@ -57,6 +58,7 @@ void axpy(double alpha, const Tensor& x, Tensor& y) {
 void scale(double alpha, Tensor& x) {
   LINPAR_OP_TIME("scale", x.device());
   count_traffic(OpKind::Memory, {&x}, {&x});
+  if (plan_only(x, 0)) return;
   if (x.device() == Device::CUDA) {
 #ifdef LINPAR_HAVE_CUDA
     if (x.dtype() == DType::F32) {
@@ -85,6 +87,7 @@ double sum_squares(const std::vector<const Tensor*>& tensors) {
   double total = 0;
   Tensor device_total;  // f64 [1] on the GPU, made on first use
   for (const Tensor* x : tensors) {
+    if (x->is_meta()) continue;  // no values: nothing to add
     if (x->device() == Device::CUDA) {
 #ifdef LINPAR_HAVE_CUDA
       if (!device_total.defined()) device_total = Tensor::zeros({1}, DType::F64, Device::CUDA);
@@ -116,6 +119,7 @@ void convert(const Tensor& src, Tensor& dst) {
   LINPAR_CHECK(src.numel() == dst.numel() && src.device() == dst.device(),
                "convert: {} {} into {} {}", device_name(src.device()), shape_string(src.shape()),
                device_name(dst.device()), shape_string(dst.shape()));
+  if (plan_only(src, 0)) return;
   if (src.dtype() == dst.dtype()) {
     dst.copy_from(src.reshape(dst.shape()));
     return;

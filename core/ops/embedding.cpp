@@ -68,6 +68,7 @@ void embedding_forward(const Tensor& tokens, const Tensor& table, double scale, 
   // not read: the bound is what a plan can state without the tokens).
   count_traffic(OpKind::Memory, {&tokens}, {&y});
   count_traffic(OpKind::Memory, rows * width * static_cast<int64_t>(dtype_size(table.dtype())), 0);
+  if (plan_only(table, embedding_forward_flops(rows, width))) return;
   if (table.device() == Device::CUDA) {
     check_cuda_tokens("embedding_forward", tokens);
     LINPAR_CUDA_OR_FAIL("embedding_forward",
@@ -102,6 +103,7 @@ void embedding_backward(const Tensor& dy, const Tensor& tokens, double scale, Te
   const int64_t rows_bytes = rows * width * static_cast<int64_t>(dtype_size(d_table.dtype()));
   count_traffic(OpKind::Memory, static_cast<int64_t>(dy.nbytes() + tokens.nbytes()) + rows_bytes,
                 rows_bytes);
+  if (plan_only(dy, embedding_backward_flops(rows, width))) return;
   if (dy.device() == Device::CUDA) {
     // Mixed precision keeps f32 gradients of a bf16 table: dy may be bf16 with
     // d_table f32; a bf16 d_table takes a bf16 dy only.

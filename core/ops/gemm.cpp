@@ -62,6 +62,8 @@ void gpu_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const
 void linear_forward(const Tensor& x, const Tensor& w, Tensor& y) {
   LINPAR_OP_TIME("linear_forward", x.device());
   count_traffic(OpKind::Matmul, {&x, &w}, {&y});
+  count_product(x.numel() / w.dim(1), w.dim(0), w.dim(1));
+  if (plan_only(x, 2 * x.numel() * w.dim(0))) return;
   if (on_gpu(x)) {
     const int64_t out = w.dim(0), in = w.dim(1), rows = x.numel() / in;
     LINPAR_CHECK(x.dim(-1) == in && y.numel() == rows * out, "linear_forward: x {} w {} y {}",
@@ -89,6 +91,12 @@ void linear_backward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor&
                 {&dy, dw.defined() ? &x : nullptr, dx.defined() ? &w : nullptr,
                  accumulate_dx ? &dx : nullptr, &dw},
                 {&dx, &dw});
+  // The forward's shape [rows, in]·[in, out]; dx and dW each as many FLOPs.
+  count_product(x.numel() / w.dim(1), w.dim(0), w.dim(1));
+  if (plan_only(dy, (dx.defined() ? 2 : 0) * x.numel() * w.dim(0) +
+                        (dw.defined() ? 2 : 0) * x.numel() * w.dim(0))) {
+    return;
+  }
   if (on_gpu(dy)) {
     const int64_t out = w.dim(0), in = w.dim(1), rows = x.numel() / in;
     LINPAR_CHECK(dy.numel() == rows * out, "linear_backward: dy {}", shape_string(dy.shape()));

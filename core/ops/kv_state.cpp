@@ -98,6 +98,12 @@ void chunk_state_forward(const Tensor& k, const Tensor& v, const std::vector<dou
                          Tensor& kv) {
   LINPAR_OP_TIME("chunk_state_forward", k.device());
   count_traffic(OpKind::Attention, {&k, &v}, {&kv});
+  count_attention_width(k.dim(-1));
+  if (k.is_meta()) {
+    const StateDims d = chunk_dims("chunk_state_forward", k, v, kv, slopes);
+    plan_only(k, chunk_state_forward_flops(d.batch, d.heads, d.length, d.dk, d.dv));
+    return;
+  }
   if (k.device() == Device::CUDA) {
     const char* op = "chunk_state_forward";
     [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, k, v, {{"kv", &kv}});
@@ -131,6 +137,12 @@ void chunk_state_backward(const Tensor& k, const Tensor& v, const std::vector<do
   LINPAR_OP_TIME("chunk_state_backward", k.device());
   // dk and dv are accumulated.
   count_traffic(OpKind::Attention, {&k, &v, &d_kv, &dk, &dv}, {&dk, &dv});
+  count_attention_width(k.dim(-1));
+  if (k.is_meta()) {
+    const StateDims d = chunk_dims("chunk_state_backward", k, v, d_kv, slopes);
+    plan_only(k, chunk_state_backward_flops(d.batch, d.heads, d.length, d.dk, d.dv));
+    return;
+  }
   if (k.device() == Device::CUDA) {
     const char* op = "chunk_state_backward";
     [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, k, v, {{"d_kv", &d_kv}});
@@ -173,6 +185,12 @@ void inter_chunk_forward(const Tensor& q, const std::vector<double>& slopes, con
   LINPAR_OP_TIME("inter_chunk_forward", q.device());
   // o is accumulated.
   count_traffic(OpKind::Attention, {&q, &kv_in, &o}, {&o});
+  count_attention_width(q.dim(-1));
+  if (q.is_meta()) {
+    const StateDims d = chunk_dims("inter_chunk_forward", q, o, kv_in, slopes);
+    plan_only(q, inter_chunk_forward_flops(d.batch, d.heads, d.length, d.dk, d.dv));
+    return;
+  }
   if (q.device() == Device::CUDA) {
     const char* op = "inter_chunk_forward";
     [[maybe_unused]] const bool bf16 = check_chunk_on_gpu(op, q, o, {{"kv_in", &kv_in}});
@@ -206,6 +224,12 @@ void inter_chunk_backward(const Tensor& q, const std::vector<double>& slopes, co
   LINPAR_OP_TIME("inter_chunk_backward", q.device());
   // dq and d_kv_in are accumulated.
   count_traffic(OpKind::Attention, {&q, &kv_in, &d_o, &dq, &d_kv_in}, {&dq, &d_kv_in});
+  count_attention_width(q.dim(-1));
+  if (q.is_meta()) {
+    const StateDims d = chunk_dims("inter_chunk_backward", q, d_o, kv_in, slopes);
+    plan_only(q, inter_chunk_backward_flops(d.batch, d.heads, d.length, d.dk, d.dv));
+    return;
+  }
   if (q.device() == Device::CUDA) {
     const char* op = "inter_chunk_backward";
     [[maybe_unused]] const bool bf16 =
@@ -251,6 +275,8 @@ void state_decay_add(const Tensor& a, const std::vector<double>& slopes, int64_t
                      Tensor& out) {
   LINPAR_OP_TIME("state_decay_add", a.device());
   count_traffic(OpKind::Attention, {&a, &b}, {&out});
+  count_attention_width(a.dim(-2));  // the state [B, H, dk, dv]
+  if (plan_only(a, 2 * a.numel())) return;
   if (a.device() == Device::CUDA) {
     const char* op = "state_decay_add";
     check_cuda_f32(op, "a", a);

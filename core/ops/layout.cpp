@@ -60,6 +60,7 @@ void heads_from_columns(const Tensor& x, int64_t column, Tensor& y) {
   // y's heads are moved from their columns of x.
   count_traffic(OpKind::Memory, static_cast<int64_t>(y.nbytes()), static_cast<int64_t>(y.nbytes()));
   check_layouts("heads_from_columns", x, y, column);
+  if (plan_only(x, 0)) return;
   if (x.device() == Device::CUDA) {
     LINPAR_CUDA_OR_FAIL("heads_from_columns", move_heads_cuda(x, y, column, true));
     return;
@@ -74,6 +75,7 @@ void heads_to_columns(const Tensor& y, int64_t column, Tensor& x) {
   LINPAR_OP_TIME("heads_to_columns", x.device());
   count_traffic(OpKind::Memory, static_cast<int64_t>(y.nbytes()), static_cast<int64_t>(y.nbytes()));
   check_layouts("heads_to_columns", x, y, column);
+  if (plan_only(x, 0)) return;
   if (x.device() == Device::CUDA) {
     LINPAR_CUDA_OR_FAIL("heads_to_columns", move_heads_cuda(x, y, column, false));
     return;

@@ -138,6 +138,12 @@ void lightning_attention_forward(const Tensor& q, const Tensor& k, const Tensor&
                                  const Tensor& kv_in, Tensor& o, Tensor& kv_out) {
   LINPAR_OP_TIME("lightning_attention_forward", q.device());
   count_traffic(OpKind::Attention, {&q, &k, &v, &kv_in}, {&o, &kv_out});
+  count_attention_width(q.dim(-1));
+  if (plan_only(q,
+                lightning_attention_forward_flops(q.dim(0), q.dim(1), q.dim(2), q.dim(3), v.dim(3),
+                                                  block_size, kv_in.defined(), kv_out.defined()))) {
+    return;
+  }
   if (q.device() == Device::CUDA) {
     forward_on_gpu(q, k, v, slopes, block_size, kv_in, o, kv_out);
     return;

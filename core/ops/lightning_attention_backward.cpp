@@ -162,6 +162,12 @@ void lightning_attention_backward(const Tensor& q, const Tensor& k, const Tensor
   LINPAR_OP_TIME("lightning_attention_backward", q.device());
   count_traffic(OpKind::Attention, {&q, &k, &v, &kv_in, &d_o, &d_kv_out},
                 {&dq, &dk, &dv, &d_kv_in});
+  count_attention_width(q.dim(-1));
+  if (plan_only(q, lightning_attention_backward_flops(q.dim(0), q.dim(1), q.dim(2), q.dim(3),
+                                                      v.dim(3), block_size, kv_in.defined(),
+                                                      d_kv_out.defined(), d_kv_in.defined()))) {
+    return;
+  }
   if (q.device() == Device::CUDA) {
     backward_on_gpu(q, k, v, slopes, block_size, kv_in, d_o, d_kv_out, dq, dk, dv, d_kv_in);
     return;

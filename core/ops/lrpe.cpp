@@ -49,6 +49,7 @@ void lrpe_forward(const Tensor& x, const Tensor& theta, int64_t position_offset,
   const int64_t batch = x.dim(0), heads = x.dim(1), length = x.dim(2), d = x.dim(3);
   check_shape("lrpe_forward", "theta", theta, {heads * d});
   check_shape("lrpe_forward", "y", y, {batch, heads, length, 2 * d});
+  if (plan_only(x, lrpe_forward_flops(x.numel()))) return;
   if (x.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("lrpe_forward", {&x, &theta, &y});
     LINPAR_CUDA_OR_FAIL("lrpe_forward",
@@ -87,6 +88,7 @@ void lrpe_backward(const Tensor& dy, const Tensor& x, const Tensor& theta, int64
   LINPAR_CHECK(x.ndim() == 4, "lrpe_backward: x {}", shape_string(x.shape()));
   const int64_t batch = x.dim(0), heads = x.dim(1), length = x.dim(2), d = x.dim(3);
   check_shape("lrpe_backward", "dy", dy, {batch, heads, length, 2 * d});
+  if (plan_only(dy, lrpe_backward_flops(x.numel()))) return;
   if (dy.device() == Device::CUDA) {
     // dθ may be f32 while the operands are bf16 (mixed precision keeps f32 gradients).
     cuda_operands("lrpe_backward", {&dy, &x, &theta, &dx});

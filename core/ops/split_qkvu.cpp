@@ -33,7 +33,7 @@ Dims check_operands(const char* op, const Tensor& qkvu, const Tensor& columns,
   if (qkvu.device() == Device::CUDA) {
     cuda_operands(op, {&qkvu, &columns, &u});
     for (const Tensor* t : heads) cuda_operands(op, {&qkvu, t});
-  } else {
+  } else if (!qkvu.is_meta()) {
     check_cpu_float(op, qkvu);
     check_same(op, qkvu, columns);
     check_same(op, qkvu, u);
@@ -73,6 +73,7 @@ void split_qkvu_forward(const Tensor& qkvu, Tensor& q, Tensor& k, Tensor& v, Ten
   count_traffic(OpKind::Memory, {&qkvu}, {&q, &k, &v, &u});
   const Dims s = check_operands("split_qkvu_forward", qkvu, qkvu, {&q, &k, &v}, u);
   const int64_t Dl = s.width(), d = s.head_dim;
+  if (plan_only(qkvu, split_qkvu_forward_flops(q.numel()))) return;
   if (qkvu.device() == Device::CUDA) {
     const bool bf16 = qkvu.dtype() == DType::BF16;
     LINPAR_CUDA_OR_FAIL("split_qkvu_forward",
@@ -110,6 +111,7 @@ void split_qkvu_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, c
   count_traffic(OpKind::Memory, static_cast<int64_t>(qkvu.nbytes() / 2), 0);
   const Dims s = check_operands("split_qkvu_backward", qkvu, d_qkvu, {&dq, &dk, &dv}, du);
   const int64_t Dl = s.width(), d = s.head_dim;
+  if (plan_only(qkvu, split_qkvu_backward_flops(dq.numel()))) return;
   if (qkvu.device() == Device::CUDA) {
     const bool bf16 = qkvu.dtype() == DType::BF16;
     LINPAR_CUDA_OR_FAIL(

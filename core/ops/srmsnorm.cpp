@@ -53,6 +53,7 @@ void row_sums(const char* op, const Tensor& x, const RowLayout& l, Tensor& sums)
   LINPAR_OP_TIME(op, x.device());
   count_traffic(OpKind::Memory, {&x}, {&sums});
   LINPAR_CHECK(sums.numel() == l.rows, "{}: sums {}", op, shape_string(sums.shape()));
+  if (plan_only(x, 2 * l.rows * l.width)) return;
   if (x.device() == Device::CUDA) {
     const bool bf16 = cuda_operands(op, {&x});
     check_cuda_f32(op, "sums", sums);
@@ -85,6 +86,7 @@ void apply(const char* op, const Tensor& x, const RowLayout& l, const Tensor& su
   count_traffic(OpKind::Memory, {&x, &sums}, {&y, &rstd});
   LINPAR_CHECK(y.numel() == x.numel() && rstd.numel() == l.rows && y.dim(-1) == l.width,
                "{}: y {} rstd {}", op, shape_string(y.shape()), shape_string(rstd.shape()));
+  if (plan_only(x, l.rows * l.width)) return;
   if (x.device() == Device::CUDA) {
     const bool bf16 = cuda_operands(op, {&x, &y});
     check_cuda_f32(op, "sums", sums);
@@ -125,6 +127,7 @@ void backward_apply(const char* op, const Tensor& dy, const Tensor& y, const Ten
   LINPAR_CHECK(dx.numel() == y.numel() && dy.numel() == y.numel() && y.dim(-1) == l.width &&
                    rstd.numel() == l.rows && dots.numel() == l.rows,
                "{} shapes", op);
+  if (plan_only(dy, 3 * l.rows * l.width)) return;
   if (dy.device() == Device::CUDA) {
     const bool bf16 = cuda_operands(op, {&dy, &y, &dx});
     check_cuda_f32(op, "rstd", rstd);
@@ -185,10 +188,10 @@ void srmsnorm_apply_heads(const Tensor& x, const Tensor& sums, int64_t full_widt
 }
 
 void srmsnorm_forward(const Tensor& x, double eps, Tensor& y, Tensor& rstd) {
-  if (x.device() != Device::CUDA) check_cpu_float("srmsnorm_forward", x);
+  if (x.device() == Device::CPU) check_cpu_float("srmsnorm_forward", x);
   const int64_t width = x.dim(-1), rows = x.numel() / width;
   // Row statistics are f32 on the GPU, in x's dtype on the CPU.
-  Tensor sums = Tensor::empty({rows}, x.device() == Device::CUDA ? DType::F32 : x.dtype(), x.device());
+  Tensor sums = Tensor::empty({rows}, Tensor::stats_dtype(x.dtype(), x.device()), x.device());
   srmsnorm_row_sums(x, sums);
   srmsnorm_apply(x, sums, width, eps, y, rstd);
 }
@@ -198,6 +201,7 @@ void srmsnorm_row_dots(const Tensor& dy, const Tensor& y, Tensor& dots) {
   count_traffic(OpKind::Memory, {&dy, &y}, {&dots});
   const int64_t width = y.dim(-1), rows = y.numel() / width;
   LINPAR_CHECK(dy.numel() == y.numel() && dots.numel() == rows, "srmsnorm_row_dots shapes");
+  if (plan_only(dy, 2 * rows * width)) return;
   if (dy.device() == Device::CUDA) {
     const bool bf16 = cuda_operands("srmsnorm_row_dots", {&dy, &y});
     check_cuda_f32("srmsnorm_row_dots", "dots", dots);
@@ -235,9 +239,9 @@ void srmsnorm_backward_apply_heads(const Tensor& dy, const Tensor& y, const Tens
 
 void srmsnorm_backward(const Tensor& dy, const Tensor& y, const Tensor& rstd, Tensor& dx,
                        bool accumulate) {
-  if (dy.device() != Device::CUDA) check_cpu_float("srmsnorm_backward", dy);
+  if (dy.device() == Device::CPU) check_cpu_float("srmsnorm_backward", dy);
   const int64_t width = y.dim(-1), rows = y.numel() / width;
-  Tensor dots = Tensor::empty({rows}, dy.device() == Device::CUDA ? DType::F32 : dy.dtype(), dy.device());
+  Tensor dots = Tensor::empty({rows}, Tensor::stats_dtype(dy.dtype(), dy.device()), dy.device());
   srmsnorm_row_dots(dy, y, dots);
   srmsnorm_backward_apply(dy, y, rstd, dots, width, dx, accumulate);
 }

@@ -51,4 +51,33 @@ TEST(Tensor, TypedAccessChecksTheDtype) {
   EXPECT_THROW(t.data<double>(), InternalError);
 }
 
+// A meta tensor (the op plan's) has a shape, a dtype and views, and no
+// data: reading it is an internal error, copies and fills move nothing, and
+// it never meets a real tensor in a copy.
+TEST(Tensor, MetaTensorsHaveShapesAndNoData) {
+  Tensor m = Tensor::zeros({4, 1u << 20, 1u << 10}, DType::F32, Device::Meta);  // 16 GiB on paper
+  EXPECT_TRUE(m.defined());
+  EXPECT_TRUE(m.is_meta());
+  EXPECT_EQ(m.nbytes(), size_t{16} << 30);
+  EXPECT_THROW(m.raw_data(), InternalError);
+  EXPECT_THROW(m.data<float>(), InternalError);
+  EXPECT_EQ(m.slice0(1, 3).shape(), Shape({2, 1 << 20, 1 << 10}));
+  EXPECT_TRUE(m.reshape({-1}).is_meta());
+  const Tensor half = m.to(DType::BF16);
+  EXPECT_TRUE(half.is_meta());
+  EXPECT_EQ(half.nbytes(), size_t{8} << 30);
+  Tensor copy = Tensor::empty(m.shape(), DType::F32, Device::Meta);
+  copy.copy_from(m);
+  copy.fill_zero();
+  Tensor real = Tensor::zeros({2}, DType::F32);
+  EXPECT_TRUE(real.to(Device::Meta).is_meta());
+  Tensor meta_pair = Tensor::empty({2}, DType::F32, Device::Meta);
+  EXPECT_THROW(real.copy_from(meta_pair), InternalError);
+  EXPECT_THROW(meta_pair.copy_from(real), InternalError);
+  EXPECT_THROW(meta_pair.to(Device::CPU), InternalError);
+  // Statistics are planned at the GPU's f32 (the CPU's f64 for f64).
+  EXPECT_EQ(Tensor::stats_dtype(DType::BF16, Device::Meta), DType::F32);
+  EXPECT_EQ(Tensor::stats_dtype(DType::F64, Device::Meta), DType::F64);
+}
+
 }  // namespace linpar

@@ -6,7 +6,12 @@
 // for that rank (sim::SimModel::plan: its SP rank's plan, its pipeline
 // stage's ops, in the pipeline schedule's order of forward and backward
 // passes): the same ops in the same order, each with the same name, kind,
-// FLOPs, bytes read and written, and collectives (kind, group, bytes). The DP gradient reduction,
+// FLOPs, bytes read and written, collectives (kind, group, bytes), layer,
+// pass, ring receive, product shape and weight, and attention key width.
+// The plan is the model's own forward and backward run on meta tensors
+// (model/plan_model.h), so what this compares is each public op's meta
+// path (the FLOPs it states) with its kernels (the FLOPs they count), and
+// the two-layer plan's repetition with a run of every layer. The DP gradient reduction,
 // ZeRO, the optimizer, CO2's outer loop and the pipeline's sends run outside the model's ops; they
 // are checked by the byte totals of sim_exactness_test.cpp.
 #include <fmt/format.h>
@@ -104,6 +109,23 @@ std::string diff(const std::vector<RecordedOp>& ran, const std::vector<PlannedOp
       return fmt::format("op {} {}: ran collectives{}, planned{}", i, r.name,
                          describe(r.collectives), describe(p.collectives));
     }
+    if (r.layer != p.layer || r.pass != p.pass || r.receive != p.receive) {
+      return fmt::format("op {} {}: ran in layer {} pass {} receive {}, planned {} {} {}", i,
+                         r.name, r.layer, static_cast<int>(r.pass), static_cast<int>(r.receive),
+                         p.layer, static_cast<int>(p.pass), static_cast<int>(p.receive));
+    }
+    const MatmulShape m = r.kind() == OpKind::Matmul ? r.matmul : MatmulShape{};
+    if (m != p.matmul) {
+      return fmt::format(
+          "op {} {}: ran the product [{}, {}]·[{}, {}] of weight {}, planned "
+          "[{}, {}]·[{}, {}] of weight {}",
+          i, r.name, m.m, m.k, m.k, m.n, static_cast<int>(m.weight), p.matmul.m, p.matmul.k,
+          p.matmul.k, p.matmul.n, static_cast<int>(p.matmul.weight));
+    }
+    const int16_t width = r.kind() == OpKind::Attention ? r.head_dim : 0;
+    if (width != p.core.head_dim)
+      return fmt::format("op {} {}: ran keys {} wide, planned {}", i, r.name, width,
+                         p.core.head_dim);
   }
   return "";
 }
@@ -120,6 +142,9 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   o.layout.schedule = c.schedule;
   o.layout.global_batch = 2 * o.layout.micro_batch * c.layout.dp;  // two micro-batches per step
   if (c.lrpe) o.model.lrpe = LrpeLayers::First;
+  // Three layers: the plan runs two and repeats layer 1's ops for layer 2
+  // (model/plan_model.h), which the run of all three checks.
+  o.model.n_layers = 3;
   co2::Co2Options co2;
   co2.tau = c.co2_tau;
   Trainer trainer(o, grid, lasp::make_sequence_attention,
@@ -312,6 +337,26 @@ TEST(OpPlanRunNp2, AWrongPlanEntryIsFound) {
     op.kind = OpKind::Memory;
     break;
   }
+  EXPECT_NE(diff(ran, wrong), "");
+  // The fields the simulator prices by: a product's weight (a profile's
+  // key) and shape, an attention op's key width, an op's layer.
+  auto first_of = [](std::vector<PlannedOp>& ops, OpKind kind) -> PlannedOp& {
+    for (PlannedOp& op : ops) {
+      if (op.kind == kind) return op;
+    }
+    throw std::runtime_error("no op of that kind");
+  };
+  wrong = right;
+  first_of(wrong, OpKind::Matmul).matmul.weight = ProductWeight::Other;
+  EXPECT_NE(diff(ran, wrong), "");
+  wrong = right;
+  first_of(wrong, OpKind::Matmul).matmul.k += 1;
+  EXPECT_NE(diff(ran, wrong), "");
+  wrong = right;
+  first_of(wrong, OpKind::Attention).core.head_dim += 1;
+  EXPECT_NE(diff(ran, wrong), "");
+  wrong = right;
+  wrong[4].layer += 1;
   EXPECT_NE(diff(ran, wrong), "");
 }
 

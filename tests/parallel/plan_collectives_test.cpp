@@ -4,6 +4,7 @@
 // sequence parallelism — the simulator's traffic is the runtime's, exactly.
 #include <gtest/gtest.h>
 
+#include "model/plan_model.h"
 #include "model/transnormer.h"
 #include "training_run.h"
 
@@ -30,9 +31,8 @@ TEST(PlanCollectivesNp2, PlannedTpBytesEqualTheCountedBytes) {
     o.layout.tp = 2;
     o.layout.tp_sp = tp_sp;
     const int64_t T = 2, m = o.layout.global_batch / o.layout.micro_batch;
-    const OpPlan plan =
-        plan_model(o.model, TensorParallel{nullptr, 0, 2, tp_sp}, SequenceParallel{},
-                   StepShape{o.layout.micro_batch, o.layout.seq_len, 4});
+    const OpPlan plan = plan_model(o.model, TensorParallel{nullptr, 0, 2, tp_sp}, SequencePlan{},
+                                   StepShape{o.layout.micro_batch, o.layout.seq_len, 4});
     const int64_t per_micro = planned_wire_bytes(plan, CommGroup::Tp, T);
     EXPECT_GT(per_micro, 0);
     const TrainingRun run = train(o, grid, 1);

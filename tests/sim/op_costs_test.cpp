@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/config.h"
+#include "model/plan_model.h"
 #include "model/transnormer.h"
 #include "named_op.h"
 #include "sim/model.h"
@@ -365,7 +366,7 @@ TEST(SimOpCosts, SoftmaxPlanModelFlopsFollowNarayananEquation3) {
 TEST(SimOpCosts, A175bPlanFromTheDescriptionAlone) {
   const ModelConfig config = preset_config("tnl-175b");
   const auto start = std::chrono::steady_clock::now();
-  const OpPlan plan = plan_model(config, TensorParallel{nullptr, 0, 8, false}, SequenceParallel{},
+  const OpPlan plan = plan_model(config, TensorParallel{nullptr, 0, 8, false}, SequencePlan{},
                                  StepShape{1, 4096, 2});
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 0.1);

@@ -12,6 +12,7 @@
 
 #include "core/error_types.h"
 #include "model/config.h"
+#include "model/plan_model.h"
 #include "model/transnormer.h"
 #include "named_op.h"
 #include "temp_dir.h"
@@ -286,7 +287,7 @@ TEST_F(ProfileCosts, KeyWidthFollowsTheModelsLrpeLayers) {
   auto key_widths = [&] {
     std::vector<int> widths;  // of each layer's attention op, forward
     for (const PlannedOp& op :
-         plan_model(model, TensorParallel{}, SequenceParallel{}, StepShape{1, 64, 2}).ops()) {
+         plan_model(model, TensorParallel{}, SequencePlan{}, StepShape{1, 64, 2}).ops()) {
       if (op.kind == OpKind::Attention && !op.backward()) widths.push_back(op.core.head_dim);
     }
     return widths;
@@ -331,7 +332,7 @@ TEST_F(ProfileCosts, EveryOpOfARealPlanFindsItsMeasurement) {
   // leaves nothing to the roofline.
   ModelConfig model;
   model.lrpe = LrpeLayers::First;
-  const OpPlan plan = plan_model(model, TensorParallel{}, SequenceParallel{}, StepShape{2, 128, 2});
+  const OpPlan plan = plan_model(model, TensorParallel{}, SequencePlan{}, StepShape{2, 128, 2});
   for (const char* layer : {"out_proj", "channel_mixer.l3"}) {
     for (const char* pass : {"forward", "backward_input", "backward_weight"}) {
       profile_.gemms.push_back(MeasuredGemm{layer, pass, 1, 1, 1, 1.0, 100.0});

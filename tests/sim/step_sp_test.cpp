@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/plan_model.h"
 #include "model/transnormer.h"
 #include "sim/collectives.h"
 #include "sim/step.h"

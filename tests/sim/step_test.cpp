@@ -2,12 +2,14 @@
 // plan's cost times the micro-batches plus the optimizer pass; DP over an
 // infinitely fast network costs nothing; pipelines have a bubble that more
 // micro-batches shrink; bad layouts are refused.
+#include "sim/step.h"
+
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "model/plan_model.h"
 #include "model/transnormer.h"
 #include "sim/collectives.h"
-#include "sim/step.h"
 
 namespace linpar::sim {
 

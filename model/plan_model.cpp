@@ -1,0 +1,147 @@
+#include "model/plan_model.h"
+
+#include <memory>
+
+#include "core/op_stats.h"
+#include "core/plan_communicator.h"
+#include "model/transnormer.h"
+
+namespace linpar {
+
+namespace {
+
+CommGroup plan_group(const std::string& name) {
+  if (name == "tp") return CommGroup::Tp;
+  if (name == "sp") return CommGroup::Sp;
+  LINPAR_CHECK(false, "a layer communicated over group {} (the plan knows tp and sp)", name);
+  __builtin_unreachable();
+}
+
+PlannedOp planned(RecordedOp&& r) {
+  PlannedOp op;
+  op.name = std::move(r.name);
+  op.kind = r.kind();
+  op.pass = r.pass;
+  op.receive = r.receive;
+  op.layer = r.layer;
+  op.flops = r.flops;
+  op.bytes_read = r.bytes_read;
+  op.bytes_written = r.bytes_written;
+  op.collectives.reserve(r.collectives.size());
+  for (const RecordedCollective& c : r.collectives)
+    op.collectives.push_back({c.kind, plan_group(c.group), c.bytes});
+  if (op.kind == OpKind::Matmul) op.matmul = r.matmul;
+  if (op.kind == OpKind::Attention) op.core.head_dim = r.head_dim;
+  return op;
+}
+
+DType activations_of(int64_t element_bytes) {
+  switch (element_bytes) {
+    case 2:
+      return DType::BF16;
+    case 4:
+      return DType::F32;
+    case 8:
+      return DType::F64;
+    default:
+      LINPAR_CHECK(false, "a plan of {}-byte activations (2, 4 or 8)", element_bytes);
+  }
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
+                        const StepShape& s) {
+  const DType compute = activations_of(s.element_bytes);
+  // bf16 activations keep f32 master weights and gradients (mixed precision).
+  const DType weights = compute == DType::BF16 ? DType::F32 : compute;
+  PlanCommunicator tp_group("tp", tp.rank, tp.size);
+  PlanCommunicator sp_group("sp", sp.rank, sp.size);
+  const TensorParallel planned_tp{&tp_group, tp.rank, tp.size, tp.sequence_parallel};
+  std::unique_ptr<SequenceAttention> attention;
+  if (sp.size > 1) {
+    LINPAR_CHECK(sp.factory != nullptr, "a plan of sp {} without a strategy factory", sp.size);
+    attention = sp.factory(sp.kind, sp_group);
+  }
+  const SequenceParallel planned_sp{attention.get(), sp.rank, sp.size};
+  TransNormerLLM model =
+      TransNormerLLM::on_meta(config, weights, compute, planned_tp, nullptr, planned_sp);
+  // The residual stream's tokens: all of the sample's on this rank (the
+  // model shards them itself under --tp-sp).
+  const Tensor tokens = Tensor::empty({s.batch, s.length}, DType::I32, Device::Meta);
+  OpRecorder recorder;
+  {
+    TransNormerLLM::Cache cache;
+    model.forward(tokens, tokens, cache);
+    model.backward(cache, 1.0);
+  }
+  LINPAR_CHECK(recorder.outside().flops == 0 && recorder.outside().bytes_read == 0 &&
+                   recorder.outside().collectives.empty(),
+               "the model ran work outside its op scopes ({} FLOPs, {} bytes, {} collectives)",
+               recorder.outside().flops, recorder.outside().bytes_read,
+               recorder.outside().collectives.size());
+  OpPlan plan;
+  plan.reserve(recorder.ops().size());
+  for (RecordedOp& r : recorder.take_ops()) plan.add(planned(std::move(r)));
+  return plan;
+}
+
+OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
+                  const StepShape& s) {
+  // Layers 1 … L−1 are built alike: they differ from each other only in
+  // their decay slopes' values and their names (LRPE is on every layer or
+  // the first alone). So the model runs with two layers and layer 1's ops,
+  // forward and backward, stand for each of layers 1 … L−1 (forward in
+  // ascending order, backward descending, as the model's loops run them):
+  // a 96-layer plan costs what a 2-layer one does, which the layout search
+  // pays per plan (tests/model/plan_model_test.cpp compares the two).
+  const int64_t L = config.n_layers;
+  if (L <= 2) return plan_every_layer(config, tp, sp, s);
+  ModelConfig two = config;
+  two.n_layers = 2;
+  for (int64_t l = 0; l < L; ++l) {
+    LINPAR_CHECK(config.layer_uses_lrpe(l) == two.layer_uses_lrpe(std::min<int64_t>(l, 1)),
+                 "layer {} is not built like layer {} of the two-layer plan", l,
+                 std::min<int64_t>(l, 1));
+  }
+  std::vector<PlannedOp> ops = std::move(plan_every_layer(two, tp, sp, s).mutable_ops());
+  const std::string one = "layers.1.";
+  size_t layer_one = 0;
+  for (PlannedOp& op : ops) {
+    if (op.layer != 1) continue;
+    LINPAR_CHECK(op.name.starts_with(one), "layer 1's op {} is not named for it", op.name);
+    op.name.erase(0, one.size());  // the name within the layer
+    ++layer_one;
+  }
+  OpPlan plan;
+  plan.reserve(ops.size() + static_cast<size_t>(L - 2) * layer_one);
+  for (size_t i = 0; i < ops.size();) {
+    if (ops[i].layer != 1) {
+      plan.add(std::move(ops[i++]));
+      continue;
+    }
+    size_t end = i;
+    while (end < ops.size() && ops[end].layer == 1 && ops[end].pass == ops[i].pass) ++end;
+    const bool forward = ops[i].pass == Pass::Forward;
+    for (int64_t k = 1; k < L; ++k) {
+      const int64_t layer = forward ? k : L - k;
+      const std::string prefix = fmt::format("layers.{}.", layer);
+      for (size_t j = i; j < end; ++j) {
+        // The copy without the name, which is built once at its length (the
+        // layout search builds these by the million).
+        std::string tail = std::move(ops[j].name);
+        PlannedOp op = ops[j];
+        ops[j].name = std::move(tail);
+        op.layer = static_cast<int32_t>(layer);
+        op.name.reserve(prefix.size() + ops[j].name.size());
+        op.name.append(prefix).append(ops[j].name);
+        plan.add(std::move(op));
+      }
+    }
+    i = end;
+  }
+  return plan;
+}
+
+}  // namespace linpar

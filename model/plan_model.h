@@ -1,0 +1,43 @@
+// The op plan of a micro-batch, built by running the model: TransNormerLLM's
+// own forward and backward run on meta tensors (Device::Meta: shapes, no
+// data) over planning communicators, and an OpRecorder takes down each op
+// scope they open — its name, layer and pass, the kind of kernel that ran,
+// the FLOPs and bytes the public ops count from those shapes, the
+// collectives the communicators count, a product's shape and weight, a
+// linear-attention kernel's key width and where the LASP ring posts and
+// waits for its receive. The same code that trains is the code that plans,
+// so the two cannot diverge (tests/parallel/op_plan_run_test.cpp still
+// compares the plan with a real run op by op: that is where the meta path
+// of each public op is checked against its kernels).
+#pragma once
+
+#include "model/config.h"
+#include "model/op_plan.h"
+#include "model/sequence_parallel.h"
+#include "model/tensor_parallel.h"
+
+namespace linpar {
+
+// The SP shard a plan is of: the strategy, this rank of the SP group and the
+// group's size, and what builds the strategy (lasp/'s factory: model/ does
+// not depend on lasp/). size 1: the whole sequence on this rank.
+struct SequencePlan {
+  SequenceParallelKind kind = SequenceParallelKind::Lasp;
+  int rank = 0;
+  int size = 1;
+  SequenceAttentionFactory factory;
+};
+
+// One micro-batch's forward and backward on one rank of the given shard, in
+// execution order. tp: its rank, size and --tp-sp (its group is not used:
+// the plan runs over a planning one). shape.length: this rank's tokens per
+// sample; shape.element_bytes: the activations' type (2 bf16 with f32
+// masters, 4 f32, 8 f64).
+OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
+                  const StepShape& shape);
+// The same, running every layer (plan_model runs two and repeats layer 1's
+// ops for the layers built like it): what plan_model is tested against.
+OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
+                        const StepShape& shape);
+
+}  // namespace linpar
