@@ -39,7 +39,37 @@ const std::shared_ptr<Storage>& meta_storage() {
   static const std::shared_ptr<Storage> storage = std::make_shared<Storage>(0, allocator);
   return storage;
 }
+
+// MetaMemory's counts: meta tensors made while a scope is open get their
+// own storage, which adds its bytes when made and takes them off when freed
+// (on this thread, where the plan runs).
+thread_local bool counting_meta = false;
+thread_local int64_t meta_live = 0, meta_peak = 0;
+char meta_address;  // a counted meta storage's "data": never read (raw_data refuses)
+class CountingMetaAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes) override {
+    meta_live += static_cast<int64_t>(bytes);
+    meta_peak = std::max(meta_peak, meta_live);
+    return &meta_address;
+  }
+  void deallocate(void*, size_t bytes) override { meta_live -= static_cast<int64_t>(bytes); }
+  Device device() const override { return Device::Meta; }
+};
+std::shared_ptr<Storage> counted_meta_storage(size_t bytes) {
+  static CountingMetaAllocator allocator;
+  return std::make_shared<Storage>(bytes, allocator);
+}
 }  // namespace
+
+MetaMemory::MetaMemory() : outer_(counting_meta), base_(meta_live) {
+  counting_meta = true;
+  meta_peak = meta_live;
+}
+MetaMemory::~MetaMemory() { counting_meta = outer_; }
+int64_t MetaMemory::live() const { return meta_live - base_; }
+int64_t MetaMemory::peak() const { return meta_peak - base_; }
+void MetaMemory::reset_peak() { meta_peak = meta_live; }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
@@ -47,9 +77,11 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   t.numel_ = shape_numel(shape);
   t.dtype_ = dtype;
   t.device_ = device;
-  t.storage_ = device == Device::Meta
-                   ? meta_storage()
-                   : std::make_shared<Storage>(t.nbytes(), default_allocator(device));
+  if (device == Device::Meta) {
+    t.storage_ = counting_meta ? counted_meta_storage(t.nbytes()) : meta_storage();
+  } else {
+    t.storage_ = std::make_shared<Storage>(t.nbytes(), default_allocator(device));
+  }
   return t;
 }
 

@@ -106,6 +106,27 @@ class Tensor {
   Device device_ = Device::CPU;
 };
 
+// While alive, the meta tensors created on this thread are counted: the
+// bytes they would occupy, live and at their peak since the scope opened
+// (views share their tensor's count). What the op plan's run allocates is
+// then the memory the model's code would (model/plan_model.h,
+// plan_memory). Outside such a scope meta tensors are not counted.
+class MetaMemory {
+ public:
+  MetaMemory();
+  ~MetaMemory();
+  MetaMemory(const MetaMemory&) = delete;
+  MetaMemory& operator=(const MetaMemory&) = delete;
+
+  int64_t live() const;  // bytes of the meta tensors alive now (created in the scope)
+  int64_t peak() const;  // the most that were alive at once since reset_peak()
+  void reset_peak();
+
+ private:
+  bool outer_;
+  int64_t base_;
+};
+
 template <typename T>
 Tensor Tensor::from_vector(const Shape& shape, const std::vector<T>& values) {
   LINPAR_CHECK(shape_numel(shape) == static_cast<int64_t>(values.size()),

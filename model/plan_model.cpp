@@ -1,5 +1,6 @@
 #include "model/plan_model.h"
 
+#include <functional>
 #include <memory>
 
 #include "core/op_stats.h"
@@ -49,10 +50,12 @@ DType activations_of(int64_t element_bytes) {
   __builtin_unreachable();
 }
 
-}  // namespace
-
-OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
-                        const StepShape& s) {
+// The model of this shard on meta tensors over planning groups, handed to
+// `run` with meta tokens [B, N] (the residual stream's tokens, all of the
+// sample's on this rank: the model shards them itself under --tp-sp).
+void run_on_meta(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
+                 const StepShape& s,
+                 const std::function<void(TransNormerLLM&, const Tensor& tokens)>& run) {
   const DType compute = activations_of(s.element_bytes);
   // bf16 activations keep f32 master weights and gradients (mixed precision).
   const DType weights = compute == DType::BF16 ? DType::F32 : compute;
@@ -67,24 +70,50 @@ OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, con
   const SequenceParallel planned_sp{attention.get(), sp.rank, sp.size};
   TransNormerLLM model =
       TransNormerLLM::on_meta(config, weights, compute, planned_tp, nullptr, planned_sp);
-  // The residual stream's tokens: all of the sample's on this rank (the
-  // model shards them itself under --tp-sp).
-  const Tensor tokens = Tensor::empty({s.batch, s.length}, DType::I32, Device::Meta);
-  OpRecorder recorder;
-  {
-    TransNormerLLM::Cache cache;
-    model.forward(tokens, tokens, cache);
-    model.backward(cache, 1.0);
-  }
-  LINPAR_CHECK(recorder.outside().flops == 0 && recorder.outside().bytes_read == 0 &&
-                   recorder.outside().collectives.empty(),
-               "the model ran work outside its op scopes ({} FLOPs, {} bytes, {} collectives)",
-               recorder.outside().flops, recorder.outside().bytes_read,
-               recorder.outside().collectives.size());
+  run(model, Tensor::empty({s.batch, s.length}, DType::I32, Device::Meta));
+}
+
+}  // namespace
+
+OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
+                        const StepShape& s) {
   OpPlan plan;
-  plan.reserve(recorder.ops().size());
-  for (RecordedOp& r : recorder.take_ops()) plan.add(planned(std::move(r)));
+  run_on_meta(config, tp, sp, s, [&](TransNormerLLM& model, const Tensor& tokens) {
+    // Recorded from the step's start: building and placing the model is none of it.
+    OpRecorder recorder;
+    {
+      TransNormerLLM::Cache cache;
+      model.forward(tokens, tokens, cache);
+      model.backward(cache, 1.0);
+    }
+    LINPAR_CHECK(recorder.outside().flops == 0 && recorder.outside().bytes_read == 0 &&
+                     recorder.outside().collectives.empty(),
+                 "the model ran work outside its op scopes ({} FLOPs, {} bytes, {} collectives)",
+                 recorder.outside().flops, recorder.outside().bytes_read,
+                 recorder.outside().collectives.size());
+    plan.reserve(recorder.ops().size());
+    for (RecordedOp& r : recorder.take_ops()) plan.add(planned(std::move(r)));
+  });
   return plan;
+}
+
+PlannedMemory plan_memory(const ModelConfig& config, const TensorParallel& tp,
+                          const SequencePlan& sp, const StepShape& s) {
+  PlannedMemory m;
+  run_on_meta(config, tp, sp, s, [&](TransNormerLLM& model, const Tensor&) {
+    MetaMemory counted;
+    // The batch as the cache keeps it: tokens and targets copied to the device.
+    const Tensor tokens = Tensor::empty({s.batch, s.length}, DType::I32, Device::Meta);
+    const Tensor targets = Tensor::empty({s.batch, s.length}, DType::I32, Device::Meta);
+    TransNormerLLM::Cache cache;
+    model.forward(tokens, targets, cache);
+    m.cache = counted.live();
+    m.forward_peak = counted.peak() - m.cache;
+    counted.reset_peak();
+    model.backward(cache, 1.0);
+    m.backward_peak = counted.peak() - m.cache;
+  });
+  return m;
 }
 
 OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,

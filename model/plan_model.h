@@ -40,4 +40,19 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
 OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
                         const StepShape& shape);
 
+// What one micro-batch's forward and backward allocate on this rank, as the
+// model's code on meta tensors allocates it (core/tensor.h, MetaMemory):
+// the cache forward leaves for backward (the batch's tokens and targets,
+// the layers' and the head's caches, an SP strategy's saved tensors and
+// LASP's state still being sent), and the most allocated beyond it at once
+// during forward and during backward. Kernel workspaces the GPU path alone
+// allocates (the tensor-core attention's chunk states) are not in it.
+struct PlannedMemory {
+  int64_t cache = 0;
+  int64_t forward_peak = 0;
+  int64_t backward_peak = 0;
+};
+PlannedMemory plan_memory(const ModelConfig& config, const TensorParallel& tp,
+                          const SequencePlan& sp, const StepShape& shape);
+
 }  // namespace linpar

@@ -148,8 +148,11 @@ int64_t attention_backward_temporaries(const MemoryLayout& l, const Shard& s, in
   switch (l.sp_kind) {
     case SequenceParallelKind::Lasp:  // d_kv_out received, d_kv_in sent
       return local + 2 * state;
-    case SequenceParallelKind::Lasp2:  // g, the gathered T states, d_kv_out
-      return local + (l.sp + 2) * state;
+    case SequenceParallelKind::Lasp2:
+      // The T gathered states with g, then with d_kv_out (g is freed first:
+      // lasp2.cpp; found by tests/sim/memory_run_test.cpp, 2026-12-07, where
+      // this said T + 2).
+      return local + (l.sp + 1) * state;
     case SequenceParallelKind::AllGather:  // dk_all, dv_all (reduce-scatter input), d_kv_in, zero
       return local + s.B * s.Hl * s.N * (dk + dv) * s.e + 2 * state;
     case SequenceParallelKind::Ulysses: {

@@ -22,6 +22,11 @@
 //                          pseudo-gradient in flight): reported, not in total
 //   total                  device bytes: every term above but co2_state
 //
+// The activations and workspace terms are checked against the code itself:
+// the model's forward and backward on meta tensors with every allocation
+// counted (model/plan_model.h, plan_memory; tests/sim/memory_run_test.cpp:
+// the cache to the byte, the workspace a bound within 6%).
+//
 // Each term is taken at its own peak, so total bounds the true peak from
 // above (the workspace of one layer and the last micro-batch's PP buffers
 // rarely coincide with the most caches in flight, but can). Not counted: the
