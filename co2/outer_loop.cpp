@@ -117,8 +117,8 @@ double Co2OuterLoop::outer_step(const Tensor& average) {
   return options_.outer_lr * std::sqrt(squares);
 }
 
-void Co2OuterLoop::after_step(int64_t step, StepResult& result) {
-  if (step % options_.tau != 0) return;
+bool Co2OuterLoop::after_step(int64_t step, StepResult& result) {
+  if (step % options_.tau != 0) return false;
   // Δ_t = x_{t,0} − x_{t,τ} (this rank's round), in a fresh buffer the
   // all-reduce will own.
   Tensor delta = Tensor::zeros(round_start_.shape(), round_start_.dtype());
@@ -157,6 +157,7 @@ void Co2OuterLoop::after_step(int64_t step, StepResult& result) {
   }
   unflatten(round_start_);
   ++rounds_;
+  return true;
 }
 
 void Co2OuterLoop::complete_in_flight() {

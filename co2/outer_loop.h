@@ -80,7 +80,7 @@ class Co2OuterLoop final : public OuterLoop {
                std::string shard_tag = "all");
   ~Co2OuterLoop() override;
 
-  void after_step(int64_t step, StepResult& result) override;
+  bool after_step(int64_t step, StepResult& result) override;
   int64_t bytes_sent() const override { return all_reduce_.bytes_sent() + gathered_bytes_; }
   void complete_in_flight() override;
   void save(Hdf5File& file, bool shared, const std::string& replica_prefix) override;

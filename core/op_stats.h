@@ -33,11 +33,21 @@ enum class OpKind : uint8_t {
 };
 const char* op_kind_name(OpKind kind);  // "matmul", "attention", "softmax_attention", "memory"
 
-enum class Pass : uint8_t { Forward, Backward };
+// A micro-batch's passes, then the step's tail after its micro-batches
+// (parallel/step_update.h, the same code planned and run):
+//   Reduce  the gradients' reduction DDP starts during the last backward, as
+//           each bucket's gradients are complete (the simulator overlaps it
+//           with that backward);
+//   Update  what follows in order on each rank: ZeRO-1's flatten,
+//           reduce-scatter and all-gather, the tied embedding's sum, the
+//           gradient norm, the optimizer, the compute copies' refresh;
+//   Outer   an outer loop's round end (CO2), once per τ steps.
+enum class Pass : uint8_t { Forward, Backward, Reduce, Update, Outer };
 
 // The layer field of ops outside the layers.
 inline constexpr int32_t kEmbeddingLayer = -1;  // the embedding (first pipeline stage)
 inline constexpr int32_t kHeadLayer = -2;       // final norm, LM head and loss (last stage)
+inline constexpr int32_t kStepLayer = -3;       // the step's tail (every parameter)
 
 // Where a LASP rank's op meets its neighbour's state (the ring's dependency
 // edge; the neighbour's matching op is the one whose collective sends to this

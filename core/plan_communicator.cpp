@@ -16,8 +16,8 @@ void check_meta(const Tensor& t) {
 }
 }  // namespace
 
-PlanCommunicator::PlanCommunicator(std::string group, int rank, int size)
-    : Communicator(std::move(group)), rank_(rank), size_(size) {
+PlanCommunicator::PlanCommunicator(std::string group, int rank, int size, bool averages_inside)
+    : Communicator(std::move(group)), rank_(rank), size_(size), averages_inside_(averages_inside) {
   LINPAR_CHECK(size >= 1 && rank >= 0 && rank < size, "planning group rank {} of {}", rank, size);
 }
 
@@ -32,6 +32,11 @@ std::unique_ptr<CommRequest> PlanCommunicator::all_reduce_async(Tensor& t) {
   check_meta(t);
   count_call(CollectiveKind::AllReduce, static_cast<int64_t>(t.nbytes()));
   return std::make_unique<Done>();
+}
+
+std::unique_ptr<CommRequest> PlanCommunicator::all_reduce_average_async(Tensor& t) {
+  if (!averages_inside_) return Communicator::all_reduce_average_async(t);
+  return all_reduce_async(t);
 }
 
 void PlanCommunicator::all_gather(const Tensor& in, Tensor& out) { all_gather_async(in, out); }

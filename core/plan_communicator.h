@@ -11,13 +11,17 @@ namespace linpar {
 
 class PlanCommunicator final : public Communicator {
  public:
-  // `group`: the name the real group has ("tp", "sp").
-  PlanCommunicator(std::string group, int rank, int size);
+  // `group`: the name the real group has ("tp", "sp"). `averages_inside`:
+  // an average is made inside the collective, as NCCL's ncclAvg (the GPUs
+  // the simulator plans for); false: as MPI, which sums and then scales the
+  // buffer in a pass of its own (Communicator's default).
+  PlanCommunicator(std::string group, int rank, int size, bool averages_inside = true);
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void all_reduce(Tensor& t) override;
   void all_reduce_max(Tensor& t) override;
   std::unique_ptr<CommRequest> all_reduce_async(Tensor& t) override;
+  std::unique_ptr<CommRequest> all_reduce_average_async(Tensor& t) override;
   void all_gather(const Tensor& in, Tensor& out) override;
   std::unique_ptr<CommRequest> all_gather_async(const Tensor& in, Tensor& out) override;
   void reduce_scatter(const Tensor& in, Tensor& out) override;
@@ -31,6 +35,7 @@ class PlanCommunicator final : public Communicator {
 
  private:
   int rank_, size_;
+  bool averages_inside_;
 };
 
 }  // namespace linpar

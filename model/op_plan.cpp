@@ -15,8 +15,38 @@ const char* comm_group_name(CommGroup group) {
       return "pp";
     case CommGroup::Sp:
       return "sp";
+    case CommGroup::Embedding:
+      return "embedding";
   }
   return "";
+}
+
+CommGroup comm_group_named(const std::string& name) {
+  for (CommGroup g :
+       {CommGroup::DpSp, CommGroup::Tp, CommGroup::Pp, CommGroup::Sp, CommGroup::Embedding}) {
+    if (name == comm_group_name(g)) return g;
+  }
+  LINPAR_CHECK(false, "a collective over group {} (the plan knows dp, tp, pp, sp, embedding)",
+               name);
+  __builtin_unreachable();
+}
+
+PlannedOp planned_op(RecordedOp&& r) {
+  PlannedOp op;
+  op.name = std::move(r.name);
+  op.kind = r.kind();
+  op.pass = r.pass;
+  op.receive = r.receive;
+  op.layer = r.layer;
+  op.flops = r.flops;
+  op.bytes_read = r.bytes_read;
+  op.bytes_written = r.bytes_written;
+  op.collectives.reserve(r.collectives.size());
+  for (const RecordedCollective& c : r.collectives)
+    op.collectives.push_back({c.kind, comm_group_named(c.group), c.bytes});
+  if (op.kind == OpKind::Matmul) op.matmul = r.matmul;
+  if (op.kind == OpKind::Attention) op.core.head_dim = r.head_dim;
+  return op;
 }
 
 int64_t matmul_flops(const MatmulShape& s, Pass pass) {

@@ -1,7 +1,7 @@
 // The op plan: what a micro-batch will execute for a given shard layout,
 // described as a list of typed ops. TransNormerLLM's plan is its own forward
 // and backward run on meta tensors (model/plan_model.h), the step's tail is
-// model/step_plan.h, a GPT/Llama plan is sim/softmax_transformer.h; the
+// parallel/step_plan.h, a GPT/Llama plan is sim/softmax_transformer.h; the
 // simulator costs the list. A planned op is data, not a name:
 // its kind, pass, layer, shapes, bytes, collectives and where it waits for a
 // neighbour are fields, and the simulator reads only those (renaming an op
@@ -25,9 +25,14 @@ namespace linpar {
 // The process-grid group a collective runs over. Dp: the data-parallel
 // replicas (dp ranks; CO2's outer group); DpSp: the ranks that average a
 // model shard's gradients, the replicas' SP ranks too (dp·sp ranks,
-// ProcessGrid::data_parallel; the runtime names it "dp" as well).
-enum class CommGroup : uint8_t { Dp, Tp, Pp, Sp, DpSp };
-const char* comm_group_name(CommGroup group);  // "dp", "tp", "pp", "sp"; DpSp "dp"
+// ProcessGrid::data_parallel; the runtime names it "dp" as well). Embedding:
+// the first and the last pipeline stage of one column, which both hold a
+// tied embedding (ProcessGrid::embedding).
+enum class CommGroup : uint8_t { Dp, Tp, Pp, Sp, DpSp, Embedding };
+const char* comm_group_name(CommGroup group);  // "dp", "tp", "pp", "sp", "embedding"; DpSp "dp"
+// The group a runtime name stands for ("dp" is DpSp: the group a step's
+// gradients are averaged over); an internal error for any other name.
+CommGroup comm_group_named(const std::string& name);
 
 struct PlannedCollective {
   CollectiveKind kind = CollectiveKind::AllReduce;
@@ -94,6 +99,10 @@ struct StepShape {
   int64_t stats_bytes() const { return element_bytes > 4 ? element_bytes : 4; }
   int64_t gradient_bytes() const { return element_bytes > 4 ? element_bytes : 4; }
 };
+
+// A recorded op (core/op_stats.h) as the planned op it is: its fields
+// moved over, its collectives' groups by name (comm_group_named).
+PlannedOp planned_op(RecordedOp&& recorded);
 
 class OpPlan {
  public:

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "core/op_stats.h"
 #include "core/op_timing.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
@@ -38,10 +39,11 @@ std::vector<AdamWSegment> whole_parameters(ParameterSet& params) {
 AdamW::AdamW(const AdamWConfig& config, ParameterSet& params)
     : AdamW(config, whole_parameters(params)) {
   // Fused only when every copy is bf16 on the GPU (the kernel's case).
+  // (A meta set with bf16 copies is the GPU's, planned: parallel/step_plan.h.)
   writes_compute_ = true;
   for (const AdamWSegment& s : segments_) {
-    if (!(s.compute.defined() && s.compute.device() == Device::CUDA && s.compute.dtype() == DType::BF16))
-      writes_compute_ = false;
+    const bool gpu = s.compute.device() == Device::CUDA || s.compute.device() == Device::Meta;
+    if (!(s.compute.defined() && gpu && s.compute.dtype() == DType::BF16)) writes_compute_ = false;
   }
 }
 
@@ -50,8 +52,9 @@ AdamW::AdamW(const AdamWConfig& config, std::vector<AdamWSegment> segments)
   for (const AdamWSegment& s : segments_) {
     LINPAR_CHECK(s.value.numel() == s.grad.numel(), "AdamW segment: {} values, {} grads",
                  s.value.numel(), s.grad.numel());
-    LINPAR_CHECK(s.value.device() == Device::CPU || s.value.dtype() == DType::F32,
-                 "AdamW on the GPU keeps f32 values (master weights), not {}", dtype_name(s.value.dtype()));
+    LINPAR_CHECK(s.value.device() != Device::CUDA || s.value.dtype() == DType::F32,
+                 "AdamW on the GPU keeps f32 values (master weights), not {}",
+                 dtype_name(s.value.dtype()));
     m_.push_back(Tensor::zeros(s.value.shape(), s.value.dtype(), s.value.device()));
     v_.push_back(Tensor::zeros(s.value.shape(), s.value.dtype(), s.value.device()));
   }
@@ -65,6 +68,16 @@ void AdamW::step(double lr, double grad_scale) {
   for (size_t index = 0; index < segments_.size(); ++index) {
     AdamWSegment& s = segments_[index];
     const double decay = s.weight_decay ? config_.weight_decay : 0.0;
+    // The values and gradients read, the values written; AdamW also reads
+    // and writes both moments; the fused GPU update writes the bf16 copy.
+    const Tensor* copy = writes_compute_ ? &s.compute : nullptr;
+    if (config_.plain_sgd) {
+      count_traffic(OpKind::Memory, {&s.value, &s.grad}, {&s.value, copy});
+    } else {
+      count_traffic(OpKind::Memory, {&s.value, &s.grad, &m_[index], &v_[index]},
+                    {&s.value, &m_[index], &v_[index], copy});
+    }
+    if (s.value.is_meta()) continue;  // planned (parallel/step_plan.h): no values to update
     if (s.value.device() == Device::CUDA) {
 #ifdef LINPAR_HAVE_CUDA
       const cuda::AdamWStep k{static_cast<float>(lr), static_cast<float>(config_.beta1),
@@ -117,9 +130,12 @@ double global_grad_norm(const ParameterSet& params, const SumOverModelParallel& 
   }
   double total = sum_squares(grads);
   if (sum) {
-    Tensor t = Tensor::from_vector<double>({1}, {total});
+    // Planned (meta gradients): the sum's collectives on a meta scalar.
+    const bool meta = !params.all().empty() && params.all().front().grad.is_meta();
+    Tensor t = meta ? Tensor::empty({1}, DType::F64, Device::Meta)
+                    : Tensor::from_vector<double>({1}, {total});
     sum(t);
-    total = t.data<double>()[0];
+    if (!meta) total = t.data<double>()[0];
   }
   return std::sqrt(total);
 }

@@ -11,29 +11,13 @@ namespace linpar {
 
 namespace {
 
-CommGroup plan_group(const std::string& name) {
-  if (name == "tp") return CommGroup::Tp;
-  if (name == "sp") return CommGroup::Sp;
-  LINPAR_CHECK(false, "a layer communicated over group {} (the plan knows tp and sp)", name);
-  __builtin_unreachable();
-}
-
+// A layer's op as planned: its collectives go over TP and SP only.
 PlannedOp planned(RecordedOp&& r) {
-  PlannedOp op;
-  op.name = std::move(r.name);
-  op.kind = r.kind();
-  op.pass = r.pass;
-  op.receive = r.receive;
-  op.layer = r.layer;
-  op.flops = r.flops;
-  op.bytes_read = r.bytes_read;
-  op.bytes_written = r.bytes_written;
-  op.collectives.reserve(r.collectives.size());
-  for (const RecordedCollective& c : r.collectives)
-    op.collectives.push_back({c.kind, plan_group(c.group), c.bytes});
-  if (op.kind == OpKind::Matmul) op.matmul = r.matmul;
-  if (op.kind == OpKind::Attention) op.core.head_dim = r.head_dim;
-  return op;
+  for (const RecordedCollective& c : r.collectives) {
+    LINPAR_CHECK(c.group == "tp" || c.group == "sp",
+                 "{} communicated over group {} (a layer's plan knows tp and sp)", r.name, c.group);
+  }
+  return planned_op(std::move(r));
 }
 
 DType activations_of(int64_t element_bytes) {

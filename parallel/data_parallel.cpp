@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/op_stats.h"
 #include "core/ops/elementwise.h"
 
 namespace linpar {
@@ -101,18 +102,29 @@ Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
     slices_.push_back({i, begin - offsets_[i], end - offsets_[i]});
     segments.push_back({flat_values_.slice0(begin, end),
                         shard_grads_.slice0(begin - first, end - first),
-                        params.all()[i].weight_decay});
+                        params.all()[i].weight_decay, Tensor()});
   }
   optimizer_ = std::make_unique<AdamW>(config, std::move(segments));
 }
 
+// Each phase is one op of the step's tail (core/op_stats.h's Pass::Update;
+// parallel/step_plan.h plans them by running this code on meta tensors), its
+// copies made by convert, which counts what it moves.
 double Zero1::reduce_gradients() {
-  for (size_t i = 0; i < params_.all().size(); ++i) {
-    const Tensor& g = params_.all()[i].grad;
-    flat_grads_.slice0(offsets_[i], offsets_[i] + g.numel()).copy_from(g.reshape({-1}));
+  {
+    const OpScope op("zero.flatten_gradients");
+    for (size_t i = 0; i < params_.all().size(); ++i) {
+      const Tensor& g = params_.all()[i].grad;
+      Tensor flat = flat_grads_.slice0(offsets_[i], offsets_[i] + g.numel());
+      convert(g.reshape({-1}), flat);
+    }
   }
-  dp_.reduce_scatter(flat_grads_, shard_grads_);
-  scale(1.0 / static_cast<double>(dp_.size()), shard_grads_);
+  {
+    const OpScope op("zero.reduce_scatter");
+    dp_.reduce_scatter(flat_grads_, shard_grads_);
+    scale(1.0 / static_cast<double>(dp_.size()), shard_grads_);
+  }
+  const OpScope op("grad_norm");
   // Squared norm of this rank's shard, leaving out copies another stage also
   // holds (their elements are counted there).
   double local = 0;
@@ -122,25 +134,41 @@ double Zero1::reduce_gradients() {
     const int64_t begin = offsets_[sl.parameter] + sl.begin - dp_.rank() * shard_;
     local += sum_squares(shard_grads_.slice0(begin, begin + (sl.end - sl.begin)));
   }
-  Tensor norm_sq = Tensor::from_vector<double>({1}, {local});
+  const bool meta = shard_grads_.is_meta();
+  Tensor norm_sq = meta ? Tensor::empty({1}, DType::F64, Device::Meta)
+                        : Tensor::from_vector<double>({1}, {local});
   dp_.all_reduce(norm_sq);
   if (sum_model_parallel_) sum_model_parallel_(norm_sq);  // TP/PP shards are disjoint parts of the model
-  return std::sqrt(norm_sq.data<double>()[0]);
+  return meta ? 0.0 : std::sqrt(norm_sq.data<double>()[0]);
 }
 
 void Zero1::step(double lr, double norm, double max_norm) {
-  if (max_norm > 0 && norm > max_norm)
-    scale(max_norm / (norm + 1e-6), shard_grads_);  // as clip_grad_norm
-  for (size_t i = 0; i < params_.all().size(); ++i) {
-    const Tensor& v = params_.all()[i].value;
-    flat_values_.slice0(offsets_[i], offsets_[i] + v.numel()).copy_from(v.reshape({-1}));
+  {
+    // This rank's shard of the values only: the all-gather below writes
+    // every other element.
+    const OpScope op("zero.flatten_values");
+    for (const Slice& sl : slices_) {
+      const int64_t at = offsets_[sl.parameter];
+      Tensor flat = flat_values_.slice0(at + sl.begin, at + sl.end);
+      convert(params_.all()[sl.parameter].value.reshape({-1}).slice0(sl.begin, sl.end), flat);
+    }
   }
-  optimizer_->step(lr);
-  Tensor mine = flat_values_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_).clone();
-  dp_.all_gather(mine, flat_values_);
+  {
+    // Clipping folded into the update, as without ZeRO (the same f32 product).
+    const OpScope op("optimizer");
+    optimizer_->step(lr, clip_factor(norm, max_norm));
+  }
+  {
+    const OpScope op("zero.all_gather_values");
+    const Tensor own = flat_values_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_);
+    Tensor mine = Tensor::empty({shard_}, own.dtype(), own.device());  // the collective's input
+    convert(own, mine);
+    dp_.all_gather(mine, flat_values_);
+  }
+  const OpScope op("zero.unflatten_values");
   for (size_t i = 0; i < params_.all().size(); ++i) {
     Tensor v = params_.all()[i].value.reshape({-1});
-    v.copy_from(flat_values_.slice0(offsets_[i], offsets_[i] + v.numel()));
+    convert(flat_values_.slice0(offsets_[i], offsets_[i] + v.numel()), v);
   }
 }
 

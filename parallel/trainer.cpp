@@ -19,6 +19,7 @@
 #include "model/pipeline_schedule.h"
 #include "model/token_file.h"
 #include "parallel/pipeline.h"
+#include "parallel/step_update.h"
 
 namespace linpar {
 
@@ -145,17 +146,6 @@ int64_t Trainer::pipeline_bytes() {
   return grid_.pp().counters().total_bytes() + (e != nullptr ? e->counters().total_bytes() : 0);
 }
 
-void Trainer::sum_tied_embedding_grads() {
-  Communicator* group = grid_.embedding();
-  if (group == nullptr || !options_.model.tie_embeddings) return;
-  // The first stage's embedding and the last stage's copy, both named
-  // "embedding", each hold part of the gradient (input rows, LM-head use):
-  // after the sum both take the same update and stay identical.
-  for (Parameter& p : model_->params().all()) {
-    if (p.name == "embedding") group->all_reduce(p.grad);
-  }
-}
-
 std::vector<double> Trainer::world_sum(std::vector<double> values) {
   if (grid_.world().size() == 1) return values;
   Tensor t = Tensor::from_vector<double>({static_cast<int64_t>(values.size())}, values);
@@ -207,22 +197,19 @@ StepResult Trainer::train_step() {
 
   StepResult result;
   result.lr = options_.schedule.at(step_);
-  if (zero_) {
-    sum_tied_embedding_grads();
-    result.grad_norm = zero_->reduce_gradients();
-    zero_->step(result.lr, result.grad_norm, options_.grad_clip);
-  } else {
-    if (buckets_) buckets_->finish();
-    sum_tied_embedding_grads();  // sums DP averages: the DP average of the sums
-    // Clipping is folded into the update (one pass over the gradients fewer).
-    result.grad_norm = global_grad_norm(model_->params(), [this](Tensor& t) { sum_over_model_parallel(t); });
-    optimizer_->step(result.lr, clip_factor(result.grad_norm, options_.grad_clip));
-  }
+  // The step's tail (parallel/step_update.h): the code the plan runs.
+  StepUpdate update;
+  update.params = &model_->params();
+  update.buckets = buckets_.get();
+  update.zero = zero_.get();
+  update.optimizer = zero_ ? nullptr : optimizer_.get();
+  update.sum_model_parallel = [this](Tensor& t) { sum_over_model_parallel(t); };
+  if (options_.model.tie_embeddings) update.embedding = grid_.embedding();
+  result.grad_norm = update.update(result.lr, options_.grad_clip);
   ++step_;
-  if (outer_) outer_->after_step(step_, result);
-  // The bf16 copies of the updated f32 weights (AdamW on the GPU writes them
-  // in its own pass; ZeRO-1's all-gather and an outer loop change the values).
-  if (zero_ || outer_ || !optimizer_->writes_compute_copies()) model_->params().refresh_compute();
+  // An outer loop replaces the values at a round's end only.
+  const bool replaced = outer_ && outer_->after_step(step_, result);
+  update.refresh_compute(replaced);
   result.step = step_;
   if (options_.device == Device::CUDA) cuda::synchronize();
   result.compute_s = compute_s;

@@ -98,8 +98,9 @@ class OuterLoop {
  public:
   virtual ~OuterLoop() = default;
   // After inner step `step` (1-based) of this rank; may replace the parameters
-  // and fills the outer metrics when a round ends.
-  virtual void after_step(int64_t step, StepResult& result) = 0;
+  // (returns whether it did: their compute copies are then refreshed) and
+  // fills the outer metrics when a round ends.
+  virtual bool after_step(int64_t step, StepResult& result) = 0;
   // Bytes this rank's outer communication has sent so far (DP traffic).
   virtual int64_t bytes_sent() const = 0;
 
@@ -157,9 +158,6 @@ class Trainer {
   PipelineStage stage_;
   // Sums a value over the groups holding disjoint parts of the model (TP, PP).
   void sum_over_model_parallel(Tensor& t);
-  // Tied embeddings under PP: sums the embedding gradient of the first and
-  // the last stage over the embedding group (no-op elsewhere).
-  void sum_tied_embedding_grads();
   // Bytes of pipeline traffic so far: the PP group's plus the embedding group's.
   int64_t pipeline_bytes();
   // DP traffic so far: gradient reduction and the outer loop's.

@@ -76,6 +76,13 @@ int64_t SimModel::stage_parameters(int p, int pp, int tp) const {
   return n;
 }
 
+int64_t SimModel::tied_embedding_parameters(int p, int pp, int tp) const {
+  const bool tied = transnormer_ ? transnormer_->tie_embeddings : softmax_->tie_embeddings;
+  if (!tied || pp == 1 || (p != 0 && p != pp - 1)) return 0;
+  if (transnormer_) return transnormer_->vocab_size * transnormer_->width / tp;
+  return softmax_->padded_vocab_size(tp) / tp * softmax_->width;
+}
+
 void SimModel::validate(const ShardSpec& s, int pp, int64_t seq_len) const {
   if (s.tp < 1 || s.sp < 1 || pp < 1) user_error("tp {}, sp {}, pp {}: must be positive", s.tp, s.sp, pp);
   if (pp > 1) stage(pp - 1, pp);  // UserError when a stage would hold no layer

@@ -48,6 +48,10 @@ class SimModel {
   PipelineStage stage(int p, int pp) const;
   // Parameters one TP rank of stage p holds.
   int64_t stage_parameters(int p, int pp, int tp) const;
+  // Of them, a tied embedding table's slice that another stage also holds
+  // (the first and the last of pp > 1 when the LM head reuses the
+  // embedding: their gradients are summed over the pair); else 0.
+  int64_t tied_embedding_parameters(int p, int pp, int tp) const;
 
   // UserError naming the rule a layout breaks (heads, widths, vocabulary and
   // sequence divisibility; SP kinds the attention supports).

@@ -4,14 +4,18 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/error.h"
-#include "model/step_plan.h"
 #include "model/transnormer.h"
+#include "parallel/step_plan.h"
 #include "sim/collectives.h"
 
 namespace linpar::sim {
@@ -39,14 +43,19 @@ struct Costing {
   const CostModel& cost;
   GroupPlacement tp, sp, pp, grad;  // grad: the dp·sp ranks that average a shard's gradients
   GroupPlacement dp;                // CO2's outer group
+  GroupPlacement embedding;         // the first and the last stage of one column (a tied embedding)
 
   Costing(const SimModel& m, const ClusterSpec& c, const SimLayout& l, const CostModel& k)
-      : model(m), cluster(c), cost(k),
+      : model(m),
+        cluster(c),
+        cost(k),
         tp(place_group(l.tp, 1, c.gpus_per_node)),
         sp(place_group(l.sp, l.tp, c.gpus_per_node)),
         pp(place_group(l.pp, l.tp * l.sp * l.dp, c.gpus_per_node)),
         grad(place_group(l.dp * l.sp, l.tp, c.gpus_per_node)),
-        dp(place_group(l.dp, l.tp * l.sp, c.gpus_per_node)) {}
+        dp(place_group(l.dp, l.tp * l.sp, c.gpus_per_node)),
+        embedding(l.pp > 1 ? place_group(2, l.tp * l.sp * l.dp * (l.pp - 1), c.gpus_per_node)
+                           : place_group(1, 1, c.gpus_per_node)) {}
 
   double op(const PlannedOp& o) const {
     if (cost.profile == nullptr) return op_seconds(o, cluster.gpu, cost.efficiency);
@@ -388,6 +397,7 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
     StageCost sc;
     sc.stage = model.stage(q, V);
     sc.parameters = model.stage_parameters(q, V, l.tp);
+    sc.tied_embedding = model.tied_embedding_parameters(q, V, l.tp);
     int64_t lrpe_layers = 0;
     if (model.is_transnormer()) {
       for (int64_t layer = sc.stage.first_layer; layer < sc.stage.end_layer; ++layer) {
@@ -401,6 +411,7 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
       const int64_t shift = sc.stage.first_layer - copy.stage.first_layer;
       copy.stage = sc.stage;
       copy.parameters = sc.parameters;
+      copy.tied_embedding = sc.tied_embedding;
       for (auto& [layer, t] : copy.backward_by_layer) {
         if (layer >= 0) layer += shift;
       }
@@ -480,6 +491,16 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
   return out;
 }
 
+namespace {
+// A traced task keeps its name's pointer (sim/engine.h): the step tail's op
+// names, a dozen, are kept for the process's life.
+const char* task_name(const std::string& name) {
+  static std::mutex mutex;
+  static std::unordered_set<std::string> names;
+  const std::lock_guard<std::mutex> lock(mutex);
+  return names.insert(name).first->c_str();
+}
+}  // namespace
 
 StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l,
                              const MicroBatchCosts& costs, const CostModel& cost, bool trace) {
@@ -595,12 +616,8 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     LINPAR_CHECK(next[p] == actions, "pipeline schedule of stage {} could not be placed", p);
   }
 
-  // The step's tail as the plan has it (model/step_plan.h): DDP's all-reduce
-  // (in buckets during the last backward, above; all at once after it with
-  // --grad-reduce after-backward), or ZeRO-1 as the runtime runs it after the
-  // whole backward (the gradients flattened, their reduce-scatter, the
-  // shard's update, the values' all-gather); the optimizer; the gradient
-  // norm's all-reduces; CO2's outer all-reduce.
+  // The step's tail as the plan has it (parallel/step_plan.h: the trainer's
+  // update code run on meta parameters), stage by stage below.
   int64_t comm_bytes = 0;
   std::vector<double> outer(P, 0.0);
   const double hbm = cluster.gpu.hbm_gbps * 1e9 * cost.efficiency.memory;
@@ -617,6 +634,8 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
         return c.sp;
       case CommGroup::Dp:
         return c.dp;
+      case CommGroup::Embedding:
+        return c.embedding;
       case CommGroup::DpSp:
         return c.grad;
     }
@@ -641,50 +660,59 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     // parameters, its traffic per micro-batch, and its sends (a chunk sends
     // its activations on unless it is the last virtual stage, its input's
     // gradient back unless it is the first).
-    int64_t params = 0, tp_sp_bytes = 0, tp_sp_bytes_all = 0, sends = 0;
+    int64_t params = 0, tied = 0, tp_sp_bytes = 0, tp_sp_bytes_all = 0, sends = 0;
     for (int chunk = 0; chunk < l.pp_chunks; ++chunk) {
       const size_t q = static_cast<size_t>(chunk) * P + p;
       const StageCost& sc = costs.stages[q];
       params += sc.parameters;
+      tied += sc.tied_embedding;
       tp_sp_bytes += sc.tp_bytes + sc.sp_bytes;
       tp_sp_bytes_all += sc.tp_bytes_all + sc.sp_bytes_all;
       sends += (q + 1 < Q) + (q > 0);
     }
-    const StepTail tail = plan_step_tail(l, {params, l.grad_reduce_bytes, l.element_bytes});
-    double optimizer_seconds = memory_seconds(tail.optimizer);
-    if (tail.gradients && !l.grad_reduce_overlap) {
-      // All the gradients at once after the stage's whole backward.
-      bucket_tasks[p].push_back(place("all-reduce gradients", static_cast<int>(p), Stream::Comm,
-                                      collective_time(tail.gradients->collectives.at(0)),
-                                      {&stage_end[p], 1}));
-    }
-    if (tail.flatten) {
-      const double flat_copy = memory_seconds(*tail.flatten);
-      const int flat = place("flatten gradients", static_cast<int>(p), Stream::Compute, flat_copy);
-      bucket_tasks[p].push_back(place("reduce-scatter gradients", static_cast<int>(p), Stream::Comm,
-                                      collective_time(tail.reduce_scatter->collectives.at(0)),
-                                      {&flat, 1}));
-    }
-    const int opt = place("optimizer", static_cast<int>(p), Stream::Compute, optimizer_seconds,
-                          bucket_tasks[p]);
-    if (tail.all_gather) {
-      place("all-gather values", static_cast<int>(p), Stream::Comm,
-            collective_time(tail.all_gather->collectives.at(0)), {&opt, 1});
-    }
+    const int stage = static_cast<int>(p);
+    StepTailShape shape;
+    shape.parameters = params;
+    shape.tied_embedding = tied;
+    shape.last_stage = stage + 1 == l.pp;
+    shape.grad_reduce_bytes = l.grad_reduce_bytes;
+    shape.element_bytes = l.element_bytes;
+    const std::shared_ptr<const StepTail> tail = plan_step_tail(l, shape);
     // What every SP rank of the stage sends besides its TP and SP traffic:
-    // the pipeline's activations and gradients, and the tail's collectives
-    // (the gradient norm's are counted, not timed).
+    // the pipeline's activations and gradients, and the tail's collectives.
     int64_t shared = 0;
     if (l.pp > 1) shared += m * costs.boundary_bytes * sends;
-    for (const std::optional<PlannedOp>* op :
-         {&tail.gradients, &tail.reduce_scatter, &tail.all_gather}) {
-      if (*op) shared += wire(**op);
-    }
-    shared += wire(tail.norm);
-    if (tail.outer_all_reduce) {
-      // Once per τ steps.
-      outer[p] = collective_time(tail.outer_all_reduce->collectives.at(0));
-      shared += wire(*tail.outer_all_reduce) / l.co2_tau;
+    // The tail's ops in order: the reduction DDP overlaps with the last
+    // backward (its buckets are laid out there; all at once after it with
+    // --grad-reduce after-backward), then the update's ops one after another
+    // (an op's bytes on the compute stream, its collectives on the comm
+    // stream after them), the first once the buckets are done; CO2's outer
+    // all-reduce, once per τ steps.
+    int previous = -1;
+    for (const PlannedOp& op : tail->ops) {
+      const char* name = trace ? task_name(op.name) : op.name.c_str();
+      double collectives = 0;
+      for (const PlannedCollective& pc : op.collectives) collectives += collective_time(pc);
+      if (op.pass == Pass::Outer) {
+        outer[p] += collectives;
+        shared += wire(op) / l.co2_tau;
+        continue;
+      }
+      shared += wire(op);
+      if (op.pass == Pass::Reduce) {
+        if (!l.grad_reduce_overlap && !op.collectives.empty()) {
+          bucket_tasks[p].push_back(
+              place(name, stage, Stream::Comm, collectives, {&stage_end[p], 1}));
+        }
+        continue;
+      }
+      std::span<const int> after = previous >= 0 ? std::span<const int>(&previous, 1)
+                                                 : std::span<const int>(bucket_tasks[p]);
+      if (op.bytes_read + op.bytes_written > 0 || op.collectives.empty()) {
+        previous = place(name, stage, Stream::Compute, memory_seconds(op), after);
+        after = std::span<const int>(&previous, 1);
+      }
+      if (!op.collectives.empty()) previous = place(name, stage, Stream::Comm, collectives, after);
     }
     comm_bytes = std::max(comm_bytes, m * tp_sp_bytes + shared);
     out.comm_bytes_per_step +=

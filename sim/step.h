@@ -98,6 +98,8 @@ struct StageCost {
   int64_t tp_bytes_all = 0, sp_bytes_all = 0;  // the same summed over the stage's SP ranks
   int64_t model_flops = 0;             // one micro-batch, summed over the SP ranks
   int64_t parameters = 0;              // one rank's
+  int64_t tied_embedding =
+      0;  // of them, a tied embedding's copy (SimModel::tied_embedding_parameters)
   // With trace_ops only: the forward's and the backward's tasks of every SP
   // rank, op by op (process = SP rank; seconds from the pass's start).
   std::vector<TracedTask> forward_ops, backward_ops;

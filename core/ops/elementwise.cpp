@@ -84,6 +84,10 @@ void scale(double alpha, Tensor& x) {
 double sum_squares(const Tensor& x) { return sum_squares(std::vector<const Tensor*>{&x}); }
 
 double sum_squares(const std::vector<const Tensor*>& tensors) {
+  // Every element read once (the gradient norm's pass over the gradients).
+  int64_t bytes = 0;
+  for (const Tensor* x : tensors) bytes += static_cast<int64_t>(x->nbytes());
+  count_traffic(OpKind::Memory, bytes, 0);
   double total = 0;
   Tensor device_total;  // f64 [1] on the GPU, made on first use
   for (const Tensor* x : tensors) {

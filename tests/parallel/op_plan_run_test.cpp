@@ -11,9 +11,13 @@
 // The plan is the model's own forward and backward run on meta tensors
 // (model/plan_model.h), so what this compares is each public op's meta
 // path (the FLOPs it states) with its kernels (the FLOPs they count), and
-// the two-layer plan's repetition with a run of every layer. The DP gradient reduction,
-// ZeRO, the optimizer, CO2's outer loop and the pipeline's sends run outside the model's ops; they
-// are checked by the byte totals of sim_exactness_test.cpp.
+// the two-layer plan's repetition with a run of every layer. After the
+// model's ops come the step's tail's (parallel/step_plan.h: the trainer's
+// update code run on meta parameters): DDP's reduction, ZeRO-1's phases,
+// the tied embedding's sum, the gradient norm, AdamW, the compute copies'
+// refresh, each compared as the layers' are. The pipeline's sends are the
+// schedule's (checked by the byte totals of sim_exactness_test.cpp); CO2's
+// outer all-reduce ends a round, not the one step taken here.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -21,7 +25,7 @@
 #include "core/cuda/cuda_runtime.h"
 #include "core/op_stats.h"
 #include "lasp/factory.h"
-#include "model/step_plan.h"
+#include "parallel/step_plan.h"
 #include "sim/model.h"
 #include "training_run.h"
 
@@ -40,6 +44,7 @@ struct Case {
   PipelineSchedule schedule = PipelineSchedule::OneFOneB;
   int64_t co2_tau = 0;
   bool lrpe = false;
+  bool tied = false;  // the LM head reuses the embedding (a copy on each end of a pipeline)
 };
 
 // This rank's expected ops of one step: its SP rank's plan, the ops of its
@@ -130,6 +135,86 @@ std::string diff(const std::vector<RecordedOp>& ran, const std::vector<PlannedOp
   return "";
 }
 
+// The step's tail as planned for this rank (parallel/step_plan.h): its
+// parameters, the tied embedding's copy, the CPU's MPI averaging after the
+// collective (NCCL's inside it); without CO2's outer op, which ends a round,
+// not the step these tests take.
+std::vector<PlannedOp> expected_tail(const TrainOptions& o, const ProcessGrid& grid,
+                                     Trainer& trainer, int64_t co2_tau) {
+  Layout layout = o.layout;
+  layout.co2_tau = co2_tau;
+  const int64_t e = static_cast<int64_t>(dtype_size(o.dtype));
+  const PipelineStage stage = pipeline_stage(o.model, grid.coordinates().pp, o.layout.pp);
+  StepTailShape shape;
+  for (const Parameter& p : trainer.model().params().all()) {
+    shape.parameters += p.value.numel();
+    if (p.name == "embedding" && o.model.tie_embeddings && stage.size > 1)
+      shape.tied_embedding = p.value.numel();
+  }
+  shape.last_stage = stage.last();
+  shape.grad_reduce_bytes = StepShape{.element_bytes = e}.gradient_bytes();
+  shape.element_bytes = e;
+  shape.averages_inside = o.device == Device::CUDA;
+  // Its place among the ranks that average its gradients (ProcessGrid:
+  // dp·sp, or under CO2 the replica's SP ranks).
+  shape.rank = co2_tau > 0 ? grid.coordinates().sp
+                           : grid.coordinates().dp * o.layout.sp + grid.coordinates().sp;
+  std::vector<PlannedOp> tail;
+  for (const PlannedOp& op : plan_step_tail(layout, shape)->ops) {
+    if (op.pass != Pass::Outer) tail.push_back(op);
+  }
+  return tail;
+}
+
+// One collective per kind and group, the bytes summed: DDP's buckets (the
+// run's many, over its parameters; the plan's, over its one tensor
+// standing for them) as the one reduction they are.
+template <typename Collective>
+void merge_buckets(std::vector<Collective>& collectives) {
+  std::vector<Collective> merged;
+  for (const Collective& c : collectives) {
+    bool found = false;
+    for (Collective& m : merged) {
+      if (m.kind == c.kind && m.group == c.group) {
+        m.bytes += c.bytes;
+        found = true;
+      }
+    }
+    if (!found) merged.push_back(c);
+  }
+  collectives = std::move(merged);
+}
+
+// What one step ran, op by op: the buckets DDP started during the last
+// backward (outside any op: they start between the layers' ops) added to
+// the step's reduction op; the outside collectives must then be the
+// pipeline's sends alone.
+std::vector<RecordedOp> ran_step(const OpRecorder& recorder) {
+  std::vector<RecordedOp> ran = recorder.ops();
+  std::vector<RecordedCollective> outside;
+  for (const RecordedCollective& c : recorder.outside().collectives) {
+    if (!(c.group == "pp" && c.kind == CollectiveKind::SendRecv)) outside.push_back(c);
+  }
+  for (RecordedOp& op : ran) {
+    if (op.pass != Pass::Reduce) continue;
+    op.collectives.insert(op.collectives.begin(), outside.begin(), outside.end());
+    outside.clear();
+    merge_buckets(op.collectives);
+  }
+  EXPECT_EQ(describe(outside), " none") << "collectives outside the step's ops";
+  return ran;
+}
+
+std::vector<PlannedOp> expected_step(const TrainOptions& o, const ProcessGrid& grid,
+                                     Trainer& trainer, int64_t co2_tau = 0) {
+  std::vector<PlannedOp> ops = expected_ops(o, grid);
+  for (PlannedOp& op : expected_tail(o, grid, trainer, co2_tau)) {
+    if (op.pass == Pass::Reduce) merge_buckets(op.collectives);
+    ops.push_back(std::move(op));
+  }
+  return ops;
+}
+
 // One step of the case under the recorder, compared with its plan.
 void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtype = DType::F32) {
   ProcessGrid grid(c.layout, MPI_COMM_WORLD, device);
@@ -142,6 +227,7 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   o.layout.schedule = c.schedule;
   o.layout.global_batch = 2 * o.layout.micro_batch * c.layout.dp;  // two micro-batches per step
   if (c.lrpe) o.model.lrpe = LrpeLayers::First;
+  o.model.tie_embeddings = c.tied;
   // Three layers: the plan runs two and repeats layer 1's ops for layer 2
   // (model/plan_model.h), which the run of all three checks.
   o.model.n_layers = 3;
@@ -150,55 +236,13 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   Trainer trainer(o, grid, lasp::make_sequence_attention,
                   c.co2_tau > 0 ? co2::make_outer_loop(co2) : OuterLoopFactory{});
   std::vector<RecordedOp> ran;
-  std::vector<RecordedCollective> outside;
   {
     const OpRecorder recorder;
     trainer.train_step();
-    ran = recorder.ops();
-    outside = recorder.outside().collectives;
+    ran = ran_step(recorder);
   }
-  const std::string difference = diff(ran, expected_ops(o, grid));
+  const std::string difference = diff(ran, expected_step(o, grid, trainer, c.co2_tau));
   EXPECT_EQ(difference, "") << c.name << " on " << device_name(device) << ", rank " << grid.rank();
-  // The step's tail (model/step_plan.h): the collectives made outside the
-  // model's ops are the tail's, in its order (DDP's bucket all-reduces
-  // summed into the one the plan states; the pipeline's sends left out,
-  // they are the schedule's; CO2's outer all-reduce ends a round, not this
-  // first step).
-  Layout layout = o.layout;
-  layout.co2_tau = c.co2_tau;
-  int64_t parameters = 0;
-  const int64_t e = static_cast<int64_t>(dtype_size(o.dtype));
-  for (const Parameter& p : trainer.model().params().all()) parameters += p.value.numel();
-  const StepTail tail =
-      plan_step_tail(layout, {parameters, StepShape{.element_bytes = e}.gradient_bytes(), e});
-  std::vector<PlannedCollective> planned_tail;
-  for (const std::optional<PlannedOp>* op : {&tail.gradients, &tail.reduce_scatter}) {
-    if (*op)
-      planned_tail.insert(planned_tail.end(), (**op).collectives.begin(), (**op).collectives.end());
-  }
-  planned_tail.insert(planned_tail.end(), tail.norm.collectives.begin(),
-                      tail.norm.collectives.end());
-  if (tail.all_gather) planned_tail.push_back(tail.all_gather->collectives.at(0));
-  // DDP's buckets: the all-reduces over the gradient group (the norm's
-  // all-reduces go over TP and PP then; over that group only with ZeRO-1).
-  auto is_bucket = [&](const RecordedCollective& r) {
-    if (!tail.gradients) return false;
-    const PlannedCollective& g = tail.gradients->collectives.at(0);
-    return r.kind == g.kind && r.group == comm_group_name(g.group);
-  };
-  std::vector<RecordedCollective> ran_tail;
-  bool after_bucket = false;
-  for (const RecordedCollective& r : outside) {
-    if (r.group == "pp" && r.kind == CollectiveKind::SendRecv) continue;
-    if (is_bucket(r) && after_bucket) {
-      ran_tail.back().bytes += r.bytes;
-    } else {
-      ran_tail.push_back(r);
-    }
-    after_bucket = is_bucket(r);
-  }
-  EXPECT_EQ(describe(ran_tail), describe(planned_tail))
-      << c.name << ": the step's tail, rank " << grid.rank();
 }
 
 }  // namespace
@@ -220,7 +264,17 @@ TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
                              SequenceParallelKind::Lasp,
                              0,
                              PipelineSchedule::GPipe},
-                        Case{"pp2 1f1b", {1, 1, 2, 1}}, Case{"sp2 lasp", {1, 1, 1, 2}},
+                        Case{"pp2 1f1b", {1, 1, 2, 1}},
+                        Case{"pp2 tied",
+                             {1, 1, 2, 1},
+                             false,
+                             SequenceParallelKind::Lasp,
+                             0,
+                             PipelineSchedule::OneFOneB,
+                             0,
+                             false,
+                             true},
+                        Case{"sp2 lasp", {1, 1, 1, 2}},
                         Case{"sp2 lasp lrpe",
                              {1, 1, 1, 2},
                              false,
@@ -267,7 +321,23 @@ TEST(OpPlanRunNp4, MixedLayoutsRunTheirPlansOpByOp) {
              false,
              SequenceParallelKind::Lasp,
              0,
-             PipelineSchedule::GPipe}}) {
+             PipelineSchedule::GPipe},
+        Case{"dp2 pp2 tied zero1",
+             {2, 1, 2, 1},
+             false,
+             SequenceParallelKind::Lasp,
+             1,
+             PipelineSchedule::OneFOneB,
+             0,
+             false,
+             true},
+        Case{"dp2 sp2 co2",
+             {2, 1, 1, 2},
+             false,
+             SequenceParallelKind::Lasp,
+             0,
+             PipelineSchedule::OneFOneB,
+             2}}) {
     expect_the_plan_runs(c);
   }
 }
@@ -308,11 +378,25 @@ TEST(OpPlanRunNp2, AWrongPlanEntryIsFound) {
   {
     const OpRecorder recorder;
     trainer.train_step();
-    ran = recorder.ops();
+    ran = ran_step(recorder);
   }
-  const std::vector<PlannedOp> right = expected_ops(o, grid);
+  const std::vector<PlannedOp> right = expected_step(o, grid, trainer);
   ASSERT_EQ(diff(ran, right), "");
+  // The step's tail too: a byte more for the optimizer, a norm without its
+  // TP all-reduce.
+  auto named = [](std::vector<PlannedOp>& ops, const std::string& name) -> PlannedOp& {
+    for (PlannedOp& op : ops) {
+      if (op.name == name) return op;
+    }
+    throw std::runtime_error("no op " + name);
+  };
   std::vector<PlannedOp> wrong = right;
+  named(wrong, "optimizer").bytes_written += 1;
+  EXPECT_NE(diff(ran, wrong), "");
+  wrong = right;
+  named(wrong, "grad_norm").collectives.clear();
+  EXPECT_NE(diff(ran, wrong), "");
+  wrong = right;
   wrong[7].flops += 1;
   EXPECT_NE(diff(ran, wrong), "");
   wrong = right;

@@ -1,0 +1,132 @@
+#include "parallel/step_plan.h"
+
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include "core/op_stats.h"
+#include "core/plan_communicator.h"
+#include "parallel/step_update.h"
+
+namespace linpar {
+
+namespace {
+
+StepTail plan(const Layout& l, const StepTailShape& s) {
+  LINPAR_CHECK(s.parameters >= s.tied_embedding && s.tied_embedding >= 0,
+               "a step's tail of {} parameters, {} of them a tied embedding", s.parameters,
+               s.tied_embedding);
+  if (s.parameters == 0) return {};  // nothing to update (hand-made costs in tests)
+  // The CPU computes in f64 or f32; the GPU keeps f32 master weights and
+  // gradients with bf16 compute copies (Trainer).
+  const DType values = s.element_bytes == 8 ? DType::F64 : DType::F32;
+  const DType grads = s.grad_reduce_bytes == 2 ? DType::BF16 : values;
+  LINPAR_CHECK(
+      s.grad_reduce_bytes == 2 || static_cast<size_t>(s.grad_reduce_bytes) == dtype_size(values),
+      "gradients of {} bytes beside {} values", s.grad_reduce_bytes, dtype_name(values));
+  ParameterSet params(Device::Meta);
+  auto add = [&](const char* name, int64_t elements, bool in_norm) {
+    Parameter& p = params.add_normal(name, {elements}, values, 0, 0.0);
+    p.grad = Tensor::empty({elements}, grads, Device::Meta);
+    if (s.element_bytes == 2) p.compute = Tensor::empty({elements}, DType::BF16, Device::Meta);
+    p.counted_in_norm = in_norm;
+  };
+  // In the model's order: the first stage's embedding comes first, the last
+  // stage's copy last (after the head's norm); which ZeRO-1 shard holds the
+  // copy the norm leaves out follows from it.
+  const bool tied_first = s.tied_embedding > 0 && !s.last_stage;
+  if (tied_first) add("embedding", s.tied_embedding, true);
+  if (s.parameters > s.tied_embedding) add("parameters", s.parameters - s.tied_embedding, true);
+  if (s.tied_embedding > 0 && s.last_stage) add("embedding", s.tied_embedding, false);
+
+  // The ranks that average a shard's gradients: dp·sp, or with CO2 the SP
+  // ranks of one replica (the replicas meet in the outer loop). The groups
+  // as the trainer builds them (Trainer's constructor).
+  const bool co2 = l.co2_tau > 0;
+  const int ranks = co2 ? l.sp : l.dp * l.sp;
+  LINPAR_CHECK(s.rank >= 0 && s.rank < ranks, "a step's tail for rank {} of {}", s.rank, ranks);
+  PlanCommunicator gradients(co2 ? "sp" : "dp", s.rank, ranks, s.averages_inside);
+  PlanCommunicator tp_group("tp", 0, l.tp), pp_group("pp", 0, l.pp), embedding("embedding", 0, 2);
+  const TensorParallel tp{&tp_group, 0, l.tp};
+  std::unique_ptr<GradientBuckets> buckets;
+  std::unique_ptr<Zero1> zero;
+  std::unique_ptr<AdamW> optimizer;
+  const SumOverModelParallel sum = [&](Tensor& t) {
+    tp.all_reduce(t);
+    if (l.pp > 1) pp_group.all_reduce(t);
+  };
+  if (l.zero == 1) {
+    zero = std::make_unique<Zero1>(params, gradients, AdamWConfig{}, sum);
+  } else {
+    if (gradients.size() > 1) {
+      buckets = std::make_unique<GradientBuckets>(params, gradients, int64_t{4} << 20);
+    }
+    optimizer = std::make_unique<AdamW>(AdamWConfig{}, params);
+  }
+  StepUpdate update;
+  update.params = &params;
+  update.buckets = buckets.get();
+  update.zero = zero.get();
+  update.optimizer = optimizer.get();
+  update.sum_model_parallel = sum;
+  if (s.tied_embedding > 0) update.embedding = &embedding;
+
+  StepTail tail;
+  {
+    OpRecorder recorder;
+    update.update(1e-3, 1.0);
+    update.refresh_compute(false);  // (CO2 replaces the values at a round's end only)
+    std::vector<RecordedOp> ran = recorder.take_ops();
+    LINPAR_CHECK(recorder.outside().collectives.empty() && recorder.outside().bytes_read == 0,
+                 "a step's update did work outside its ops");
+    tail.ops.reserve(ran.size() + 1);
+    for (RecordedOp& r : ran) tail.ops.push_back(planned_op(std::move(r)));
+  }
+  if (co2 && l.dp > 1) {
+    // The outer all-reduce of the f32 parameters, once per τ steps (stated:
+    // see the header).
+    PlannedOp outer;
+    outer.name = "co2.outer_all_reduce";
+    outer.pass = Pass::Outer;
+    outer.layer = kStepLayer;
+    outer.collectives = {{CollectiveKind::AllReduce, CommGroup::Dp, s.parameters * 4}};
+    tail.ops.push_back(std::move(outer));
+  }
+  return tail;
+}
+
+// What a tail depends on: the shape, the degrees, ZeRO and whether CO2 runs.
+struct TailKey {
+  StepTailShape shape;
+  int dp, tp, pp, sp, zero;
+  bool co2;
+  bool operator==(const TailKey&) const = default;
+};
+struct TailKeyHash {
+  size_t operator()(const TailKey& k) const {
+    const StepTailShape& s = k.shape;
+    size_t h = std::hash<int64_t>()(s.parameters);
+    for (int64_t v : {s.tied_embedding, int64_t{s.last_stage}, int64_t{s.rank}, s.grad_reduce_bytes,
+                      s.element_bytes, int64_t{s.averages_inside}, int64_t{k.dp}, int64_t{k.tp},
+                      int64_t{k.pp}, int64_t{k.sp}, int64_t{k.zero}, int64_t{k.co2}}) {
+      h = h * 1000003u ^ std::hash<int64_t>()(v);
+    }
+    return h;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<const StepTail> plan_step_tail(const Layout& l, const StepTailShape& s) {
+  // A layout search asks for the same few tails many times; a few thousand
+  // cover one (past that, start over).
+  thread_local std::unordered_map<TailKey, std::shared_ptr<const StepTail>, TailKeyHash> kept;
+  const TailKey key{s, l.dp, l.tp, l.pp, l.sp, l.zero, l.co2_tau > 0};
+  if (auto it = kept.find(key); it != kept.end()) return it->second;
+  if (kept.size() >= 4096) kept.clear();
+  auto tail = std::make_shared<const StepTail>(plan(l, s));
+  kept.emplace(key, tail);
+  return tail;
+}
+
+}  // namespace linpar

@@ -1,0 +1,36 @@
+// The step's update after its micro-batches: the gradients' reduction (DDP's
+// buckets or ZeRO-1's reduce-scatter), the tied embedding's sum over the
+// pipeline's ends, the gradient norm, the optimizer with clipping folded in,
+// and the refresh of the bf16 compute copies. One code path for the run and
+// the plan: the trainer calls it on its parameters (parallel/trainer.cpp);
+// plan_step_tail (parallel/step_plan.h) calls it on meta parameters over
+// planning communicators. Each phase is one op of the step's tail (an op
+// scope of pass Reduce or Update, core/op_stats.h), which the simulator
+// prices and schedules and the op-plan test compares with a run.
+#pragma once
+
+#include "core/communicator.h"
+#include "model/optimizer.h"
+#include "model/parameters.h"
+#include "parallel/data_parallel.h"
+
+namespace linpar {
+
+struct StepUpdate {
+  ParameterSet* params = nullptr;
+  GradientBuckets* buckets = nullptr;       // DDP's (under CO2 the SP ranks'), or null
+  Zero1* zero = nullptr;                    // ZeRO-1 (then no buckets and no optimizer), or null
+  AdamW* optimizer = nullptr;               // without ZeRO-1
+  SumOverModelParallel sum_model_parallel;  // the norm's sum over TP and PP
+  Communicator* embedding = nullptr;  // the tied embedding's group, or null: no tied copy here
+
+  // Reduces the gradients, takes the norm, clips and updates (lr, clipping
+  // at max_norm ≤ 0: off); returns the norm before clipping.
+  double update(double lr, double max_norm) const;
+  // The compute copies rewritten from the values, unless the optimizer wrote
+  // them in its own pass and nothing changed the values since (ZeRO-1's
+  // all-gather does; `values_changed`: an outer loop did).
+  void refresh_compute(bool values_changed) const;
+};
+
+}  // namespace linpar
