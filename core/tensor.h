@@ -67,6 +67,12 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel_) * dtype_size(dtype_); }
 
   void* raw_data() const;  // an internal error for a meta tensor (it has none)
+  // Whether the two views start at the same byte of the same storage (an
+  // op's output given as its input). Meta tensors share one storage that
+  // holds nothing: any two of them alias.
+  bool aliases(const Tensor& other) const {
+    return storage_ == other.storage_ && offset_bytes_ == other.offset_bytes_;
+  }
   // Typed access; checks that T matches the dtype (and that the tensor is on
   // the CPU when `host` access is asked for through data()).
   template <typename T>

@@ -21,8 +21,7 @@ Tensor TensorParallel::gather_sequence(const Tensor& x) const {
 void TensorParallel::reduce_partial(Tensor& partial, Tensor& out) const {
   if (!shards_sequence()) {
     all_reduce(partial);
-    // (A meta pair has no data to compare; its copy moves nothing.)
-    if (out.is_meta() || out.raw_data() != partial.raw_data()) out.copy_from(partial);
+    if (!out.aliases(partial)) out.copy_from(partial);
     return;
   }
   const int64_t B = partial.dim(0), N = partial.dim(1), D = partial.dim(2), C = N / size;

@@ -51,6 +51,14 @@ TEST(Tensor, TypedAccessChecksTheDtype) {
   EXPECT_THROW(t.data<double>(), InternalError);
 }
 
+TEST(Tensor, AViewAliasesOnlyWhatStartsAtItsFirstByte) {
+  Tensor t = Tensor::zeros({4, 3}, DType::F32);
+  EXPECT_TRUE(t.aliases(t.reshape({12})));
+  EXPECT_TRUE(t.aliases(t.slice0(0, 2)));
+  EXPECT_FALSE(t.aliases(t.slice0(1, 2)));
+  EXPECT_FALSE(t.aliases(t.clone()));
+}
+
 // A meta tensor (the op plan's) has a shape, a dtype and views, and no
 // data: reading it is an internal error, copies and fills move nothing, and
 // it never meets a real tensor in a copy.

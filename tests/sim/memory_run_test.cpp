@@ -6,13 +6,17 @@
 // receives a state, the one the model is of); the model's
 // backward workspace bounds the run's backward peak from above and by at
 // most 6%; the forward's temporaries, which the model leaves out, are
-// smaller than the backward's.
+// smaller than the backward's. And the state (weights, gradients, AdamW's
+// moments, ZeRO-1's buffers) is what the trainer's own objects hold.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "core/plan_communicator.h"
 #include "lasp/factory.h"
 #include "model/plan_model.h"
+#include "model/transnormer.h"
+#include "parallel/step_update.h"
 #include "sim/memory.h"
 
 namespace linpar::sim {
@@ -85,6 +89,97 @@ TEST(MemoryRun, TheModelIsWhatTheCodeAllocates) {
     }
   }
   EXPECT_GT(checked, 50);
+}
+
+// The weights, gradients, optimizer state and ZeRO-1's buffers against the
+// code that holds them: the stage's model built on meta tensors, the
+// trainer's optimizer (ZeRO-1, or AdamW with DDP's buckets) over it and the
+// step's update run (parallel/step_update.h), every allocation counted. Over
+// 2-, 4- and 8-byte elements, TP, pipeline stages (a tied embedding's copy
+// on the last), ZeRO-1 and 1, 2 or 4 ranks averaging the gradients.
+TEST(MemoryRun, TheStateIsWhatTheTrainerHolds) {
+  int checked = 0;
+  for (bool tied : {false, true}) {
+    ModelConfig m = preset_config("tnl-tiny");
+    m.n_layers = 4;
+    m.tie_embeddings = tied;
+    for (int64_t e : {2, 4, 8}) {
+      const DType compute = e == 2 ? DType::BF16 : e == 4 ? DType::F32 : DType::F64;
+      const DType weights = e == 2 ? DType::F32 : compute;
+      for (int tp : {1, 2}) {
+        for (int pp : {1, 2}) {
+          for (int zero : {0, 1}) {
+            for (int dp : {1, 2, 4}) {
+              for (int stage = 0; stage < pp; ++stage) {
+                MemoryLayout l;
+                l.tp = tp;
+                l.pp = pp;
+                l.dp = dp;
+                l.zero = zero;
+                l.stage = stage;
+                l.seq_len = 64;
+                l.micro_batch = 2;
+                l.global_batch = 2 * dp;
+                l.element_bytes = e;
+                const MemoryBreakdown model = memory_per_gpu(m, l);
+                const std::string where =
+                    fmt::format("{}e {} tp {} pp {} stage {} zero {} dp {}", tied ? "tied " : "", e,
+                                tp, pp, stage, zero, dp);
+                const MetaMemory memory;
+                PlanCommunicator tp_group("tp", 0, tp), pp_group("pp", 0, pp),
+                    dp_group("dp", 0, dp);
+                const TensorParallel shard{&tp_group, 0, tp};
+                const PipelineStage st = pipeline_stage(m, stage, pp);
+                TransNormerLLM net = TransNormerLLM::on_meta(m, weights, compute, shard, &st, {});
+                EXPECT_EQ(memory.live(), model.parameters + model.gradients) << where;
+                const int64_t held = memory.live();
+                std::unique_ptr<Zero1> zero1;
+                std::unique_ptr<GradientBuckets> buckets;
+                std::unique_ptr<AdamW> adamw;
+                const SumOverModelParallel sum = [&](Tensor& t) {
+                  shard.all_reduce(t);
+                  if (pp > 1) pp_group.all_reduce(t);
+                };
+                if (zero == 1) {
+                  zero1 = std::make_unique<Zero1>(net.params(), dp_group, AdamWConfig{}, sum);
+                } else {
+                  if (dp > 1)
+                    buckets = std::make_unique<GradientBuckets>(net.params(), dp_group, 1 << 12);
+                  adamw = std::make_unique<AdamW>(AdamWConfig{}, net.params());
+                }
+                const int64_t state = memory.live() - held;
+                StepUpdate update;
+                update.params = &net.params();
+                update.buckets = buckets.get();
+                update.zero = zero1.get();
+                update.optimizer = adamw.get();
+                update.sum_model_parallel = sum;
+                const int64_t before = memory.live();
+                update.update(1e-3, 1.0);
+                update.refresh_compute(false);
+                EXPECT_EQ(memory.live(), before) << where;
+                // The step's temporaries: ZeRO-1's all-gather input (a
+                // shard, as m or v: half the optimizer state), or the norm's
+                // 8-byte sum.
+                const int64_t temporary = memory.peak() - before;
+                EXPECT_EQ(temporary, zero == 1 ? model.optimizer_state / 2 : 8) << where;
+                // The model holds ZeRO-1's buffers (the all-gather input
+                // among them) in its communication buffers.
+                MemoryLayout without = l;
+                without.zero = 0;
+                const int64_t zero_buffers =
+                    model.communication_buffers - memory_per_gpu(m, without).communication_buffers;
+                EXPECT_EQ(state + (zero == 1 ? temporary : 0), model.optimizer_state + zero_buffers)
+                    << where;
+                ++checked;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 2 * 3 * 2 * 3 * 2 * 3);
 }
 
 }  // namespace linpar::sim
