@@ -45,11 +45,16 @@ def bench(name, fn, n, reps):
     print(f"{name} {n} {fwd:.3f} {bwd:.3f}", flush=True)
 
 
-slopes = torch.tensor([2 ** (-8 * (h + 1) / H) for h in range(H)], device="cuda")
-for n in [int(a) for a in sys.argv[1:]] or [2048, 8192]:
-    reps = 5 if n <= 8192 else 3
-    try:
-        bench("torch_chunked", lambda q, k, v: chunked(q, k, v, slopes), n, reps)
-    except torch.OutOfMemoryError:
-        print(f"torch_chunked {n} oom oom", flush=True)
-    bench("sdpa", lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True), n, reps)
+def tnl_slopes(device="cuda"):
+    return torch.tensor([2 ** (-8 * (h + 1) / H) for h in range(H)], device=device)
+
+
+if __name__ == "__main__":
+    slopes = tnl_slopes()
+    for n in [int(a) for a in sys.argv[1:]] or [2048, 8192]:
+        reps = 5 if n <= 8192 else 3
+        try:
+            bench("torch_chunked", lambda q, k, v: chunked(q, k, v, slopes), n, reps)
+        except torch.OutOfMemoryError:
+            print(f"torch_chunked {n} oom oom", flush=True)
+        bench("sdpa", lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True), n, reps)

@@ -7,8 +7,12 @@ model/presets.cpp, model/token_mixer.cpp, model/channel_mixer.cpp,
 model/transnormer.cpp): embedding ·√D; per layer x += GLA(SRMSNorm(x)),
 x += SGLU(SRMSNorm(x)); final SRMSNorm, LM head (tied when the preset ties),
 mean cross-entropy. The causal decayed linear attention is the block-wise
-Lightning-Attention-2 algorithm of bench/lightning_torch.py (copied below:
-importing that file would run its benchmark), with autograd for the backward.
+Lightning-Attention-2 algorithm of bench/lightning_torch.py (copied below),
+with autograd for the backward; or, with --attention fla, the peer a PyTorch
+user would pick: flash-linear-attention's chunk_simple_gla Triton kernel (the
+same operator: log-decay −slope per head, scale 1), imported from its source
+folder --fla-dir (fetched, never committed; bench/lightning_fla.py checks
+its numerics).
 
 Step: bf16 autocast over f32 master parameters, fused AdamW (β 0.9/0.95, ε 1e-8,
 weight decay 0.1 on matrices, none on LRPE θ, as linpar's defaults), global
@@ -21,6 +25,7 @@ then a `#` line with the peak memory, or `train_torch <model> <seq_len> <batch> 
 
 Usage: python3 bench/tnl_torch.py --model tnl-1b --seq-len 2048 --batch 4
          [--steps 10] [--warmup 3] [--compile] [--peak-tflops 760] [--block 64]
+         [--attention chunked|fla] [--fla-dir .device/fla]
 --model, --seq-len and --batch take several values; every combination runs.
 """
 import argparse
@@ -116,10 +121,30 @@ def lrpe(x, theta):
     return torch.cat([x * torch.cos(angle), x * torch.sin(angle)], dim=-1)
 
 
+def fla_attention(q, k, v, slopes):
+    """flash-linear-attention's chunk_simple_gla (Triton; imported by
+    load_fla), the same operator: log-decay −slope per head, scale 1, its
+    layout [B, N, H, d]; dk ≠ dv is allowed (LRPE)."""
+    o, _ = FLA_KERNEL(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), g_gamma=-slopes, scale=1.0)
+    return o.transpose(1, 2)
+
+
+FLA_KERNEL = None
+
+
+def load_fla(directory):
+    # fla's source as a folder (not installable on the GPU machine).
+    global FLA_KERNEL
+    import sys
+    sys.path.insert(0, directory)
+    from fla.ops.simple_gla import chunk_simple_gla
+    FLA_KERNEL = chunk_simple_gla
+
+
 class TokenMixer(nn.Module):
-    def __init__(self, layer, n_layers, width, heads, use_lrpe, block):
+    def __init__(self, layer, n_layers, width, heads, use_lrpe, block, attention="chunked"):
         super().__init__()
-        self.heads, self.block = heads, block
+        self.heads, self.block, self.attention = heads, block, attention
         # Rows [0, D) q, [D, 2D) k, [2D, 3D) v, [3D, 4D) u: linpar's qkvu_proj [4·D, D].
         self.qkvu_proj = nn.Linear(width, 4 * width, bias=False)
         self.out_proj = nn.Linear(width, width, bias=False)
@@ -135,7 +160,10 @@ class TokenMixer(nn.Module):
         q, k, v = heads(F.silu(q)), heads(F.silu(k)), heads(v)  # v and u: no activation
         if self.theta is not None:
             q, k = lrpe(q, self.theta), lrpe(k, self.theta)
-        a = lightning_chunked(q, k, v, self.slopes, self.block)
+        if self.attention == "fla":
+            a = fla_attention(q, k, v, self.slopes)
+        else:
+            a = lightning_chunked(q, k, v, self.slopes, self.block)
         a = a.transpose(1, 2).reshape(bsz, n, width)
         # SRMSNorm over all D channels of the concatenated heads, output gate, projection.
         return self.out_proj(u * srmsnorm(a))
@@ -154,13 +182,13 @@ class ChannelMixer(nn.Module):
 
 
 class TransNormerLLM(nn.Module):
-    def __init__(self, preset, block=64):
+    def __init__(self, preset, block=64, attention="chunked"):
         super().__init__()
         n_layers, width, heads, glu_dim, vocab, tied = PRESETS[preset]
         self.scale = math.sqrt(width)  # scale_embedding (the default) multiplies by √D
         self.embedding = nn.Embedding(vocab, width)
         self.token_mixers = nn.ModuleList(
-            TokenMixer(l, n_layers, width, heads, l == 0, block) for l in range(n_layers))
+            TokenMixer(l, n_layers, width, heads, l == 0, block, attention) for l in range(n_layers))
         self.channel_mixers = nn.ModuleList(ChannelMixer(width, glu_dim) for _ in range(n_layers))
         self.lm_head = None if tied else nn.Linear(width, vocab, bias=False)
         for p in self.parameters():  # every matrix N(0, init_std); θ keeps its angles
@@ -243,9 +271,9 @@ def model_flops(preset, N, B, block):
     return flops
 
 
-def build(preset, block):
+def build(preset, block, attention="chunked"):
     with torch.device("cuda"):  # initialise on the GPU (a 1B-parameter CPU init takes seconds)
-        model = TransNormerLLM(preset, block)
+        model = TransNormerLLM(preset, block, attention)
     named = dict(model.named_parameters())  # a tied table appears once
     decay = [p for p in named.values() if p.dim() >= 2]
     no_decay = [p for p in named.values() if p.dim() < 2]  # LRPE θ (linpar: weight_decay=false)
@@ -270,7 +298,7 @@ def is_oom(e):
 
 def run_config(args, preset, N, B):
     torch.manual_seed(1234)
-    model, opt = build(preset, args.block)
+    model, opt = build(preset, args.block, args.attention)
     V = PRESETS[preset][4]
     batch = lambda: torch.randint(0, V, (B, N + 1), device="cuda")  # inputs and next-token targets
     fn = model
@@ -318,10 +346,17 @@ def main():
     p.add_argument("--compile", action="store_true", help="torch.compile the model (eager if that fails)")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="measured bf16 GEMM peak for MFU (0: nan)")
     p.add_argument("--block", type=int, default=64, help="lightning-attention block (linpar attention_block)")
+    p.add_argument("--attention", choices=["chunked", "fla"], default="chunked",
+                   help="chunked: the block-wise algorithm in torch ops; fla: flash-linear-attention's "
+                        "chunk_simple_gla Triton kernel (source folder --fla-dir)")
+    p.add_argument("--fla-dir", default=".device/fla", help="folder holding fla's source (fla/ inside)")
     args = p.parse_args()
+    if args.attention == "fla":
+        load_fla(args.fla_dir)
     if args.steps < 1:
         p.error("--steps must be at least 1")
-    print(f"# torch {torch.__version__} on {torch.cuda.get_device_name()}, compile {'on' if args.compile else 'off'}",
+    print(f"# torch {torch.__version__} on {torch.cuda.get_device_name()}, compile {'on' if args.compile else 'off'}, "
+          f"attention {args.attention}",
           flush=True)
     for preset in args.model:
         with torch.device("meta"):  # count without allocating

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/op_stats.h"
 #include "core/ops/dispatch.h"
 #include "core/ops/elementwise.h"
 #include "parallel/communicator.h"
@@ -117,8 +118,25 @@ double Co2OuterLoop::outer_step(const Tensor& average) {
   return options_.outer_lr * std::sqrt(squares);
 }
 
+// The outer reduction's start, one op of the step's tail (Pass::Outer;
+// parallel/step_plan.h states it): its thread and its duplicated MPI group
+// count no collective in the recorder, so it is recorded here as the
+// communicators count theirs (an all-reduce's buffer, a reduce-scatter's
+// output block).
+void Co2OuterLoop::start_outer_reduction(Tensor delta) {
+  const OpScope op("co2.outer_all_reduce");
+  const int64_t bytes = static_cast<int64_t>(delta.nbytes());
+  if (sharded()) {
+    record_collective(CollectiveKind::ReduceScatter, "dp", bytes / all_reduce_.size());
+  } else {
+    record_collective(CollectiveKind::AllReduce, "dp", bytes);
+  }
+  all_reduce_.start(std::move(delta), sharded());
+}
+
 bool Co2OuterLoop::after_step(int64_t step, StepResult& result) {
   if (step % options_.tau != 0) return false;
+  const OpPlace place(kStepLayer, Pass::Outer);
   // Δ_t = x_{t,0} − x_{t,τ} (this rank's round), in a fresh buffer the
   // all-reduce will own.
   Tensor delta = Tensor::zeros(round_start_.shape(), round_start_.dtype());
@@ -127,7 +145,7 @@ bool Co2OuterLoop::after_step(int64_t step, StepResult& result) {
   axpy(1.0, round_start_, delta);
   double blocked = 0, duration = 0;
   if (options_.sync) {
-    all_reduce_.start(std::move(delta), sharded());
+    start_outer_reduction(std::move(delta));
     const Tensor average = all_reduce_.wait(&blocked, &duration);
     result.outer_update_norm = outer_step(average);
     result.outer_overlap = 0;  // nothing to hide behind: the step waits for it
@@ -153,7 +171,7 @@ bool Co2OuterLoop::after_step(int64_t step, StepResult& result) {
     // whose average is applied one round later (it replaces it then).
     round_start_ = global_point();
     axpy(-1.0, delta, round_start_);
-    all_reduce_.start(std::move(delta), sharded());
+    start_outer_reduction(std::move(delta));
   }
   unflatten(round_start_);
   ++rounds_;

@@ -101,6 +101,8 @@ class Co2OuterLoop final : public OuterLoop {
   // m = β·m + average/Λ, clipped; anchor −= α·m; returns ‖α·m‖ (over the
   // whole model when sharded).
   double outer_step(const Tensor& average);
+  // Starts the background reduction of this round's pseudo-gradient.
+  void start_outer_reduction(Tensor delta);
   // The global point g as a flat tensor of the padded length (all-gathered
   // from the shards when sharded).
   Tensor global_point();

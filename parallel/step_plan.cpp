@@ -82,14 +82,24 @@ StepTail plan(const Layout& l, const StepTailShape& s) {
     tail.ops.reserve(ran.size() + 1);
     for (RecordedOp& r : ran) tail.ops.push_back(planned_op(std::move(r)));
   }
-  if (co2 && l.dp > 1) {
-    // The outer all-reduce of the f32 parameters, once per τ steps (stated:
-    // see the header).
+  if (co2) {
+    // The outer reduction of the pseudo-gradient (the master values' dtype),
+    // once per τ steps (stated: see the header). --co2-shard-outer pads it
+    // to a multiple of dp and reduce-scatters it, and all-gathers the
+    // updated global point (Co2OuterLoop::global_point: raw MPI, which the
+    // run does not record; the op-plan test compares the unsharded form).
+    const int64_t element = static_cast<int64_t>(dtype_size(values));
     PlannedOp outer;
     outer.name = "co2.outer_all_reduce";
     outer.pass = Pass::Outer;
     outer.layer = kStepLayer;
-    outer.collectives = {{CollectiveKind::AllReduce, CommGroup::Dp, s.parameters * 4}};
+    if (l.co2_shard_outer) {
+      const int64_t shard = (s.parameters + l.dp - 1) / l.dp;
+      outer.collectives = {{CollectiveKind::ReduceScatter, CommGroup::Dp, shard * element},
+                           {CollectiveKind::AllGather, CommGroup::Dp, shard * element}};
+    } else {
+      outer.collectives = {{CollectiveKind::AllReduce, CommGroup::Dp, s.parameters * element}};
+    }
     tail.ops.push_back(std::move(outer));
   }
   return tail;
@@ -99,16 +109,17 @@ StepTail plan(const Layout& l, const StepTailShape& s) {
 struct TailKey {
   StepTailShape shape;
   int dp, tp, pp, sp, zero;
-  bool co2;
+  bool co2, co2_shard_outer;
   bool operator==(const TailKey&) const = default;
 };
 struct TailKeyHash {
   size_t operator()(const TailKey& k) const {
     const StepTailShape& s = k.shape;
     size_t h = std::hash<int64_t>()(s.parameters);
-    for (int64_t v : {s.tied_embedding, int64_t{s.last_stage}, int64_t{s.rank}, s.grad_reduce_bytes,
-                      s.element_bytes, int64_t{s.averages_inside}, int64_t{k.dp}, int64_t{k.tp},
-                      int64_t{k.pp}, int64_t{k.sp}, int64_t{k.zero}, int64_t{k.co2}}) {
+    for (int64_t v :
+         {s.tied_embedding, int64_t{s.last_stage}, int64_t{s.rank}, s.grad_reduce_bytes,
+          s.element_bytes, int64_t{s.averages_inside}, int64_t{k.dp}, int64_t{k.tp}, int64_t{k.pp},
+          int64_t{k.sp}, int64_t{k.zero}, int64_t{k.co2}, int64_t{k.co2_shard_outer}}) {
       h = h * 1000003u ^ std::hash<int64_t>()(v);
     }
     return h;
@@ -121,7 +132,7 @@ std::shared_ptr<const StepTail> plan_step_tail(const Layout& l, const StepTailSh
   // A layout search asks for the same few tails many times; a few thousand
   // cover one (past that, start over).
   thread_local std::unordered_map<TailKey, std::shared_ptr<const StepTail>, TailKeyHash> kept;
-  const TailKey key{s, l.dp, l.tp, l.pp, l.sp, l.zero, l.co2_tau > 0};
+  const TailKey key{s, l.dp, l.tp, l.pp, l.sp, l.zero, l.co2_tau > 0, l.co2_shard_outer};
   if (auto it = kept.find(key); it != kept.end()) return it->second;
   if (kept.size() >= 4096) kept.clear();
   auto tail = std::make_shared<const StepTail>(plan(l, s));

@@ -7,12 +7,17 @@
 #   Lightning attention fwd+bwd vs the same algorithm in PyTorch and SDPA.
 #   Training step (bench/train_bench.cpp) vs bench/tnl_torch.py.
 # BENCH_TRAIN="model:seq:batch ..." picks the training configurations;
-# BENCH_SKIP_LIGHTNING=1 leaves the attention benchmark out.
+# BENCH_SKIP_LIGHTNING=1 leaves the attention benchmark out; BENCH_SKIP_PROFILE=1
+# the profile; BENCH_SKIP_TORCH_CHUNKED=1 the plain-torch training peer.
+# With fla's source in FLA_DIR (default .device/fla: fetched, never committed)
+# fla's chunk_simple_gla runs beside lightning_bench, and bench/tnl_torch.py
+# --attention fla, eager and with torch.compile, beside the training step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0
 out="${OUT:-/tmp}"
 mkdir -p "$out"
+fla="${FLA_DIR:-.device/fla}"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$out/gpu.txt"
 ./build-gpu/bench/gemm_bench 20 >"$out/gemm_linpar.txt" 2>&1 || tail -5 "$out/gemm_linpar.txt"
 python3 bench/gemm_torch.py >"$out/gemm_torch.txt" 2>&1 || tail -5 "$out/gemm_torch.txt"
@@ -28,18 +33,35 @@ echo "measured bf16 GEMM peak: $peak TFLOP/s"
 if [ -z "${BENCH_SKIP_LIGHTNING:-}" ]; then
   ./build-gpu/bench/lightning_bench ${BENCH_LIGHTNING:-2048 8192 32768} >"$out/lightning_linpar.txt" 2>&1 || tail -5 "$out/lightning_linpar.txt"
   python3 bench/lightning_torch.py ${BENCH_LIGHTNING:-2048 8192 32768} >"$out/lightning_torch.txt" 2>&1 || tail -5 "$out/lightning_torch.txt"
-  cat "$out/lightning_linpar.txt" "$out/lightning_torch.txt" | grep -E "^(lightning|torch_chunked|sdpa) "
+  # The peer a user would pick: fla's Triton kernel, from its source folder
+  # (FLA_DIR, carried with the call; bench/lightning_fla.py).
+  if [ -d "$fla/fla" ]; then
+    FLA_DIR="$fla" python3 bench/lightning_fla.py ${BENCH_LIGHTNING:-2048 8192 32768} >"$out/lightning_fla.txt" 2>&1 \
+      || tail -5 "$out/lightning_fla.txt"
+  fi
+  cat "$out/lightning_linpar.txt" "$out/lightning_torch.txt" "$out/lightning_fla.txt" 2>/dev/null \
+    | grep -E "^(lightning|torch_chunked|sdpa|fla) |^# fla"
 fi
 : >"$out/train.txt"
 for config in ${BENCH_TRAIN:-tnl-385m:2048:4 tnl-1b:2048:2 tnl-1b:8192:1}; do
   IFS=: read -r model seq batch <<<"$config"
   LINPAR_OP_TIMES=1 ./build-gpu/bench/train_bench data/kjv/train.bin "$model" "$seq" "$batch" 6 2 "$peak" >>"$out/train.txt" 2>&1 \
     || echo "train_linpar $model $seq $batch failed" >>"$out/train.txt"
-  python3 bench/tnl_torch.py --model "$model" --seq-len "$seq" --batch "$batch" --steps 6 --warmup 2 \
-    --peak-tflops "$peak" >>"$out/train.txt" 2>&1 || echo "train_torch $model $seq $batch failed" >>"$out/train.txt"
+  if [ -z "${BENCH_SKIP_TORCH_CHUNKED:-}" ]; then
+    python3 bench/tnl_torch.py --model "$model" --seq-len "$seq" --batch "$batch" --steps 6 --warmup 2 \
+      --peak-tflops "$peak" >>"$out/train.txt" 2>&1 || echo "train_torch $model $seq $batch failed" >>"$out/train.txt"
+  fi
+  if [ -d "$fla/fla" ]; then
+    for compile in "" --compile; do
+      python3 bench/tnl_torch.py --model "$model" --seq-len "$seq" --batch "$batch" --steps 6 --warmup 2 \
+        --peak-tflops "$peak" --attention fla --fla-dir "$fla" $compile >>"$out/train.txt" 2>&1 \
+        || echo "train_torch fla $compile $model $seq $batch failed" >>"$out/train.txt"
+    done
+  fi
 done
 echo "who           model     seq batch  ms/step   tokens/s  TFLOP/step  MFU"
 grep -E "^train_(linpar|torch) |^# |train_bench:" "$out/train.txt"
+if [ -n "${BENCH_SKIP_PROFILE:-}" ]; then exit 0; fi
 # The measured-rates file for the simulator (docs/profile.md), all GPUs of the machine.
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
 mpirun=(mpirun --oversubscribe)

@@ -17,7 +17,7 @@
 // the tied embedding's sum, the gradient norm, AdamW, the compute copies'
 // refresh, each compared as the layers' are. The pipeline's sends are the
 // schedule's (checked by the byte totals of sim_exactness_test.cpp); CO2's
-// outer all-reduce ends a round, not the one step taken here.
+// outer reduction, stated by the plan, is compared at the end of a round.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -137,10 +137,10 @@ std::string diff(const std::vector<RecordedOp>& ran, const std::vector<PlannedOp
 
 // The step's tail as planned for this rank (parallel/step_plan.h): its
 // parameters, the tied embedding's copy, the CPU's MPI averaging after the
-// collective (NCCL's inside it); without CO2's outer op, which ends a round,
-// not the step these tests take.
+// collective (NCCL's inside it); CO2's outer op only on a step that ends a
+// round.
 std::vector<PlannedOp> expected_tail(const TrainOptions& o, const ProcessGrid& grid,
-                                     Trainer& trainer, int64_t co2_tau) {
+                                     Trainer& trainer, int64_t co2_tau, bool round_end) {
   Layout layout = o.layout;
   layout.co2_tau = co2_tau;
   const int64_t e = static_cast<int64_t>(dtype_size(o.dtype));
@@ -161,7 +161,7 @@ std::vector<PlannedOp> expected_tail(const TrainOptions& o, const ProcessGrid& g
                            : grid.coordinates().dp * o.layout.sp + grid.coordinates().sp;
   std::vector<PlannedOp> tail;
   for (const PlannedOp& op : plan_step_tail(layout, shape)->ops) {
-    if (op.pass != Pass::Outer) tail.push_back(op);
+    if (op.pass != Pass::Outer || round_end) tail.push_back(op);
   }
   return tail;
 }
@@ -206,9 +206,10 @@ std::vector<RecordedOp> ran_step(const OpRecorder& recorder) {
 }
 
 std::vector<PlannedOp> expected_step(const TrainOptions& o, const ProcessGrid& grid,
-                                     Trainer& trainer, int64_t co2_tau = 0) {
+                                     Trainer& trainer, int64_t co2_tau = 0,
+                                     bool round_end = false) {
   std::vector<PlannedOp> ops = expected_ops(o, grid);
-  for (PlannedOp& op : expected_tail(o, grid, trainer, co2_tau)) {
+  for (PlannedOp& op : expected_tail(o, grid, trainer, co2_tau, round_end)) {
     if (op.pass == Pass::Reduce) merge_buckets(op.collectives);
     ops.push_back(std::move(op));
   }
@@ -243,6 +244,16 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   }
   const std::string difference = diff(ran, expected_step(o, grid, trainer, c.co2_tau));
   EXPECT_EQ(difference, "") << c.name << " on " << device_name(device) << ", rank " << grid.rank();
+  if (c.co2_tau == 0) return;
+  // The step that ends CO2's first round: the outer reduction's start too.
+  for (int64_t step = 2; step < c.co2_tau; ++step) trainer.train_step();
+  {
+    const OpRecorder recorder;
+    trainer.train_step();
+    ran = ran_step(recorder);
+  }
+  EXPECT_EQ(diff(ran, expected_step(o, grid, trainer, c.co2_tau, true)), "")
+      << c.name << " at a round's end, rank " << grid.rank();
 }
 
 }  // namespace
