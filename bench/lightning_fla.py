@@ -9,7 +9,9 @@ fla is not installable on the GPU machine: its source travels as a folder
 Before timing, its output and gradients are checked against
 bench/lightning_torch.py's chunked(), the same block-wise algorithm as
 linpar's kernels written with torch ops, in f32 at N = 256 (relative error
-below 1e-3; the run stops otherwise).
+below 1e-2; the run stops otherwise). Triton's dot runs f32 inputs in TF32
+by default, a 10-bit mantissa: on an H100 the check measured 1.5e-3 on the
+output and every gradient (2026-12-07), which a 1e-3 bound refused.
 
 Prints: fla N fwd_ms bwd_ms (or oom), and a `#` line with the check's errors.
 Usage: FLA_DIR=.device/fla python3 bench/lightning_fla.py 2048 8192 32768"""
@@ -46,7 +48,7 @@ def check(slopes, n=256):
         errors.append(((got.float() - want.float()).norm() / want.float().norm()).item())
     print("# fla check vs torch_chunked (f32, N=256): relative error out {:.2e} dq {:.2e} dk {:.2e} dv {:.2e}"
           .format(*errors), flush=True)
-    if max(errors) > 1e-3:
+    if max(errors) > 1e-2:
         sys.exit(f"fla's chunk_simple_gla does not compute lightning attention here: {errors}")
 
 
