@@ -48,26 +48,18 @@ StepTail plan(const Layout& l, const StepTailShape& s) {
   PlanCommunicator gradients(co2 ? "sp" : "dp", s.rank, ranks, s.averages_inside);
   PlanCommunicator tp_group("tp", 0, l.tp), pp_group("pp", 0, l.pp), embedding("embedding", 0, 2);
   const TensorParallel tp{&tp_group, 0, l.tp};
-  std::unique_ptr<GradientBuckets> buckets;
-  std::unique_ptr<Zero1> zero;
-  std::unique_ptr<AdamW> optimizer;
   const SumOverModelParallel sum = [&](Tensor& t) {
     tp.all_reduce(t);
     if (l.pp > 1) pp_group.all_reduce(t);
   };
-  if (l.zero == 1) {
-    zero = std::make_unique<Zero1>(params, gradients, AdamWConfig{}, sum);
-  } else {
-    if (gradients.size() > 1) {
-      buckets = std::make_unique<GradientBuckets>(params, gradients, int64_t{4} << 20);
-    }
-    optimizer = std::make_unique<AdamW>(AdamWConfig{}, params);
-  }
+  // (The bucket size changes how many all-reduces, not their sum.)
+  const StepOptimizer o =
+      make_step_optimizer(params, gradients, l.zero, AdamWConfig{}, sum, int64_t{4} << 20);
   StepUpdate update;
   update.params = &params;
-  update.buckets = buckets.get();
-  update.zero = zero.get();
-  update.optimizer = optimizer.get();
+  update.buckets = o.buckets.get();
+  update.zero = o.zero.get();
+  update.optimizer = o.adamw.get();
   update.sum_model_parallel = sum;
   if (s.tied_embedding > 0) update.embedding = &embedding;
 

@@ -18,6 +18,20 @@ void sum_tied_embedding(ParameterSet& params, Communicator* group) {
 }
 }  // namespace
 
+StepOptimizer make_step_optimizer(ParameterSet& params, Communicator& gradients, int zero,
+                                  const AdamWConfig& config, const SumOverModelParallel& sum,
+                                  int64_t bucket_bytes) {
+  StepOptimizer o;
+  if (zero == 1) {
+    o.zero = std::make_unique<Zero1>(params, gradients, config, sum);
+    return o;
+  }
+  if (gradients.size() > 1)
+    o.buckets = std::make_unique<GradientBuckets>(params, gradients, bucket_bytes);
+  o.adamw = std::make_unique<AdamW>(config, params);
+  return o;
+}
+
 double StepUpdate::update(double lr, double max_norm) const {
   LINPAR_CHECK(params != nullptr && (zero != nullptr) != (optimizer != nullptr),
                "a step's update needs its parameters and ZeRO-1 or an optimizer");

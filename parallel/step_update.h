@@ -9,12 +9,29 @@
 // prices and schedules and the op-plan test compares with a run.
 #pragma once
 
+#include <memory>
+
 #include "core/communicator.h"
 #include "model/optimizer.h"
 #include "model/parameters.h"
 #include "parallel/data_parallel.h"
 
 namespace linpar {
+
+// The objects that reduce and update a rank's parameters, as the trainer
+// makes them: ZeRO-1 over `gradients` (zero == 1), else DDP's buckets over
+// it (more than one rank) and AdamW. `gradients`: the dp·sp ranks of a
+// shard, or under CO2 a replica's SP ranks (Trainer's constructor; the plan,
+// parallel/step_plan.cpp). The buckets come first: they turn the gradients
+// into views of their buffers.
+struct StepOptimizer {
+  std::unique_ptr<GradientBuckets> buckets;
+  std::unique_ptr<Zero1> zero;
+  std::unique_ptr<AdamW> adamw;
+};
+StepOptimizer make_step_optimizer(ParameterSet& params, Communicator& gradients, int zero,
+                                  const AdamWConfig& config, const SumOverModelParallel& sum,
+                                  int64_t bucket_bytes);
 
 struct StepUpdate {
   ParameterSet* params = nullptr;

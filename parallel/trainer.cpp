@@ -104,26 +104,18 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
     user_error("--emulate-dp-gbps {}: emulates a slow link for the CPU's MPI backend only",
                options_.emulated_dp_gbps);
   }
-  if (options_.layout.zero == 1) {
-    zero_ = std::make_unique<Zero1>(model_->params(), data_parallel, options_.adamw,
-                                    [this](Tensor& t) { sum_over_model_parallel(t); });
-  } else if (make_outer) {
-    // Local steps: no gradient reduction over DP; the outer loop synchronises
-    // the replicas. The SP ranks of one replica hold one model and still
-    // average their chunks' gradients every step (counted as SP traffic).
-    // (Buckets first: they turn the gradients into views of their buffers.)
-    if (grid_.sp().size() > 1) {
-      buckets_ = std::make_unique<GradientBuckets>(model_->params(), grid_.sp(), options_.bucket_bytes);
-    }
-    optimizer_ = std::make_unique<AdamW>(options_.adamw, model_->params());
-    outer_ = make_outer(model_->params(), grid_);
-  } else {
-    if (data_parallel.size() > 1) {
-      buckets_ = std::make_unique<GradientBuckets>(model_->params(), data_parallel,
-                                                   options_.bucket_bytes);
-    }
-    optimizer_ = std::make_unique<AdamW>(options_.adamw, model_->params());
-  }
+  // Local steps under an outer loop (CO2): no gradient reduction over DP;
+  // the outer loop synchronises the replicas. The SP ranks of one replica
+  // hold one model and still average their chunks' gradients every step
+  // (counted as SP traffic). (ZeRO-1 excludes an outer loop: validate_layout.)
+  const bool outer = make_outer && options_.layout.zero != 1;
+  StepOptimizer o = make_step_optimizer(
+      model_->params(), outer ? grid_.sp() : data_parallel, options_.layout.zero, options_.adamw,
+      [this](Tensor& t) { sum_over_model_parallel(t); }, options_.bucket_bytes);
+  buckets_ = std::move(o.buckets);
+  zero_ = std::move(o.zero);
+  optimizer_ = std::move(o.adamw);
+  if (outer) outer_ = make_outer(model_->params(), grid_);
 }
 
 Trainer::~Trainer() = default;

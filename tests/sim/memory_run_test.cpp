@@ -133,26 +133,18 @@ TEST(MemoryRun, TheStateIsWhatTheTrainerHolds) {
                 TransNormerLLM net = TransNormerLLM::on_meta(m, weights, compute, shard, &st, {});
                 EXPECT_EQ(memory.live(), model.parameters + model.gradients) << where;
                 const int64_t held = memory.live();
-                std::unique_ptr<Zero1> zero1;
-                std::unique_ptr<GradientBuckets> buckets;
-                std::unique_ptr<AdamW> adamw;
                 const SumOverModelParallel sum = [&](Tensor& t) {
                   shard.all_reduce(t);
                   if (pp > 1) pp_group.all_reduce(t);
                 };
-                if (zero == 1) {
-                  zero1 = std::make_unique<Zero1>(net.params(), dp_group, AdamWConfig{}, sum);
-                } else {
-                  if (dp > 1)
-                    buckets = std::make_unique<GradientBuckets>(net.params(), dp_group, 1 << 12);
-                  adamw = std::make_unique<AdamW>(AdamWConfig{}, net.params());
-                }
+                const StepOptimizer o =
+                    make_step_optimizer(net.params(), dp_group, zero, AdamWConfig{}, sum, 1 << 12);
                 const int64_t state = memory.live() - held;
                 StepUpdate update;
                 update.params = &net.params();
-                update.buckets = buckets.get();
-                update.zero = zero1.get();
-                update.optimizer = adamw.get();
+                update.buckets = o.buckets.get();
+                update.zero = o.zero.get();
+                update.optimizer = o.adamw.get();
                 update.sum_model_parallel = sum;
                 const int64_t before = memory.live();
                 update.update(1e-3, 1.0);
