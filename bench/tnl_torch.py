@@ -124,7 +124,10 @@ def lrpe(x, theta):
 def fla_attention(q, k, v, slopes):
     """flash-linear-attention's chunk_simple_gla (Triton; imported by
     load_fla), the same operator: log-decay −slope per head, scale 1, its
-    layout [B, N, H, d]; dk ≠ dv is allowed (LRPE)."""
+    layout [B, N, H, d]; dk ≠ dv is allowed (LRPE). Its dots take one dtype:
+    LRPE's f32 angles promote q and k under autocast, so they go back to v's
+    (bf16), as linpar keeps q_rot and k_rot."""
+    q, k = q.to(v.dtype), k.to(v.dtype)
     o, _ = FLA_KERNEL(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), g_gamma=-slopes, scale=1.0)
     return o.transpose(1, 2)
 

@@ -77,9 +77,12 @@ void print_dry_run(const TrainOptions& o) {
              m.n_layers, m.width, m.n_heads, m.glu_dim, m.vocab_size,
              m.lrpe == LrpeLayers::None ? "none" : (m.lrpe == LrpeLayers::First ? "first" : "all"));
   fmt::print("parameters: {}\n", params);
-  fmt::print("layout: {} ({} ranks{}{}); {} micro-batches of {} x {} tokens per step per rank\n",
+  fmt::print("layout: {} ({} ranks{}{}{}); {} micro-batches of {} x {} tokens per step per rank\n",
              degrees(o.layout).describe(), o.layout.world(), o.layout.zero ? ", ZeRO-1" : "",
              o.layout.sp > 1 ? fmt::format(", sp-kind {}", sp_kind_name(o.layout.sp_kind)) : "",
+             o.layout.recompute != Recompute::None
+                 ? fmt::format(", recompute {}", recompute_name(o.layout.recompute))
+                 : "",
              o.layout.global_batch / o.layout.dp / o.layout.micro_batch, o.layout.micro_batch,
              o.layout.seq_len / o.layout.sp);
   fmt::print("memory per {} {:10.2f} GiB  (busiest stage, {} compute; the simulator's model)\n",
@@ -140,6 +143,7 @@ int train_command(const std::vector<std::string>& args) {
       ("sp", po::value<int>()->default_value(1), "sequence-parallel degree (the sequence is split into sp chunks)")
       ("sp-kind", po::value<std::string>()->default_value("lasp"), "sequence parallelism: lasp|lasp2|allgather|ulysses")
       ("zero", po::value<int>()->default_value(0), "1: ZeRO-1 (optimizer state sharded over the DP group)")
+      ("recompute", po::value<std::string>()->default_value("none"), "activation recomputation: none|selective (the attention core)|full (each layer from its input)")
       ("optimizer", po::value<std::string>()->default_value("adamw"), "inner optimizer: adamw|sgd (sgd: p -= lr·(g + wd·p))")
       ("co2-tau", po::value<int64_t>()->default_value(0), "CO2: inner steps per outer round (0: synchronous DP)")
       ("co2-outer-lr", po::value<double>()->default_value(1.0), "CO2 outer learning rate α")
@@ -164,6 +168,7 @@ int train_command(const std::vector<std::string>& args) {
   o.layout.sp_kind = parse_sp_kind(v["sp-kind"].as<std::string>());
   o.layout.schedule = pipeline_schedule_from_name(v["pp-schedule"].as<std::string>());
   o.layout.zero = v["zero"].as<int>();
+  o.layout.recompute = recompute_from_name(v["recompute"].as<std::string>());
   const std::string optimizer = v["optimizer"].as<std::string>();
   if (optimizer != "adamw" && optimizer != "sgd") user_error("--optimizer {}: expected adamw or sgd", optimizer);
   o.adamw.plain_sgd = optimizer == "sgd";

@@ -33,8 +33,11 @@ enum class OpKind : uint8_t {
 };
 const char* op_kind_name(OpKind kind);  // "matmul", "attention", "softmax_attention", "memory"
 
-// A micro-batch's passes, then the step's tail after its micro-batches
-// (parallel/step_update.h, the same code planned and run):
+// A micro-batch's passes: Forward, Backward, and Recompute, the forward ops a
+// layer's backward runs again first to rebuild what forward did not keep
+// (model/recompute.h: --recompute selective or full); then the step's tail
+// after its micro-batches (parallel/step_update.h, the same code planned and
+// run):
 //   Reduce  the gradients' reduction DDP starts during the last backward, as
 //           each bucket's gradients are complete (the simulator overlaps it
 //           with that backward);
@@ -42,7 +45,7 @@ const char* op_kind_name(OpKind kind);  // "matmul", "attention", "softmax_atten
 //           reduce-scatter and all-gather, the tied embedding's sum, the
 //           gradient norm, the optimizer, the compute copies' refresh;
 //   Outer   an outer loop's round end (CO2), once per τ steps.
-enum class Pass : uint8_t { Forward, Backward, Reduce, Update, Outer };
+enum class Pass : uint8_t { Forward, Backward, Recompute, Reduce, Update, Outer };
 
 // The layer field of ops outside the layers.
 inline constexpr int32_t kEmbeddingLayer = -1;  // the embedding (first pipeline stage)

@@ -42,6 +42,16 @@ void AllGatherAttention::forward(const Tensor& q, const Tensor& k, const Tensor&
   cache.saved = {kv_in, k_all, v_all};
 }
 
+// The chunk's output from its own q, k, v and the kept KV_{r−1} (formed in
+// forward from the gathered K and V, which stay in the cache for backward).
+void AllGatherAttention::recompute(const Tensor& q, const Tensor& k, const Tensor& v,
+                                   const std::vector<double>& slopes, int64_t block,
+                                   const AttentionCache& cache, Tensor& o) const {
+  Tensor none;
+  const OpScope op("allgather.attention.forward");
+  lightning_attention_forward(q, k, v, slopes, block, cache.saved.at(0), o, none);
+}
+
 void AllGatherAttention::backward(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const std::vector<double>& slopes, int64_t block,
                                   const AttentionCache& cache, const Tensor& d_o, Tensor& dq,

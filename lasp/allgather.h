@@ -24,6 +24,10 @@ class AllGatherAttention final : public SequenceAttention {
   std::string kind() const override { return "allgather"; }
   void forward(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<double>& slopes,
                int64_t block, Tensor& o, AttentionCache& cache) const override;
+  void recompute(const Tensor& q, const Tensor& k, const Tensor& v,
+                 const std::vector<double>& slopes, int64_t block, const AttentionCache& cache,
+                 Tensor& o) const override;
+  bool keeps_cache_under_full_recompute() const override { return false; }
   void backward(const Tensor& q, const Tensor& k, const Tensor& v,
                 const std::vector<double>& slopes, int64_t block, const AttentionCache& cache,
                 const Tensor& d_o, Tensor& dq, Tensor& dk, Tensor& dv) const override;

@@ -44,6 +44,22 @@ void Lasp2::forward(const Tensor& q, const Tensor& k, const Tensor& v,
   cache.saved = {kv_in};
 }
 
+// The chunk's output from its own q, k, v and the kept prefix KV_{r−1}: no
+// state is formed or gathered again.
+void Lasp2::recompute(const Tensor& q, const Tensor& k, const Tensor& v,
+                      const std::vector<double>& slopes, int64_t block, const AttentionCache& cache,
+                      Tensor& o) const {
+  Tensor none;
+  {
+    const OpScope op("lasp2.intra.forward");
+    lightning_attention_forward(q, k, v, slopes, block, none, o, none);
+  }
+  if (sp_.rank() > 0) {
+    const OpScope op("lasp2.inter.forward");
+    inter_chunk_forward(q, slopes, cache.saved.at(0), o);
+  }
+}
+
 void Lasp2::backward(const Tensor& q, const Tensor& k, const Tensor& v,
                      const std::vector<double>& slopes, int64_t block, const AttentionCache& cache,
                      const Tensor& d_o, Tensor& dq, Tensor& dk, Tensor& dv) const {

@@ -57,6 +57,23 @@ void LaspRing::forward(const Tensor& q, const Tensor& k, const Tensor& v,
   cache.saved = {kv_in};
 }
 
+// The chunk's output from its own q, k, v and the kept KV_{r−1}: the two
+// kernels forward ran, without S_r (its send went in forward) and without
+// the ring.
+void LaspRing::recompute(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const std::vector<double>& slopes, int64_t block,
+                         const AttentionCache& cache, Tensor& o) const {
+  Tensor none;
+  {
+    const OpScope op("lasp.intra.forward");
+    lightning_attention_forward(q, k, v, slopes, block, none, o, none);
+  }
+  if (sp_.rank() > 0) {
+    const OpScope op("lasp.inter.forward");
+    inter_chunk_forward(q, slopes, cache.saved.at(0), o);
+  }
+}
+
 void LaspRing::backward(const Tensor& q, const Tensor& k, const Tensor& v,
                         const std::vector<double>& slopes, int64_t block,
                         const AttentionCache& cache, const Tensor& d_o, Tensor& dq, Tensor& dk,

@@ -57,6 +57,22 @@ void UlyssesAttention::forward(const Tensor& q, const Tensor& k, const Tensor& v
   cache.saved = {qh, kh, vh};
 }
 
+// The head-layout attention again from the kept head-layout q, k, v, and its
+// output sent back to the sequence layout (the one collective repeated).
+void UlyssesAttention::recompute(const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const std::vector<double>& slopes, int64_t block,
+                                 const AttentionCache& cache, Tensor& o) const {
+  (void)q, (void)k;
+  const Tensor &qh = cache.saved.at(0), &kh = cache.saved.at(1), &vh = cache.saved.at(2);
+  Tensor oh = Tensor::empty(vh.shape(), v.dtype(), v.device()), none;
+  {
+    const OpScope op("ulysses.attention.forward");
+    lightning_attention_forward(qh, kh, vh, my_slopes(slopes), block, none, oh, none);
+  }
+  const OpScope op("ulysses.to_sequence.forward");
+  to_sequence(oh, o);
+}
+
 void UlyssesAttention::backward(const Tensor& q, const Tensor& k, const Tensor& v,
                                 const std::vector<double>& slopes, int64_t block,
                                 const AttentionCache& cache, const Tensor& d_o, Tensor& dq,

@@ -52,6 +52,8 @@ void ChannelMixer::forward(const Tensor& x_stream, Tensor& out, ChannelMixerCach
     const OpScope op(prefix_, "gate.forward");
     mul_forward(c.a1, c.a2, c.gated);
   }
+  // Recomputation rebuilds the cache only: l3's product feeds nothing backward needs.
+  if (!out.defined()) return;
   // Row-parallel l3: sum the partial outputs (into the stream's layout).
   const OpScope op(prefix_, "l3.forward", ProductWeight::GluOut);
   Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, width_}, dt, dev) : out;

@@ -24,7 +24,7 @@ class ChannelMixer {
 
   // x: [B, N, D] (already normalised) in the residual stream's layout (this
   // rank's [B, N/tp, D] under --tp-sp, gathered here) -> out: [B, N, D] (the
-  // stream's layout)
+  // stream's layout); `out` undefined: the cache alone (recomputation)
   void forward(const Tensor& x, Tensor& out, ChannelMixerCache& cache) const;
   // d_out, x in the stream's layout -> dx (overwritten, the stream's layout);
   // parameter grads accumulate.

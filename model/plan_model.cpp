@@ -38,7 +38,7 @@ DType activations_of(int64_t element_bytes) {
 // `run` with meta tokens [B, N] (the residual stream's tokens, all of the
 // sample's on this rank: the model shards them itself under --tp-sp).
 void run_on_meta(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
-                 const StepShape& s,
+                 const StepShape& s, Recompute recompute,
                  const std::function<void(TransNormerLLM&, const Tensor& tokens)>& run) {
   const DType compute = activations_of(s.element_bytes);
   // bf16 activations keep f32 master weights and gradients (mixed precision).
@@ -54,15 +54,16 @@ void run_on_meta(const ModelConfig& config, const TensorParallel& tp, const Sequ
   const SequenceParallel planned_sp{attention.get(), sp.rank, sp.size};
   TransNormerLLM model =
       TransNormerLLM::on_meta(config, weights, compute, planned_tp, nullptr, planned_sp);
+  model.set_recompute(recompute);
   run(model, Tensor::empty({s.batch, s.length}, DType::I32, Device::Meta));
 }
 
 }  // namespace
 
 OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
-                        const StepShape& s) {
+                        const StepShape& s, Recompute recompute) {
   OpPlan plan;
-  run_on_meta(config, tp, sp, s, [&](TransNormerLLM& model, const Tensor& tokens) {
+  run_on_meta(config, tp, sp, s, recompute, [&](TransNormerLLM& model, const Tensor& tokens) {
     // Recorded from the step's start: building and placing the model is none of it.
     OpRecorder recorder;
     {
@@ -82,9 +83,9 @@ OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, con
 }
 
 PlannedMemory plan_memory(const ModelConfig& config, const TensorParallel& tp,
-                          const SequencePlan& sp, const StepShape& s) {
+                          const SequencePlan& sp, const StepShape& s, Recompute recompute) {
   PlannedMemory m;
-  run_on_meta(config, tp, sp, s, [&](TransNormerLLM& model, const Tensor&) {
+  run_on_meta(config, tp, sp, s, recompute, [&](TransNormerLLM& model, const Tensor&) {
     MetaMemory counted;
     // The batch as the cache keeps it: tokens and targets copied to the device.
     const Tensor tokens = Tensor::empty({s.batch, s.length}, DType::I32, Device::Meta);
@@ -101,16 +102,17 @@ PlannedMemory plan_memory(const ModelConfig& config, const TensorParallel& tp,
 }
 
 OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
-                  const StepShape& s) {
+                  const StepShape& s, Recompute recompute) {
   // Layers 1 … L−1 are built alike: they differ from each other only in
   // their decay slopes' values and their names (LRPE is on every layer or
   // the first alone). So the model runs with two layers and layer 1's ops,
   // forward and backward, stand for each of layers 1 … L−1 (forward in
-  // ascending order, backward descending, as the model's loops run them):
+  // ascending order, backward descending with each layer's recomputation
+  // before its backward, as the model's loops run them):
   // a 96-layer plan costs what a 2-layer one does, which the layout search
   // pays per plan (tests/model/plan_model_test.cpp compares the two).
   const int64_t L = config.n_layers;
-  if (L <= 2) return plan_every_layer(config, tp, sp, s);
+  if (L <= 2) return plan_every_layer(config, tp, sp, s, recompute);
   ModelConfig two = config;
   two.n_layers = 2;
   for (int64_t l = 0; l < L; ++l) {
@@ -118,7 +120,7 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
                  "layer {} is not built like layer {} of the two-layer plan", l,
                  std::min<int64_t>(l, 1));
   }
-  std::vector<PlannedOp> ops = std::move(plan_every_layer(two, tp, sp, s).mutable_ops());
+  std::vector<PlannedOp> ops = std::move(plan_every_layer(two, tp, sp, s, recompute).mutable_ops());
   const std::string one = "layers.1.";
   size_t layer_one = 0;
   for (PlannedOp& op : ops) {
@@ -134,9 +136,11 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
       plan.add(std::move(ops[i++]));
       continue;
     }
-    size_t end = i;
-    while (end < ops.size() && ops[end].layer == 1 && ops[end].pass == ops[i].pass) ++end;
+    // One sweep of layer 1: its forward, or its recomputation and backward.
     const bool forward = ops[i].pass == Pass::Forward;
+    size_t end = i;
+    while (end < ops.size() && ops[end].layer == 1 && (ops[end].pass == Pass::Forward) == forward)
+      ++end;
     for (int64_t k = 1; k < L; ++k) {
       const int64_t layer = forward ? k : L - k;
       const std::string prefix = fmt::format("layers.{}.", layer);

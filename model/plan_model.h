@@ -13,6 +13,7 @@
 
 #include "model/config.h"
 #include "model/op_plan.h"
+#include "model/recompute.h"
 #include "model/sequence_parallel.h"
 #include "model/tensor_parallel.h"
 
@@ -32,13 +33,15 @@ struct SequencePlan {
 // execution order. tp: its rank, size and --tp-sp (its group is not used:
 // the plan runs over a planning one). shape.length: this rank's tokens per
 // sample; shape.element_bytes: the activations' type (2 bf16 with f32
-// masters, 4 f32, 8 f64).
+// masters, 4 f32, 8 f64). recompute: what the model keeps and recomputes
+// (TransNormerLLM::set_recompute): the ops a layer's backward runs again
+// first are in the plan, of pass Recompute.
 OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
-                  const StepShape& shape);
+                  const StepShape& shape, Recompute recompute = Recompute::None);
 // The same, running every layer (plan_model runs two and repeats layer 1's
 // ops for the layers built like it): what plan_model is tested against.
 OpPlan plan_every_layer(const ModelConfig& config, const TensorParallel& tp, const SequencePlan& sp,
-                        const StepShape& shape);
+                        const StepShape& shape, Recompute recompute = Recompute::None);
 
 // What one micro-batch's forward and backward allocate on this rank, as the
 // model's code on meta tensors allocates it (core/tensor.h, MetaMemory):
@@ -53,6 +56,7 @@ struct PlannedMemory {
   int64_t backward_peak = 0;
 };
 PlannedMemory plan_memory(const ModelConfig& config, const TensorParallel& tp,
-                          const SequencePlan& sp, const StepShape& shape);
+                          const SequencePlan& sp, const StepShape& shape,
+                          Recompute recompute = Recompute::None);
 
 }  // namespace linpar

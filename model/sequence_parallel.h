@@ -36,6 +36,21 @@ class SequenceAttention {
   virtual void forward(const Tensor& q, const Tensor& k, const Tensor& v,
                        const std::vector<double>& slopes, int64_t block, Tensor& o,
                        AttentionCache& cache) const = 0;
+  // Recomputation (model/recompute.h): o again from this chunk's q, k, v and
+  // what forward kept in `cache`, before the layer's backward. What forward
+  // received from the other ranks is in the cache, so the strategies that
+  // can rebuild o on this rank alone communicate nothing here (LASP's
+  // "state caching"); Ulysses sends its output back to the sequence layout
+  // again.
+  virtual void recompute(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const std::vector<double>& slopes, int64_t block,
+                         const AttentionCache& cache, Tensor& o) const = 0;
+  // Under full recomputation, whether forward's cache is kept for
+  // recompute() (LASP and LASP-2: one received state, d×d a head), or
+  // dropped and forward run again with its communication (all-gather keeps
+  // the whole sequence's K and V, Ulysses its head-layout q, k, v: as large
+  // as the layer's own activations).
+  virtual bool keeps_cache_under_full_recompute() const = 0;
   // d_o: [B, H, C, dv] -> dq, dk, dv of this chunk (overwritten): the gradient
   // of the whole sequence's loss, including what later chunks contribute.
   virtual void backward(const Tensor& q, const Tensor& k, const Tensor& v,

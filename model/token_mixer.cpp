@@ -59,19 +59,12 @@ TokenMixer::TokenMixer(const ModelConfig& config, int64_t layer, ParameterSet& p
   }
 }
 
-void TokenMixer::forward(const Tensor& x_stream, Tensor& out, TokenMixerCache& c) const {
-  // The residual stream's tokens, all N of them, or N/tp under --tp-sp.
-  const int64_t B = x_stream.dim(0), N = tp_.gathered_length(x_stream.dim(1)), D = width_,
-                Dl = local_width_, H = n_heads_, d = head_dim_;
+void TokenMixer::split_heads(TokenMixerCache& c) const {
+  const int64_t B = c.qkvu.dim(0), N = c.qkvu.dim(1), Dl = local_width_, H = n_heads_,
+                d = head_dim_;
   const int64_t position_offset = sp_.position_offset(N);  // LRPE's angles use global positions
-  const DType dt = x_stream.dtype(), st = Tensor::stats_dtype(dt, x_stream.device());
-  const Device dev = x_stream.device();
-  c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
-  {
-    const OpScope op(prefix_, "qkvu_proj.forward", ProductWeight::QkvuProj);
-    linear_forward(tp_.gather_sequence(x_stream), qkvu_proj_.weight(), c.qkvu);
-  }
-
+  const DType dt = c.qkvu.dtype();
+  const Device dev = c.qkvu.device();
   // One pass: q, k (after SiLU) and v into the head layout, u as columns.
   c.q = Tensor::empty({B, H, N, d}, dt, dev);
   c.k = Tensor::empty({B, H, N, d}, dt, dev);
@@ -81,50 +74,99 @@ void TokenMixer::forward(const Tensor& x_stream, Tensor& out, TokenMixerCache& c
     const OpScope op(prefix_, "split_qkvu.forward");
     split_qkvu_forward(c.qkvu, c.q, c.k, c.v, c.u);
   }
+  if (!use_lrpe_) return;
+  const OpScope op(prefix_, "lrpe.forward");
+  c.q_rot = Tensor::empty({B, H, N, 2 * d}, dt, dev);
+  c.k_rot = Tensor::empty({B, H, N, 2 * d}, dt, dev);
+  lrpe_forward(c.q, lrpe_theta_->weight(), position_offset, c.q_rot);
+  lrpe_forward(c.k, lrpe_theta_->weight(), position_offset, c.k_rot);
+}
 
-  const Tensor* q_att = &c.q;
-  const Tensor* k_att = &c.k;
-  if (use_lrpe_) {
-    const OpScope op(prefix_, "lrpe.forward");
-    c.q_rot = Tensor::empty({B, H, N, 2 * d}, dt, dev);
-    c.k_rot = Tensor::empty({B, H, N, 2 * d}, dt, dev);
-    lrpe_forward(c.q, lrpe_theta_->weight(), position_offset, c.q_rot);
-    lrpe_forward(c.k, lrpe_theta_->weight(), position_offset, c.k_rot);
-    q_att = &c.q_rot;
-    k_att = &c.k_rot;
-  }
-
-  Tensor attention = Tensor::empty({B, H, N, d}, dt, dev);
+void TokenMixer::attend(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& attention,
+                        AttentionCache& cache, const AttentionCache* recomputing) const {
   if (sp_.attention != nullptr) {
     const OpPrefix named(prefix_);  // the strategy's ops are this layer's
-    sp_.attention->forward(*q_att, *k_att, c.v, slopes_, attention_block_, attention, c.attention);
-  } else {
-    const OpScope op(prefix_, "lightning_attention.forward");
-    Tensor no_state;
-    lightning_attention_forward(*q_att, *k_att, c.v, slopes_, attention_block_, no_state,
-                                attention, no_state);
+    if (recomputing != nullptr) {
+      sp_.attention->recompute(q, k, v, slopes_, attention_block_, *recomputing, attention);
+      cache = *recomputing;
+    } else {
+      sp_.attention->forward(q, k, v, slopes_, attention_block_, attention, cache);
+    }
+    return;
   }
+  const OpScope op(prefix_, "lightning_attention.forward");
+  Tensor no_state;
+  lightning_attention_forward(q, k, v, slopes_, attention_block_, no_state, attention, no_state);
+}
+
+void TokenMixer::forward(const Tensor& x_stream, Tensor& out, TokenMixerCache& c, bool keep_core,
+                         const AttentionCache* recomputing) const {
+  // The residual stream's tokens, all N of them, or N/tp under --tp-sp.
+  const int64_t B = x_stream.dim(0), N = tp_.gathered_length(x_stream.dim(1)), D = width_,
+                Dl = local_width_, H = n_heads_, d = head_dim_;
+  const DType dt = x_stream.dtype(), st = Tensor::stats_dtype(dt, x_stream.device());
+  const Device dev = x_stream.device();
+  c.qkvu = Tensor::empty({B, N, 4 * Dl}, dt, dev);
+  {
+    const OpScope op(prefix_, "qkvu_proj.forward", ProductWeight::QkvuProj);
+    linear_forward(tp_.gather_sequence(x_stream), qkvu_proj_.weight(), c.qkvu);
+  }
+
+  split_heads(c);
+  Tensor attention = Tensor::empty({B, H, N, d}, dt, dev);
+  attend(use_lrpe_ ? c.q_rot : c.q, use_lrpe_ ? c.k_rot : c.k, c.v, attention, c.attention,
+         recomputing);
   // SRMSNorm over the full width D of the concatenated heads, read straight
   // from the head layout: the row sums of squares are summed over the TP group.
+  Tensor sums = Tensor::empty({B * N}, st, dev);
   {
     const OpScope op(prefix_, "attention_norm.forward");
-    Tensor sums = Tensor::empty({B * N}, st, dev);
     srmsnorm_row_sums_heads(attention, sums);
     tp_.all_reduce(sums);
     c.attention_norm = Tensor::empty({B, N, Dl}, dt, dev);
     c.attention_rstd = Tensor::empty({B * N}, st, dev);
     srmsnorm_apply_heads(attention, sums, D, norm_eps_, c.attention_norm, c.attention_rstd);
   }
+  attention = Tensor();
   c.gated = Tensor::empty({B, N, Dl}, dt, dev);
   {
     const OpScope op(prefix_, "gate.forward");
     mul_forward(c.u, c.attention_norm, c.gated);
   }
   // Row-parallel out_proj: sum the partial outputs (into the stream's layout).
-  const OpScope op(prefix_, "out_proj.forward", ProductWeight::OutProj);
-  Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : out;
-  linear_forward(c.gated, out_proj_.weight(), partial);
-  tp_.reduce_partial(partial, out);
+  {
+    const OpScope op(prefix_, "out_proj.forward", ProductWeight::OutProj);
+    Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dt, dev) : out;
+    linear_forward(c.gated, out_proj_.weight(), partial);
+    tp_.reduce_partial(partial, out);
+  }
+  if (!keep_core) {
+    // Selective recomputation: what lies between the two projections goes;
+    // recompute_core rebuilds it.
+    c.q = c.k = c.v = c.u = c.q_rot = c.k_rot = Tensor();
+    c.attention_norm = c.attention_rstd = Tensor();
+    c.attention_sums = std::move(sums);
+  }
+}
+
+void TokenMixer::recompute_core(TokenMixerCache& c) const {
+  const int64_t B = c.qkvu.dim(0), N = c.qkvu.dim(1), D = width_, Dl = local_width_, H = n_heads_,
+                d = head_dim_;
+  const DType dt = c.qkvu.dtype(), st = Tensor::stats_dtype(dt, c.qkvu.device());
+  const Device dev = c.qkvu.device();
+  LINPAR_CHECK(c.attention_sums.defined(), "{}: recompute_core after a forward that kept its core",
+               prefix_);
+  split_heads(c);
+  Tensor attention = Tensor::empty({B, H, N, d}, dt, dev);
+  const AttentionCache kept = c.attention;  // what the strategy's forward kept
+  attend(use_lrpe_ ? c.q_rot : c.q, use_lrpe_ ? c.k_rot : c.k, c.v, attention, c.attention,
+         sp_.attention != nullptr ? &kept : nullptr);
+  // The norm's values and rstd from the kept row sums: forward's apply again.
+  const OpScope op(prefix_, "attention_norm.forward");
+  c.attention_norm = Tensor::empty({B, N, Dl}, dt, dev);
+  c.attention_rstd = Tensor::empty({B * N}, st, dev);
+  srmsnorm_apply_heads(attention, c.attention_sums, D, norm_eps_, c.attention_norm,
+                       c.attention_rstd);
 }
 
 void TokenMixer::backward(const Tensor& d_out, const Tensor& x_stream, const TokenMixerCache& c,

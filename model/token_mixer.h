@@ -23,6 +23,10 @@ struct TokenMixerCache {
   Tensor u;               // [B, N, D]
   Tensor attention_norm;  // o = SRMSNorm(a): [B, N, D]
   Tensor attention_rstd;  // [B·N]
+  // Selective recomputation keeps the output norm's row sums of squares
+  // (summed over TP) in place of attention_rstd: rebuilding the norm's
+  // values and rstd from the recomputed attention then needs no all-reduce.
+  Tensor attention_sums;  // [B·N]
   Tensor gated;           // u ⊙ o: [B, N, D]
   AttentionCache attention;  // what the sequence-parallel strategy keeps for backward
 };
@@ -41,7 +45,18 @@ class TokenMixer {
   // replicated over TP, or this rank's sequence shard [B, N/tp, D] under
   // --tp-sp, gathered here -> out: [B, N, D] (summed over the TP group; its
   // shard under --tp-sp).
-  void forward(const Tensor& x, Tensor& out, TokenMixerCache& cache) const;
+  // keep_core false (selective recomputation, model/recompute.h): the cache
+  // keeps qkvu, gated, the norm's row sums and the strategy's cache only;
+  // recompute_core rebuilds the rest before backward. `recomputing` (full
+  // recomputation rebuilding the layer): the strategy's cache forward kept,
+  // from which the attention is recomputed without communicating
+  // (SequenceAttention::recompute) and which the new cache shares.
+  void forward(const Tensor& x, Tensor& out, TokenMixerCache& cache, bool keep_core = true,
+               const AttentionCache* recomputing = nullptr) const;
+  // What forward without keep_core dropped, rebuilt from qkvu, the row sums
+  // and the strategy's cache: q, k, v, u (with LRPE q_rot, k_rot), the
+  // attention and its norm. Ops of the current pass (Pass::Recompute).
+  void recompute_core(TokenMixerCache& cache) const;
   // d_out, x in the stream's layout -> dx: [B, N, D] (overwritten, the
   // stream's layout); parameter grads accumulate.
   void backward(const Tensor& d_out, const Tensor& x, const TokenMixerCache& cache,
@@ -55,6 +70,12 @@ class TokenMixer {
   double norm_eps_;
   bool use_lrpe_;
   std::vector<double> slopes_;
+  // q, k, v, u from qkvu (split_qkvu.forward) and with LRPE q_rot, k_rot.
+  void split_heads(TokenMixerCache& cache) const;
+  // The attention of q, k (rotated with LRPE), v into `attention` [B, H, N, d]:
+  // the strategy's forward, or its recompute from `recomputing`.
+  void attend(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& attention,
+              AttentionCache& cache, const AttentionCache* recomputing) const;
   Parameter& qkvu_proj_;
   Parameter& out_proj_;
   Parameter* lrpe_theta_ = nullptr;

@@ -145,33 +145,10 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   }
 
   const int64_t layers = stage_.end_layer - stage_.first_layer;
-  c.layers.resize(static_cast<size_t>(layers));
-  Tensor branch = Tensor::empty({B, Ns, D}, dtype_, device_);
+  c.layers.assign(static_cast<size_t>(layers), LayerCache{});
   for (int64_t l = 0; l < layers; ++l) {
-    LayerCache& lc = c.layers[static_cast<size_t>(l)];
-    const std::string& prefix = layer_prefixes_[static_cast<size_t>(l)];
     const OpPlace place(stage_.first_layer + l, Pass::Forward);
-    lc.token_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
-    lc.token_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
-    {
-      const OpScope op(prefix, "token_norm.forward");
-      srmsnorm_forward(x, config_.norm_eps, lc.token_norm, lc.token_rstd);
-    }
-    token_mixers_[static_cast<size_t>(l)].forward(lc.token_norm, branch, lc.token_mixer);
-    {
-      const OpScope op(prefix, "token_residual.forward");
-      axpy(1.0, branch, x);  // x += GLA(SRMSNorm(x))
-    }
-
-    lc.channel_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
-    lc.channel_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
-    {
-      const OpScope op(prefix, "channel_norm.forward");
-      srmsnorm_forward(x, config_.norm_eps, lc.channel_norm, lc.channel_rstd);
-    }
-    channel_mixers_[static_cast<size_t>(l)].forward(lc.channel_norm, branch, lc.channel_mixer);
-    const OpScope op(prefix, "channel_residual.forward");
-    axpy(1.0, branch, x);  // x += SGLU(SRMSNorm(x))
+    layer_forward(static_cast<size_t>(l), x, c.layers[static_cast<size_t>(l)]);
   }
   if (!stage_.last()) {
     x_out.copy_from(x);
@@ -246,7 +223,9 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
   }
 
   for (int64_t l = stage_.end_layer - stage_.first_layer - 1; l >= 0; --l) {
-    const LayerCache& lc = c.layers[static_cast<size_t>(l)];
+    LayerCache rebuilt;
+    const LayerCache& lc =
+        layer_cache_for_backward(static_cast<size_t>(l), c.layers[static_cast<size_t>(l)], rebuilt);
     const std::string& prefix = layer_prefixes_[static_cast<size_t>(l)];
     const OpPlace place(stage_.first_layer + l, Pass::Backward);
     // x += SGLU(SRMSNorm(x)): the residual passes dx through; the branch adds.
@@ -273,6 +252,92 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
                        embedding_->grad, vocab_offset);
   }
   if (ready) ready({embedding_});
+}
+
+void TransNormerLLM::layer_forward(size_t l, Tensor& x, LayerCache& lc) const {
+  const int64_t B = x.dim(0), Ns = x.dim(1), D = config_.width;
+  const std::string& prefix = layer_prefixes_[l];
+  const bool full = recompute_ == Recompute::Full;
+  // Under full recomputation the layer's cache lives only through this call.
+  LayerCache scratch;
+  LayerCache& c = full ? scratch : lc;
+  c.token_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
+  c.token_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
+  {
+    const OpScope op(prefix, "token_norm.forward");
+    srmsnorm_forward(x, config_.norm_eps, c.token_norm, c.token_rstd);
+  }
+  Tensor branch = Tensor::empty({B, Ns, D}, dtype_, device_);
+  token_mixers_[l].forward(c.token_norm, branch, c.token_mixer,
+                           /*keep_core=*/recompute_ != Recompute::Selective);
+  {
+    const OpScope op(prefix, "token_residual.forward");
+    if (full) {
+      // x + GLA(SRMSNorm(x)) into the branch (the same bits as adding the
+      // branch into x): x stays, the layer's input.
+      axpy(1.0, x, branch);
+      lc.input = std::move(x);
+      x = std::move(branch);
+      branch = Tensor::empty({B, Ns, D}, dtype_, device_);
+    } else {
+      axpy(1.0, branch, x);  // x += GLA(SRMSNorm(x))
+    }
+  }
+  c.channel_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
+  c.channel_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
+  {
+    const OpScope op(prefix, "channel_norm.forward");
+    srmsnorm_forward(x, config_.norm_eps, c.channel_norm, c.channel_rstd);
+  }
+  channel_mixers_[l].forward(c.channel_norm, branch, c.channel_mixer);
+  {
+    const OpScope op(prefix, "channel_residual.forward");
+    axpy(1.0, branch, x);  // x += SGLU(SRMSNorm(x))
+  }
+  if (full && sp_.attention != nullptr && sp_.attention->keeps_cache_under_full_recompute()) {
+    lc.token_mixer.attention = std::move(c.token_mixer.attention);
+  }
+}
+
+const TransNormerLLM::LayerCache& TransNormerLLM::layer_cache_for_backward(size_t l,
+                                                                           const LayerCache& kept,
+                                                                           LayerCache& out) const {
+  if (recompute_ == Recompute::None) return kept;
+  const OpPlace place(stage_.first_layer + static_cast<int64_t>(l), Pass::Recompute);
+  if (recompute_ == Recompute::Selective) {
+    out = kept;  // the tensors shared, not copied
+    token_mixers_[l].recompute_core(out.token_mixer);
+    return out;
+  }
+  // Full: the layer's forward again from its input, as far as its cache
+  // goes (the channel mixer's output and the last residual add feed nothing
+  // backward reads).
+  const Tensor& x = kept.input;
+  const int64_t B = x.dim(0), Ns = x.dim(1), D = config_.width;
+  const std::string& prefix = layer_prefixes_[l];
+  out.token_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
+  out.token_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
+  {
+    const OpScope op(prefix, "token_norm.forward");
+    srmsnorm_forward(x, config_.norm_eps, out.token_norm, out.token_rstd);
+  }
+  const bool cached = sp_.attention != nullptr && sp_.attention->keeps_cache_under_full_recompute();
+  Tensor mid = Tensor::empty({B, Ns, D}, dtype_, device_);
+  token_mixers_[l].forward(out.token_norm, mid, out.token_mixer, /*keep_core=*/true,
+                           cached ? &kept.token_mixer.attention : nullptr);
+  {
+    const OpScope op(prefix, "token_residual.forward");
+    axpy(1.0, x, mid);
+  }
+  out.channel_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
+  out.channel_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
+  {
+    const OpScope op(prefix, "channel_norm.forward");
+    srmsnorm_forward(mid, config_.norm_eps, out.channel_norm, out.channel_rstd);
+  }
+  Tensor no_output;
+  channel_mixers_[l].forward(out.channel_norm, no_output, out.channel_mixer);
+  return out;
 }
 
 int64_t activation_elements_per_token(const ModelConfig& config) {

@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/op_plan.h"
 #include "model/parameters.h"
+#include "model/recompute.h"
 #include "model/tensor_parallel.h"
 #include "model/token_mixer.h"
 
@@ -30,7 +31,14 @@ PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size);
 
 class TransNormerLLM {
  public:
+  // What forward keeps of a layer for its backward: everything (recompute
+  // none); selective recomputation drops the token mixer's core
+  // (TokenMixer::forward without keep_core); full keeps only the layer's
+  // input and the strategy's cache when it keeps one
+  // (SequenceAttention::keeps_cache_under_full_recompute), and backward
+  // rebuilds the rest first (Pass::Recompute ops).
   struct LayerCache {
+    Tensor input;                   // full recomputation: the residual stream entering the layer
     Tensor token_norm, token_rstd;  // SRMSNorm before the token mixer
     TokenMixerCache token_mixer;
     Tensor channel_norm, channel_rstd;  // SRMSNorm before the channel mixer
@@ -79,6 +87,12 @@ class TransNormerLLM {
   // an optimizer or gradient buckets on the parameters.
   void place(Device device, DType compute);
 
+  // What forward keeps for backward and backward recomputes
+  // (model/recompute.h; the simulator's memory model, sim/memory.cpp, counts
+  // the same). Losses and gradients are the same bits under each.
+  void set_recompute(Recompute recompute) { recompute_ = recompute; }
+  Recompute recompute() const { return recompute_; }
+
   // tokens, targets: [B, N] i32 -> mean cross-entropy over the B·N targets (nats).
   double forward(const Tensor& tokens, const Tensor& targets, Cache& cache) const;
   // One pipeline stage: x_in [B, N, D] from the previous stage (ignored on the
@@ -105,7 +119,17 @@ class TransNormerLLM {
   TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype, const TensorParallel& tp,
                  const PipelineStage* stage, const SequenceParallel& sp, Device build);
 
+  // Layer l (of this stage) forward on the residual stream x: updated in
+  // place, or under full recomputation replaced by a new tensor so that the
+  // layer's input survives as lc.input.
+  void layer_forward(size_t l, Tensor& x, LayerCache& lc) const;
+  // The cache layer l's backward reads: `kept` itself (recompute none), or
+  // rebuilt into `rebuilt` from what forward kept (ops of Pass::Recompute).
+  const LayerCache& layer_cache_for_backward(size_t l, const LayerCache& kept,
+                                             LayerCache& rebuilt) const;
+
   ModelConfig config_;
+  Recompute recompute_ = Recompute::None;
   SequenceParallel sp_;
   DType dtype_;
   DType stats_dtype_;  // per-row statistics (Tensor::stats_dtype)

@@ -31,10 +31,6 @@ void validate_train_options(const TrainOptions& o) {
   positive("--steps", o.steps);
   validate_layout(o.model, o.layout);  // the rules `linpar sim` and `search` apply
   // What the planner can lay out and this trainer cannot run yet (issue 19).
-  if (o.layout.recompute != Recompute::None) {
-    user_error("recompute {}: the trainer keeps every activation (recompute none)",
-               recompute_name(o.layout.recompute));
-  }
   if (o.layout.pp_chunks != 1) {
     user_error("--pp-chunks {}: the trainer runs one model chunk per pipeline stage",
                o.layout.pp_chunks);
@@ -94,6 +90,7 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
   const DType param_dtype = options_.device == Device::CUDA ? DType::F32 : options_.dtype;
   model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, param_dtype, tp_,
                                             &stage_, sp_);
+  model_->set_recompute(options_.layout.recompute);
   if (options_.device == Device::CUDA) model_->place(Device::CUDA, options_.dtype);
   // Gradients are averaged over DP replicas and SP ranks alike (each SP rank's
   // loss is the mean over its chunk, and the chunks are equal).

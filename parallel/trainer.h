@@ -39,8 +39,8 @@ struct TrainOptions {
   ModelConfig model;
   // The degrees, strategies and batch (model/layout.h: the layout `linpar
   // sim` and `search` read, validated by the same validate_layout). The
-  // trainer runs recompute none, one model chunk per stage, and takes CO2's
-  // τ from its outer loop (co2/); validate_train_options refuses the rest.
+  // trainer runs one model chunk per stage and takes CO2's τ from its outer
+  // loop (co2/); validate_train_options refuses the rest.
   Layout layout = trainer_defaults();
   double emulated_dp_gbps = 0;     // experiments: DP all-reduces held to this bandwidth (0: off)
   int64_t bucket_bytes = 4 << 20;  // DDP gradient bucket size

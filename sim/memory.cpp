@@ -108,10 +108,14 @@ int64_t selective_dropped(const ModelConfig& m, int64_t layer, const Shard& s) {
 // also keep their received state (LASP's "state caching": a d×d per head,
 // and rerunning the ring or the gather in backward would serialise the SP
 // ranks again); all-gather and Ulysses rerun their collectives.
-int64_t full_recompute_kept(const MemoryLayout& l, const Shard& s, int64_t dk) {
+// (SequenceAttention::keeps_cache_under_full_recompute).
+int64_t full_recompute_kept_state(const MemoryLayout& l, const Shard& s, int64_t dk) {
   const bool keeps_state = l.sp > 1 && (l.sp_kind == SequenceParallelKind::Lasp ||
                                         l.sp_kind == SequenceParallelKind::Lasp2);
-  return s.B * s.Ns * s.D * s.e + (keeps_state ? state_bytes(s, dk) : 0);
+  return keeps_state ? state_bytes(s, dk) : 0;
+}
+int64_t full_recompute_kept(const MemoryLayout& l, const Shard& s, int64_t dk) {
+  return s.B * s.Ns * s.D * s.e + full_recompute_kept_state(l, s, dk);
 }
 
 int64_t layer_cache(const ModelConfig& m, int64_t layer, const MemoryLayout& l, const Shard& s) {
@@ -192,9 +196,11 @@ int64_t layer_backward_peak(const ModelConfig& m, int64_t layer, const MemoryLay
   const int64_t channel_mixer = tokens * 3 * s.Fl * e + reduce;
   int64_t rebuilt = 0;  // what recomputation rebuilds for this layer's backward
   if (l.recompute == Recompute::Full) {
+    // The whole cache but the strategy's kept state, which the rebuilt
+    // cache shares (TransNormerLLM::layer_cache_for_backward).
     MemoryLayout none = l;
     none.recompute = Recompute::None;
-    rebuilt = full_layer_cache(m, layer, none, s);
+    rebuilt = full_layer_cache(m, layer, none, s) - full_recompute_kept_state(l, s, dk);
   } else if (l.recompute == Recompute::Selective) {
     rebuilt = selective_dropped(m, layer, s);
   }

@@ -121,15 +121,16 @@ int SimModel::plan_twin(const ShardSpec& s, int sp_rank) const {
 }
 
 OpPlan SimModel::plan(const ShardSpec& s, int sp_rank, int64_t micro_batch, int64_t seq_len,
-                      int64_t element_bytes) const {
+                      int64_t element_bytes, Recompute recompute) const {
   if (softmax_) {
     return plan_softmax_transformer(*softmax_, s.tp, s.tp_sp, s.sp,
-                                    StepShape{micro_batch, seq_len, element_bytes});
+                                    StepShape{micro_batch, seq_len, element_bytes}, recompute);
   }
   const TensorParallel tp{nullptr, 0, s.tp, s.tp_sp};
   const StepShape shape{micro_batch, seq_len / s.sp, element_bytes};
   return plan_model(*transnormer_, tp,
-                    SequencePlan{s.sp_kind, sp_rank, s.sp, lasp::make_sequence_attention}, shape);
+                    SequencePlan{s.sp_kind, sp_rank, s.sp, lasp::make_sequence_attention}, shape,
+                    recompute);
 }
 
 }  // namespace linpar::sim

@@ -59,9 +59,10 @@ class SimModel {
 
   // One micro-batch's forward and backward of the whole model (the step keeps
   // each stage's ops) on SP rank `sp_rank`: micro_batch samples of seq_len
-  // tokens (all SP ranks together), activations of element_bytes.
+  // tokens (all SP ranks together), activations of element_bytes; each
+  // layer's recomputation before its backward (ops of pass Recompute).
   OpPlan plan(const ShardSpec& shard, int sp_rank, int64_t micro_batch, int64_t seq_len,
-              int64_t element_bytes) const;
+              int64_t element_bytes, Recompute recompute = Recompute::None) const;
   // The lowest SP rank whose plan equals sp_rank's (op for op: names, FLOPs,
   // bytes, collectives). The strategies' plans depend on the rank only
   // through whether it has a predecessor and a successor (LASP's ring: the

@@ -84,9 +84,9 @@ struct Search {
   const CostModel& cost;
   SearchStats& stats;
   std::vector<SearchResult>& results;
-  // Every SP rank's costed op plan per (tp, tp_sp, sp, SP kind, micro-batch):
-  // shared by every pp, dp and recomputation of that shard.
-  std::map<std::tuple<int, bool, int, int, int64_t>, ShardOps> shard_ops_cache = {};
+  // Every SP rank's costed op plan per (tp, tp_sp, sp, SP kind, micro-batch,
+  // recomputation): shared by every pp and dp of that shard.
+  std::map<std::tuple<int, bool, int, int, int64_t, int>, ShardOps> shard_ops_cache = {};
 
   // Every layout of one shard (dp, tp, pp, sp, tp_sp, SP kind): the
   // micro-batches, recomputation modes and variants. A layout's memory comes
@@ -129,7 +129,8 @@ struct Search {
           auto cost_of = costs.find(l.pp_chunks);
           if (cost_of == costs.end()) {
             const Clock::time_point t = Clock::now();
-            const auto key = std::make_tuple(l.tp, l.tp_sp, l.sp, static_cast<int>(l.sp_kind), l.micro_batch);
+            const auto key = std::make_tuple(l.tp, l.tp_sp, l.sp, static_cast<int>(l.sp_kind),
+                                             l.micro_batch, static_cast<int>(l.recompute));
             auto it = shard_ops_cache.find(key);
             if (it == shard_ops_cache.end()) {
               it = shard_ops_cache.emplace(key, shard_ops(model, cluster, l, cost)).first;

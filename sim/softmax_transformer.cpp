@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 
 #include "core/error.h"
 #include "core/ops/activation.h"
@@ -170,8 +171,36 @@ void validate_softmax_layout(const SoftmaxTransformerConfig& c, int tp, bool tp_
   }
 }
 
+namespace {
+
+// Each layer's forward ops again (pass Recompute) before its first backward
+// op: all of them (full) or the attention core's (selective).
+OpPlan with_recomputation(OpPlan&& plan, Recompute recompute) {
+  if (recompute == Recompute::None) return std::move(plan);
+  std::map<int32_t, std::vector<const PlannedOp*>> forward;
+  OpPlan out;
+  out.reserve(plan.ops().size() * 2);
+  int32_t recomputed = kStepLayer;
+  for (const PlannedOp& op : plan.ops()) {
+    if (op.layer >= 0 && op.pass == Pass::Forward) forward[op.layer].push_back(&op);
+    if (op.layer >= 0 && op.pass == Pass::Backward && op.layer != recomputed) {
+      recomputed = op.layer;
+      for (const PlannedOp* again : forward[op.layer]) {
+        if (recompute == Recompute::Selective && again->kind != OpKind::SoftmaxAttention) continue;
+        PlannedOp copy = *again;
+        copy.pass = Pass::Recompute;
+        out.add(std::move(copy));
+      }
+    }
+    out.add(op);
+  }
+  return out;
+}
+
+}  // namespace
+
 OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, bool tp_sp, int sp,
-                                const StepShape& s) {
+                                const StepShape& s, Recompute recompute) {
   validate_softmax_layout(c, tp_size, tp_sp, sp, s);
   const TensorParallel tp{nullptr, 0, tp_size, tp_sp};
   OpPlan plan;
@@ -430,7 +459,7 @@ OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& c, int tp_size, 
   at.layer = kEmbeddingLayer;
   op("embedding.backward", embedding_backward_flops(rows, h) + (positions ? embed_n : 0),
      embed_n * e, (positions ? 2 : 1) * embed_n * e, tp.plan_gather_sequence(full));
-  return plan;
+  return with_recomputation(std::move(plan), recompute);
 }
 
 // Korthikanti et al. 2022 §4 count, generalised to any element size (they

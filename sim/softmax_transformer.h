@@ -115,11 +115,14 @@ void validate_softmax_layout(const SoftmaxTransformerConfig& config, int tp, boo
 // TransNormer: an all-reduce after each row-parallel GEMM in forward and
 // after each column-parallel one in backward; with tp_sp an all-gather
 // before each column-parallel GEMM and a reduce-scatter after each
-// row-parallel one, swapped in backward. Not in the plan: recomputation (a
-// second forward per layer) and, with tp_sp, the once-per-step all-reduce
-// of the replicated norm weights' and row-parallel biases' gradients.
+// row-parallel one, swapped in backward. Recomputation as Megatron-LM runs
+// it (Korthikanti et al. §5), ops of pass Recompute before each layer's
+// backward: full, the layer's every forward op with its collectives;
+// selective, the attention core alone. Not in the plan: with tp_sp, the
+// once-per-step all-reduce of the replicated norm weights' and row-parallel
+// biases' gradients.
 OpPlan plan_softmax_transformer(const SoftmaxTransformerConfig& config, int tp, bool tp_sp, int sp,
-                                const StepShape& shape);
+                                const StepShape& shape, Recompute recompute = Recompute::None);
 
 // Bytes of activations one layer keeps from one micro-batch's forward until
 // its backward, on one rank (Korthikanti et al. 2022 §4; see the .cpp).

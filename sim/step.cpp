@@ -84,7 +84,7 @@ struct RankOp {
   const PlannedOp* op;
   double seconds;  // compute plus blocking TP collectives
   int64_t layer;
-  bool recompute = false;  // a forward op run again before backward: no SP traffic
+  bool recompute = false;              // a forward op run again in backward (Pass::Recompute)
   const ShardOps::Op* info = nullptr;  // its SP traffic
 };
 
@@ -113,8 +113,8 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
       }
       layer = ro.layer;
       finish = finish + ro.seconds;
-      LINPAR_CHECK(!ro.info->sp_send || ro.recompute, "{}: alike SP ranks send to a neighbour", ro.op->name);
-      if (ro.info->sp_group && !ro.recompute) finish = finish + ro.info->sp_group_seconds;
+      LINPAR_CHECK(!ro.info->sp_send, "{}: alike SP ranks send to a neighbour", ro.op->name);
+      if (ro.info->sp_group) finish = finish + ro.info->sp_group_seconds;
     }
     if (layer_done != nullptr && layer != -3) layer_done->push_back({layer, finish - previous});
     return finish;
@@ -162,7 +162,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
         size_t n = 0;
         if (last[ri] >= 0) after[n++] = last[ri];
         // A LASP rank waits for its neighbour's state (gradient) here.
-        if (!ro.recompute && (backward ? info.receives_backward : info.receives_forward)) {
+        if (backward ? info.receives_backward : info.receives_forward) {
           auto it = mailbox.find({ro.layer, r});
           if (it == mailbox.end()) break;  // not sent yet: another rank first
           after[n++] = it->second;
@@ -170,7 +170,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
         // An SP collective over every rank: the op's compute on each rank,
         // then one task over all their comm streams once every rank has
         // arrived; each rank's next op waits for it.
-        if (info.sp_group && !ro.recompute) {
+        if (info.sp_group) {
           const size_t k = issued[ri];
           if (arrived.size() <= k) {
             arrived.resize(k + 1, std::vector<int>(static_cast<size_t>(T), -1));
@@ -191,7 +191,7 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
         }
         const int task = add(ro, r, Stream::Compute, ro.seconds, after, n);
         last[ri] = task;
-        if (info.sp_send && !ro.recompute) {
+        if (info.sp_send) {
           const int peer = backward ? r - 1 : r + 1;
           LINPAR_CHECK(peer >= 0 && peer < T, "{} sends outside the SP group", ro.op->name);
           // The sender's stream only: the runtime receives on a communicator
@@ -306,7 +306,8 @@ ShardOps shard_plans(const SimModel& model, const SimLayout& l) {
       continue;
     }
     out.rank_plan.push_back(static_cast<int>(out.plans.size()));
-    out.plans.push_back(model.plan(l.shard(), r, l.micro_batch, l.seq_len, l.element_bytes));
+    out.plans.push_back(
+        model.plan(l.shard(), r, l.micro_batch, l.seq_len, l.element_bytes, l.recompute));
   }
   return out;
 }
@@ -343,7 +344,9 @@ void cost_shard_ops(ShardOps& out, const SimModel& model, const ClusterSpec& clu
       ShardOps::Op& base = it->second;
       if (fresh) {
         base.cls = op.kind;
-        base.backward = op.backward();
+        // A layer's recomputation runs in its backward (Pass::Recompute).
+        base.backward = op.pass == Pass::Backward || op.pass == Pass::Recompute;
+        base.recompute = op.pass == Pass::Recompute;
         base.compute = c.op(op);
         const bool receives = l.sp > 1 && op.receive == waits_at;
         base.receives_forward = receives && !base.backward;
@@ -384,9 +387,8 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
     own = shard_ops(model, cluster, l, cost);
     shard = &own;
   }
-  LINPAR_CHECK(static_cast<int>(shard->rank_plan.size()) == l.sp, "shard ops of {} SP ranks for sp {}",
-               shard->rank_plan.size(), l.sp);
-  std::vector<std::vector<RankOp>> layer_forward;  // per layer (index), reused over the plans
+  LINPAR_CHECK(static_cast<int>(shard->rank_plan.size()) == l.sp,
+               "shard ops of {} SP ranks for sp {}", shard->rank_plan.size(), l.sp);
   // Stages of the same structure (first or not, last or not, as many layers,
   // as many LRPE layers) cost the same: their ops differ only in the layer
   // index. The first of them is simulated; the others take its costs with
@@ -425,47 +427,23 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
     std::vector<std::vector<RankOp>> fwd(K), bwd(K);
     std::vector<int64_t> tp_bytes(K, 0), sp_bytes(K, 0), flops(K, 0);
     for (size_t k = 0; k < K; ++k) {
-      // Forward ops per layer, for recomputation before that layer's backward.
-      layer_forward.assign(static_cast<size_t>(sc.stage.end_layer - sc.stage.first_layer), {});
       std::vector<RankOp>& f = fwd[k];
       std::vector<RankOp>& b = bwd[k];
       const std::vector<PlannedOp>& plan_ops = shard->plans[k].ops();
       const std::vector<ShardOps::Op>& costed = shard->ops[k];
-      int64_t recomputed_layer = -3;
       for (const ShardOps::Run& run : shard->runs[k]) {
         if (!on_stage(run.layer, sc.stage)) continue;
         for (size_t i = run.begin; i < run.end; ++i) {
           const ShardOps::Op& o = costed[i];
-          const int64_t layer = o.layer;
           const PlannedOp& op = plan_ops[i];
           tp_bytes[k] += o.tp_bytes;
           sp_bytes[k] += o.sp_bytes;
-          if (o.cls != OpClass::Memory) flops[k] += op.flops;
-          const RankOp ro{&op, o.compute + o.tp_seconds, layer, false, &o};
-          if (!o.backward) {
-            f.push_back(ro);
-            if (layer >= 0) layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)].push_back(ro);
-            continue;
-          }
-          // Recomputation: the layer's forward (full) or its attention core
-          // (selective) once more before its first backward op, with the TP
-          // collectives full recomputation repeats; SP traffic is not
-          // repeated (the strategies keep what they received).
-          if (layer >= 0 && layer != recomputed_layer && l.recompute != Recompute::None) {
-            recomputed_layer = layer;
-            for (const RankOp& again : layer_forward[static_cast<size_t>(layer - sc.stage.first_layer)]) {
-              const ShardOps::Op& a = *again.info;
-              const bool attention = a.cls == OpClass::Attention || a.cls == OpClass::SoftmaxAttention;
-              if (l.recompute == Recompute::Selective && !attention) continue;
-              double t_again = a.compute;
-              if (l.recompute == Recompute::Full) {
-                t_again += a.tp_seconds;
-                tp_bytes[k] += a.tp_bytes;
-              }
-              b.push_back(RankOp{again.op, t_again, layer, true, &a});
-            }
-          }
-          b.push_back(ro);
+          // Model FLOPs: the work the step must do; recomputation repeats some.
+          if (o.cls != OpClass::Memory && !o.recompute) flops[k] += op.flops;
+          // A layer's recomputation is in its backward run, as the plan
+          // has it (its collectives those the recomputing code issues).
+          (o.backward ? b : f)
+              .push_back(RankOp{&op, o.compute + o.tp_seconds, o.layer, o.recompute, &o});
         }
       }
     }

@@ -143,14 +143,15 @@ struct StepPrediction : StepTimes {
 void validate_layout(const SimModel& model, const ClusterSpec& cluster, const SimLayout& layout);
 
 // Every SP rank's op plan with each op's cost on the cluster: the part of
-// phase 1 that depends on the shard, micro-batch and sequence only (not on
-// pp, recompute, dp or the batch), which the layout search computes once per
+// phase 1 that depends on the shard, micro-batch, sequence and recompute only
+// (not on pp, dp or the batch), which the layout search computes once per
 // shard and reuses. Not copyable: phase 1 keeps pointers into the plans.
 struct ShardOps {
   struct Op {
     int64_t layer = 0;   // -1 embedding, -2 head and loss
     OpClass cls = OpClass::Memory;
-    bool backward = false;
+    bool backward = false;   // run in the backward pass: its own ops and a layer's recomputation
+    bool recompute = false;  // of pass Recompute: a forward op run again before a layer's backward
     double compute = 0;     // the op alone
     double tp_seconds = 0;  // its blocking TP collectives
     int64_t tp_bytes = 0, sp_bytes = 0;

@@ -45,15 +45,22 @@ struct Case {
   int64_t co2_tau = 0;
   bool lrpe = false;
   bool tied = false;  // the LM head reuses the embedding (a copy on each end of a pipeline)
+  Recompute recompute = Recompute::None;
 };
+
+Case recomputing(Case c, Recompute recompute) {
+  c.recompute = recompute;
+  return c;
+}
 
 // This rank's expected ops of one step: its SP rank's plan, the ops of its
 // pipeline stage, forward and backward passes in the schedule's order.
 std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& grid) {
   const sim::SimModel model(o.model);
   const sim::ShardSpec shard{o.layout.tp, o.layout.tp_sp, o.layout.sp, o.layout.sp_kind};
-  const OpPlan plan = model.plan(shard, grid.coordinates().sp, o.layout.micro_batch,
-                                 o.layout.seq_len, static_cast<int64_t>(dtype_size(o.dtype)));
+  const OpPlan plan =
+      model.plan(shard, grid.coordinates().sp, o.layout.micro_batch, o.layout.seq_len,
+                 static_cast<int64_t>(dtype_size(o.dtype)), o.layout.recompute);
   const PipelineStage stage = pipeline_stage(o.model, grid.coordinates().pp, o.layout.pp);
   auto on_stage = [&](const PlannedOp& op) {
     if (op.layer == kEmbeddingLayer) return stage.first();
@@ -62,7 +69,8 @@ std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& gr
   };
   std::vector<PlannedOp> forward, backward;
   for (const PlannedOp& op : plan.ops()) {
-    if (on_stage(op)) (op.backward() ? backward : forward).push_back(op);
+    // A layer's recomputation runs in its backward pass.
+    if (on_stage(op)) (op.pass == Pass::Forward ? forward : backward).push_back(op);
   }
   const int64_t micro_batches = o.layout.global_batch / o.layout.dp / o.layout.micro_batch;
   std::vector<PlannedOp> out;
@@ -229,6 +237,7 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   o.layout.global_batch = 2 * o.layout.micro_batch * c.layout.dp;  // two micro-batches per step
   if (c.lrpe) o.model.lrpe = LrpeLayers::First;
   o.model.tie_embeddings = c.tied;
+  o.layout.recompute = c.recompute;
   // Three layers: the plan runs two and repeats layer 1's ops for layer 2
   // (model/plan_model.h), which the run of all three checks.
   o.model.n_layers = 3;
@@ -243,7 +252,8 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
     ran = ran_step(recorder);
   }
   const std::string difference = diff(ran, expected_step(o, grid, trainer, c.co2_tau));
-  EXPECT_EQ(difference, "") << c.name << " on " << device_name(device) << ", rank " << grid.rank();
+  EXPECT_EQ(difference, "") << c.name << " recompute " << recompute_name(c.recompute) << " on "
+                            << device_name(device) << ", rank " << grid.rank();
   if (c.co2_tau == 0) return;
   // The step that ends CO2's first round: the outer reduction's start too.
   for (int64_t step = 2; step < c.co2_tau; ++step) trainer.train_step();
@@ -301,6 +311,31 @@ TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
   }
 }
 
+// Selective and full recomputation: each layer's backward starts with the
+// forward ops the plan says it runs again (pass Recompute), with the
+// collectives it says they make (LASP's ring none; Ulysses its output's
+// all-to-all; all-gather, under full, its gathers; TP's under full).
+TEST(OpPlanRunNp2, RecomputationRunsItsPlanOpByOp) {
+  for (Recompute r : {Recompute::Selective, Recompute::Full}) {
+    for (const Case& c :
+         {Case{"dp2 zero1", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 1},
+          Case{"tp2 tp-sp", {1, 2, 1, 1}, true}, Case{"pp2 1f1b", {1, 1, 2, 1}},
+          Case{"sp2 lasp lrpe",
+               {1, 1, 1, 2},
+               false,
+               SequenceParallelKind::Lasp,
+               0,
+               PipelineSchedule::OneFOneB,
+               0,
+               true},
+          Case{"sp2 lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},
+          Case{"sp2 allgather", {1, 1, 1, 2}, false, SequenceParallelKind::AllGather},
+          Case{"sp2 ulysses", {1, 1, 1, 2}, false, SequenceParallelKind::Ulysses}}) {
+      expect_the_plan_runs(recomputing(c, r));
+    }
+  }
+}
+
 // f64 on the CPU: 8-byte elements, statistics, states and gradients (the
 // GPU's bf16 elements with f32 statistics below).
 TEST(OpPlanRunNp2, DoublePrecisionRunsItsPlanOpByOp) {
@@ -348,7 +383,13 @@ TEST(OpPlanRunNp4, MixedLayoutsRunTheirPlansOpByOp) {
              SequenceParallelKind::Lasp,
              0,
              PipelineSchedule::OneFOneB,
-             2}}) {
+             2},
+        recomputing(Case{"tp2 sp2 lasp", {1, 2, 1, 2}}, Recompute::Full),
+        recomputing(Case{"tp2 tp-sp pp2", {1, 2, 2, 1}, true}, Recompute::Full),
+        recomputing(Case{"sp4 lasp", {1, 1, 1, 4}}, Recompute::Selective),
+        recomputing(
+            Case{"tp2 tp-sp sp2 ulysses", {1, 2, 1, 2}, true, SequenceParallelKind::Ulysses},
+            Recompute::Full)}) {
     expect_the_plan_runs(c);
   }
 }
@@ -366,6 +407,18 @@ TEST(OpPlanRunCudaNp1, OneGpuRunsItsPlanOpByOp) {
                             0,
                             true},
                        Device::CUDA, DType::BF16);
+  for (Recompute r : {Recompute::Selective, Recompute::Full}) {
+    expect_the_plan_runs(recomputing(Case{"one gpu lrpe",
+                                          {1, 1, 1, 1},
+                                          false,
+                                          SequenceParallelKind::Lasp,
+                                          0,
+                                          PipelineSchedule::OneFOneB,
+                                          0,
+                                          true},
+                                     r),
+                         Device::CUDA, DType::BF16);
+  }
 }
 
 TEST(OpPlanRunCudaNp2, TwoGpusRunTheirPlansOpByOp) {

@@ -26,69 +26,74 @@ TEST(MemoryRun, TheModelIsWhatTheCodeAllocates) {
   m.n_layers = 3;
   const int64_t B = 2, N = 64;
   int checked = 0;
-  for (int64_t e : {2, 4, 8}) {
-    for (int tp : {1, 2}) {
-      for (bool tp_sp : {false, true}) {
-        if (tp_sp && tp == 1) continue;
-        for (int sp : {1, 2, 4}) {
-          for (SequenceParallelKind kind :
-               {SequenceParallelKind::Lasp, SequenceParallelKind::Lasp2,
-                SequenceParallelKind::AllGather, SequenceParallelKind::Ulysses}) {
-            if (sp == 1 && kind != SequenceParallelKind::Lasp) continue;
-            MemoryLayout l;
-            l.tp = tp;
-            l.tp_sp = tp_sp;
-            l.sp = sp;
-            l.sp_kind = kind;
-            l.seq_len = N;
-            l.micro_batch = l.global_batch = B;
-            l.element_bytes = e;
-            try {
-              validate_layout(m, l);
-            } catch (const UserError&) {
-              continue;  // Ulysses with more SP ranks than heads per TP rank
-            }
-            const MemoryBreakdown model = memory_per_gpu(m, l);
-            for (int r = 0; r < sp; ++r) {
-              const PlannedMemory run =
-                  plan_memory(m, TensorParallel{nullptr, 0, tp, tp_sp},
-                              SequencePlan{kind, r, sp, lasp::make_sequence_attention},
-                              StepShape{B, N / sp, e});
-              const std::string where =
-                  fmt::format("e {} tp {}{} sp {} {} rank {}", e, tp, tp_sp ? " tp-sp" : "", sp,
-                              sp_kind_name(kind), r);
-              // LASP's last state sent (the last layer's, keys d wide) is
-              // alive after forward: the model's communication buffers.
-              const bool sends = sp > 1 && kind == SequenceParallelKind::Lasp && r < sp - 1;
-              const int64_t pending = sends ? B * (m.n_heads / tp) * m.head_dim() * m.head_dim() *
-                                                  std::max<int64_t>(e, 4)
-                                            : 0;
-              // The model is of a rank that receives a state (r > 0);
-              // rank 0 keeps no received state.
-              if (r > 0 || sp == 1) {
-                EXPECT_EQ(run.cache - pending, activation_bytes_per_micro_batch(m, l)) << where;
-              } else {
-                EXPECT_LE(run.cache - pending, activation_bytes_per_micro_batch(m, l)) << where;
+  for (Recompute recompute : {Recompute::None, Recompute::Selective, Recompute::Full}) {
+    for (int64_t e : {2, 4, 8}) {
+      for (int tp : {1, 2}) {
+        for (bool tp_sp : {false, true}) {
+          if (tp_sp && tp == 1) continue;
+          for (int sp : {1, 2, 4}) {
+            for (SequenceParallelKind kind :
+                 {SequenceParallelKind::Lasp, SequenceParallelKind::Lasp2,
+                  SequenceParallelKind::AllGather, SequenceParallelKind::Ulysses}) {
+              if (sp == 1 && kind != SequenceParallelKind::Lasp) continue;
+              MemoryLayout l;
+              l.tp = tp;
+              l.tp_sp = tp_sp;
+              l.sp = sp;
+              l.sp_kind = kind;
+              l.seq_len = N;
+              l.micro_batch = l.global_batch = B;
+              l.element_bytes = e;
+              l.recompute = recompute;
+              try {
+                validate_layout(m, l);
+              } catch (const UserError&) {
+                continue;  // Ulysses with more SP ranks than heads per TP rank
               }
-              EXPECT_LE(pending, model.communication_buffers) << where;
-              EXPECT_LT(run.forward_peak, run.backward_peak) << where;
-              // The GPU's tensor-core attention workspace (bf16 only) is no
-              // allocation of the meta run; LASP's pending send is alive
-              // through backward too.
-              if (e == 2) continue;
-              const int64_t bound =
-                  model.workspace +
-                  (kind == SequenceParallelKind::Lasp && sp > 1 ? model.communication_buffers : 0);
-              EXPECT_LE(run.backward_peak, bound) << where;
-              if (r > 0 || sp == 1) EXPECT_LE(bound - run.backward_peak, bound * 6 / 100) << where;
-              ++checked;
+              const MemoryBreakdown model = memory_per_gpu(m, l);
+              for (int r = 0; r < sp; ++r) {
+                const PlannedMemory run =
+                    plan_memory(m, TensorParallel{nullptr, 0, tp, tp_sp},
+                                SequencePlan{kind, r, sp, lasp::make_sequence_attention},
+                                StepShape{B, N / sp, e}, recompute);
+                const std::string where = fmt::format(
+                    "recompute {} e {} tp {}{} sp {} {} rank {}", recompute_name(recompute), e, tp,
+                    tp_sp ? " tp-sp" : "", sp, sp_kind_name(kind), r);
+                // LASP's last state sent (the last layer's, keys d wide) is
+                // alive after forward: the model's communication buffers.
+                const bool sends = sp > 1 && kind == SequenceParallelKind::Lasp && r < sp - 1;
+                const int64_t pending = sends ? B * (m.n_heads / tp) * m.head_dim() * m.head_dim() *
+                                                    std::max<int64_t>(e, 4)
+                                              : 0;
+                // The model is of a rank that receives a state (r > 0);
+                // rank 0 keeps no received state.
+                if (r > 0 || sp == 1) {
+                  EXPECT_EQ(run.cache - pending, activation_bytes_per_micro_batch(m, l)) << where;
+                } else {
+                  EXPECT_LE(run.cache - pending, activation_bytes_per_micro_batch(m, l)) << where;
+                }
+                EXPECT_LE(pending, model.communication_buffers) << where;
+                EXPECT_LT(run.forward_peak, run.backward_peak) << where;
+                // The GPU's tensor-core attention workspace (bf16 only) is no
+                // allocation of the meta run; LASP's pending send is alive
+                // through backward too.
+                if (e == 2) continue;
+                const int64_t bound =
+                    model.workspace + (kind == SequenceParallelKind::Lasp && sp > 1
+                                           ? model.communication_buffers
+                                           : 0);
+                EXPECT_LE(run.backward_peak, bound) << where;
+                if (r > 0 || sp == 1)
+                  EXPECT_LE(bound - run.backward_peak, bound * 6 / 100) << where;
+                ++checked;
+              }
             }
           }
         }
       }
     }
   }
-  EXPECT_GT(checked, 50);
+  EXPECT_GT(checked, 150);
 }
 
 // The weights, gradients, optimizer state and ZeRO-1's buffers against the

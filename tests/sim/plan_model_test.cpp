@@ -39,31 +39,79 @@ ModelConfig five_layers(LrpeLayers lrpe) {
 
 TEST(PlanModel, RepeatingLayerOneEqualsRunningEveryLayer) {
   int compared = 0;
-  for (LrpeLayers lrpe : {LrpeLayers::None, LrpeLayers::First, LrpeLayers::All}) {
-    const ModelConfig c = five_layers(lrpe);
-    for (int64_t e : {2, 4, 8}) {
-      for (const TensorParallel& tp : {TensorParallel{}, TensorParallel{nullptr, 1, 2, false},
-                                       TensorParallel{nullptr, 0, 2, true}}) {
-        const StepShape shape{2, 16, e};
-        EXPECT_EQ(difference(plan_model(c, tp, {}, shape), plan_every_layer(c, tp, {}, shape)), "")
-            << "lrpe " << static_cast<int>(lrpe) << " e " << e << " tp " << tp.size;
-        ++compared;
-      }
-      for (SequenceParallelKind kind :
-           {SequenceParallelKind::Lasp, SequenceParallelKind::Lasp2,
-            SequenceParallelKind::AllGather, SequenceParallelKind::Ulysses}) {
-        for (int rank = 0; rank < 4; ++rank) {
-          const SequencePlan sp{kind, rank, 4, lasp::make_sequence_attention};
-          const StepShape shape{1, 8, e};
-          EXPECT_EQ(difference(plan_model(c, {}, sp, shape), plan_every_layer(c, {}, sp, shape)),
+  for (Recompute recompute : {Recompute::None, Recompute::Selective, Recompute::Full}) {
+    for (LrpeLayers lrpe : {LrpeLayers::None, LrpeLayers::First, LrpeLayers::All}) {
+      const ModelConfig c = five_layers(lrpe);
+      const std::string what =
+          fmt::format("recompute {} lrpe {}", recompute_name(recompute), static_cast<int>(lrpe));
+      for (int64_t e : {2, 4, 8}) {
+        for (const TensorParallel& tp : {TensorParallel{}, TensorParallel{nullptr, 1, 2, false},
+                                         TensorParallel{nullptr, 0, 2, true}}) {
+          const StepShape shape{2, 16, e};
+          EXPECT_EQ(difference(plan_model(c, tp, {}, shape, recompute),
+                               plan_every_layer(c, tp, {}, shape, recompute)),
                     "")
-              << sp_kind_name(kind) << " rank " << rank << " lrpe " << static_cast<int>(lrpe);
+              << what << " e " << e << " tp " << tp.size;
           ++compared;
+        }
+        if (e != 4) continue;  // the SP strategies' plans, at one element size
+        for (SequenceParallelKind kind :
+             {SequenceParallelKind::Lasp, SequenceParallelKind::Lasp2,
+              SequenceParallelKind::AllGather, SequenceParallelKind::Ulysses}) {
+          for (int rank = 0; rank < 4; ++rank) {
+            const SequencePlan sp{kind, rank, 4, lasp::make_sequence_attention};
+            const StepShape shape{1, 8, e};
+            EXPECT_EQ(difference(plan_model(c, {}, sp, shape, recompute),
+                                 plan_every_layer(c, {}, sp, shape, recompute)),
+                      "")
+                << what << " " << sp_kind_name(kind) << " rank " << rank;
+            ++compared;
+          }
         }
       }
     }
   }
-  EXPECT_EQ(compared, 3 * 3 * (3 + 16));
+  EXPECT_EQ(compared, 3 * 3 * (3 * 3 + 16));
+}
+
+// Recomputation in the plan: each layer's backward starts with its forward
+// ops again (pass Recompute), all of them but the channel mixer's output
+// product under full recomputation, the token mixer's core under selective;
+// LASP's ring is not run again (no receive, no send), Ulysses sends its
+// output back to the sequence layout again, the all-gather baseline gathers
+// again only under full recomputation (its cache is dropped).
+TEST(PlanModel, RecomputationRunsForwardOpsAgainBeforeEachBackward) {
+  const ModelConfig c = five_layers(LrpeLayers::First);
+  for (Recompute recompute : {Recompute::Selective, Recompute::Full}) {
+    for (SequenceParallelKind kind : {SequenceParallelKind::Lasp, SequenceParallelKind::AllGather,
+                                      SequenceParallelKind::Ulysses}) {
+      const SequencePlan sp{kind, 1, 4, lasp::make_sequence_attention};
+      const OpPlan plan = plan_model(c, {}, sp, StepShape{1, 8, 4}, recompute);
+      const std::string what = fmt::format("{} {}", recompute_name(recompute), sp_kind_name(kind));
+      std::vector<int32_t> order;  // each layer's first recompute op, then its backward
+      int sp_collectives = 0, l3 = 0, qkvu = 0;
+      for (size_t i = 0; i < plan.ops().size(); ++i) {
+        const PlannedOp& op = plan.ops()[i];
+        if (op.pass != Pass::Recompute) continue;
+        EXPECT_EQ(op.receive, RingReceive::None) << what << " " << op.name;
+        EXPECT_TRUE(op.name.ends_with(".forward")) << op.name;
+        if (i == 0 || plan.ops()[i - 1].pass != Pass::Recompute) order.push_back(op.layer);
+        ASSERT_LT(i + 1, plan.ops().size());
+        for (const PlannedCollective& col : op.collectives)
+          sp_collectives += col.group == CommGroup::Sp;
+        l3 += op.name.ends_with("l3.forward");
+        qkvu += op.name.ends_with("qkvu_proj.forward");
+      }
+      EXPECT_EQ(order, (std::vector<int32_t>{4, 3, 2, 1, 0})) << what;
+      EXPECT_EQ(l3, 0) << what;
+      EXPECT_EQ(qkvu, recompute == Recompute::Full ? 5 : 0) << what;
+      const int expected_sp =
+          kind == SequenceParallelKind::Ulysses ? 5 * (recompute == Recompute::Full ? 4 : 1)
+          : kind == SequenceParallelKind::AllGather && recompute == Recompute::Full ? 5 * 2
+                                                                                    : 0;
+      EXPECT_EQ(sp_collectives, expected_sp) << what;
+    }
+  }
 }
 
 // Every layer in the plan, in the model's order: forward ascending, backward

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -35,13 +36,11 @@ SimLayout sp_layout(int sp, SequenceParallelKind kind) {
   return l;
 }
 
-double seconds_of_forward_ops(const OpPlan& plan, bool attention_only) {
+// Seconds of the plan's recomputation ops (pass Recompute) on one H100.
+double seconds_of_recomputation(const OpPlan& plan) {
   double t = 0;
   for (const PlannedOp& op : plan.ops()) {
-    if (op.layer < 0 || op.backward()) continue;
-    const OpClass k = op.kind;
-    if (attention_only && k != OpClass::Attention) continue;
-    t += op_seconds(op, gpu_preset("h100"));
+    if (op.pass == Pass::Recompute) t += op_seconds(op, gpu_preset("h100"));
   }
   return t;
 }
@@ -326,19 +325,27 @@ TEST(SimPipeline, StagesOfOneStructureShareTheirCostsWithTheLayersRenumbered) {
   EXPECT_NEAR(sum, c.backward, 1e-12);
 }
 
-TEST(SimRecompute, FullRerunsEachLayersForwardAndSelectiveItsAttention) {
+// The recomputation is the plan's: the model's own backward on meta tensors
+// runs it (model/plan_model.h), and the step adds exactly its ops' time to
+// the backward: full more than twice what selective adds.
+TEST(SimRecompute, TheBackwardRunsThePlansRecomputation) {
   const ModelConfig m = preset_config("tnl-385m");
   const ClusterSpec c = make_cluster("h100", 1, 1);
   SimLayout l;
   l.seq_len = 2048;
   l.micro_batch = 2;
   l.global_batch = 2;
-  const OpPlan plan = plan_model(m, {}, {}, StepShape{2, 2048, 2});
   const double none = micro_batch_costs(m, c, l).stages[0].backward;
-  l.recompute = Recompute::Full;
-  EXPECT_NEAR(micro_batch_costs(m, c, l).stages[0].backward - none, seconds_of_forward_ops(plan, false), 1e-12);
-  l.recompute = Recompute::Selective;
-  EXPECT_NEAR(micro_batch_costs(m, c, l).stages[0].backward - none, seconds_of_forward_ops(plan, true), 1e-12);
+  std::map<Recompute, double> added;
+  for (Recompute recompute : {Recompute::Selective, Recompute::Full}) {
+    l.recompute = recompute;
+    const OpPlan plan = plan_model(m, {}, {}, StepShape{2, 2048, 2}, recompute);
+    added[recompute] = micro_batch_costs(m, c, l).stages[0].backward - none;
+    EXPECT_NEAR(added[recompute], seconds_of_recomputation(plan), 1e-12)
+        << recompute_name(recompute);
+    EXPECT_GT(added[recompute], 0) << recompute_name(recompute);
+  }
+  EXPECT_GT(added[Recompute::Full], 2 * added[Recompute::Selective]);
   // Model FLOPs (MFU's numerator) do not count the recomputation.
   l.recompute = Recompute::None;
   const int64_t flops = micro_batch_costs(m, c, l).stages[0].model_flops;
