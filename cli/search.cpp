@@ -66,14 +66,19 @@ std::vector<int> parse_chunks(const std::string& list) {
 
 std::string co2_name(int64_t tau) { return tau > 0 ? fmt::format("τ={}", tau) : "off"; }
 
-nlohmann::json layout_json(int rank, const sim::SearchResult& r) {
+nlohmann::json layout_json(int rank, const sim::SearchResult& r, const SimSetup& setup) {
   const sim::SimLayout& l = r.layout;
+  const std::optional<TrainCommand> run = runnable_command(setup, l);
   return {{"rank", rank},
+          {"train_command", run && run->unrunnable.empty() ? run->mpirun : ""},
+          {"slurm_command", run && run->unrunnable.empty() ? run->slurm : ""},
+          {"not_runnable",
+           run ? run->unrunnable : "a softmax transformer: linpar trains TransNormerLLM"},
           {"dp", l.dp},
           {"tp", l.tp},
           {"tp_sp", l.tp_sp},
           {"pp", l.pp},
-          {"pp_schedule", l.schedule == PipelineSchedule::GPipe ? "gpipe" : "1f1b"},
+          {"pp_schedule", pipeline_schedule_name(l.schedule)},
           {"pp_chunks", l.pp_chunks},
           {"sp", l.sp},
           {"sp_kind", sp_kind_name(l.sp_kind)},
@@ -156,7 +161,7 @@ int search_command(const std::vector<std::string>& args) {
   if (format == "json") {
     nlohmann::json layouts = nlohmann::json::array();
     for (size_t i = 0; i < shown; ++i)
-      layouts.push_back(layout_json(static_cast<int>(i) + 1, results[i]));
+      layouts.push_back(layout_json(static_cast<int>(i) + 1, results[i], setup));
     const nlohmann::json j = {{"model", setup.model.name()},
                               {"gpus", cluster.gpus()},
                               {"gpu", cluster.gpu.name},
@@ -203,6 +208,11 @@ int search_command(const std::vector<std::string>& args) {
       stats.evaluated, stats.fitting, cluster.gpu.hbm_gib, stats.rejected, stats.seconds,
       stats.layouts_per_second());
   fmt::print("{}\n", explanation);
+  // Plan → run: the best layouts' `linpar train` commands.
+  for (size_t i = 0; i < std::min<size_t>(shown, 3); ++i) {
+    fmt::print("layout {}:\n", i + 1);
+    print_train_command(runnable_command(setup, results[i].layout));
+  }
   return 0;
 }
 

@@ -79,6 +79,7 @@ int sim_command(const std::vector<std::string>& args) {
     std::filesystem::rename(temp, path);
   }
   const sim::MemoryBreakdown& m = p.memory;
+  const std::optional<TrainCommand> run = runnable_command(setup, l);
   if (format == "json") {
     const nlohmann::json j = {
         {"model", setup.model.name()},
@@ -87,10 +88,20 @@ int sim_command(const std::vector<std::string>& args) {
         {"cost_source", setup.profile ? "profile" : "roofline"},
         {"efficiency", efficiency_json(setup.efficiency)},
         {"layout",
-         {{"dp", l.dp}, {"tp", l.tp}, {"tp_sp", l.tp_sp}, {"pp", l.pp}, {"sp", l.sp},
-          {"sp_kind", sp_kind_name(l.sp_kind)}, {"zero", l.zero}, {"recompute", recompute_name(l.recompute)},
-          {"co2_tau", l.co2_tau}, {"pp_schedule", v["pp-schedule"].as<std::string>()}, {"pp_chunks", l.pp_chunks},
-          {"seq_len", l.seq_len}, {"micro_batch", l.micro_batch}, {"global_batch", l.global_batch},
+         {{"dp", l.dp},
+          {"tp", l.tp},
+          {"tp_sp", l.tp_sp},
+          {"pp", l.pp},
+          {"sp", l.sp},
+          {"sp_kind", sp_kind_name(l.sp_kind)},
+          {"zero", l.zero},
+          {"recompute", recompute_name(l.recompute)},
+          {"co2_tau", l.co2_tau},
+          {"pp_schedule", v["pp-schedule"].as<std::string>()},
+          {"pp_chunks", l.pp_chunks},
+          {"seq_len", l.seq_len},
+          {"micro_batch", l.micro_batch},
+          {"global_batch", l.global_batch},
           {"grad_reduce", v["grad-reduce"].as<std::string>()},
           {"grad_reduce_dtype", v["grad-reduce-dtype"].as<std::string>()},
           {"grad_accumulate", v["grad-accumulate"].as<std::string>()},
@@ -106,10 +117,18 @@ int sim_command(const std::vector<std::string>& args) {
         {"comm_bytes_per_gpu", p.comm_bytes_per_gpu},
         {"memory_per_gpu_bytes", m.total},
         {"memory",
-         {{"parameters", m.parameters}, {"gradients", m.gradients}, {"optimizer_state", m.optimizer_state},
-          {"activations", m.activations}, {"workspace", m.workspace},
-          {"communication_buffers", m.communication_buffers}, {"co2_host", m.co2_state}}},
-        {"fits", p.fits}};
+         {{"parameters", m.parameters},
+          {"gradients", m.gradients},
+          {"optimizer_state", m.optimizer_state},
+          {"activations", m.activations},
+          {"workspace", m.workspace},
+          {"communication_buffers", m.communication_buffers},
+          {"co2_host", m.co2_state}}},
+        {"fits", p.fits},
+        {"train_command", run && run->unrunnable.empty() ? run->mpirun : ""},
+        {"slurm_command", run && run->unrunnable.empty() ? run->slurm : ""},
+        {"not_runnable",
+         run ? run->unrunnable : "a softmax transformer: linpar trains TransNormerLLM"}};
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
@@ -133,6 +152,7 @@ int sim_command(const std::vector<std::string>& args) {
   fmt::print("  memory per GPU   {:10.2f} GiB of {:.0f}{}\n", gib(m.total), cluster.gpu.hbm_gib,
              p.fits ? "" : "  — DOES NOT FIT: " + p.memory_message);
   fmt::print("    {}\n", sim::memory_summary(m));
+  print_train_command(run);
   return 0;
 }
 

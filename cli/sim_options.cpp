@@ -132,4 +132,19 @@ SimSetup sim_setup_from(const po::variables_map& v) {
   return setup;
 }
 
+std::optional<TrainCommand> runnable_command(const SimSetup& setup, const sim::SimLayout& layout) {
+  if (!setup.model.is_transnormer()) return std::nullopt;
+  return train_command(setup.model.transnormer(), layout, setup.cluster, setup.settings_note());
+}
+
+void print_train_command(const std::optional<TrainCommand>& command) {
+  if (!command) {
+    fmt::print("  run it: simulated only (linpar trains TransNormerLLM)\n");
+  } else if (!command->unrunnable.empty()) {
+    fmt::print("  run it: not by linpar train yet: {}\n", command->unrunnable);
+  } else {
+    fmt::print("  run it: {}\n  slurm:  {}\n", command->mpirun, command->slurm);
+  }
+}
+
 }  // namespace linpar::cli

@@ -6,12 +6,12 @@
 // names (--sp-kind, --recompute, --pp-schedule).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "cli/options.h"
+#include "cli/train_command.h"
 #include "sim/hardware.h"
 #include "sim/model.h"
 #include "sim/profile_costs.h"
@@ -51,5 +51,12 @@ nlohmann::json efficiency_json(const sim::Efficiency& efficiency);
 
 // UserError naming the value and the rule for bad options.
 SimSetup sim_setup_from(const po::variables_map& v);
+
+// The `linpar train` command of a layout of this setup's model (its
+// unrunnable field says why the trainer cannot run it), or none for a
+// GPT/Llama model (simulated only).
+std::optional<TrainCommand> runnable_command(const SimSetup& setup, const sim::SimLayout& layout);
+// "  run it: mpirun …" and "  slurm: sbatch …", or why it cannot run.
+void print_train_command(const std::optional<TrainCommand>& command);
 
 }  // namespace linpar::cli

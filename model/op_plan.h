@@ -56,6 +56,10 @@ struct PlannedOp {
   std::vector<PlannedCollective> collectives;
   MatmulShape matmul;  // kind Matmul
   CoreShape core;      // kinds SoftmaxAttention and Attention
+  // The earlier op of the same plan this one repeats in all but its name and
+  // layer (plan_model's layers built alike), or -1: the simulator costs an
+  // op once and copies its cost to the repeats.
+  int32_t repeats = -1;
 
   bool backward() const { return pass == Pass::Backward; }
 };

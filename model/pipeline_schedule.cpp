@@ -12,6 +12,10 @@ PipelineSchedule pipeline_schedule_from_name(const std::string& name) {
   user_error("--pp-schedule {}: expected gpipe or 1f1b", name);
 }
 
+const char* pipeline_schedule_name(PipelineSchedule schedule) {
+  return schedule == PipelineSchedule::GPipe ? "gpipe" : "1f1b";
+}
+
 std::vector<PipelineAction> pipeline_actions(PipelineSchedule schedule, int stage, int stages,
                                              int64_t micro_batches) {
   std::vector<PipelineAction> actions;

@@ -12,6 +12,7 @@ namespace linpar {
 
 enum class PipelineSchedule { GPipe, OneFOneB };
 PipelineSchedule pipeline_schedule_from_name(const std::string& name);  // UserError on unknown names
+const char* pipeline_schedule_name(PipelineSchedule schedule);          // "gpipe", "1f1b"
 
 struct PipelineAction {
   bool backward = false;

@@ -141,6 +141,7 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
     size_t end = i;
     while (end < ops.size() && ops[end].layer == 1 && (ops[end].pass == Pass::Forward) == forward)
       ++end;
+    const size_t first_copy = plan.ops().size();  // the sweep's first layer's ops start here
     for (int64_t k = 1; k < L; ++k) {
       const int64_t layer = forward ? k : L - k;
       const std::string prefix = fmt::format("layers.{}.", layer);
@@ -151,6 +152,7 @@ OpPlan plan_model(const ModelConfig& config, const TensorParallel& tp, const Seq
         PlannedOp op = ops[j];
         ops[j].name = std::move(tail);
         op.layer = static_cast<int32_t>(layer);
+        if (k > 1) op.repeats = static_cast<int32_t>(first_copy + (j - i));
         op.name.reserve(prefix.size() + ops[j].name.size());
         op.name.append(prefix).append(ops[j].name);
         plan.add(std::move(op));

@@ -331,6 +331,7 @@ void cost_shard_ops(ShardOps& out, const SimModel& model, const ClusterSpec& clu
   for (const OpPlan& plan : out.plans) {
     std::vector<ShardOps::Op>& ops = out.ops.emplace_back();
     std::vector<ShardOps::Run>& runs = out.runs.emplace_back();
+    ops.reserve(plan.ops().size());
     costed.clear();
     // Where a rank waits for its neighbour's state (gradient): at the op
     // that first reads it, or (a blocking ring) where the receive is posted,
@@ -338,6 +339,15 @@ void cost_shard_ops(ShardOps& out, const SimModel& model, const ClusterSpec& clu
     const RingReceive waits_at = l.lasp_blocking ? RingReceive::Posts : RingReceive::Waits;
     for (const PlannedOp& op : plan.ops()) {
       const int64_t layer = op.layer;
+      if (op.repeats >= 0) {  // the same op as an earlier one, in another layer
+        ShardOps::Op o = ops[static_cast<size_t>(op.repeats)];
+        o.layer = layer;
+        if (runs.empty() || runs.back().layer != layer)
+          runs.push_back({layer, ops.size(), ops.size()});
+        ++runs.back().end;
+        ops.push_back(o);
+        continue;
+      }
       const OpCostKey key{op.kind,       op.pass,          op.receive, op.flops,
                           op.bytes_read, op.bytes_written, op.matmul,  op.core};
       auto [it, fresh] = costed.try_emplace(key);
@@ -430,6 +440,8 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
       std::vector<RankOp>& f = fwd[k];
       std::vector<RankOp>& b = bwd[k];
       const std::vector<PlannedOp>& plan_ops = shard->plans[k].ops();
+      f.reserve(plan_ops.size());
+      b.reserve(plan_ops.size());
       const std::vector<ShardOps::Op>& costed = shard->ops[k];
       for (const ShardOps::Run& run : shard->runs[k]) {
         if (!on_stage(run.layer, sc.stage)) continue;

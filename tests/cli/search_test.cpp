@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "run_linpar.h"
 
@@ -18,8 +19,13 @@ TEST(CliSearch, TableShowsTheBestLayoutsTheCountsAndWhy) {
   EXPECT_NE(r.out.find("tokens/GPU/s"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("layouts evaluated"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" wins at "), std::string::npos) << r.out;
-  // Title, header, 3 layouts, counts, explanation.
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 7) << r.out;
+  // Title, header, 3 layouts, counts, explanation; then each layout's
+  // `linpar train` command, mpirun and Slurm.
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 7 + 3 * 3) << r.out;
+  EXPECT_NE(
+      r.out.find("layout 3:\n  run it: mpirun -np 4 --map-by ppr:4:node build/cli/linpar train "),
+      std::string::npos)
+      << r.out;
 }
 
 TEST(CliSearch, JsonHasTheStableKeysInRankOrder) {
@@ -82,6 +88,69 @@ TEST(CliSearch, NothingFitsNamesTheSmallestNeed) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_NE(r.err.find("no layout fits: the smallest ("), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("GiB per GPU, h100 has 80"), std::string::npos) << r.err;
+}
+
+}  // namespace linpar
+
+namespace linpar {
+
+namespace {
+
+std::vector<double> step_losses(const std::string& metrics_path) {
+  std::vector<double> losses;
+  std::istringstream in(testing::read_file(metrics_path));
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("loss")) losses.push_back(j["loss"].get<double>());
+  }
+  return losses;
+}
+
+}  // namespace
+
+// Plan → run: `linpar search` prints, for each layout, the `linpar train`
+// command that runs it; the top 3 for a small model on 8 GPUs, run as
+// printed on 8 CPU ranks (the device and dtype swapped for the CPU's f64),
+// train what one process trains: every step's loss within 1e-9.
+TEST(CliPlanToRun, SearchsTopThreeRunAsPrinted) {
+  const auto r = run_linpar(
+      "search --model tnl-tiny --gpus-per-node 8 --seq-len 64 --global-batch 16 --format json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const std::string data = " --data " + testing::default_corpus_dir() +
+                           " --steps 2 --eval-every 0 --eval-windows 1 --progress quiet";
+  testing::TempDir scratch;
+  const std::string one = scratch / "one.jsonl";
+  for (int i = 0; i < 3; ++i) {
+    const nlohmann::json& layout = j["layouts"][static_cast<size_t>(i)];
+    const std::string command = layout["train_command"].get<std::string>();
+    const std::string head = "mpirun -np 8 --map-by ppr:8:node build/cli/linpar train ";
+    ASSERT_EQ(command.rfind(head, 0), 0u) << command;
+    std::string flags = command.substr(head.size());
+    const std::string gpu = "--device cuda --dtype bf16";
+    ASSERT_NE(flags.find(gpu), std::string::npos) << flags;
+    flags.replace(flags.find(gpu), gpu.size(), "--device cpu --dtype f64");
+    EXPECT_EQ(layout["slurm_command"].get<std::string>(),
+              "sbatch --nodes 1 --ntasks-per-node 8 scripts/launch/slurm.sbatch " +
+                  command.substr(head.size()));
+    const std::string metrics = scratch / ("layout" + std::to_string(i) + ".jsonl");
+    const std::string run = testing::mpirun() + " -np 8 " + LINPAR_BINARY + " train " + flags +
+                            data + " --metrics " + metrics + " >/dev/null 2>&1";
+    ASSERT_EQ(std::system(run.c_str()), 0) << run;
+    // One process, the same model and batch.
+    const std::string single = std::string(LINPAR_BINARY) +
+                               " train --model tnl-tiny --device cpu --dtype f64" +
+                               " --seq-len 64 --global-batch 16 --micro-batch " +
+                               std::to_string(layout["micro_batch"].get<int>()) + data +
+                               " --metrics " + one + " >/dev/null 2>&1";
+    ASSERT_EQ(std::system(single.c_str()), 0) << single;
+    const std::vector<double> got = step_losses(metrics), want = step_losses(one);
+    ASSERT_EQ(got.size(), 2u) << flags;
+    ASSERT_EQ(want.size(), 2u);
+    for (size_t s = 0; s < got.size(); ++s) {
+      EXPECT_NEAR(got[s], want[s], 1e-9 * want[s]) << flags << " step " << s + 1;
+    }
+  }
 }
 
 }  // namespace linpar

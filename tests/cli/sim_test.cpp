@@ -208,3 +208,49 @@ TEST(CliSim, AttentionCorePicksTheSoftmaxKernel) {
 }
 
 }  // namespace linpar
+
+namespace linpar {
+
+// Plan → run: `linpar sim` prints the `linpar train` command of its layout
+// (mpirun and Slurm), and `linpar train --dry-run` with those flags prints
+// the memory `linpar sim` printed; a layout the trainer cannot run says why
+// (JSON: not_runnable), and a GPT/Llama model is simulated only.
+TEST(CliSimPlanToRun, PrintsTheTrainCommandWhoseDryRunHasTheSameMemory) {
+  const auto r = testing::run_linpar(
+      "sim --model tnl-1b --gpus-per-node 8 --nodes 2 --dp 4 --tp 2 --tp-sp --pp 2 --sp 1 "
+      "--seq-len 4096 --micro-batch 1 --global-batch 16 --recompute full --zero 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string head =
+      "  run it: mpirun -np 16 --hostfile HOSTFILE --map-by ppr:8:node "
+      "build/cli/linpar train ";
+  const size_t at = r.out.find(head);
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string flags = r.out.substr(at + head.size(), r.out.find('\n', at) - at - head.size());
+  EXPECT_NE(flags.find("--recompute full --seq-len 4096"), std::string::npos) << flags;
+  EXPECT_NE(
+      r.out.find("  slurm:  sbatch --nodes 2 --ntasks-per-node 8 scripts/launch/slurm.sbatch " +
+                 flags),
+      std::string::npos)
+      << r.out;
+  const auto dry = testing::run_linpar("train " + flags + " --dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  auto memory_line = [](const std::string& out) {
+    const size_t m = out.find("    parameters ");
+    return m == std::string::npos ? std::string("none") : out.substr(m, out.find('\n', m) - m);
+  };
+  EXPECT_EQ(memory_line(dry.out), memory_line(r.out)) << dry.out;
+
+  const auto interleaved = testing::run_linpar(
+      "sim --model tnl-1b --gpus-per-node 4 --pp 4 --pp-chunks 2 --seq-len 2048 --micro-batch 1 "
+      "--global-batch 8 --format json");
+  ASSERT_EQ(interleaved.exit_code, 0) << interleaved.err;
+  const nlohmann::json j = nlohmann::json::parse(interleaved.out);
+  EXPECT_EQ(j["train_command"], "");
+  EXPECT_NE(j["not_runnable"].get<std::string>().find("--pp-chunks 2"), std::string::npos) << j;
+  const auto gpt = testing::run_linpar(
+      "sim --model gpt3-1.3b --gpus-per-node 8 --dp 8 --seq-len 2048 --global-batch 8");
+  ASSERT_EQ(gpt.exit_code, 0) << gpt.err;
+  EXPECT_NE(gpt.out.find("run it: simulated only"), std::string::npos) << gpt.out;
+}
+
+}  // namespace linpar

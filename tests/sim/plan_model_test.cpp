@@ -28,6 +28,25 @@ std::string difference(const OpPlan& a, const OpPlan& b) {
   return "";
 }
 
+// "" when every op marked as repeating an earlier one (PlannedOp::repeats,
+// which the simulator copies the cost of) equals it but for name and layer.
+std::string wrong_repeat(const OpPlan& plan) {
+  for (size_t i = 0; i < plan.ops().size(); ++i) {
+    const PlannedOp& x = plan.ops()[i];
+    if (x.repeats < 0) continue;
+    if (static_cast<size_t>(x.repeats) >= i) return fmt::format("op {} repeats a later op", i);
+    const PlannedOp& y = plan.ops()[static_cast<size_t>(x.repeats)];
+    if (x.kind != y.kind || x.pass != y.pass || x.receive != y.receive || x.flops != y.flops ||
+        x.bytes_read != y.bytes_read || x.bytes_written != y.bytes_written ||
+        x.collectives != y.collectives || x.matmul != y.matmul || x.core != y.core ||
+        y.repeats >= 0 ||
+        x.name.substr(x.name.find('.', 7)) != y.name.substr(y.name.find('.', 7))) {
+      return fmt::format("op {} {} does not repeat {}", i, x.name, y.name);
+    }
+  }
+  return "";
+}
+
 ModelConfig five_layers(LrpeLayers lrpe) {
   ModelConfig c = preset_config("tnl-tiny");
   c.n_layers = 5;
@@ -48,10 +67,10 @@ TEST(PlanModel, RepeatingLayerOneEqualsRunningEveryLayer) {
         for (const TensorParallel& tp : {TensorParallel{}, TensorParallel{nullptr, 1, 2, false},
                                          TensorParallel{nullptr, 0, 2, true}}) {
           const StepShape shape{2, 16, e};
-          EXPECT_EQ(difference(plan_model(c, tp, {}, shape, recompute),
-                               plan_every_layer(c, tp, {}, shape, recompute)),
-                    "")
+          const OpPlan plan = plan_model(c, tp, {}, shape, recompute);
+          EXPECT_EQ(difference(plan, plan_every_layer(c, tp, {}, shape, recompute)), "")
               << what << " e " << e << " tp " << tp.size;
+          EXPECT_EQ(wrong_repeat(plan), "") << what << " e " << e << " tp " << tp.size;
           ++compared;
         }
         if (e != 4) continue;  // the SP strategies' plans, at one element size
@@ -61,10 +80,10 @@ TEST(PlanModel, RepeatingLayerOneEqualsRunningEveryLayer) {
           for (int rank = 0; rank < 4; ++rank) {
             const SequencePlan sp{kind, rank, 4, lasp::make_sequence_attention};
             const StepShape shape{1, 8, e};
-            EXPECT_EQ(difference(plan_model(c, {}, sp, shape, recompute),
-                                 plan_every_layer(c, {}, sp, shape, recompute)),
-                      "")
+            const OpPlan plan = plan_model(c, {}, sp, shape, recompute);
+            EXPECT_EQ(difference(plan, plan_every_layer(c, {}, sp, shape, recompute)), "")
                 << what << " " << sp_kind_name(kind) << " rank " << rank;
+            EXPECT_EQ(wrong_repeat(plan), "") << what << " " << sp_kind_name(kind);
             ++compared;
           }
         }
