@@ -140,6 +140,7 @@ int train_command(const std::vector<std::string>& args) {
       ("tp-sp", po::bool_switch(), "Megatron sequence parallelism inside the TP group (sequence-sharded norms and residuals)")
       ("pp", po::value<int>()->default_value(1), "pipeline-parallel degree (contiguous layer stages)")
       ("pp-schedule", po::value<std::string>()->default_value("1f1b"), "pipeline schedule: gpipe|1f1b")
+      ("pp-chunks", po::value<int>()->default_value(1), "model chunks per stage: > 1 is interleaved 1F1B (Megatron's virtual pipeline; micro-batches a multiple of pp)")
       ("sp", po::value<int>()->default_value(1), "sequence-parallel degree (the sequence is split into sp chunks)")
       ("sp-kind", po::value<std::string>()->default_value("lasp"), "sequence parallelism: lasp|lasp2|allgather|ulysses")
       ("zero", po::value<int>()->default_value(0), "1: ZeRO-1 (optimizer state sharded over the DP group)")
@@ -167,6 +168,7 @@ int train_command(const std::vector<std::string>& args) {
   o.layout.tp_sp = v["tp-sp"].as<bool>();
   o.layout.sp_kind = parse_sp_kind(v["sp-kind"].as<std::string>());
   o.layout.schedule = pipeline_schedule_from_name(v["pp-schedule"].as<std::string>());
+  o.layout.pp_chunks = v["pp-chunks"].as<int>();
   o.layout.zero = v["zero"].as<int>();
   o.layout.recompute = recompute_from_name(v["recompute"].as<std::string>());
   const std::string optimizer = v["optimizer"].as<std::string>();

@@ -46,12 +46,11 @@ inline PipelineAction pipeline_action(PipelineSchedule schedule, int stage, int 
 }
 
 // Interleaved 1F1B (Narayanan et al. 2021, §2.2; Megatron-LM's
-// forward_backward_pipelining_with_interleaving; simulated only, the trainer
-// runs GPipe and 1F1B): each of the S stages holds v model chunks, stage s's
-// chunk c being virtual stage c·S + s of S·v, so a micro-batch passes the
-// stages v times. Micro-batches go in groups of S: forward k (of m·v) runs
-// micro-batch (k / (S·v))·S + k % S on chunk (k / S) % v, backward k the same
-// micro-batch on chunk v − 1 − (k / S) % v. Stage s runs
+// forward_backward_pipelining_with_interleaving; the trainer's
+// parallel/pipeline.cpp and the simulator run it): each of the S stages holds v model chunks, stage
+// s's chunk c being virtual stage c·S + s of S·v, so a micro-batch passes the stages v times.
+// Micro-batches go in groups of S: forward k (of m·v) runs micro-batch (k / (S·v))·S + k % S on
+// chunk (k / S) % v, backward k the same micro-batch on chunk v − 1 − (k / S) % v. Stage s runs
 // min(2·(S − s − 1) + (v − 1)·S, m·v) warm-up forwards (all m·v when m = S),
 // then alternates one forward and one backward, then drains the backwards.
 // The bubble is v times smaller than 1F1B's; m must be a multiple of S.

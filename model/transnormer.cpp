@@ -64,7 +64,36 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
       params_(build) {
   config_.validate();
   validate_tensor_parallel(config_, tp.size);
-  stage_ = stage != nullptr ? *stage : PipelineStage{0, 1, 0, config.n_layers};
+  chunks_ = {stage != nullptr ? *stage : PipelineStage{0, 1, 0, config.n_layers}};
+  build_layers(seed, dtype, tp, sp);
+}
+
+TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
+                               const TensorParallel& tp, const std::vector<PipelineStage>& chunks,
+                               const SequenceParallel& sp)
+    : config_(config), sp_(sp), dtype_(dtype), stats_dtype_(dtype), tp_(tp), params_(Device::CPU) {
+  config_.validate();
+  validate_tensor_parallel(config_, tp.size);
+  LINPAR_CHECK(!chunks.empty(), "a model of no pipeline chunk");
+  chunks_ = chunks;
+  build_layers(seed, dtype, tp, sp);
+}
+
+void TransNormerLLM::build_layers(uint64_t seed, DType dtype, const TensorParallel& tp,
+                                  const SequenceParallel& sp) {
+  const ModelConfig& config = config_;
+  // The rank's stage: its first chunk holds the embedding when it is the
+  // first (virtual) stage, its last the head when it is the last.
+  stage_ = chunks_.front();
+  stage_.end_layer = chunks_.back().end_layer;
+  if (chunks_.size() > 1) {
+    stage_.size = chunks_.front().size / static_cast<int>(chunks_.size());
+    stage_.rank = chunks_.front().rank;
+    LINPAR_CHECK(
+        chunks_.back().rank == stage_.rank + (static_cast<int>(chunks_.size()) - 1) * stage_.size,
+        "model chunks of virtual stages {} … {} are not one stage's", chunks_.front().rank,
+        chunks_.back().rank);
+  }
   // Vocabulary-parallel embedding and LM head: rows [t·V/tp, (t+1)·V/tp).
   const int64_t V = config.vocab_size, D = config.width;
   const ShardBox vocab_rows{{V, D}, {tp.block_offset(V), 0}, {tp.block(V), D}};
@@ -72,18 +101,24 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
     embedding_ = &params_.add_normal("embedding", vocab_rows, {tp.block(V), D}, dtype, seed,
                                      config.init_std);
   }
-  const int64_t layers = stage_.end_layer - stage_.first_layer;
+  int64_t layers = 0;
+  for (const PipelineStage& chunk : chunks_) layers += chunk.end_layer - chunk.first_layer;
   token_mixers_.reserve(static_cast<size_t>(layers));
   channel_mixers_.reserve(static_cast<size_t>(layers));
-  for (int64_t l = stage_.first_layer; l < stage_.end_layer; ++l) {
-    const size_t before = params_.all().size();
-    token_mixers_.emplace_back(config, l, params_, seed, dtype, tp, sp);
-    layer_prefixes_.push_back(fmt::format("layers.{}.", l));
-    channel_mixers_.emplace_back(config, l, params_, seed, dtype, tp);
-    std::vector<Parameter*> added;
-    for (size_t i = before; i < params_.all().size(); ++i) added.push_back(&params_.all()[i]);
-    layer_params_.push_back(std::move(added));
+  for (const PipelineStage& chunk : chunks_) {
+    chunk_begin_.push_back(static_cast<int64_t>(layer_index_.size()));
+    for (int64_t l = chunk.first_layer; l < chunk.end_layer; ++l) {
+      const size_t before = params_.all().size();
+      token_mixers_.emplace_back(config, l, params_, seed, dtype, tp, sp);
+      layer_prefixes_.push_back(fmt::format("layers.{}.", l));
+      layer_index_.push_back(l);
+      channel_mixers_.emplace_back(config, l, params_, seed, dtype, tp);
+      std::vector<Parameter*> added;
+      for (size_t i = before; i < params_.all().size(); ++i) added.push_back(&params_.all()[i]);
+      layer_params_.push_back(std::move(added));
+    }
   }
+  chunk_begin_.push_back(static_cast<int64_t>(layer_index_.size()));
   if (stage_.last()) {
     if (!config.tie_embeddings) {
       lm_head_ = &params_.add_normal("lm_head", vocab_rows, {tp.block(V), D}, dtype, seed, config.init_std);
@@ -123,7 +158,8 @@ double TransNormerLLM::forward(const Tensor& tokens, const Tensor& targets, Cach
 }
 
 double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets,
-                                     const Tensor& x_in, Tensor& x_out, Cache& c) const {
+                                     const Tensor& x_in, Tensor& x_out, Cache& c, int chunk) const {
+  const PipelineStage& at = chunks_.at(static_cast<size_t>(chunk));
   const int64_t B = tokens.dim(0), N = tokens.dim(1), D = config_.width, V = config_.vocab_size;
   // The batch comes from the host; the cache keeps it on the model's device.
   c.tokens = tokens.device() == device_ ? tokens : tokens.to(device_);
@@ -133,7 +169,7 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   // under Megatron sequence parallelism (blocks gather their input).
   const int64_t Ns = tp_.stream_length(N);
   Tensor x = Tensor::empty({B, Ns, D}, dtype_, device_);
-  if (stage_.first()) {
+  if (at.first()) {
     // Each rank fills the rows of its vocabulary; the sum is the embedding.
     const OpPlace place(kEmbeddingLayer, Pass::Forward);
     const OpScope op("embedding.forward");
@@ -144,13 +180,14 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
     x.copy_from(x_in);
   }
 
-  const int64_t layers = stage_.end_layer - stage_.first_layer;
-  c.layers.assign(static_cast<size_t>(layers), LayerCache{});
-  for (int64_t l = 0; l < layers; ++l) {
-    const OpPlace place(stage_.first_layer + l, Pass::Forward);
-    layer_forward(static_cast<size_t>(l), x, c.layers[static_cast<size_t>(l)]);
+  const int64_t begin = chunk_begin_[static_cast<size_t>(chunk)],
+                end = chunk_begin_[static_cast<size_t>(chunk) + 1];
+  c.layers.assign(static_cast<size_t>(end - begin), LayerCache{});
+  for (int64_t l = begin; l < end; ++l) {
+    const OpPlace place(layer_index_[static_cast<size_t>(l)], Pass::Forward);
+    layer_forward(static_cast<size_t>(l), x, c.layers[static_cast<size_t>(l - begin)]);
   }
-  if (!stage_.last()) {
+  if (!at.last()) {
     x_out.copy_from(x);
     return 0.0;
   }
@@ -194,12 +231,13 @@ void TransNormerLLM::backward(const Cache& c, double loss_scale, const Gradients
 }
 
 void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor& d_in,
-                                    double loss_scale, const GradientsReady& ready) {
+                                    double loss_scale, const GradientsReady& ready, int chunk) {
+  const PipelineStage& at = chunks_.at(static_cast<size_t>(chunk));
   const int64_t B = c.tokens.dim(0), N = c.tokens.dim(1), D = config_.width, V = config_.vocab_size;
   const int64_t vocab_offset = tp_.block_offset(V), Ns = tp_.stream_length(N);
   Tensor d_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
   Tensor dx = Tensor::empty({B, Ns, D}, dtype_, device_);  // gradient of the residual stream
-  if (!stage_.last()) {
+  if (!at.last()) {
     dx.copy_from(d_out);
   } else {
     const OpPlace place(kHeadLayer, Pass::Backward);
@@ -222,12 +260,14 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
     srmsnorm_backward(d_norm, c.final_norm, c.final_rstd, dx);
   }
 
-  for (int64_t l = stage_.end_layer - stage_.first_layer - 1; l >= 0; --l) {
+  const int64_t begin = chunk_begin_[static_cast<size_t>(chunk)],
+                end = chunk_begin_[static_cast<size_t>(chunk) + 1];
+  for (int64_t l = end - 1; l >= begin; --l) {
     LayerCache rebuilt;
-    const LayerCache& lc =
-        layer_cache_for_backward(static_cast<size_t>(l), c.layers[static_cast<size_t>(l)], rebuilt);
+    const LayerCache& lc = layer_cache_for_backward(
+        static_cast<size_t>(l), c.layers[static_cast<size_t>(l - begin)], rebuilt);
     const std::string& prefix = layer_prefixes_[static_cast<size_t>(l)];
-    const OpPlace place(stage_.first_layer + l, Pass::Backward);
+    const OpPlace place(layer_index_[static_cast<size_t>(l)], Pass::Backward);
     // x += SGLU(SRMSNorm(x)): the residual passes dx through; the branch adds.
     channel_mixers_[static_cast<size_t>(l)].backward(dx, lc.channel_norm, lc.channel_mixer, d_norm);
     {
@@ -241,7 +281,7 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
     }
     if (ready) ready(layer_params_[static_cast<size_t>(l)]);
   }
-  if (!stage_.first()) {
+  if (!at.first()) {
     d_in.copy_from(dx);
     return;
   }
@@ -303,7 +343,7 @@ const TransNormerLLM::LayerCache& TransNormerLLM::layer_cache_for_backward(size_
                                                                            const LayerCache& kept,
                                                                            LayerCache& out) const {
   if (recompute_ == Recompute::None) return kept;
-  const OpPlace place(stage_.first_layer + static_cast<int64_t>(l), Pass::Recompute);
+  const OpPlace place(layer_index_[l], Pass::Recompute);
   if (recompute_ == Recompute::Selective) {
     out = kept;  // the tensors shared, not copied
     token_mixers_[l].recompute_core(out.token_mixer);

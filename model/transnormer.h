@@ -64,6 +64,12 @@ class TransNormerLLM {
   TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype = DType::F32,
                  const TensorParallel& tp = {}, const PipelineStage* stage = nullptr,
                  const SequenceParallel& sp = {});
+  // Interleaved 1F1B (--pp-chunks v): this stage's v model chunks, virtual
+  // stages c·pp + s of pp·v (pipeline_stage(config, c·pp + s, pp·v)), in
+  // order; forward_stage and backward_stage run one chunk. The first
+  // virtual stage holds the embedding, the last the head.
+  TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype, const TensorParallel& tp,
+                 const std::vector<PipelineStage>& chunks, const SequenceParallel& sp = {});
   // The same model on Device::Meta: parameters of `dtype` with no values
   // (placed for activations in `compute`), whose forward and backward run on
   // meta tensors and count what they would do: the op plan
@@ -99,7 +105,7 @@ class TransNormerLLM {
   // first, which embeds the tokens); fills x_out [B, N, D] for the next stage,
   // or (last stage) returns the mean loss.
   double forward_stage(const Tensor& tokens, const Tensor& targets, const Tensor& x_in,
-                       Tensor& x_out, Cache& cache) const;
+                       Tensor& x_out, Cache& cache, int chunk = 0) const;
   // Called during backward with each group of parameters whose gradients this
   // backward has finished (LM head, then each layer from the last, then the
   // embedding), so data parallelism can start reducing them while the rest of
@@ -112,12 +118,18 @@ class TransNormerLLM {
   // One pipeline stage: d_out [B, N, D] from the next stage (ignored on the
   // last); fills d_in [B, N, D] for the previous stage (not on the first).
   void backward_stage(const Cache& cache, const Tensor& d_out, Tensor& d_in, double loss_scale,
-                      const GradientsReady& ready = {});
+                      const GradientsReady& ready = {}, int chunk = 0);
+  // The rank's stage (of pp; its layers from the first chunk's first to the
+  // last chunk's end) and its model chunks (virtual stages).
   const PipelineStage& stage() const { return stage_; }
+  const std::vector<PipelineStage>& chunks() const { return chunks_; }
 
  private:
   TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype, const TensorParallel& tp,
                  const PipelineStage* stage, const SequenceParallel& sp, Device build);
+  // The parameters and layers of chunks_.
+  void build_layers(uint64_t seed, DType dtype, const TensorParallel& tp,
+                    const SequenceParallel& sp);
 
   // Layer l (of this stage) forward on the residual stream x: updated in
   // place, or under full recomputation replaced by a new tensor so that the
@@ -136,6 +148,9 @@ class TransNormerLLM {
   Device device_ = Device::CPU;
   TensorParallel tp_;
   PipelineStage stage_;
+  std::vector<PipelineStage> chunks_;
+  std::vector<int64_t> chunk_begin_;  // chunk c's layers: [chunk_begin_[c], chunk_begin_[c + 1])
+  std::vector<int64_t> layer_index_;  // each of this model's layers' index in the whole model
   ParameterSet params_;
   Parameter* embedding_ = nullptr;
   Parameter* lm_head_ = nullptr;  // the embedding itself when tied

@@ -1,9 +1,11 @@
 // The pipeline executor: one step's forward and backward passes of a
-// pipeline stage, in its schedule's order (model/pipeline_schedule.h: GPipe
-// or 1F1B), with the activations sent to the next stage and their gradients
-// back by send/recv over the PP group (sends asynchronous, so neighbours
-// never wait on each other's sends). The simulator schedules the same
-// actions (sim/step.cpp, schedule_step).
+// pipeline stage, in its schedule's order (model/pipeline_schedule.h: GPipe,
+// 1F1B, or interleaved 1F1B over the model's chunks), with the activations
+// sent to the next (virtual) stage and their gradients back by send/recv
+// over the PP group (sends asynchronous, so neighbours never wait on each
+// other's sends; under interleaving the last stage sends to the first, and
+// gradients go over a group of their own). The simulator schedules the
+// same actions (sim/step.cpp, schedule_step).
 #pragma once
 
 #include <cstdint>
@@ -29,12 +31,15 @@ struct PipelineStep {
 // Fills micro-batch `micro`'s tokens and targets.
 using MicroBatchLoader = std::function<void(int64_t micro, Tensor& tokens, Tensor& targets)>;
 
-// Runs the stage's passes of one step on `model` (this stage's layers) and
-// returns the mean loss over the micro-batches (0 on every stage but the
-// last). The last micro-batch's backward calls `last_ready` with each group of
+// Runs the stage's passes of one step on `model` (this stage's layers, in
+// one chunk or several: TransNormerLLM::chunks) and returns the mean loss
+// over the micro-batches (0 on every stage but the last). The last
+// micro-batch's backward of each chunk calls `last_ready` with each group of
 // parameters whose gradients it has finished (DDP's buckets).
+// `pp_gradients`: the gradients' group (ProcessGrid::pp_gradients; pp itself
+// without interleaving).
 double run_pipeline_step(const PipelineStep& step, TransNormerLLM& model, Communicator& pp,
-                         const MicroBatchLoader& load,
+                         Communicator& pp_gradients, const MicroBatchLoader& load,
                          const TransNormerLLM::GradientsReady& last_ready);
 
 }  // namespace linpar

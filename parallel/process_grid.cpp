@@ -66,6 +66,8 @@ ProcessGrid::ProcessGrid(const ParallelLayout& layout, MPI_Comm world, Device de
   sp_ = split(world, (c.pp * l.dp + c.dp) * l.tp + c.tp, c.sp, "sp", device);
   dp_ = split(world, (c.pp * l.sp + c.sp) * l.tp + c.tp, c.dp, "dp", device);
   pp_ = split(world, (c.dp * l.sp + c.sp) * l.tp + c.tp, c.pp, "pp", device);
+  if (l.pp > 1)
+    pp_gradients_ = split(world, (c.dp * l.sp + c.sp) * l.tp + c.tp, c.pp, "pp", device);
   if (l.sp > 1) dp_sp_ = split(world, c.pp * l.tp + c.tp, c.dp * l.sp + c.sp, "dp", device);
   // MPI_Comm_split is collective over `world`: every rank calls it, the middle
   // stages with MPI_UNDEFINED, which hands them MPI_COMM_NULL.

@@ -55,6 +55,11 @@ class ProcessGrid {
   Communicator& dp() { return *dp_; }
   Communicator& tp() { return *tp_; }
   Communicator& pp() { return *pp_; }
+  // The pipeline's gradients under interleaved 1F1B: a second group of the
+  // same ranks, so that activations and gradients sent the same way between
+  // two stages (pp 2, or the last stage to the first) never match each
+  // other's receives.
+  Communicator& pp_gradients() { return pp_gradients_ ? *pp_gradients_ : *pp_; }
   Communicator& sp() { return *sp_; }
   // The group gradients are averaged over: DP replicas and, with sequence
   // parallelism, the SP ranks too (they hold the same parameters and each
@@ -72,7 +77,7 @@ class ProcessGrid {
   int rank_ = 0;
   Device device_ = Device::CPU;
   std::unique_ptr<MpiCommunicator> world_;
-  std::unique_ptr<Communicator> dp_, tp_, pp_, sp_, dp_sp_, embedding_;
+  std::unique_ptr<Communicator> dp_, tp_, pp_, pp_gradients_, sp_, dp_sp_, embedding_;
 };
 
 }  // namespace linpar

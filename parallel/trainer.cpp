@@ -30,11 +30,6 @@ void validate_train_options(const TrainOptions& o) {
   };
   positive("--steps", o.steps);
   validate_layout(o.model, o.layout);  // the rules `linpar sim` and `search` apply
-  // What the planner can lay out and this trainer cannot run yet (issue 19).
-  if (o.layout.pp_chunks != 1) {
-    user_error("--pp-chunks {}: the trainer runs one model chunk per pipeline stage",
-               o.layout.pp_chunks);
-  }
   if (o.device == Device::CPU && o.dtype != DType::F32 && o.dtype != DType::F64) {
     user_error("--dtype {}: the CPU trains in f32 or f64 (bf16 needs --device cuda)", dtype_name(o.dtype));
   }
@@ -80,7 +75,13 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
   }
   if (!options_.val_path.empty()) val_file_ = std::make_unique<TokenFile>(options_.val_path);
   loader_ = std::make_unique<DataLoader>(*train_file_, options_.layout.seq_len, options_.seed);
-  stage_ = pipeline_stage(options_.model, grid_.coordinates().pp, grid_.pp().size());
+  // The stage's model chunks: virtual stages c·pp + s of pp·v (one, the
+  // stage itself, without interleaving), as the simulator places them.
+  const int pp = grid_.pp().size(), v = options_.layout.pp_chunks;
+  std::vector<PipelineStage> chunks;
+  for (int c = 0; c < v; ++c) {
+    chunks.push_back(pipeline_stage(options_.model, c * pp + grid_.coordinates().pp, pp * v));
+  }
   if (options_.device == Device::CUDA) {
     if (!cuda::available()) user_error("--device cuda: no CUDA device is present on this machine");
     LINPAR_CHECK(grid_.device() == Device::CUDA || grid_.world().size() == 1,
@@ -88,8 +89,9 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
   }
   // On the GPU the parameters are f32 master weights whatever the compute dtype.
   const DType param_dtype = options_.device == Device::CUDA ? DType::F32 : options_.dtype;
-  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, param_dtype, tp_,
-                                            &stage_, sp_);
+  model_ = std::make_unique<TransNormerLLM>(options_.model, options_.seed, param_dtype, tp_, chunks,
+                                            sp_);
+  stage_ = model_->stage();
   model_->set_recompute(options_.layout.recompute);
   if (options_.device == Device::CUDA) model_->place(Device::CUDA, options_.dtype);
   // Gradients are averaged over DP replicas and SP ranks alike (each SP rank's
@@ -132,7 +134,10 @@ int64_t Trainer::data_parallel_bytes() {
 
 int64_t Trainer::pipeline_bytes() {
   const Communicator* e = grid_.embedding();
-  return grid_.pp().counters().total_bytes() + (e != nullptr ? e->counters().total_bytes() : 0);
+  const int64_t pp =
+      grid_.pp().counters().total_bytes() +
+      (&grid_.pp_gradients() != &grid_.pp() ? grid_.pp_gradients().counters().total_bytes() : 0);
+  return pp + (e != nullptr ? e->counters().total_bytes() : 0);
 }
 
 std::vector<double> Trainer::world_sum(std::vector<double> values) {
@@ -179,7 +184,8 @@ StepResult Trainer::train_step() {
   step.device = options_.device;
   TransNormerLLM::GradientsReady ready;
   if (buckets_) ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
-  const double loss = run_pipeline_step(step, *model_, grid_.pp(), micro_batch, ready);
+  const double loss =
+      run_pipeline_step(step, *model_, grid_.pp(), grid_.pp_gradients(), micro_batch, ready);
   loader_->set_position(loader_->position() + options_.layout.global_batch);
   if (options_.device == Device::CUDA) cuda::synchronize();
   const double compute_s = timer.elapsed_s();
@@ -260,16 +266,27 @@ EvalResult Trainer::evaluate() {
       val_file_->copy(s + chunk_begin, N, inputs.data<int32_t>() + b * N);
       val_file_->copy(s + chunk_begin + 1, N, targets.data<int32_t>() + b * N);
     }
-    // Forward only, through the pipeline: the last stage gets the loss.
-    Tensor x_in, x_out;
-    if (!stage_.first()) {
-      x_in = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
-      grid_.pp().recv(x_in, grid_.pp().rank() - 1);
+    // Forward only, through the pipeline's (virtual) stages in order: the
+    // last gets the loss; under interleaving the last stage hands each chunk
+    // on to the first one's next.
+    const int pp = grid_.pp().size(), s = grid_.pp().rank();
+    for (size_t c = 0; c < model_->chunks().size(); ++c) {
+      const PipelineStage& at = model_->chunks()[c];
+      auto boundary = [&] {
+        return Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype,
+                             options_.device);
+      };
+      Tensor x_in, x_out;
+      if (!at.first()) {
+        x_in = boundary();
+        grid_.pp().recv(x_in, (s + pp - 1) % pp);
+      }
+      if (!at.last()) x_out = boundary();
+      const double mean =
+          model_->forward_stage(inputs, targets, x_in, x_out, cache, static_cast<int>(c));
+      if (at.last()) total += mean * static_cast<double>(B);
+      if (!at.last()) grid_.pp().send(x_out, (s + 1) % pp);
     }
-    if (!stage_.last()) x_out = Tensor::empty({B, tp_.stream_length(N), options_.model.width}, options_.dtype, options_.device);
-    const double mean = model_->forward_stage(inputs, targets, x_in, x_out, cache);
-    if (stage_.last()) total += mean * static_cast<double>(B);
-    if (!stage_.last()) grid_.pp().send(x_out, grid_.pp().rank() + 1);
   }
   // Each replica's sum is on its last stage, once per TP rank and split over
   // the SP ranks' chunks (equal lengths: their mean is the window's mean).

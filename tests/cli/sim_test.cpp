@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../sim/named_op.h"
+#include "cli/train_command.h"
 #include "run_linpar.h"
 #include "sim/op_costs.h"
 
@@ -214,7 +215,8 @@ namespace linpar {
 // Plan → run: `linpar sim` prints the `linpar train` command of its layout
 // (mpirun and Slurm), and `linpar train --dry-run` with those flags prints
 // the memory `linpar sim` printed; a layout the trainer cannot run says why
-// (JSON: not_runnable), and a GPT/Llama model is simulated only.
+// (JSON: not_runnable), interleaved 1F1B is runnable, and a GPT/Llama
+// model is simulated only.
 TEST(CliSimPlanToRun, PrintsTheTrainCommandWhoseDryRunHasTheSameMemory) {
   const auto r = testing::run_linpar(
       "sim --model tnl-1b --gpus-per-node 8 --nodes 2 --dp 4 --tp 2 --tp-sp --pp 2 --sp 1 "
@@ -245,8 +247,17 @@ TEST(CliSimPlanToRun, PrintsTheTrainCommandWhoseDryRunHasTheSameMemory) {
       "--global-batch 8 --format json");
   ASSERT_EQ(interleaved.exit_code, 0) << interleaved.err;
   const nlohmann::json j = nlohmann::json::parse(interleaved.out);
-  EXPECT_EQ(j["train_command"], "");
-  EXPECT_NE(j["not_runnable"].get<std::string>().find("--pp-chunks 2"), std::string::npos) << j;
+  EXPECT_EQ(j["not_runnable"], "");
+  const std::string interleaved_command = j["train_command"].get<std::string>();
+  EXPECT_NE(interleaved_command.find(" --pp 4 "), std::string::npos) << interleaved_command;
+  EXPECT_NE(interleaved_command.find(" --pp-chunks 2"), std::string::npos) << interleaved_command;
+  // A layout the trainer refuses gets its reason, not a command: f64 on the GPU.
+  sim::SimLayout f64;
+  f64.element_bytes = 8;
+  const cli::TrainCommand refused =
+      cli::train_command(preset_config("tnl-tiny"), f64, sim::make_cluster("h100", 1, 1));
+  EXPECT_EQ(refused.mpirun, "");
+  EXPECT_NE(refused.unrunnable.find("--dtype f64"), std::string::npos) << refused.unrunnable;
   const auto gpt = testing::run_linpar(
       "sim --model gpt3-1.3b --gpus-per-node 8 --dp 8 --seq-len 2048 --global-batch 8");
   ASSERT_EQ(gpt.exit_code, 0) << gpt.err;

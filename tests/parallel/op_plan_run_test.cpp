@@ -46,10 +46,16 @@ struct Case {
   bool lrpe = false;
   bool tied = false;  // the LM head reuses the embedding (a copy on each end of a pipeline)
   Recompute recompute = Recompute::None;
+  int pp_chunks = 1;  // > 1: interleaved 1F1B
 };
 
 Case recomputing(Case c, Recompute recompute) {
   c.recompute = recompute;
+  return c;
+}
+
+Case interleaved(Case c, int chunks) {
+  c.pp_chunks = chunks;
   return c;
 }
 
@@ -61,22 +67,31 @@ std::vector<PlannedOp> expected_ops(const TrainOptions& o, const ProcessGrid& gr
   const OpPlan plan =
       model.plan(shard, grid.coordinates().sp, o.layout.micro_batch, o.layout.seq_len,
                  static_cast<int64_t>(dtype_size(o.dtype)), o.layout.recompute);
-  const PipelineStage stage = pipeline_stage(o.model, grid.coordinates().pp, o.layout.pp);
-  auto on_stage = [&](const PlannedOp& op) {
-    if (op.layer == kEmbeddingLayer) return stage.first();
-    if (op.layer == kHeadLayer) return stage.last();
-    return op.layer >= stage.first_layer && op.layer < stage.end_layer;
+  // The stage's model chunks (virtual stages c·pp + s of pp·v; one without
+  // interleaving), each running its layers' ops.
+  const int pp = o.layout.pp, s = grid.coordinates().pp, v = o.layout.pp_chunks;
+  auto on_chunk = [&](const PlannedOp& op, const PipelineStage& chunk) {
+    if (op.layer == kEmbeddingLayer) return chunk.first();
+    if (op.layer == kHeadLayer) return chunk.last();
+    return op.layer >= chunk.first_layer && op.layer < chunk.end_layer;
   };
-  std::vector<PlannedOp> forward, backward;
-  for (const PlannedOp& op : plan.ops()) {
-    // A layer's recomputation runs in its backward pass.
-    if (on_stage(op)) (op.pass == Pass::Forward ? forward : backward).push_back(op);
+  std::vector<std::vector<PlannedOp>> forward(static_cast<size_t>(v)),
+      backward(static_cast<size_t>(v));
+  for (int c = 0; c < v; ++c) {
+    const PipelineStage chunk = pipeline_stage(o.model, c * pp + s, pp * v);
+    for (const PlannedOp& op : plan.ops()) {
+      // A layer's recomputation runs in its backward pass.
+      if (on_chunk(op, chunk))
+        (op.pass == Pass::Forward ? forward : backward)[static_cast<size_t>(c)].push_back(op);
+    }
   }
   const int64_t micro_batches = o.layout.global_batch / o.layout.dp / o.layout.micro_batch;
   std::vector<PlannedOp> out;
-  for (const PipelineAction& a :
-       pipeline_actions(o.layout.schedule, stage.rank, stage.size, micro_batches)) {
-    const std::vector<PlannedOp>& pass = a.backward ? backward : forward;
+  for (const PipelineAction& a : v > 1
+                                     ? interleaved_pipeline_actions(s, pp, v, micro_batches)
+                                     : pipeline_actions(o.layout.schedule, s, pp, micro_batches)) {
+    const std::vector<PlannedOp>& pass =
+        (a.backward ? backward : forward)[static_cast<size_t>(a.chunk)];
     out.insert(out.end(), pass.begin(), pass.end());
   }
   return out;
@@ -238,9 +253,13 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
   if (c.lrpe) o.model.lrpe = LrpeLayers::First;
   o.model.tie_embeddings = c.tied;
   o.layout.recompute = c.recompute;
+  o.layout.pp_chunks = c.pp_chunks;
   // Three layers: the plan runs two and repeats layer 1's ops for layer 2
-  // (model/plan_model.h), which the run of all three checks.
-  o.model.n_layers = 3;
+  // (model/plan_model.h), which the run of all three checks; interleaved,
+  // one a virtual stage.
+  o.model.n_layers = std::max(3, c.layout.pp * c.pp_chunks);
+  // Interleaving needs whole groups of pp micro-batches.
+  if (c.pp_chunks > 1) o.layout.global_batch = c.layout.pp * o.layout.micro_batch * c.layout.dp;
   co2::Co2Options co2;
   co2.tau = c.co2_tau;
   Trainer trainer(o, grid, lasp::make_sequence_attention,
@@ -309,6 +328,15 @@ TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
                         Case{"sp2 ulysses", {1, 1, 1, 2}, false, SequenceParallelKind::Ulysses}}) {
     expect_the_plan_runs(c);
   }
+}
+
+// Interleaved 1F1B: each stage's chunks run their layers' ops in the
+// interleaved schedule's order.
+TEST(OpPlanRunNp2, InterleavedPipelinesRunTheirPlansOpByOp) {
+  expect_the_plan_runs(interleaved(Case{"pp2 × 2", {1, 1, 2, 1}}, 2));
+  Case tied{"pp2 × 3 tied", {1, 1, 2, 1}};
+  tied.tied = true;
+  expect_the_plan_runs(interleaved(tied, 3));
 }
 
 // Selective and full recomputation: each layer's backward starts with the
@@ -387,6 +415,12 @@ TEST(OpPlanRunNp4, MixedLayoutsRunTheirPlansOpByOp) {
         recomputing(Case{"tp2 sp2 lasp", {1, 2, 1, 2}}, Recompute::Full),
         recomputing(Case{"tp2 tp-sp pp2", {1, 2, 2, 1}, true}, Recompute::Full),
         recomputing(Case{"sp4 lasp", {1, 1, 1, 4}}, Recompute::Selective),
+        interleaved(
+            recomputing(
+                Case{"dp2 pp2 × 2 zero1", {2, 1, 2, 1}, false, SequenceParallelKind::Lasp, 1},
+                Recompute::Selective),
+            2),
+        interleaved(Case{"pp4 × 2", {1, 1, 4, 1}}, 2),
         recomputing(
             Case{"tp2 tp-sp sp2 ulysses", {1, 2, 1, 2}, true, SequenceParallelKind::Ulysses},
             Recompute::Full)}) {

@@ -201,6 +201,72 @@ TEST(PipelineNp8, TiedEmbeddingsDp2Tp2Pp2EqualsOneProcess) {
   check_equivalence(2, 2, 2, PipelineSchedule::OneFOneB, true);
 }
 
+// Interleaved 1F1B (--pp-chunks v): v model chunks per stage, 8 layers so
+// that every one of the pp·v virtual stages holds one; every step's loss and
+// gradient norm within 1e-13 of 1F1B over the same stages (the norm's
+// partial sums group other layers), and within 1e-9 (f64) of one process,
+// parameters too; with DP, TP with Megatron-SP, ZeRO-1,
+// tied embeddings (the copy on the last stage's last chunk) and recompute.
+void check_interleaved(int dp, int tp, int pp, int chunks, bool tied = false, int zero = 0,
+                       Recompute recompute = Recompute::None) {
+  ProcessGrid single({1, 1, 1, 1}, MPI_COMM_SELF);
+  ProcessGrid grid({dp, tp, pp, 1}, MPI_COMM_WORLD);
+  auto options = [&](int d, int t, int p, int v) {
+    TrainOptions o =
+        pipeline_options(d, t, p, PipelineSchedule::OneFOneB, DType::F64, tied, d > 1 ? zero : 0);
+    o.model.n_layers = 8;
+    o.layout.tp_sp = t > 1;
+    o.layout.pp_chunks = v;
+    o.layout.recompute = recompute;
+    return o;
+  };
+  const NamedRun reference = train_named(options(1, 1, 1, 1), single, 4);
+  const NamedRun plain = train_named(options(dp, tp, pp, 1), grid, 4);
+  const NamedRun run = train_named(options(dp, tp, pp, chunks), grid, 4);
+  const std::string what =
+      fmt::format("dp {} tp {} pp {} × {} chunks{}{} recompute {}", dp, tp, pp, chunks,
+                  tied ? " tied" : "", zero ? " zero1" : "", recompute_name(recompute));
+  for (size_t s = 0; s < run.steps.size(); ++s) {
+    // The stages hold other layers than under 1F1B, so the norm's per-stage
+    // partial sums, and from the first clipped update on the values, differ
+    // in the last bits.
+    EXPECT_LT(relative(run.steps[s].loss, plain.steps[s].loss), 1e-13) << what << " step " << s + 1;
+    EXPECT_LT(relative(run.steps[s].grad_norm, plain.steps[s].grad_norm), 1e-13)
+        << what << " step " << s + 1;
+    EXPECT_LT(relative(run.steps[s].loss, reference.steps[s].loss), 1e-9)
+        << what << " step " << s + 1;
+  }
+  if (tp == 1) {
+    for (const auto& [name, values] : run.params) {
+      EXPECT_LT(tensor_difference(reference.params.at(name), values), 1e-9) << what << " " << name;
+    }
+  }
+}
+
+TEST(PipelineNp2, InterleavedEqualsOneFOneBAndOneProcess) {
+  check_interleaved(1, 1, 2, 2);
+  check_interleaved(1, 1, 2, 4, /*tied=*/true);
+  check_interleaved(1, 1, 2, 2, false, 0, Recompute::Full);
+}
+TEST(PipelineNp4, InterleavedEqualsOneFOneBAndOneProcess) {
+  check_interleaved(1, 1, 4, 2, /*tied=*/true);
+  check_interleaved(2, 1, 2, 2, false, /*zero=*/1);
+  check_interleaved(1, 2, 2, 2, false, 0, Recompute::Selective);
+}
+
+// Interleaved, each micro-batch crosses the pp·v − 1 virtual-stage
+// boundaries each way: m·2(pp·v − 1)·B·N·D·e, plus the norm's all-reduce.
+TEST(PipelineNp4, InterleavedBytesEqualClosedForm) {
+  ProcessGrid grid({1, 1, 4, 1}, MPI_COMM_WORLD);
+  TrainOptions o = pipeline_options(1, 1, 4, PipelineSchedule::OneFOneB, DType::F32);
+  o.model.n_layers = 8;
+  o.layout.pp_chunks = 2;
+  const int64_t S = 4, V = 8, m = o.layout.global_batch / o.layout.micro_batch,
+                E = o.layout.micro_batch * o.layout.seq_len * o.model.width * 4;
+  const NamedRun run = train_named(o, grid, 1);
+  EXPECT_EQ(run.steps[0].comm_bytes[2], m * 2 * (V - 1) * E + S * (2 * (S - 1) * 8 / S));
+}
+
 // PP bytes per step, summed over the S stages: each of the m micro-batches
 // sends its activation [B, N, D] forward across S − 1 stage boundaries and its
 // gradient back across the same boundaries, plus the 8-byte all-reduce of the
@@ -279,8 +345,11 @@ TEST(TrainOptionsLayout, ValidatedAsThePlannerDoesAndUnrunnableLayoutsRefused) {
       Recompute::Selective;  // runnable now (tests/parallel/recompute_run_test.cpp)
   EXPECT_NO_THROW(validate_train_options(o));
   o = quick_options(1, 0);
+  o.model.n_layers = 4;
   o.layout.pp = 2;
-  o.layout.pp_chunks = 2;
+  o.layout.pp_chunks = 2;  // interleaved 1F1B: runnable (check_interleaved above)
+  EXPECT_NO_THROW(validate_train_options(o));
+  o.layout.pp_chunks = 3;  // pp 2 × 3 chunks = 6 model chunks of 4 layers
   EXPECT_THROW(validate_train_options(o), UserError);
   // The defaults are the trainer's, not the planner's.
   const TrainOptions defaults;
