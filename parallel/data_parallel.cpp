@@ -83,16 +83,37 @@ Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
              SumOverModelParallel sum_model_parallel)
     : params_(params), dp_(dp), sum_model_parallel_(std::move(sum_model_parallel)) {
   const DType dtype = params.all().front().value.dtype();
+  const DType grad_dtype =
+      params.all().front().grad.dtype();  // 2-byte in a plan of 2-byte reduction
   const Device device = params.all().front().value.device();
   for (const Parameter& p : params.all()) {
+    LINPAR_CHECK(
+        p.value.dtype() == dtype && p.grad.dtype() == grad_dtype && p.value.device() == device,
+        "ZeRO-1 over parameters of one dtype and device: {} is not", p.name);
     offsets_.push_back(total_);
     total_ += p.value.numel();
   }
   const int64_t n = dp.size();
   shard_ = (total_ + n - 1) / n;
-  flat_grads_ = Tensor::zeros({shard_ * n}, dtype, device);  // the padding stays zero
+  // The parameters' values and gradients become views of two flat vectors
+  // padded to n shards (Megatron-LM's distributed optimizer: its contiguous
+  // param and grad buffers): the reduce-scatter reads the gradients where
+  // backward wrote them and leaves this rank's averaged shard in place, the
+  // optimizer updates the shard of the values in place, and the all-gather
+  // writes every other shard straight into the parameters. No copy of
+  // either is kept (the padding, under n elements each, stays zero).
+  flat_grads_ = Tensor::zeros({shard_ * n}, grad_dtype, device);
   flat_values_ = Tensor::zeros({shard_ * n}, dtype, device);
-  shard_grads_ = Tensor::zeros({shard_}, dtype, device);
+  for (size_t i = 0; i < params.all().size(); ++i) {
+    Parameter& p = params.all()[i];
+    const int64_t at = offsets_[i], count = p.value.numel();
+    Tensor value = flat_values_.slice0(at, at + count).reshape(p.value.shape());
+    Tensor grad = flat_grads_.slice0(at, at + count).reshape(p.grad.shape());
+    value.copy_from(p.value);
+    grad.copy_from(p.grad);
+    p.value = value;
+    p.grad = grad;
+  }
   const int64_t first = dp.rank() * shard_, last = first + shard_;
   std::vector<AdamWSegment> segments;
   for (size_t i = 0; i < params.all().size(); ++i) {
@@ -100,29 +121,21 @@ Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
     const int64_t end = std::min(last, offsets_[i] + params.all()[i].value.numel());
     if (begin >= end) continue;
     slices_.push_back({i, begin - offsets_[i], end - offsets_[i]});
-    segments.push_back({flat_values_.slice0(begin, end),
-                        shard_grads_.slice0(begin - first, end - first),
+    segments.push_back({flat_values_.slice0(begin, end), flat_grads_.slice0(begin, end),
                         params.all()[i].weight_decay, Tensor()});
   }
   optimizer_ = std::make_unique<AdamW>(config, std::move(segments));
 }
 
 // Each phase is one op of the step's tail (core/op_stats.h's Pass::Update;
-// parallel/step_plan.h plans them by running this code on meta tensors), its
-// copies made by convert, which counts what it moves.
+// parallel/step_plan.h plans them by running this code on meta tensors).
 double Zero1::reduce_gradients() {
-  {
-    const OpScope op("zero.flatten_gradients");
-    for (size_t i = 0; i < params_.all().size(); ++i) {
-      const Tensor& g = params_.all()[i].grad;
-      Tensor flat = flat_grads_.slice0(offsets_[i], offsets_[i] + g.numel());
-      convert(g.reshape({-1}), flat);
-    }
-  }
+  const Tensor shard = flat_grads_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_);
   {
     const OpScope op("zero.reduce_scatter");
-    dp_.reduce_scatter(flat_grads_, shard_grads_);
-    scale(1.0 / static_cast<double>(dp_.size()), shard_grads_);
+    Tensor mine = shard;
+    dp_.reduce_scatter(flat_grads_, mine);  // in place: this rank's shard of the sum
+    scale(1.0 / static_cast<double>(dp_.size()), mine);
   }
   const OpScope op("grad_norm");
   // Squared norm of this rank's shard, leaving out copies another stage also
@@ -131,10 +144,10 @@ double Zero1::reduce_gradients() {
   for (size_t k = 0; k < slices_.size(); ++k) {
     const Slice& sl = slices_[k];
     if (!params_.all()[sl.parameter].counted_in_norm) continue;
-    const int64_t begin = offsets_[sl.parameter] + sl.begin - dp_.rank() * shard_;
-    local += sum_squares(shard_grads_.slice0(begin, begin + (sl.end - sl.begin)));
+    const int64_t begin = offsets_[sl.parameter] + sl.begin;
+    local += sum_squares(flat_grads_.slice0(begin, begin + (sl.end - sl.begin)));
   }
-  const bool meta = shard_grads_.is_meta();
+  const bool meta = flat_grads_.is_meta();
   Tensor norm_sq = meta ? Tensor::empty({1}, DType::F64, Device::Meta)
                         : Tensor::from_vector<double>({1}, {local});
   dp_.all_reduce(norm_sq);
@@ -144,32 +157,14 @@ double Zero1::reduce_gradients() {
 
 void Zero1::step(double lr, double norm, double max_norm) {
   {
-    // This rank's shard of the values only: the all-gather below writes
-    // every other element.
-    const OpScope op("zero.flatten_values");
-    for (const Slice& sl : slices_) {
-      const int64_t at = offsets_[sl.parameter];
-      Tensor flat = flat_values_.slice0(at + sl.begin, at + sl.end);
-      convert(params_.all()[sl.parameter].value.reshape({-1}).slice0(sl.begin, sl.end), flat);
-    }
-  }
-  {
-    // Clipping folded into the update, as without ZeRO (the same f32 product).
+    // Clipping folded into the update, as without ZeRO (the same f32 product),
+    // on this rank's shard of the parameters themselves.
     const OpScope op("optimizer");
     optimizer_->step(lr, clip_factor(norm, max_norm));
   }
-  {
-    const OpScope op("zero.all_gather_values");
-    const Tensor own = flat_values_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_);
-    Tensor mine = Tensor::empty({shard_}, own.dtype(), own.device());  // the collective's input
-    convert(own, mine);
-    dp_.all_gather(mine, flat_values_);
-  }
-  const OpScope op("zero.unflatten_values");
-  for (size_t i = 0; i < params_.all().size(); ++i) {
-    Tensor v = params_.all()[i].value.reshape({-1});
-    convert(flat_values_.slice0(offsets_[i], offsets_[i] + v.numel()), v);
-  }
+  const OpScope op("zero.all_gather_values");
+  const Tensor own = flat_values_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_);
+  dp_.all_gather(own, flat_values_);  // in place: every other shard into the parameters
 }
 
 void Zero1::gather(const std::vector<Tensor>& segments, std::vector<Tensor>& whole) {

@@ -5,12 +5,16 @@
 // every gradient in it, so the reduction overlaps the rest of backward; finish()
 // waits and averages. Traffic per step: Σ_buckets 2(n−1)/n · bucket bytes.
 //
-// Zero1 (ZeRO stage 1, Rajbhandari et al. 2020): parameters are viewed as one
-// flat vector padded to a multiple of n; rank d owns elements [d·S, (d+1)·S).
-// Gradients are reduce-scattered (each rank gets the average of its shard),
-// AdamW state exists only for the shard, and the updated shards are
-// all-gathered. Traffic per step: (n−1)·S·e reduce-scatter + (n−1)·S·e
-// all-gather + one 8-byte all-reduce of the squared gradient norm.
+// Zero1 (ZeRO stage 1, Rajbhandari et al. 2020, laid out as Megatron-LM's
+// distributed optimizer): the parameters' values and gradients are views of
+// two flat vectors padded to a multiple of n; rank d owns elements
+// [d·S, (d+1)·S). Gradients are reduce-scattered in place (each rank gets
+// the average of its shard where its gradients were), AdamW state exists
+// only for the shard and updates the values in place, and the updated
+// shards are all-gathered in place into every rank's parameters: beyond
+// the parameters and gradients themselves, ZeRO-1 holds m and v of one
+// shard and the padding. Traffic per step: (n−1)·S·e reduce-scatter +
+// (n−1)·S·e all-gather + one 8-byte all-reduce of the squared gradient norm.
 #pragma once
 
 #include <memory>
@@ -55,7 +59,9 @@ class GradientBuckets {
 class Zero1 {
  public:
   // sum_model_parallel sums the squared gradient norm over the groups holding
-  // other parts of the model (tensor and pipeline parallel).
+  // other parts of the model (tensor and pipeline parallel). Makes every
+  // parameter's value and gradient a view of the flat vectors (kept values):
+  // build it before anything that keeps views of them.
   Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
         SumOverModelParallel sum_model_parallel = {});
 
@@ -88,7 +94,7 @@ class Zero1 {
   SumOverModelParallel sum_model_parallel_;
   int64_t total_ = 0, shard_ = 0;
   std::vector<int64_t> offsets_;  // flat offset of each parameter
-  Tensor flat_grads_, shard_grads_, flat_values_;
+  Tensor flat_grads_, flat_values_;  // the parameters' storage (their grad and value views)
   std::vector<Slice> slices_;
   std::unique_ptr<AdamW> optimizer_;
   void gather(const std::vector<Tensor>& segments, std::vector<Tensor>& whole);

@@ -1,4 +1,5 @@
 #include <chrono>
+#include <cstring>
 #include <thread>
 #include <utility>
 
@@ -104,8 +105,12 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_gather_async(const Tensor& in,
   LINPAR_CHECK(out.numel() == in.numel() * size_ && out.dtype() == in.dtype(),
                "all_gather {} -> {}", shape_string(in.shape()), shape_string(out.shape()));
   MPI_Request request;
-  MPI_CHECK(MPI_Iallgather(in.raw_data(), count_of(in), mpi_type(in), out.raw_data(),
-                           count_of(in), mpi_type(out), comm_, &request));
+  // In place (NCCL's convention, which MPI spells MPI_IN_PLACE): `in` is
+  // this rank's block of `out` (ZeRO-1's values, parallel/data_parallel.cpp).
+  const bool in_place =
+      in.aliases(out.reshape({-1}).slice0(rank_ * in.numel(), (rank_ + 1) * in.numel()));
+  MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.raw_data(), count_of(in), mpi_type(in),
+                           out.raw_data(), count_of(in), mpi_type(out), comm_, &request));
   count_call(CollectiveKind::AllGather, static_cast<int64_t>(in.nbytes()));
   return std::make_unique<MpiRequest>(request);
 }
@@ -113,8 +118,17 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_gather_async(const Tensor& in,
 void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
   LINPAR_CHECK(in.numel() == out.numel() * size_ && out.dtype() == in.dtype(),
                "reduce_scatter {} -> {}", shape_string(in.shape()), shape_string(out.shape()));
-  MPI_CHECK(MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count_of(out), mpi_type(in),
-                                     MPI_SUM, comm_));
+  // In place: `out` is this rank's block of `in` (NCCL's convention). MPI
+  // leaves the sum at the top of the buffer; it moves to the rank's block
+  // (the rest of `in` is spent, as after NCCL's).
+  if (out.aliases(in.reshape({-1}).slice0(rank_ * out.numel(), (rank_ + 1) * out.numel()))) {
+    MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, in.raw_data(), count_of(out), mpi_type(in),
+                                       MPI_SUM, comm_));
+    if (rank_ != 0) std::memcpy(out.raw_data(), in.raw_data(), out.nbytes());
+  } else {
+    MPI_CHECK(MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count_of(out), mpi_type(in),
+                                       MPI_SUM, comm_));
+  }
   count_call(CollectiveKind::ReduceScatter, static_cast<int64_t>(out.nbytes()));
 }
 

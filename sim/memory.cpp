@@ -319,11 +319,12 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
     if (cs.last()) r.workspace = std::max(r.workspace, head_backward_peak(l, s));
   }
 
-  // Gradient reduction (Trainer's constructor): ZeRO-1 keeps flat_grads_ and
-  // flat_values_ (n·shard each) and shard_grads_, plus step()'s copy of the
-  // updated shard (`mine`). DDP's GradientBuckets add nothing: every gradient
-  // is a view of its bucket's buffer (counted in `gradients`).
-  if (l.zero == 1) r.communication_buffers += (2 * zero_ranks + 2) * zero_shard * s.master;
+  // Gradient reduction (Trainer's constructor): ZeRO-1's values and
+  // gradients are views of two flat vectors of n·shard elements, reduced and
+  // gathered in place: beyond the parameters and gradients (counted above)
+  // only their padding. DDP's GradientBuckets add nothing either: every
+  // gradient is a view of its bucket's buffer.
+  if (l.zero == 1) r.communication_buffers += 2 * (zero_ranks * zero_shard - P) * s.master;
   // The pipeline (Trainer::train_step): every activation sent forward and
   // every gradient sent back stays alive until the step's end (`sent`), one
   // [B, Ns, D] per micro-batch each way (and chunk); plus the receive buffer

@@ -90,12 +90,13 @@ TEST(SimStep, DataParallelOverAFreeNetworkCostsNothing) {
 
 TEST(SimStep, ZeroOneReducesAfterBackwardAsTheRuntimeDoes) {
   // Over a free network the collectives cost nothing; ZeRO-1 over 2 ranks
-  // (shards of S = P/2) copies the gradients into the flat vector (8 bytes
-  // a parameter, f32 read + write), scales its shard to the average (8S),
-  // takes the norm of it (4S), copies the shard's values in (8S), updates
-  // them without the bf16 copy (28S), copies the shard out for the
-  // all-gather (8S), the gathered values back (8) and refreshes the bf16
-  // copies (6): 50 bytes a parameter where plain DP's tail moves 34.
+  // (shards of S = P/2), its reduce-scatter and all-gather in place in the
+  // parameters' own flat vectors, scales its shard to the average (8S, f32
+  // read + write), takes the norm of it (4S), updates it without the bf16
+  // copy (28S) and refreshes the bf16 copies (6 a parameter): 26 bytes a
+  // parameter where plain DP's tail moves 34 (until 2026-12-07 ZeRO-1 also
+  // copied the gradients into a flat vector and the values out and back:
+  // 50).
   const ModelConfig m = preset_config("tnl-385m");
   SimLayout l;
   l.dp = 2;
@@ -106,7 +107,7 @@ TEST(SimStep, ZeroOneReducesAfterBackwardAsTheRuntimeDoes) {
   const double t0 = simulate_step(m, free_network(2), l).step_seconds;
   const double t1 = simulate_step(m, free_network(2), z).step_seconds;
   const int64_t P = m.parameter_count();
-  EXPECT_NEAR(tail_bytes(z, P) - tail_bytes(l, P), 16.0 * static_cast<double>(P), 64);
+  EXPECT_NEAR(tail_bytes(z, P) - tail_bytes(l, P), -8.0 * static_cast<double>(P), 64);
   EXPECT_NEAR(t1 - t0, tail_seconds(z, P) - tail_seconds(l, P), 1e-9);
 }
 
@@ -142,14 +143,14 @@ TEST(SimStep, GradientsReducedAfterBackwardAddTheirWholeAllReduce) {
       1e-9);
   EXPECT_EQ(f32.comm_bytes_per_step, 2 * 2 * wire_bytes(CollectiveKind::AllReduce, 2, params * 2));
   EXPECT_EQ(bf16.comm_bytes_per_step, 2 * wire_bytes(CollectiveKind::AllReduce, 2, params * 2));
-  // ZeRO-1 flattens the gradients into its vector of the values' f32
-  // (parallel/data_parallel.cpp): its reduce-scatter and the values'
-  // all-gather move 4 bytes an element whatever the gradients' size; the
-  // norm all-reduces 8.
+  // ZeRO-1 reduce-scatters the gradients in place in their own vector
+  // (parallel/data_parallel.cpp): 2 bytes an element, as Megatron-LM's
+  // distributed optimizer over 2-byte gradients; the f32 values' all-gather
+  // 4; the norm all-reduces 8.
   SimLayout z = after;
   z.zero = 1;
   EXPECT_EQ(simulate_step(m, c, z).comm_bytes_per_step,
-            2 * (wire_bytes(CollectiveKind::ReduceScatter, 2, params * 4 / 2) +
+            2 * (wire_bytes(CollectiveKind::ReduceScatter, 2, params * 2 / 2) +
                  wire_bytes(CollectiveKind::AllGather, 2, params * 4 / 2) +
                  wire_bytes(CollectiveKind::AllReduce, 2, 8)));
 }
