@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "core/dtype.h"
 
@@ -18,13 +19,22 @@ class Allocator {
 };
 
 // 64-byte aligned host memory (a cache line, and what AVX-512 loads want).
+// Counts the bytes its tensors hold, live and at their peak, so that a run's
+// memory can be compared with the simulator's model of it (the requested
+// bytes, as the model counts them; tests/parallel/memory_measured_test.cpp).
 class CpuAllocator final : public Allocator {
  public:
   static constexpr size_t kAlignment = 64;
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;
   Device device() const override { return Device::CPU; }
+
+  int64_t live_bytes() const;
+  int64_t peak_bytes() const;  // since the last reset_peak()
+  void reset_peak();
 };
+// The process's CPU allocator (default_allocator(Device::CPU)).
+CpuAllocator& cpu_allocator();
 
 // The process-wide allocator for a device. CUDA's is defined in the CUDA
 // backend and throws a UserError when linpar was built without CUDA.
