@@ -23,6 +23,7 @@
 #include "model/config.h"
 #include "model/plan_model.h"
 #include "parallel/trainer.h"
+#include "sim/memory.h"
 #include "sim/op_costs.h"
 
 int main(int argc, char** argv) {
@@ -47,6 +48,8 @@ int main(int argc, char** argv) {
     o.device = linpar::Device::CUDA;
     o.dtype = linpar::DType::BF16;
     o.progress = linpar::TrainOptions::Progress::Quiet;
+    // LINPAR_RECOMPUTE=none|selective|full: the activation recomputation.
+    if (const char* r = std::getenv("LINPAR_RECOMPUTE")) o.layout.recompute = linpar::recompute_from_name(r);
     linpar::ProcessGrid grid({1, 1, 1, 1}, MPI_COMM_WORLD);
     linpar::Trainer trainer(o, grid);
     const linpar::OpPlan plan = linpar::plan_model(trainer.model().config(), {}, {},
@@ -94,6 +97,18 @@ int main(int argc, char** argv) {
     std::printf("# peak GPU memory in use %.2f GiB, reserved %.2f GiB\n",
                 static_cast<double>(m.peak_in_use_bytes) / (1 << 30),
                 static_cast<double>(m.reserved_bytes) / (1 << 30));
+    // Beside it, what `linpar sim` says the layout needs (sim/memory.h).
+    linpar::sim::MemoryLayout l;
+    static_cast<linpar::Layout&>(l) = o.layout;
+    l.element_bytes = 2;
+    const linpar::sim::MemoryBreakdown model = linpar::sim::memory_per_gpu(o.model, l);
+    std::printf("memory_linpar %s %lld %lld %s measured %lld model %lld (%+.2f%%): %s\n", argv[2],
+                static_cast<long long>(o.layout.seq_len), static_cast<long long>(o.layout.micro_batch),
+                linpar::recompute_name(o.layout.recompute), static_cast<long long>(m.peak_in_use_bytes),
+                static_cast<long long>(model.total),
+                100.0 * (static_cast<double>(m.peak_in_use_bytes) - static_cast<double>(model.total)) /
+                    static_cast<double>(model.total),
+                linpar::sim::memory_summary(model).c_str());
   } catch (const linpar::UserError& e) {
     std::fprintf(stderr, "train_bench: %s\n", e.what());
     status = 2;
