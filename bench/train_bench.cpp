@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
     o.dtype = linpar::DType::BF16;
     o.progress = linpar::TrainOptions::Progress::Quiet;
     // LINPAR_RECOMPUTE=none|selective|full: the activation recomputation.
-    if (const char* r = std::getenv("LINPAR_RECOMPUTE")) o.layout.recompute = linpar::recompute_from_name(r);
+    if (const char* r = std::getenv("LINPAR_RECOMPUTE"))
+      o.layout.recompute = linpar::recompute_from_name(r);
     linpar::ProcessGrid grid({1, 1, 1, 1}, MPI_COMM_WORLD);
     linpar::Trainer trainer(o, grid);
     const linpar::OpPlan plan = linpar::plan_model(trainer.model().config(), {}, {},
@@ -102,13 +103,14 @@ int main(int argc, char** argv) {
     static_cast<linpar::Layout&>(l) = o.layout;
     l.element_bytes = 2;
     const linpar::sim::MemoryBreakdown model = linpar::sim::memory_per_gpu(o.model, l);
-    std::printf("memory_linpar %s %lld %lld %s measured %lld model %lld (%+.2f%%): %s\n", argv[2],
-                static_cast<long long>(o.layout.seq_len), static_cast<long long>(o.layout.micro_batch),
-                linpar::recompute_name(o.layout.recompute), static_cast<long long>(m.peak_in_use_bytes),
-                static_cast<long long>(model.total),
-                100.0 * (static_cast<double>(m.peak_in_use_bytes) - static_cast<double>(model.total)) /
-                    static_cast<double>(model.total),
-                linpar::sim::memory_summary(model).c_str());
+    std::printf(
+        "memory_linpar %s %lld %lld %s measured %lld model %lld (%+.2f%%): %s\n", argv[2],
+        static_cast<long long>(o.layout.seq_len), static_cast<long long>(o.layout.micro_batch),
+        linpar::recompute_name(o.layout.recompute), static_cast<long long>(m.peak_in_use_bytes),
+        static_cast<long long>(model.total),
+        100.0 * (static_cast<double>(m.peak_in_use_bytes) - static_cast<double>(model.total)) /
+            static_cast<double>(model.total),
+        linpar::sim::memory_summary(model).c_str());
   } catch (const linpar::UserError& e) {
     std::fprintf(stderr, "train_bench: %s\n", e.what());
     status = 2;
