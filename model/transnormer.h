@@ -161,7 +161,9 @@ class TransNormerLLM {
 };
 
 // Activation memory of one micro-batch's forward kept for backward, per token
-// (elements), as the Cache above holds it; used by the --dry-run estimate.
+// (elements), as the Cache above holds it with recompute none, on one rank:
+// an independent count the memory model's test compares with
+// (tests/sim/memory_test.cpp).
 int64_t activation_elements_per_token(const ModelConfig& config);
 
 }  // namespace linpar

@@ -1,5 +1,6 @@
 // The MPI communicator (run under mpirun -np 2 and -np 4): every call's result
-// and the bytes it counts, against the ring-algorithm formulas.
+// and the bytes it counts, against the ring-algorithm formulas; the all-gather
+// and reduce-scatter also in place.
 #include "parallel/communicator.h"
 
 #include <gtest/gtest.h>
@@ -35,6 +36,23 @@ void check_collectives(Communicator& comm) {
   comm.reduce_scatter(full, block);
   EXPECT_EQ(block.data<double>()[0], n * (2 * r) + n * (n - 1) / 2.0);
   EXPECT_EQ(comm.counters().bytes[static_cast<int>(CollectiveKind::ReduceScatter)], (n - 1) * 16);
+
+  // In place, as ZeRO-1 runs them (NCCL's convention: this rank's block of
+  // the buffer is the all-gather's input and the reduce-scatter's output).
+  Tensor buffer = Tensor::zeros({3 * n}, DType::F32);
+  for (int j = 0; j < 3; ++j) buffer.data<float>()[3 * r + j] = 10.0f * r + j;
+  comm.all_gather(buffer.slice0(3 * r, 3 * r + 3), buffer);
+  for (int i = 0; i < 3 * n; ++i) EXPECT_EQ(buffer.data<float>()[i], 10.0f * (i / 3) + i % 3);
+  for (int i = 0; i < 3 * n; ++i) buffer.data<float>()[i] = static_cast<float>(i * (r + 1));
+  Tensor own = buffer.slice0(3 * r, 3 * r + 3);
+  comm.reduce_scatter(buffer, own);
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_EQ(buffer.data<float>()[3 * r + j], static_cast<float>((3 * r + j) * n * (n + 1) / 2));
+  }
+  EXPECT_EQ(comm.counters().bytes[static_cast<int>(CollectiveKind::AllGather)],
+            (n - 1) * 16 + (n - 1) * 12);
+  EXPECT_EQ(comm.counters().bytes[static_cast<int>(CollectiveKind::ReduceScatter)],
+            (n - 1) * 16 + (n - 1) * 12);
 
   Tensor to_all = Tensor::empty({n}, DType::I32), from_all = Tensor::empty({n}, DType::I32);
   for (int j = 0; j < n; ++j) to_all.data<int32_t>()[j] = 100 * r + j;
