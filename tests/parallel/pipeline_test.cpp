@@ -322,6 +322,52 @@ TEST(PipelineNp2, CheckpointFromPp2ResumesOnOneProcess) {
   }
 }
 
+// An interleaved pp2 × 2 run with full recomputation (tied) saves after 2
+// steps; one process without either resumes it and trains what 4
+// uninterrupted single-process steps train; and the single process's
+// checkpoint resumes under interleaving.
+TEST(PipelineNp2, InterleavedRecomputingCheckpointsMoveBetweenLayouts) {
+  ProcessGrid single({1, 1, 1, 1}, MPI_COMM_SELF);
+  ProcessGrid grid({1, 1, 2, 1}, MPI_COMM_WORLD);
+  auto options = [](int pp) {
+    TrainOptions o = pipeline_options(1, 1, pp, PipelineSchedule::OneFOneB, DType::F64, true);
+    o.model.n_layers = 4;
+    if (pp > 1) {
+      o.layout.pp_chunks = 2;
+      o.layout.recompute = Recompute::Full;
+    }
+    return o;
+  };
+  const NamedRun reference = train_named(options(1), single, 4);
+  TempDir dir;
+  const std::string ckpt = rank0_path(dir / "ckpt");
+  TrainOptions interleaved = options(2);
+  interleaved.ckpt_dir = ckpt;
+  {
+    Trainer trainer(interleaved, grid);
+    trainer.train_step();
+    trainer.train_step();
+    trainer.save();
+  }
+  if (grid.rank() == 0) {
+    Trainer resumed(options(1), single);
+    resumed.load(latest_checkpoint(ckpt), true);
+    EXPECT_LT(relative(resumed.train_step().loss, reference.steps[2].loss), 1e-9);
+    EXPECT_LT(relative(resumed.train_step().loss, reference.steps[3].loss), 1e-9);
+    TrainOptions writer_options = options(1);
+    writer_options.ckpt_dir = ckpt + "_single";
+    Trainer writer(writer_options, single);
+    writer.train_step();
+    writer.train_step();
+    writer.save();
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  Trainer loaded(options(2), grid);
+  loaded.load(latest_checkpoint(ckpt + "_single"), true);
+  EXPECT_LT(relative(loaded.train_step().loss, reference.steps[2].loss), 1e-9);
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
 }  // namespace linpar
 
 namespace linpar {
