@@ -293,6 +293,29 @@ TEST(PipelineNp4, TiedEmbeddingBytesEqualClosedForm) {
             m * 2 * (S - 1) * E + S * (2 * (S - 1) * 8 / S) + 2 * W);
 }
 
+namespace {
+
+// Two steps of `o` on `grid`, then a checkpoint in `ckpt`.
+void save_after_two_steps(TrainOptions o, ProcessGrid& grid, const std::string& ckpt) {
+  o.ckpt_dir = ckpt;
+  Trainer trainer(o, grid);
+  trainer.train_step();
+  trainer.train_step();
+  trainer.save();
+}
+
+// `o` on `grid` resumed from the newest checkpoint in `ckpt` takes the
+// reference's steps 3 and 4.
+void expect_resumed_steps(const TrainOptions& o, ProcessGrid& grid, const std::string& ckpt,
+                          const NamedRun& reference, double tolerance) {
+  Trainer resumed(o, grid);
+  resumed.load(latest_checkpoint(ckpt), true);
+  EXPECT_LT(relative(resumed.train_step().loss, reference.steps[2].loss), tolerance);
+  EXPECT_LT(relative(resumed.train_step().loss, reference.steps[3].loss), tolerance);
+}
+
+}  // namespace
+
 // Untied and tied (both stages write an "embedding" box; the reader takes one).
 TEST(PipelineNp2, CheckpointFromPp2ResumesOnOneProcess) {
   ProcessGrid single({1, 1, 1, 1}, MPI_COMM_SELF);
@@ -304,20 +327,8 @@ TEST(PipelineNp2, CheckpointFromPp2ResumesOnOneProcess) {
     const NamedRun reference = train_named(options(1), single, 4);
     TempDir dir;
     const std::string ckpt = rank0_path(dir / "ckpt");
-    TrainOptions two_stages = options(2);
-    two_stages.ckpt_dir = ckpt;
-    {
-      Trainer trainer(two_stages, grid);
-      trainer.train_step();
-      trainer.train_step();
-      trainer.save();
-    }
-    if (grid.rank() == 0) {
-      Trainer resumed(options(1), single);
-      resumed.load(latest_checkpoint(ckpt), true);
-      EXPECT_LT(relative(resumed.train_step().loss, reference.steps[2].loss), 1e-5) << tied;
-      EXPECT_LT(relative(resumed.train_step().loss, reference.steps[3].loss), 1e-5) << tied;
-    }
+    save_after_two_steps(options(2), grid, ckpt);
+    if (grid.rank() == 0) expect_resumed_steps(options(1), single, ckpt, reference, 1e-5);
     MPI_Barrier(MPI_COMM_WORLD);
   }
 }
@@ -341,25 +352,10 @@ TEST(PipelineNp2, InterleavedRecomputingCheckpointsMoveBetweenLayouts) {
   const NamedRun reference = train_named(options(1), single, 4);
   TempDir dir;
   const std::string ckpt = rank0_path(dir / "ckpt");
-  TrainOptions interleaved = options(2);
-  interleaved.ckpt_dir = ckpt;
-  {
-    Trainer trainer(interleaved, grid);
-    trainer.train_step();
-    trainer.train_step();
-    trainer.save();
-  }
+  save_after_two_steps(options(2), grid, ckpt);
   if (grid.rank() == 0) {
-    Trainer resumed(options(1), single);
-    resumed.load(latest_checkpoint(ckpt), true);
-    EXPECT_LT(relative(resumed.train_step().loss, reference.steps[2].loss), 1e-9);
-    EXPECT_LT(relative(resumed.train_step().loss, reference.steps[3].loss), 1e-9);
-    TrainOptions writer_options = options(1);
-    writer_options.ckpt_dir = ckpt + "_single";
-    Trainer writer(writer_options, single);
-    writer.train_step();
-    writer.train_step();
-    writer.save();
+    expect_resumed_steps(options(1), single, ckpt, reference, 1e-9);
+    save_after_two_steps(options(1), single, ckpt + "_single");
   }
   MPI_Barrier(MPI_COMM_WORLD);
   Trainer loaded(options(2), grid);
