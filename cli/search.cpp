@@ -68,32 +68,29 @@ std::string co2_name(int64_t tau) { return tau > 0 ? fmt::format("τ={}", tau) :
 
 nlohmann::json layout_json(int rank, const sim::SearchResult& r, const SimSetup& setup) {
   const sim::SimLayout& l = r.layout;
-  const std::optional<TrainCommand> run = runnable_command(setup, l);
-  return {{"rank", rank},
-          {"train_command", run && run->unrunnable.empty() ? run->mpirun : ""},
-          {"slurm_command", run && run->unrunnable.empty() ? run->slurm : ""},
-          {"not_runnable",
-           run ? run->unrunnable : "a softmax transformer: linpar trains TransNormerLLM"},
-          {"dp", l.dp},
-          {"tp", l.tp},
-          {"tp_sp", l.tp_sp},
-          {"pp", l.pp},
-          {"pp_schedule", pipeline_schedule_name(l.schedule)},
-          {"pp_chunks", l.pp_chunks},
-          {"sp", l.sp},
-          {"sp_kind", sp_kind_name(l.sp_kind)},
-          {"micro_batch", l.micro_batch},
-          {"recompute", recompute_name(l.recompute)},
-          {"zero", l.zero},
-          {"co2_tau", l.co2_tau},
-          {"step_time_s", r.step_seconds},
-          {"tokens_per_gpu_per_s", r.tokens_per_gpu_per_s},
-          {"mfu", r.mfu},
-          {"compute_s", r.compute_seconds},
-          {"comm_s", r.comm_seconds},
-          {"bubble_s", r.bubble_seconds},
-          {"memory_per_gpu_bytes", r.memory.total},
-          {"fits", r.fits}};
+  nlohmann::json j = {{"rank", rank},
+                      {"dp", l.dp},
+                      {"tp", l.tp},
+                      {"tp_sp", l.tp_sp},
+                      {"pp", l.pp},
+                      {"pp_schedule", pipeline_schedule_name(l.schedule)},
+                      {"pp_chunks", l.pp_chunks},
+                      {"sp", l.sp},
+                      {"sp_kind", sp_kind_name(l.sp_kind)},
+                      {"micro_batch", l.micro_batch},
+                      {"recompute", recompute_name(l.recompute)},
+                      {"zero", l.zero},
+                      {"co2_tau", l.co2_tau},
+                      {"step_time_s", r.step_seconds},
+                      {"tokens_per_gpu_per_s", r.tokens_per_gpu_per_s},
+                      {"mfu", r.mfu},
+                      {"compute_s", r.compute_seconds},
+                      {"comm_s", r.comm_seconds},
+                      {"bubble_s", r.bubble_seconds},
+                      {"memory_per_gpu_bytes", r.memory.total},
+                      {"fits", r.fits}};
+  add_train_command(j, runnable_command(setup, l));
+  return j;
 }
 
 }  // namespace

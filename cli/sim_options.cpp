@@ -137,6 +137,14 @@ std::optional<TrainCommand> runnable_command(const SimSetup& setup, const sim::S
   return train_command(setup.model.transnormer(), layout, setup.cluster, setup.settings_note());
 }
 
+void add_train_command(nlohmann::json& j, const std::optional<TrainCommand>& command) {
+  const bool runs = command && command->unrunnable.empty();
+  j["train_command"] = runs ? command->mpirun : "";
+  j["slurm_command"] = runs ? command->slurm : "";
+  j["not_runnable"] =
+      command ? command->unrunnable : "a softmax transformer: linpar trains TransNormerLLM";
+}
+
 void print_train_command(const std::optional<TrainCommand>& command) {
   if (!command) {
     fmt::print("  run it: simulated only (linpar trains TransNormerLLM)\n");

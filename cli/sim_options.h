@@ -58,5 +58,8 @@ SimSetup sim_setup_from(const po::variables_map& v);
 std::optional<TrainCommand> runnable_command(const SimSetup& setup, const sim::SimLayout& layout);
 // "  run it: mpirun …" and "  slurm: sbatch …", or why it cannot run.
 void print_train_command(const std::optional<TrainCommand>& command);
+// The same as JSON keys of `j`: train_command, slurm_command ("" when not
+// runnable) and not_runnable ("" when runnable).
+void add_train_command(nlohmann::json& j, const std::optional<TrainCommand>& command);
 
 }  // namespace linpar::cli

@@ -46,6 +46,11 @@ const char* op_kind_name(OpKind kind);  // "matmul", "attention", "softmax_atten
 //           gradient norm, the optimizer, the compute copies' refresh;
 //   Outer   an outer loop's round end (CO2), once per τ steps.
 enum class Pass : uint8_t { Forward, Backward, Recompute, Reduce, Update, Outer };
+// Whether a pass runs forward's kernels (its products count 2mnk FLOPs, its
+// rates are forward's): Forward, and Recompute, which runs them again.
+inline bool runs_forward_kernels(Pass pass) {
+  return pass == Pass::Forward || pass == Pass::Recompute;
+}
 
 // The layer field of ops outside the layers.
 inline constexpr int32_t kEmbeddingLayer = -1;  // the embedding (first pipeline stage)

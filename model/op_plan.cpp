@@ -51,7 +51,7 @@ PlannedOp planned_op(RecordedOp&& r) {
 
 int64_t matmul_flops(const MatmulShape& s, Pass pass) {
   const int64_t forward = 2 * s.batch * s.m * s.n * s.k;
-  return pass == Pass::Forward || pass == Pass::Recompute ? forward : 2 * forward;
+  return runs_forward_kernels(pass) ? forward : 2 * forward;
 }
 
 PlannedOp& OpSite::add(OpKind kind, std::string_view name, int64_t flops, int64_t bytes_read,

@@ -39,21 +39,32 @@ PipelineStage pipeline_stage(const ModelConfig& config, int rank, int size) {
   return stage;
 }
 
+namespace {
+std::vector<PipelineStage> one_chunk(const ModelConfig& config, const PipelineStage* stage) {
+  return {stage != nullptr ? *stage : PipelineStage{0, 1, 0, config.n_layers}};
+}
+}  // namespace
+
 TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
                                const TensorParallel& tp, const PipelineStage* stage,
                                const SequenceParallel& sp)
-    : TransNormerLLM(config, seed, dtype, tp, stage, sp, Device::CPU) {}
+    : TransNormerLLM(config, seed, dtype, tp, one_chunk(config, stage), sp, Device::CPU) {}
+
+TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
+                               const TensorParallel& tp, const std::vector<PipelineStage>& chunks,
+                               const SequenceParallel& sp)
+    : TransNormerLLM(config, seed, dtype, tp, chunks, sp, Device::CPU) {}
 
 TransNormerLLM TransNormerLLM::on_meta(const ModelConfig& config, DType dtype, DType compute,
                                        const TensorParallel& tp, const PipelineStage* stage,
                                        const SequenceParallel& sp) {
-  TransNormerLLM model(config, 0, dtype, tp, stage, sp, Device::Meta);
+  TransNormerLLM model(config, 0, dtype, tp, one_chunk(config, stage), sp, Device::Meta);
   model.place(Device::Meta, compute);
   return model;
 }
 
 TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
-                               const TensorParallel& tp, const PipelineStage* stage,
+                               const TensorParallel& tp, const std::vector<PipelineStage>& chunks,
                                const SequenceParallel& sp, Device build)
     : config_(config),
       sp_(sp),
@@ -61,34 +72,17 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
       stats_dtype_(dtype),
       device_(build),
       tp_(tp),
+      chunks_(chunks),
       params_(build) {
   config_.validate();
   validate_tensor_parallel(config_, tp.size);
-  chunks_ = {stage != nullptr ? *stage : PipelineStage{0, 1, 0, config.n_layers}};
-  build_layers(seed, dtype, tp, sp);
-}
-
-TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype,
-                               const TensorParallel& tp, const std::vector<PipelineStage>& chunks,
-                               const SequenceParallel& sp)
-    : config_(config), sp_(sp), dtype_(dtype), stats_dtype_(dtype), tp_(tp), params_(Device::CPU) {
-  config_.validate();
-  validate_tensor_parallel(config_, tp.size);
-  LINPAR_CHECK(!chunks.empty(), "a model of no pipeline chunk");
-  chunks_ = chunks;
-  build_layers(seed, dtype, tp, sp);
-}
-
-void TransNormerLLM::build_layers(uint64_t seed, DType dtype, const TensorParallel& tp,
-                                  const SequenceParallel& sp) {
-  const ModelConfig& config = config_;
+  LINPAR_CHECK(!chunks_.empty(), "a model of no pipeline chunk");
   // The rank's stage: its first chunk holds the embedding when it is the
   // first (virtual) stage, its last the head when it is the last.
   stage_ = chunks_.front();
   stage_.end_layer = chunks_.back().end_layer;
   if (chunks_.size() > 1) {
     stage_.size = chunks_.front().size / static_cast<int>(chunks_.size());
-    stage_.rank = chunks_.front().rank;
     LINPAR_CHECK(
         chunks_.back().rank == stage_.rank + (static_cast<int>(chunks_.size()) - 1) * stage_.size,
         "model chunks of virtual stages {} … {} are not one stage's", chunks_.front().rank,
@@ -294,48 +288,53 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
   if (ready) ready({embedding_});
 }
 
-void TransNormerLLM::layer_forward(size_t l, Tensor& x, LayerCache& lc) const {
+Tensor TransNormerLLM::layer_ops(size_t l, Tensor x, LayerCache& c, bool keep_core,
+                                 const AttentionCache* recomputing, bool whole) const {
   const int64_t B = x.dim(0), Ns = x.dim(1), D = config_.width;
   const std::string& prefix = layer_prefixes_[l];
-  const bool full = recompute_ == Recompute::Full;
-  // Under full recomputation the layer's cache lives only through this call.
-  LayerCache scratch;
-  LayerCache& c = full ? scratch : lc;
   c.token_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
   c.token_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
   {
     const OpScope op(prefix, "token_norm.forward");
     srmsnorm_forward(x, config_.norm_eps, c.token_norm, c.token_rstd);
   }
-  Tensor branch = Tensor::empty({B, Ns, D}, dtype_, device_);
-  token_mixers_[l].forward(c.token_norm, branch, c.token_mixer,
-                           /*keep_core=*/recompute_ != Recompute::Selective);
+  Tensor mid = Tensor::empty({B, Ns, D}, dtype_, device_);
+  token_mixers_[l].forward(c.token_norm, mid, c.token_mixer, keep_core, recomputing);
   {
+    // x + GLA(SRMSNorm(x)) into the branch (the same bits as adding the
+    // branch into x); x's storage goes unless a cache keeps it.
     const OpScope op(prefix, "token_residual.forward");
-    if (full) {
-      // x + GLA(SRMSNorm(x)) into the branch (the same bits as adding the
-      // branch into x): x stays, the layer's input.
-      axpy(1.0, x, branch);
-      lc.input = std::move(x);
-      x = std::move(branch);
-      branch = Tensor::empty({B, Ns, D}, dtype_, device_);
-    } else {
-      axpy(1.0, branch, x);  // x += GLA(SRMSNorm(x))
-    }
+    axpy(1.0, x, mid);
+    x = Tensor();
   }
   c.channel_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
   c.channel_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
   {
     const OpScope op(prefix, "channel_norm.forward");
-    srmsnorm_forward(x, config_.norm_eps, c.channel_norm, c.channel_rstd);
+    srmsnorm_forward(mid, config_.norm_eps, c.channel_norm, c.channel_rstd);
   }
+  Tensor branch = whole ? Tensor::empty({B, Ns, D}, dtype_, device_) : Tensor();
   channel_mixers_[l].forward(c.channel_norm, branch, c.channel_mixer);
-  {
+  if (whole) {
     const OpScope op(prefix, "channel_residual.forward");
-    axpy(1.0, branch, x);  // x += SGLU(SRMSNorm(x))
+    axpy(1.0, branch, mid);  // += SGLU(SRMSNorm(·))
   }
-  if (full && sp_.attention != nullptr && sp_.attention->keeps_cache_under_full_recompute()) {
-    lc.token_mixer.attention = std::move(c.token_mixer.attention);
+  return mid;
+}
+
+void TransNormerLLM::layer_forward(size_t l, Tensor& x, LayerCache& lc) const {
+  if (recompute_ != Recompute::Full) {
+    x = layer_ops(l, std::move(x), lc, /*keep_core=*/recompute_ != Recompute::Selective, nullptr,
+                  /*whole=*/true);
+    return;
+  }
+  // Full recomputation: the layer's input stays; its cache lives only
+  // through this call, but for the strategy's when it keeps one.
+  LayerCache scratch;
+  lc.input = x;
+  x = layer_ops(l, std::move(x), scratch, /*keep_core=*/true, nullptr, /*whole=*/true);
+  if (sp_.attention != nullptr && sp_.attention->keeps_cache_under_full_recompute()) {
+    lc.token_mixer.attention = std::move(scratch.token_mixer.attention);
   }
 }
 
@@ -352,31 +351,9 @@ const TransNormerLLM::LayerCache& TransNormerLLM::layer_cache_for_backward(size_
   // Full: the layer's forward again from its input, as far as its cache
   // goes (the channel mixer's output and the last residual add feed nothing
   // backward reads).
-  const Tensor& x = kept.input;
-  const int64_t B = x.dim(0), Ns = x.dim(1), D = config_.width;
-  const std::string& prefix = layer_prefixes_[l];
-  out.token_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
-  out.token_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
-  {
-    const OpScope op(prefix, "token_norm.forward");
-    srmsnorm_forward(x, config_.norm_eps, out.token_norm, out.token_rstd);
-  }
   const bool cached = sp_.attention != nullptr && sp_.attention->keeps_cache_under_full_recompute();
-  Tensor mid = Tensor::empty({B, Ns, D}, dtype_, device_);
-  token_mixers_[l].forward(out.token_norm, mid, out.token_mixer, /*keep_core=*/true,
-                           cached ? &kept.token_mixer.attention : nullptr);
-  {
-    const OpScope op(prefix, "token_residual.forward");
-    axpy(1.0, x, mid);
-  }
-  out.channel_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
-  out.channel_rstd = Tensor::empty({B * Ns}, stats_dtype_, device_);
-  {
-    const OpScope op(prefix, "channel_norm.forward");
-    srmsnorm_forward(mid, config_.norm_eps, out.channel_norm, out.channel_rstd);
-  }
-  Tensor no_output;
-  channel_mixers_[l].forward(out.channel_norm, no_output, out.channel_mixer);
+  layer_ops(l, kept.input, out, /*keep_core=*/true, cached ? &kept.token_mixer.attention : nullptr,
+            /*whole=*/false);
   return out;
 }
 

@@ -125,16 +125,22 @@ class TransNormerLLM {
   const std::vector<PipelineStage>& chunks() const { return chunks_; }
 
  private:
+  // Both public constructors and on_meta: the parameters and layers of
+  // `chunks` on `build`.
   TransNormerLLM(const ModelConfig& config, uint64_t seed, DType dtype, const TensorParallel& tp,
-                 const PipelineStage* stage, const SequenceParallel& sp, Device build);
-  // The parameters and layers of chunks_.
-  void build_layers(uint64_t seed, DType dtype, const TensorParallel& tp,
-                    const SequenceParallel& sp);
+                 const std::vector<PipelineStage>& chunks, const SequenceParallel& sp,
+                 Device build);
 
-  // Layer l (of this stage) forward on the residual stream x: updated in
-  // place, or under full recomputation replaced by a new tensor so that the
-  // layer's input survives as lc.input.
+  // Layer l (of this stage) forward on the residual stream x, replaced by
+  // the layer's output (under full recomputation the input survives as
+  // lc.input).
   void layer_forward(size_t l, Tensor& x, LayerCache& lc) const;
+  // Layer l's ops from its input x into cache c (the token mixer with
+  // keep_core and `recomputing`, TokenMixer::forward); returns the stream
+  // after the layer, or with whole false (recomputation) stops once the
+  // channel mixer's cache is made and returns the stream between the mixers.
+  Tensor layer_ops(size_t l, Tensor x, LayerCache& c, bool keep_core,
+                   const AttentionCache* recomputing, bool whole) const;
   // The cache layer l's backward reads: `kept` itself (recompute none), or
   // rebuilt into `rebuilt` from what forward kept (ops of Pass::Recompute).
   const LayerCache& layer_cache_for_backward(size_t l, const LayerCache& kept,

@@ -10,6 +10,14 @@
 namespace linpar {
 
 namespace {
+// `t` becomes a view of `flat` from `offset` on, its values kept (PyTorch
+// DDP's gradient_as_bucket_view, Megatron's contiguous buffers).
+void view_into(Tensor& t, const Tensor& flat, int64_t offset) {
+  Tensor view = flat.slice0(offset, offset + t.numel()).reshape(t.shape());
+  view.copy_from(t);
+  t = view;
+}
+
 size_t index_of(ParameterSet& params, const Parameter* p) {
   for (size_t i = 0; i < params.all().size(); ++i) {
     if (&params.all()[i] == p) return i;
@@ -43,9 +51,7 @@ GradientBuckets::GradientBuckets(ParameterSet& params, Communicator& dp, int64_t
       for (Parameter* q : current.params) {
         LINPAR_CHECK(q->grad.dtype() == g.dtype() && q->grad.device() == g.device(),
                      "gradient bucket mixes {} with {}", q->name, current.params.front()->name);
-        Tensor view = current.flat.slice0(offset, offset + q->grad.numel()).reshape(q->grad.shape());
-        view.copy_from(q->grad);
-        q->grad = view;
+        view_into(q->grad, current.flat, offset);
         offset += q->grad.numel();
       }
       current.pending = current.params.size();
@@ -105,14 +111,8 @@ Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
   flat_grads_ = Tensor::zeros({shard_ * n}, grad_dtype, device);
   flat_values_ = Tensor::zeros({shard_ * n}, dtype, device);
   for (size_t i = 0; i < params.all().size(); ++i) {
-    Parameter& p = params.all()[i];
-    const int64_t at = offsets_[i], count = p.value.numel();
-    Tensor value = flat_values_.slice0(at, at + count).reshape(p.value.shape());
-    Tensor grad = flat_grads_.slice0(at, at + count).reshape(p.grad.shape());
-    value.copy_from(p.value);
-    grad.copy_from(p.grad);
-    p.value = value;
-    p.grad = grad;
+    view_into(params.all()[i].value, flat_values_, offsets_[i]);
+    view_into(params.all()[i].grad, flat_grads_, offsets_[i]);
   }
   const int64_t first = dp.rank() * shard_, last = first + shard_;
   std::vector<AdamWSegment> segments;
@@ -130,10 +130,9 @@ Zero1::Zero1(ParameterSet& params, Communicator& dp, const AdamWConfig& config,
 // Each phase is one op of the step's tail (core/op_stats.h's Pass::Update;
 // parallel/step_plan.h plans them by running this code on meta tensors).
 double Zero1::reduce_gradients() {
-  const Tensor shard = flat_grads_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_);
   {
     const OpScope op("zero.reduce_scatter");
-    Tensor mine = shard;
+    Tensor mine = flat_grads_.slice0(dp_.rank() * shard_, (dp_.rank() + 1) * shard_);
     dp_.reduce_scatter(flat_grads_, mine);  // in place: this rank's shard of the sum
     scale(1.0 / static_cast<double>(dp_.size()), mine);
   }

@@ -367,8 +367,7 @@ ProfiledOp profile_op_cost(const PlannedOp& op, const MeasuredProfile& p, const 
   const double measured_gbps = p.elementwise_gbps > 0 ? p.elementwise_gbps : p.copy_gbps;
   const double memory_s = measured_gbps > 0 ? bytes / (measured_gbps * 1e9)
                                             : bytes / (gpu.hbm_gbps * 1e9 * fallback.memory);
-  // A recomputed op runs forward's kernels again.
-  const bool forward = op.pass == Pass::Forward || op.pass == Pass::Recompute;
+  const bool forward = runs_forward_kernels(op.pass);
   auto roofline = [&] { return ProfiledOp{op_seconds(op, gpu, fallback), CostSource::Roofline}; };
   switch (op.kind) {
     case OpKind::Matmul: {

@@ -84,7 +84,6 @@ struct RankOp {
   const PlannedOp* op;
   double seconds;  // compute plus blocking TP collectives
   int64_t layer;
-  bool recompute = false;              // a forward op run again in backward (Pass::Recompute)
   const ShardOps::Op* info = nullptr;  // its SP traffic
 };
 
@@ -454,8 +453,7 @@ MicroBatchCosts micro_batch_costs(const SimModel& model, const ClusterSpec& clus
           if (o.cls != OpClass::Memory && !o.recompute) flops[k] += op.flops;
           // A layer's recomputation is in its backward run, as the plan
           // has it (its collectives those the recomputing code issues).
-          (o.backward ? b : f)
-              .push_back(RankOp{&op, o.compute + o.tp_seconds, o.layer, o.recompute, &o});
+          (o.backward ? b : f).push_back(RankOp{&op, o.compute + o.tp_seconds, o.layer, &o});
         }
       }
     }

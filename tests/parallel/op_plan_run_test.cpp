@@ -54,6 +54,13 @@ Case recomputing(Case c, Recompute recompute) {
   return c;
 }
 
+// LASP over 2 ranks with LRPE in layer 0 (global positions in its angles).
+Case sp2_lasp_lrpe() {
+  Case c{"sp2 lasp lrpe", {1, 1, 1, 2}};
+  c.lrpe = true;
+  return c;
+}
+
 Case interleaved(Case c, int chunks) {
   c.pp_chunks = chunks;
   return c;
@@ -314,15 +321,7 @@ TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
                              0,
                              false,
                              true},
-                        Case{"sp2 lasp", {1, 1, 1, 2}},
-                        Case{"sp2 lasp lrpe",
-                             {1, 1, 1, 2},
-                             false,
-                             SequenceParallelKind::Lasp,
-                             0,
-                             PipelineSchedule::OneFOneB,
-                             0,
-                             true},
+                        Case{"sp2 lasp", {1, 1, 1, 2}}, sp2_lasp_lrpe(),
                         Case{"sp2 lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},
                         Case{"sp2 allgather", {1, 1, 1, 2}, false, SequenceParallelKind::AllGather},
                         Case{"sp2 ulysses", {1, 1, 1, 2}, false, SequenceParallelKind::Ulysses}}) {
@@ -347,15 +346,7 @@ TEST(OpPlanRunNp2, RecomputationRunsItsPlanOpByOp) {
   for (Recompute r : {Recompute::Selective, Recompute::Full}) {
     for (const Case& c :
          {Case{"dp2 zero1", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 1},
-          Case{"tp2 tp-sp", {1, 2, 1, 1}, true}, Case{"pp2 1f1b", {1, 1, 2, 1}},
-          Case{"sp2 lasp lrpe",
-               {1, 1, 1, 2},
-               false,
-               SequenceParallelKind::Lasp,
-               0,
-               PipelineSchedule::OneFOneB,
-               0,
-               true},
+          Case{"tp2 tp-sp", {1, 2, 1, 1}, true}, Case{"pp2 1f1b", {1, 1, 2, 1}}, sp2_lasp_lrpe(),
           Case{"sp2 lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},
           Case{"sp2 allgather", {1, 1, 1, 2}, false, SequenceParallelKind::AllGather},
           Case{"sp2 ulysses", {1, 1, 1, 2}, false, SequenceParallelKind::Ulysses}}) {
@@ -370,14 +361,7 @@ TEST(OpPlanRunNp2, DoublePrecisionRunsItsPlanOpByOp) {
   for (const Case& c : {Case{"tp2 tp-sp", {1, 2, 1, 1}, true},
                         Case{"sp2 lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},
                         Case{"sp2 allgather", {1, 1, 1, 2}, false, SequenceParallelKind::AllGather},
-                        Case{"sp2 lasp lrpe",
-                             {1, 1, 1, 2},
-                             false,
-                             SequenceParallelKind::Lasp,
-                             0,
-                             PipelineSchedule::OneFOneB,
-                             0,
-                             true}}) {
+                        sp2_lasp_lrpe()}) {
     expect_the_plan_runs(c, Device::CPU, DType::F64);
   }
 }
