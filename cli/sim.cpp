@@ -31,7 +31,7 @@ int sim_command(const std::vector<std::string>& args) {
       ("pp-chunks", po::value<int>()->default_value(1), "model chunks per stage: > 1 is interleaved 1F1B (Megatron's virtual pipeline)")
       ("sp", po::value<int>()->default_value(1), "sequence-parallel degree")
       ("sp-kind", po::value<std::string>()->default_value("lasp"), "lasp|lasp2|allgather|ulysses (GPT/Llama: ulysses)")
-      ("zero", po::value<int>()->default_value(0), "0 or 1 (ZeRO-1)")
+      ("zero", po::value<int>()->default_value(0), "ZeRO stage: 0 (off), 1 (optimizer state), 2 (+ gradients) or 3 (+ parameters)")
       ("recompute", po::value<std::string>()->default_value("none"), "none|selective|full")
       ("co2-tau", po::value<int64_t>()->default_value(0), "CO2 local steps per outer round (0: synchronous DP)")
       ("co2-shard-outer", po::bool_switch(), "CO2 outer state sharded over the DP group (its host memory; as linpar train)")

@@ -78,7 +78,8 @@ void print_dry_run(const TrainOptions& o) {
              m.lrpe == LrpeLayers::None ? "none" : (m.lrpe == LrpeLayers::First ? "first" : "all"));
   fmt::print("parameters: {}\n", params);
   fmt::print("layout: {} ({} ranks{}{}{}); {} micro-batches of {} x {} tokens per step per rank\n",
-             degrees(o.layout).describe(), o.layout.world(), o.layout.zero ? ", ZeRO-1" : "",
+             degrees(o.layout).describe(), o.layout.world(),
+             o.layout.zero ? fmt::format(", ZeRO-{}", o.layout.zero) : std::string(),
              o.layout.sp > 1 ? fmt::format(", sp-kind {}", sp_kind_name(o.layout.sp_kind)) : "",
              o.layout.recompute != Recompute::None
                  ? fmt::format(", recompute {}", recompute_name(o.layout.recompute))
@@ -143,7 +144,7 @@ int train_command(const std::vector<std::string>& args) {
       ("pp-chunks", po::value<int>()->default_value(1), "model chunks per stage: > 1 is interleaved 1F1B (Megatron's virtual pipeline; micro-batches a multiple of pp)")
       ("sp", po::value<int>()->default_value(1), "sequence-parallel degree (the sequence is split into sp chunks)")
       ("sp-kind", po::value<std::string>()->default_value("lasp"), "sequence parallelism: lasp|lasp2|allgather|ulysses")
-      ("zero", po::value<int>()->default_value(0), "1: ZeRO-1 (optimizer state sharded over the DP group)")
+      ("zero", po::value<int>()->default_value(0), "ZeRO stage over the DP group: 1 shards the optimizer state, 2 also the gradients, 3 also the parameters")
       ("recompute", po::value<std::string>()->default_value("none"), "activation recomputation: none|selective (the attention core)|full (each layer from its input)")
       ("optimizer", po::value<std::string>()->default_value("adamw"), "inner optimizer: adamw|sgd (sgd: p -= lr·(g + wd·p))")
       ("co2-tau", po::value<int64_t>()->default_value(0), "CO2: inner steps per outer round (0: synchronous DP)")

@@ -70,8 +70,11 @@ class Communicator {
   // out = concatenation of every rank's `in` along dim 0 (out.dim(0) = size·in.dim(0)).
   virtual void all_gather(const Tensor& in, Tensor& out) = 0;
   virtual std::unique_ptr<CommRequest> all_gather_async(const Tensor& in, Tensor& out) = 0;
-  // out = this rank's block (dim 0) of the sum over ranks of `in`.
+  // out = this rank's block (dim 0) of the sum over ranks of `in`. In place
+  // when `out` is this rank's block of `in` (NCCL's convention; the rest of
+  // `in` is then spent).
   virtual void reduce_scatter(const Tensor& in, Tensor& out) = 0;
+  virtual std::unique_ptr<CommRequest> reduce_scatter_async(const Tensor& in, Tensor& out) = 0;
   virtual void broadcast(Tensor& t, int root) = 0;
   // Block j of `in` (dim 0, size blocks) goes to rank j; block i of `out` comes from rank i.
   virtual void all_to_all(const Tensor& in, Tensor& out) = 0;

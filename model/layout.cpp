@@ -40,7 +40,7 @@ void validate_layout(const Layout& l) {
     user_error("--global-batch {} must be a multiple of --dp {} × --micro-batch {} = {}",
                l.global_batch, l.dp, l.micro_batch, per_step);
   }
-  if (l.zero != 0 && l.zero != 1) user_error("--zero {}: expected 0 or 1", l.zero);
+  if (l.zero < 0 || l.zero > 3) user_error("--zero {}: expected 0, 1, 2 or 3", l.zero);
   if (l.co2_tau < 0) user_error("--co2-tau {}: must be 0 (off) or positive", l.co2_tau);
   if (l.co2_tau > 0 && l.zero != 0) {
     user_error(

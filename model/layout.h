@@ -18,7 +18,7 @@ struct Layout {
   int dp = 1, tp = 1, pp = 1, sp = 1;
   SequenceParallelKind sp_kind = SequenceParallelKind::Lasp;  // with sp > 1
   bool tp_sp = false;  // Megatron sequence parallelism inside the TP group (--tp-sp)
-  int zero = 0;        // 1: ZeRO-1 over the dp·sp ranks of a model shard
+  int zero = 0;        // ZeRO stage 0–3 over the dp·sp ranks of a model shard (parallel/zero.h)
   Recompute recompute = Recompute::None;
   int64_t co2_tau = 0;           // 0: synchronous data parallelism; else CO2 with τ local steps
   bool co2_shard_outer = false;  // CO2's outer state 1/dp per rank

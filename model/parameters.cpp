@@ -108,12 +108,14 @@ void ParameterSet::refresh_compute() {
 
 void ParameterSet::zero_grad() {
   LINPAR_OP_TIME("zero_grad", params_.empty() ? Device::CPU : params_.front().grad.device());
-  for (Parameter& p : params_) p.grad.fill_zero();
+  for (Parameter& p : params_) {
+    if (p.grad.defined()) p.grad.fill_zero();  // (ZeRO-2 and -3 keep none between steps)
+  }
 }
 
 int64_t ParameterSet::numel() const {
   int64_t n = 0;
-  for (const Parameter& p : params_) n += p.value.numel();
+  for (const Parameter& p : params_) n += shape_numel(p.box_shape);  // (ZeRO-3 frees values)
   return n;
 }
 

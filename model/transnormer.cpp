@@ -95,6 +95,8 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
     embedding_ = &params_.add_normal("embedding", vocab_rows, {tp.block(V), D}, dtype, seed,
                                      config.init_std);
   }
+  if (embedding_ != nullptr) groups_.push_back({embedding_});
+  first_layer_group_ = static_cast<int64_t>(groups_.size());
   int64_t layers = 0;
   for (const PipelineStage& chunk : chunks_) layers += chunk.end_layer - chunk.first_layer;
   token_mixers_.reserve(static_cast<size_t>(layers));
@@ -109,7 +111,7 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
       channel_mixers_.emplace_back(config, l, params_, seed, dtype, tp);
       std::vector<Parameter*> added;
       for (size_t i = before; i < params_.all().size(); ++i) added.push_back(&params_.all()[i]);
-      layer_params_.push_back(std::move(added));
+      groups_.push_back(std::move(added));
     }
   }
   chunk_begin_.push_back(static_cast<int64_t>(layer_index_.size()));
@@ -126,7 +128,24 @@ TransNormerLLM::TransNormerLLM(const ModelConfig& config, uint64_t seed, DType d
       lm_head_ = &params_.add_normal("embedding", vocab_rows, {tp.block(V), D}, dtype, seed, config.init_std);
       lm_head_->counted_in_norm = false;
     }
+    if (lm_head_ == embedding_) {
+      head_group_ = 0;
+    } else {
+      head_group_ = static_cast<int>(groups_.size());
+      groups_.push_back({lm_head_});
+    }
   }
+}
+
+std::vector<int> TransNormerLLM::forward_groups(int chunk) const {
+  const PipelineStage& at = chunks_.at(static_cast<size_t>(chunk));
+  std::vector<int> order;
+  if (at.first()) order.push_back(0);
+  for (int64_t l = chunk_begin_[static_cast<size_t>(chunk)];
+       l < chunk_begin_[static_cast<size_t>(chunk) + 1]; ++l)
+    order.push_back(static_cast<int>(first_layer_group_ + l));
+  if (at.last()) order.push_back(head_group_);
+  return order;
 }
 
 void TransNormerLLM::place(Device device, DType compute) {
@@ -162,14 +181,29 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   // The residual stream: [B, N, D], or this rank's sequence shard [B, N/tp, D]
   // under Megatron sequence parallelism (blocks gather their input).
   const int64_t Ns = tp_.stream_length(N);
+  // The hooks around each group's use (ZeRO-3 gathers and frees weights),
+  // told which group comes next.
+  const std::vector<int> order = hooks_ != nullptr ? forward_groups(chunk) : std::vector<int>{};
+  size_t at_group = 0;
+  auto use = [&] {
+    if (hooks_ == nullptr) return;
+    const int next = at_group + 1 < order.size() ? order[at_group + 1] : -1;
+    hooks_->before_forward(order[at_group], next);
+  };
+  auto used = [&] {
+    if (hooks_ == nullptr) return;
+    hooks_->after_forward(order[at_group++]);
+  };
   Tensor x = Tensor::empty({B, Ns, D}, dtype_, device_);
   if (at.first()) {
+    use();
     // Each rank fills the rows of its vocabulary; the sum is the embedding.
     const OpPlace place(kEmbeddingLayer, Pass::Forward);
     const OpScope op("embedding.forward");
     Tensor partial = tp_.shards_sequence() ? Tensor::empty({B, N, D}, dtype_, device_) : x;
     embedding_forward(c.tokens, embedding_->weight(), config_.embedding_scale(), partial, vocab_offset, V);
     tp_.reduce_partial(partial, x);
+    used();
   } else {
     x.copy_from(x_in);
   }
@@ -178,8 +212,10 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
                 end = chunk_begin_[static_cast<size_t>(chunk) + 1];
   c.layers.assign(static_cast<size_t>(end - begin), LayerCache{});
   for (int64_t l = begin; l < end; ++l) {
+    use();
     const OpPlace place(layer_index_[static_cast<size_t>(l)], Pass::Forward);
     layer_forward(static_cast<size_t>(l), x, c.layers[static_cast<size_t>(l - begin)]);
+    used();
   }
   if (!at.last()) {
     x_out.copy_from(x);
@@ -194,10 +230,12 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
     srmsnorm_forward(x, config_.norm_eps, c.final_norm, c.final_rstd);
   }
   c.logits = Tensor::empty({B * N, V_local}, dtype_, device_);
+  use();
   {
     const OpScope op("lm_head.forward", ProductWeight::LmHead);
     linear_forward(tp_.gather_sequence(c.final_norm), lm_head_->weight(), c.logits);
   }
+  used();
   // Vocabulary-parallel cross-entropy: no rank holds all the logits.
   c.row_max = Tensor::empty({B * N}, stats_dtype_, device_);
   c.sum_exp = Tensor::empty({B * N}, stats_dtype_, device_);
@@ -218,15 +256,32 @@ double TransNormerLLM::forward_stage(const Tensor& tokens, const Tensor& targets
   return total / static_cast<double>(B * N);
 }
 
-void TransNormerLLM::backward(const Cache& c, double loss_scale, const GradientsReady& ready) {
+void TransNormerLLM::backward(const Cache& c, double loss_scale, bool last_micro_batch) {
   LINPAR_CHECK(stage_.size == 1, "backward() of one pipeline stage: use backward_stage()");
   Tensor none;
-  backward_stage(c, none, none, loss_scale, ready);
+  backward_stage(c, none, none, loss_scale, 0, last_micro_batch);
 }
 
 void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor& d_in,
-                                    double loss_scale, const GradientsReady& ready, int chunk) {
+                                    double loss_scale, int chunk, bool last_micro_batch) {
   const PipelineStage& at = chunks_.at(static_cast<size_t>(chunk));
+  // Backward's order of groups: forward's reversed. A group is finished at
+  // its last place in it (the tied embedding's is the input's backward).
+  std::vector<int> order = hooks_ != nullptr ? forward_groups(chunk) : std::vector<int>{};
+  std::reverse(order.begin(), order.end());
+  size_t at_group = 0;
+  auto use = [&] {
+    if (hooks_ == nullptr) return;
+    const int next = at_group + 1 < order.size() ? order[at_group + 1] : -1;
+    hooks_->before_backward(order[at_group], next);
+  };
+  auto used = [&] {
+    if (hooks_ == nullptr) return;
+    const int group = order[at_group++];
+    if (std::find(order.begin() + static_cast<std::ptrdiff_t>(at_group), order.end(), group) ==
+        order.end())
+      hooks_->after_backward(group, last_micro_batch);
+  };
   const int64_t B = c.tokens.dim(0), N = c.tokens.dim(1), D = config_.width, V = config_.vocab_size;
   const int64_t vocab_offset = tp_.block_offset(V), Ns = tp_.stream_length(N);
   Tensor d_norm = Tensor::empty({B, Ns, D}, dtype_, device_);
@@ -241,6 +296,7 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
       cross_entropy_backward_sharded(c.logits, c.targets, vocab_offset, c.row_max, c.sum_exp,
                                      loss_scale / static_cast<double>(B * N), d_logits);
     }
+    use();
     {
       // Vocabulary-parallel head: sum the input-gradient parts.
       const OpScope op("lm_head.backward", ProductWeight::LmHead);
@@ -249,7 +305,7 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
                       lm_head_->grad);
       tp_.reduce_partial(partial, d_norm);
     }
-    if (ready && lm_head_ != embedding_) ready({lm_head_});
+    used();
     const OpScope op("final_norm.backward");
     srmsnorm_backward(d_norm, c.final_norm, c.final_rstd, dx);
   }
@@ -257,6 +313,7 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
   const int64_t begin = chunk_begin_[static_cast<size_t>(chunk)],
                 end = chunk_begin_[static_cast<size_t>(chunk) + 1];
   for (int64_t l = end - 1; l >= begin; --l) {
+    use();
     LayerCache rebuilt;
     const LayerCache& lc = layer_cache_for_backward(
         static_cast<size_t>(l), c.layers[static_cast<size_t>(l - begin)], rebuilt);
@@ -273,19 +330,20 @@ void TransNormerLLM::backward_stage(const Cache& c, const Tensor& d_out, Tensor&
       const OpScope op(prefix, "token_norm.backward");
       srmsnorm_backward(d_norm, lc.token_norm, lc.token_rstd, dx, /*accumulate=*/true);
     }
-    if (ready) ready(layer_params_[static_cast<size_t>(l)]);
+    used();
   }
   if (!at.first()) {
     d_in.copy_from(dx);
     return;
   }
+  use();
   {
     const OpPlace place(kEmbeddingLayer, Pass::Backward);
     const OpScope op("embedding.backward");
     embedding_backward(tp_.gather_sequence(dx), c.tokens, config_.embedding_scale(),
                        embedding_->grad, vocab_offset);
   }
-  if (ready) ready({embedding_});
+  used();
 }
 
 Tensor TransNormerLLM::layer_ops(size_t l, Tensor x, LayerCache& c, bool keep_core,

@@ -10,6 +10,7 @@
 #include "model/channel_mixer.h"
 #include "model/config.h"
 #include "model/op_plan.h"
+#include "model/parameter_hooks.h"
 #include "model/parameters.h"
 #include "model/recompute.h"
 #include "model/tensor_parallel.h"
@@ -106,19 +107,21 @@ class TransNormerLLM {
   // or (last stage) returns the mean loss.
   double forward_stage(const Tensor& tokens, const Tensor& targets, const Tensor& x_in,
                        Tensor& x_out, Cache& cache, int chunk = 0) const;
-  // Called during backward with each group of parameters whose gradients this
-  // backward has finished (LM head, then each layer from the last, then the
-  // embedding), so data parallelism can start reducing them while the rest of
-  // backward runs.
-  using GradientsReady = std::function<void(const std::vector<Parameter*>&)>;
-
   // Accumulates parameter gradients of loss_scale · mean loss (loss_scale =
-  // 1/micro-batches for gradient accumulation).
-  void backward(const Cache& cache, double loss_scale, const GradientsReady& ready = {});
+  // 1/micro-batches for gradient accumulation); `last_micro_batch` is passed
+  // on to the hooks (DDP and ZeRO-1 reduce after the step's last).
+  void backward(const Cache& cache, double loss_scale, bool last_micro_batch = true);
   // One pipeline stage: d_out [B, N, D] from the next stage (ignored on the
   // last); fills d_in [B, N, D] for the previous stage (not on the first).
   void backward_stage(const Cache& cache, const Tensor& d_out, Tensor& d_in, double loss_scale,
-                      const GradientsReady& ready = {}, int chunk = 0);
+                      int chunk = 0, bool last_micro_batch = true);
+
+  // The parameters in groups of use, in the model's order: the embedding
+  // (first stage), each layer (of every chunk), the LM head (last stage,
+  // unless it is the embedding itself). Forward and backward call `hooks`
+  // around each group's use (model/parameter_hooks.h); null: none.
+  const std::vector<std::vector<Parameter*>>& parameter_groups() const { return groups_; }
+  void set_parameter_hooks(ParameterHooks* hooks) { hooks_ = hooks; }
   // The rank's stage (of pp; its layers from the first chunk's first to the
   // last chunk's end) and its model chunks (virtual stages).
   const PipelineStage& stage() const { return stage_; }
@@ -162,8 +165,14 @@ class TransNormerLLM {
   Parameter* lm_head_ = nullptr;  // the embedding itself when tied
   std::vector<TokenMixer> token_mixers_;
   std::vector<ChannelMixer> channel_mixers_;
-  std::vector<std::vector<Parameter*>> layer_params_;  // per layer, for GradientsReady
-  std::vector<std::string> layer_prefixes_;            // "layers.N.": the layers' op names
+  std::vector<std::vector<Parameter*>> groups_;  // parameter_groups()
+  int64_t first_layer_group_ = 0;                // groups_ index of this model's first layer
+  int head_group_ = -1;  // the LM head's group (the embedding's when tied here)
+  ParameterHooks* hooks_ = nullptr;
+  // The groups chunk `chunk`'s forward uses, in order (the embedding's
+  // group twice when the stage ties it to the head).
+  std::vector<int> forward_groups(int chunk) const;
+  std::vector<std::string> layer_prefixes_;  // "layers.N.": the layers' op names
 };
 
 // Activation memory of one micro-batch's forward kept for backward, per token

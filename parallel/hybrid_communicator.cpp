@@ -74,6 +74,10 @@ std::unique_ptr<CommRequest> HybridCommunicator::all_gather_async(const Tensor& 
 void HybridCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
   counted(backend(in), [&](Communicator& c) { c.reduce_scatter(in, out); });
 }
+std::unique_ptr<CommRequest> HybridCommunicator::reduce_scatter_async(const Tensor& in,
+                                                                      Tensor& out) {
+  return counted(backend(in), [&](Communicator& c) { return c.reduce_scatter_async(in, out); });
+}
 void HybridCommunicator::broadcast(Tensor& t, int root) {
   counted(backend(t), [&](Communicator& c) { c.broadcast(t, root); });
 }

@@ -43,6 +43,7 @@ class HybridCommunicator final : public Communicator {
   void all_gather(const Tensor& in, Tensor& out) override;
   std::unique_ptr<CommRequest> all_gather_async(const Tensor& in, Tensor& out) override;
   void reduce_scatter(const Tensor& in, Tensor& out) override;
+  std::unique_ptr<CommRequest> reduce_scatter_async(const Tensor& in, Tensor& out) override;
   void broadcast(Tensor& t, int root) override;
   void all_to_all(const Tensor& in, Tensor& out) override;
   void send(const Tensor& t, int peer) override;

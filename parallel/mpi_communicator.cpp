@@ -1,5 +1,6 @@
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <thread>
 #include <utility>
 
@@ -32,16 +33,24 @@ int count_of(const Tensor& t) {
   return static_cast<int>(t.numel());
 }
 
+// `then` runs once the request completes (an in-place reduce-scatter's move
+// of its block), on wait() or on destruction, whichever comes first.
 class MpiRequest final : public CommRequest {
  public:
-  explicit MpiRequest(MPI_Request request) : request_(request) {}
+  explicit MpiRequest(MPI_Request request, std::function<void()> then = {})
+      : request_(request), then_(std::move(then)) {}
   ~MpiRequest() override {
     if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    if (then_) then_();
   }
-  void wait() override { MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE)); }
+  void wait() override {
+    MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    if (then_) std::exchange(then_, {})();
+  }
 
  private:
   MPI_Request request_;
+  std::function<void()> then_;
 };
 
 // An operation on an emulated slow link: complete no earlier than its start
@@ -116,20 +125,29 @@ std::unique_ptr<CommRequest> MpiCommunicator::all_gather_async(const Tensor& in,
 }
 
 void MpiCommunicator::reduce_scatter(const Tensor& in, Tensor& out) {
+  reduce_scatter_async(in, out)->wait();
+}
+
+std::unique_ptr<CommRequest> MpiCommunicator::reduce_scatter_async(const Tensor& in, Tensor& out) {
   LINPAR_CHECK(in.numel() == out.numel() * size_ && out.dtype() == in.dtype(),
                "reduce_scatter {} -> {}", shape_string(in.shape()), shape_string(out.shape()));
+  MPI_Request request;
+  count_call(CollectiveKind::ReduceScatter, static_cast<int64_t>(out.nbytes()));
   // In place: `out` is this rank's block of `in` (NCCL's convention). MPI
   // leaves the sum at the top of the buffer; it moves to the rank's block
-  // (the rest of `in` is spent, as after NCCL's).
+  // once complete (the rest of `in` is spent, as after NCCL's).
   if (out.aliases(in.reshape({-1}).slice0(rank_ * out.numel(), (rank_ + 1) * out.numel()))) {
-    MPI_CHECK(MPI_Reduce_scatter_block(MPI_IN_PLACE, in.raw_data(), count_of(out), mpi_type(in),
-                                       MPI_SUM, comm_));
-    if (rank_ != 0) std::memcpy(out.raw_data(), in.raw_data(), out.nbytes());
-  } else {
-    MPI_CHECK(MPI_Reduce_scatter_block(in.raw_data(), out.raw_data(), count_of(out), mpi_type(in),
-                                       MPI_SUM, comm_));
+    MPI_CHECK(MPI_Ireduce_scatter_block(MPI_IN_PLACE, in.raw_data(), count_of(out), mpi_type(in),
+                                        MPI_SUM, comm_, &request));
+    if (rank_ == 0) return std::make_unique<MpiRequest>(request);
+    return std::make_unique<MpiRequest>(
+        request, [from = in.raw_data(), to = out.raw_data(), bytes = out.nbytes()] {
+          std::memcpy(to, from, bytes);
+        });
   }
-  count_call(CollectiveKind::ReduceScatter, static_cast<int64_t>(out.nbytes()));
+  MPI_CHECK(MPI_Ireduce_scatter_block(in.raw_data(), out.raw_data(), count_of(out), mpi_type(in),
+                                      MPI_SUM, comm_, &request));
+  return std::make_unique<MpiRequest>(request);
 }
 
 void MpiCommunicator::broadcast(Tensor& t, int root) {

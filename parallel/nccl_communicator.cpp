@@ -125,12 +125,15 @@ class NcclCommunicator final : public Communicator {
     return finish();
   }
   void reduce_scatter(const Tensor& in, Tensor& out) override {
+    reduce_scatter_async(in, out)->wait();
+  }
+  std::unique_ptr<CommRequest> reduce_scatter_async(const Tensor& in, Tensor& out) override {
     check(in.numel() == out.numel() * size_ && out.dtype() == in.dtype(), "reduce_scatter", in, out);
     begin();
     NCCL_CHECK(ncclReduceScatter(in.raw_data(), out.raw_data(), count(out), nccl_type(in), ncclSum,
                                  comm_, stream_));
     count_call(CollectiveKind::ReduceScatter, bytes(out));
-    finish()->wait();
+    return finish();
   }
   void broadcast(Tensor& t, int root) override {
     begin();

@@ -6,8 +6,7 @@
 namespace linpar {
 
 double run_pipeline_step(const PipelineStep& step, TransNormerLLM& model, Communicator& pp,
-                         Communicator& pp_gradients, const MicroBatchLoader& load,
-                         const TransNormerLLM::GradientsReady& last_ready) {
+                         Communicator& pp_gradients, const MicroBatchLoader& load) {
   const PipelineStage& stage = model.stage();
   const std::vector<PipelineStage>& chunks = model.chunks();
   const int v = static_cast<int>(chunks.size()), S = stage.size;
@@ -55,7 +54,7 @@ double run_pipeline_step(const PipelineStep& step, TransNormerLLM& model, Commun
       if (!at.first()) d_in = boundary();
       const bool last = action.micro_batch + 1 == step.micro_batches;
       model.backward_stage(cache, d_out, d_in, 1.0 / static_cast<double>(step.micro_batches),
-                           last ? last_ready : TransNormerLLM::GradientsReady{}, action.chunk);
+                           action.chunk, last);
       cache = TransNormerLLM::Cache{};  // this micro-batch's activations are no longer needed
       if (!at.first()) {
         sends.push_back(pp_gradients.send_async(d_in, prev));

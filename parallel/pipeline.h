@@ -33,13 +33,11 @@ using MicroBatchLoader = std::function<void(int64_t micro, Tensor& tokens, Tenso
 
 // Runs the stage's passes of one step on `model` (this stage's layers, in
 // one chunk or several: TransNormerLLM::chunks) and returns the mean loss
-// over the micro-batches (0 on every stage but the last). The last
-// micro-batch's backward of each chunk calls `last_ready` with each group of
-// parameters whose gradients it has finished (DDP's buckets).
-// `pp_gradients`: the gradients' group (ProcessGrid::pp_gradients; pp itself
-// without interleaving).
+// over the micro-batches (0 on every stage but the last). The model's
+// parameter hooks (DDP's buckets, ZeRO) are told which backward is a
+// chunk's last micro-batch. `pp_gradients`: the gradients' group (ProcessGrid::pp_gradients; pp
+// itself without interleaving).
 double run_pipeline_step(const PipelineStep& step, TransNormerLLM& model, Communicator& pp,
-                         Communicator& pp_gradients, const MicroBatchLoader& load,
-                         const TransNormerLLM::GradientsReady& last_ready);
+                         Communicator& pp_gradients, const MicroBatchLoader& load);
 
 }  // namespace linpar

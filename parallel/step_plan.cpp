@@ -25,7 +25,7 @@ StepTail plan(const Layout& l, const StepTailShape& s) {
       s.grad_reduce_bytes == 2 || static_cast<size_t>(s.grad_reduce_bytes) == dtype_size(values),
       "gradients of {} bytes beside {} values", s.grad_reduce_bytes, dtype_name(values));
   ParameterSet params(Device::Meta);
-  auto add = [&](const char* name, int64_t elements, bool in_norm) {
+  auto add = [&](const std::string& name, int64_t elements, bool in_norm) {
     Parameter& p = params.add_normal(name, {elements}, values, 0, 0.0);
     p.grad = Tensor::empty({elements}, grads, Device::Meta);
     if (s.element_bytes == 2) p.compute = Tensor::empty({elements}, DType::BF16, Device::Meta);
@@ -35,9 +35,28 @@ StepTail plan(const Layout& l, const StepTailShape& s) {
   // stage's copy last (after the head's norm); which ZeRO-1 shard holds the
   // copy the norm leaves out follows from it.
   const bool tied_first = s.tied_embedding > 0 && !s.last_stage;
-  if (tied_first) add("embedding", s.tied_embedding, true);
-  if (s.parameters > s.tied_embedding) add("parameters", s.parameters - s.tied_embedding, true);
-  if (s.tied_embedding > 0 && s.last_stage) add("embedding", s.tied_embedding, false);
+  if (l.zero > 0) {
+    // ZeRO shards group by group: one parameter per group, the tied
+    // embedding's copy its own (the first group, or the last stage's last).
+    LINPAR_CHECK(!s.groups.empty(), "a ZeRO step's tail without its parameter groups");
+    int64_t sum = 0;
+    for (size_t i = 0; i < s.groups.size(); ++i) {
+      const bool tied = s.tied_embedding > 0 && (tied_first ? i == 0 : i + 1 == s.groups.size());
+      LINPAR_CHECK(!tied || s.groups[i] == s.tied_embedding,
+                   "the tied embedding's group of {}, not {}", s.groups[i], s.tied_embedding);
+      add(tied ? std::string("embedding") : fmt::format("group{}", i), s.groups[i],
+          !(tied && s.last_stage));
+      sum += s.groups[i];
+    }
+    LINPAR_CHECK(sum == s.parameters, "parameter groups of {} elements, {} parameters", sum,
+                 s.parameters);
+  } else {
+    if (tied_first) add("embedding", s.tied_embedding, true);
+    if (s.parameters > s.tied_embedding) add("parameters", s.parameters - s.tied_embedding, true);
+    if (s.tied_embedding > 0 && s.last_stage) add("embedding", s.tied_embedding, false);
+  }
+  std::vector<std::vector<Parameter*>> groups;
+  for (Parameter& p : params.all()) groups.push_back({&p});
 
   // The ranks that average a shard's gradients: dp·sp, or with CO2 the SP
   // ranks of one replica (the replicas meet in the outer loop). The groups
@@ -54,7 +73,7 @@ StepTail plan(const Layout& l, const StepTailShape& s) {
   };
   // (The bucket size changes how many all-reduces, not their sum.)
   const StepOptimizer o =
-      make_step_optimizer(params, gradients, l.zero, AdamWConfig{}, sum, int64_t{4} << 20);
+      make_step_optimizer(params, groups, gradients, l.zero, AdamWConfig{}, sum, int64_t{4} << 20);
   StepUpdate update;
   update.params = &params;
   update.buckets = o.buckets.get();
@@ -108,6 +127,7 @@ struct TailKeyHash {
   size_t operator()(const TailKey& k) const {
     const StepTailShape& s = k.shape;
     size_t h = std::hash<int64_t>()(s.parameters);
+    for (int64_t g : s.groups) h = h * 1000003u ^ std::hash<int64_t>()(g);
     for (int64_t v :
          {s.tied_embedding, int64_t{s.last_stage}, int64_t{s.rank}, s.grad_reduce_bytes,
           s.element_bytes, int64_t{s.averages_inside}, int64_t{k.dp}, int64_t{k.tp}, int64_t{k.pp},

@@ -30,6 +30,11 @@ namespace linpar {
 
 struct StepTailShape {
   int64_t parameters = 0;  // this rank's, over all its pipeline chunks
+  // Under ZeRO: the sizes of the rank's parameter groups in the model's
+  // order (TransNormerLLM::parameter_groups: the embedding, each layer, the
+  // head), which ZeRO shards one by one; summing to `parameters`. Empty
+  // without ZeRO (DDP's buckets are one reduction).
+  std::vector<int64_t> groups;
   int64_t tied_embedding =
       0;  // of them, a tied embedding's copy (first and last stage under PP), or 0
   bool last_stage = false;        // that copy is the last stage's (the norm leaves it out)

@@ -18,27 +18,32 @@ void sum_tied_embedding(ParameterSet& params, Communicator* group) {
 }
 }  // namespace
 
-StepOptimizer make_step_optimizer(ParameterSet& params, Communicator& gradients, int zero,
-                                  const AdamWConfig& config, const SumOverModelParallel& sum,
-                                  int64_t bucket_bytes) {
+ParameterHooks* StepOptimizer::hooks() const {
+  if (zero) return zero.get();
+  return buckets.get();
+}
+
+StepOptimizer make_step_optimizer(ParameterSet& params,
+                                  const std::vector<std::vector<Parameter*>>& groups,
+                                  Communicator& gradients, int zero, const AdamWConfig& config,
+                                  const SumOverModelParallel& sum, int64_t bucket_bytes) {
   StepOptimizer o;
-  if (zero == 1) {
-    o.zero = std::make_unique<Zero1>(params, gradients, config, sum);
+  if (zero >= 1) {
+    o.zero = std::make_unique<ZeroOptimizer>(zero, params, groups, gradients, config, sum);
     return o;
   }
   if (gradients.size() > 1)
-    o.buckets = std::make_unique<GradientBuckets>(params, gradients, bucket_bytes);
+    o.buckets = std::make_unique<GradientBuckets>(params, gradients, bucket_bytes, groups);
   o.adamw = std::make_unique<AdamW>(config, params);
   return o;
 }
 
 double StepUpdate::update(double lr, double max_norm) const {
   LINPAR_CHECK(params != nullptr && (zero != nullptr) != (optimizer != nullptr),
-               "a step's update needs its parameters and ZeRO-1 or an optimizer");
+               "a step's update needs its parameters and ZeRO or an optimizer");
   if (zero != nullptr) {
+    const double norm = zero->reduce_gradients(embedding);  // passes Reduce, then Update
     const OpPlace place(kStepLayer, Pass::Update);
-    sum_tied_embedding(*params, embedding);
-    const double norm = zero->reduce_gradients();
     zero->step(lr, norm, max_norm);
     return norm;
   }
@@ -63,6 +68,7 @@ double StepUpdate::update(double lr, double max_norm) const {
 }
 
 void StepUpdate::refresh_compute(bool values_changed) const {
+  if (zero != nullptr && zero->stage() == 3) return;
   if (params->all().empty() || !params->all().front().compute.defined()) return;
   if (zero == nullptr && !values_changed && optimizer->writes_compute_copies()) return;
   const OpPlace place(kStepLayer, Pass::Update);

@@ -107,10 +107,12 @@ Trainer::Trainer(const TrainOptions& options, ProcessGrid& grid,
   // the outer loop synchronises the replicas. The SP ranks of one replica
   // hold one model and still average their chunks' gradients every step
   // (counted as SP traffic). (ZeRO-1 excludes an outer loop: validate_layout.)
-  const bool outer = make_outer && options_.layout.zero != 1;
+  const bool outer = make_outer && options_.layout.zero == 0;
   StepOptimizer o = make_step_optimizer(
-      model_->params(), outer ? grid_.sp() : data_parallel, options_.layout.zero, options_.adamw,
-      [this](Tensor& t) { sum_over_model_parallel(t); }, options_.bucket_bytes);
+      model_->params(), model_->parameter_groups(), outer ? grid_.sp() : data_parallel,
+      options_.layout.zero, options_.adamw, [this](Tensor& t) { sum_over_model_parallel(t); },
+      options_.bucket_bytes);
+  model_->set_parameter_hooks(o.hooks());
   buckets_ = std::move(o.buckets);
   zero_ = std::move(o.zero);
   optimizer_ = std::move(o.adamw);
@@ -162,7 +164,11 @@ StepResult Trainer::train_step() {
   std::array<int64_t, 4> bytes_before{
       data_parallel_bytes(), grid_.tp().counters().total_bytes(),
       pipeline_bytes(), grid_.sp().counters().total_bytes()};
-  model_->params().zero_grad();
+  if (zero_) {
+    zero_->zero_grad();
+  } else {
+    model_->params().zero_grad();
+  }
   std::vector<int32_t> sample_in(static_cast<size_t>(full)), sample_target(static_cast<size_t>(full));
   auto micro_batch = [&](int64_t micro, Tensor& inputs, Tensor& targets) {
     for (int64_t b = 0; b < B; ++b) {
@@ -182,10 +188,8 @@ StepResult Trainer::train_step() {
   step.width = options_.model.width;
   step.dtype = options_.dtype;
   step.device = options_.device;
-  TransNormerLLM::GradientsReady ready;
-  if (buckets_) ready = [this](const std::vector<Parameter*>& params) { buckets_->ready(params); };
   const double loss =
-      run_pipeline_step(step, *model_, grid_.pp(), grid_.pp_gradients(), micro_batch, ready);
+      run_pipeline_step(step, *model_, grid_.pp(), grid_.pp_gradients(), micro_batch);
   loader_->set_position(loader_->position() + options_.layout.global_batch);
   if (options_.device == Device::CUDA) cuda::synchronize();
   const double compute_s = timer.elapsed_s();
@@ -297,6 +301,14 @@ EvalResult Trainer::evaluate() {
   return result;
 }
 
+std::vector<Tensor> Trainer::parameter_values() {
+  if (zero_) zero_->unshard();
+  std::vector<Tensor> values;
+  for (const Parameter& p : model_->params().all()) values.push_back(p.value.clone());
+  if (zero_) zero_->reshard();
+  return values;
+}
+
 std::string Trainer::save() {
   CheckpointMeta meta;
   meta.step = step_;
@@ -327,6 +339,7 @@ std::string Trainer::save() {
   std::vector<Tensor> m, v;
   if (zero_) {
     zero_->gather_moments(m, v);
+    zero_->unshard();  // ZeRO-3: the whole values, to write (reshard() below)
   } else {
     m = optimizer_->first_moments();
     v = optimizer_->second_moments();
@@ -355,6 +368,7 @@ std::string Trainer::save() {
       outer_->save(file, grid_.coordinates().dp == 0, prefix);
     }
   }
+  if (zero_) zero_->reshard();
   const double writers = world_sum({writes ? 1.0 : 0.0})[0];  // also the barrier before the commit
   std::string dir =
       (std::filesystem::path(options_.ckpt_dir) / fmt::format("step_{:08d}", step_)).string();
@@ -397,6 +411,7 @@ void Trainer::load(const std::string& dir, bool with_optimizer) {
   }
   const std::string prefix = replicas ? replica_prefix() : "";
   std::vector<Tensor> m, v;
+  if (zero_) zero_->unshard();  // ZeRO-3: whole values to read into, sharded again below
   for (Parameter& p : model_->params().all()) {
     read_parameter_box(reader, prefix + "params/" + p.name, p, p.value);
     if (with_optimizer) {
@@ -406,6 +421,7 @@ void Trainer::load(const std::string& dir, bool with_optimizer) {
       read_parameter_box(reader, prefix + "optimizer/v/" + p.name, p, v.back());
     }
   }
+  if (zero_) zero_->reshard();
   model_->params().refresh_compute();
   if (outer_) {
     if (replicas) {

@@ -20,6 +20,7 @@
 #include "model/transnormer.h"
 #include "parallel/data_parallel.h"
 #include "parallel/process_grid.h"
+#include "parallel/zero.h"
 
 namespace linpar {
 
@@ -143,6 +144,10 @@ class Trainer {
   // with_optimizer the optimizer state, step and data position.
   void load(const std::string& dir, bool with_optimizer);
 
+  // Every parameter's whole value, copied (under ZeRO-3 gathered: every
+  // rank of the data-parallel group calls it).
+  std::vector<Tensor> parameter_values();
+
   int64_t step() const { return step_; }
   TransNormerLLM& model() { return *model_; }
 
@@ -167,7 +172,7 @@ class Trainer {
   std::unique_ptr<SequenceAttention> attention_;  // before model_, which points to it
   SequenceParallel sp_;
   std::unique_ptr<GradientBuckets> buckets_;
-  std::unique_ptr<Zero1> zero_;
+  std::unique_ptr<ZeroOptimizer> zero_;
   std::unique_ptr<TokenFile> train_file_, val_file_;
   std::unique_ptr<DataLoader> loader_;
   std::unique_ptr<TransNormerLLM> model_;

@@ -279,6 +279,60 @@ int64_t activation_bytes_per_micro_batch(const ModelConfig& m, const MemoryLayou
   return bytes;
 }
 
+void fill_optimizer_side(MemoryBreakdown& r, const std::vector<int64_t>& groups, int zero,
+                         int64_t n, int64_t master, int64_t e, int tied_group) {
+  int64_t P = 0, T = 0;  // elements, and this rank's shards of them (Σ ⌈s/n⌉)
+  for (int64_t s : groups) {
+    P += s;
+    T += (s + n - 1) / n;
+  }
+  const int64_t pad = n * T - P;
+  const bool copy = e < master;  // the compute copies (Parameter::compute)
+  r.zero_gathered = r.zero_gradient_buffers = 0;
+  if (zero == 0) {
+    r.parameters = P * master + (copy ? P * e : 0);
+    r.gradients = P * master;
+    r.optimizer_state = 2 * P * master;
+    return;
+  }
+  r.optimizer_state = 2 * T * master;  // m and v of this rank's blocks (rank 0's: all real)
+  if (zero <= 2) {
+    // Whole values in the groups' padded buffers (ZeroOptimizer), their
+    // compute copies per parameter.
+    r.parameters = P * master + (copy ? P * e : 0);
+    r.communication_buffers += pad * master;
+  }
+  if (zero == 1) {
+    r.gradients = P * master;
+    r.communication_buffers += pad * master;
+    return;
+  }
+  // Stages 2 and 3: the groups' whole buffers live at once in backward (and
+  // ZeRO-3's gathered weights in forward and backward): the group in use and
+  // the one in flight or prefetched, bounded by the two largest, and a tied
+  // embedding through the whole backward.
+  int64_t first = 0, second = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (static_cast<int>(g) == tied_group) continue;
+    const int64_t whole = n * ((groups[g] + n - 1) / n);
+    if (whole > first) {
+      second = first;
+      first = whole;
+    } else if (whole > second) {
+      second = whole;
+    }
+  }
+  const int64_t tied =
+      tied_group >= 0 ? n * ((groups[static_cast<size_t>(tied_group)] + n - 1) / n) : 0;
+  const int64_t live = first + second + tied;
+  r.zero_gradient_buffers = live * master;
+  r.gradients = T * master + r.zero_gradient_buffers;
+  if (zero == 3) {
+    r.zero_gathered = live * (copy ? e : master);
+    r.parameters = T * master + (copy ? T * e : 0) + r.zero_gathered;
+  }
+}
+
 MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
   validate(m, l);
   const Shard s = shard_of(m, l);
@@ -297,16 +351,20 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
 
   // Weights: f32 masters, plus the bf16 compute copy when activations are
   // narrower than the masters (TransNormerLLM::place, ParameterSet::compute).
+  // The model's parameter groups over the stage's chunks, in order; the
+  // embedding tied on one stage is used by both its ends.
+  std::vector<int64_t> groups;
   int64_t P = 0;
-  for (int c = 0; c < l.pp_chunks; ++c) P += stage_parameters(m, c * l.pp + l.stage, V, l.tp);
-  r.parameters = P * s.master + (s.e < s.master ? P * s.e : 0);
-  r.gradients = P * s.master;  // Parameter::grad has the master dtype
-  // ZeRO-1 shards over the data-parallel group, which is dp·sp ranks when
-  // sp > 1 (ProcessGrid::data_parallel): Zero1 pads the flat parameter vector
-  // to a multiple of n and AdamW keeps m and v (master dtype) of one shard.
-  const int64_t zero_ranks = static_cast<int64_t>(l.dp) * l.sp;
-  const int64_t zero_shard = (P + zero_ranks - 1) / zero_ranks;
-  r.optimizer_state = 2 * (l.zero == 1 ? zero_shard : P) * s.master;
+  for (int c = 0; c < l.pp_chunks; ++c) {
+    for (int64_t g : stage_parameter_groups(m, c * l.pp + l.stage, V, l.tp)) {
+      groups.push_back(g);
+      P += g;
+    }
+  }
+  const int tied = m.tie_embeddings && V == 1 ? 0 : -1;
+  // ZeRO shards over the data-parallel group, which is dp·sp ranks when
+  // sp > 1 (ProcessGrid::data_parallel); Parameter::grad has the master dtype.
+  fill_optimizer_side(r, groups, l.zero, static_cast<int64_t>(l.dp) * l.sp, s.master, s.e, tied);
 
   std::vector<int64_t> chunk_bytes;
   for (const MemoryLayout& c : chunk) chunk_bytes.push_back(activation_bytes_per_micro_batch(m, c));
@@ -319,12 +377,8 @@ MemoryBreakdown memory_per_gpu(const ModelConfig& m, const MemoryLayout& l) {
     if (cs.last()) r.workspace = std::max(r.workspace, head_backward_peak(l, s));
   }
 
-  // Gradient reduction (Trainer's constructor): ZeRO-1's values and
-  // gradients are views of two flat vectors of n·shard elements, reduced and
-  // gathered in place: beyond the parameters and gradients (counted above)
-  // only their padding. DDP's GradientBuckets add nothing either: every
-  // gradient is a view of its bucket's buffer.
-  if (l.zero == 1) r.communication_buffers += 2 * (zero_ranks * zero_shard - P) * s.master;
+  // (DDP's GradientBuckets add nothing: every gradient is a view of its
+  // bucket's buffer; ZeRO's padding is counted above.)
   // The pipeline (Trainer::train_step): every activation sent forward and
   // every gradient sent back stays alive until the step's end (`sent`), one
   // [B, Ns, D] per micro-batch each way (and chunk); plus the receive buffer

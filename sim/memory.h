@@ -4,17 +4,21 @@
 //
 //   parameters             this rank's shard of its stage's parameters: f32
 //                          master weights plus, when computing in bf16, the
-//                          bf16 copy forward and backward read (docs/gpu.md)
-//   gradients              f32, one per parameter
-//   optimizer_state        AdamW's m and v, f32; 1/(dp·sp) of them with ZeRO-1
+//                          bf16 copy forward and backward read (docs/gpu.md);
+//                          under ZeRO-3 only their shards and the groups
+//                          gathered at once (zero_gathered)
+//   gradients              f32, one per parameter; under ZeRO-2 and -3 the
+//                          shard and the groups' buffers backward holds at
+//                          once (zero_gradient_buffers)
+//   optimizer_state        AdamW's m and v, f32; of the shard under ZeRO
 //   activations            the forward caches (TransNormerLLM::Cache) of the
 //                          micro-batches the pipeline schedule keeps in flight
 //   workspace              the largest set of temporaries one layer's (or the
 //                          LM head's) backward holds at once beyond the caches,
 //                          the per-call buffers of the TP/SP collectives it
 //                          makes, and what recomputation rebuilds for it
-//   communication_buffers  buffers held across the step: ZeRO-1's flat
-//                          vectors, the pipeline's sent and received
+//   communication_buffers  buffers held across the step: the padding of
+//                          ZeRO's whole group buffers, the pipeline's sent and received
 //                          activations, LASP's pending state send (DDP's
 //                          buckets are the gradients themselves)
 //   co2_state              CO2's outer state in HOST memory (round-start
@@ -62,6 +66,12 @@ struct MemoryBreakdown {
   int64_t communication_buffers = 0;
   int64_t co2_state = 0;  // host memory
   int64_t total = 0;      // device memory
+  // The transient parts of `parameters` and `gradients` under ZeRO-3 and -2:
+  // the most gathered weights and gradient buffers live at once (the group
+  // in use, the one prefetched or in flight, and a tied embedding that both
+  // ends of the stage use), each a whole padded group.
+  int64_t zero_gathered = 0;
+  int64_t zero_gradient_buffers = 0;
   // The parts of `activations`: one micro-batch's cache times the count.
   // Interleaved (chunks > 1): one micro-batch's caches over all the stage's
   // chunks, and the most chunk passes cached at once; `activations` is then
@@ -97,6 +107,16 @@ void fill_activations(MemoryBreakdown& memory, PipelineSchedule schedule, int st
 // micro-batches in flight), workspace 0.50, buffers 0.00 GiB" (and the CO2
 // host state when there is one).
 std::string memory_summary(const MemoryBreakdown& memory);
+
+// The weights, gradients, optimizer state and ZeRO's padding (in
+// communication_buffers) of a rank holding parameter groups `groups` (the
+// model's order, sim::stage_parameter_groups) under ZeRO stage `zero` over
+// `ranks`, in `master`-byte masters and gradients with a compute copy of
+// `element` bytes when narrower; `tied_group`: the index of a group both
+// ends of the stage use through backward (the embedding tied on one stage),
+// or -1. The terms parallel/zero.h's ZeroOptimizer (or AdamW) allocates.
+void fill_optimizer_side(MemoryBreakdown& memory, const std::vector<int64_t>& groups, int zero,
+                         int64_t ranks, int64_t master, int64_t element, int tied_group);
 
 // Whether the device total fits the GPU's memory (GiB = 2^30 bytes).
 bool fits(const MemoryBreakdown& memory, const GpuSpec& gpu);

@@ -76,6 +76,29 @@ int64_t SimModel::stage_parameters(int p, int pp, int tp) const {
   return n;
 }
 
+bool SimModel::tied_embeddings() const {
+  return transnormer_ ? transnormer_->tie_embeddings : softmax_->tie_embeddings;
+}
+
+std::vector<int64_t> SimModel::stage_parameter_groups(int p, int pp, int tp) const {
+  if (transnormer_) return sim::stage_parameter_groups(*transnormer_, p, pp, tp);
+  const SoftmaxTransformerConfig& m = *softmax_;
+  const PipelineStage st = stage(p, pp);
+  std::vector<int64_t> groups;
+  if (st.first()) groups.push_back(m.embedding_parameters(tp));
+  for (int64_t l = st.first_layer; l < st.end_layer; ++l) groups.push_back(m.layer_parameters(tp));
+  if (st.last()) {
+    groups.push_back(m.final_norm_parameters());
+    // The head's matrix, or the tied table's copy (its own group, as the
+    // TransNormer's), or nothing when tied on one stage.
+    const int64_t head =
+        stage_parameters(p, pp, tp) - (st.first() ? m.embedding_parameters(tp) : 0) -
+        (st.end_layer - st.first_layer) * m.layer_parameters(tp) - m.final_norm_parameters();
+    if (head > 0) groups.push_back(head);
+  }
+  return groups;
+}
+
 int64_t SimModel::tied_embedding_parameters(int p, int pp, int tp) const {
   const bool tied = transnormer_ ? transnormer_->tie_embeddings : softmax_->tie_embeddings;
   if (!tied || pp == 1 || (p != 0 && p != pp - 1)) return 0;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "model/op_plan.h"
@@ -48,6 +49,11 @@ class SimModel {
   PipelineStage stage(int p, int pp) const;
   // Parameters one TP rank of stage p holds.
   int64_t stage_parameters(int p, int pp, int tp) const;
+  // The same in ZeRO's parameter groups (sim::stage_parameter_groups; a
+  // softmax transformer's: the embedding, each layer, the final norm, the
+  // head).
+  std::vector<int64_t> stage_parameter_groups(int p, int pp, int tp) const;
+  bool tied_embeddings() const;
   // Of them, a tied embedding table's slice that another stage also holds
   // (the first and the last of pp > 1 when the LM head reuses the
   // embedding: their gradients are summed over the pair); else 0.

@@ -232,17 +232,24 @@ double simulate_sp_ranks(const Costing& c, const SimLayout& l, const std::vector
 }  // namespace
 
 int64_t stage_parameters(const ModelConfig& m, int stage, int stages, int tp) {
+  int64_t n = 0;
+  for (int64_t g : stage_parameter_groups(m, stage, stages, tp)) n += g;
+  return n;
+}
+
+std::vector<int64_t> stage_parameter_groups(const ModelConfig& m, int stage, int stages, int tp) {
   const PipelineStage st = pipeline_stage(m, stage, stages);
   const int64_t D = m.width, F = m.glu_dim, V = m.vocab_size;
-  int64_t n = 0;
+  std::vector<int64_t> groups;
+  groups.reserve(static_cast<size_t>(st.end_layer - st.first_layer) + 2);
+  if (st.first()) groups.push_back(V * D / tp);  // the embedding
   for (int64_t l = st.first_layer; l < st.end_layer; ++l) {
-    n += (4 * D * D + D * D + 3 * D * F) / tp + (m.layer_uses_lrpe(l) ? D / tp : 0);
+    groups.push_back((4 * D * D + D * D + 3 * D * F) / tp + (m.layer_uses_lrpe(l) ? D / tp : 0));
   }
-  if (st.first()) n += V * D / tp;  // the embedding
   // The LM head: its own matrix, or the tied embedding (a copy on the last
   // stage when the pipeline separates them).
-  if (st.last() && (!m.tie_embeddings || !st.first())) n += V * D / tp;
-  return n;
+  if (st.last() && (!m.tie_embeddings || !st.first())) groups.push_back(V * D / tp);
+  return groups;
 }
 
 void validate_layout(const SimModel& model, const ClusterSpec& cluster, const SimLayout& l) {
@@ -503,11 +510,49 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   // laid out yet.
   Schedule s(l.pp, c.interference(), trace);
   const size_t P = static_cast<size_t>(l.pp), M = static_cast<size_t>(m);
+  // ZeRO (parallel/zero.h) reduces and gathers group by group: each virtual
+  // stage's groups (the embedding, each layer, the head), their shards' RS
+  // payload in the gradients' bytes and AG payload in the gathered weights'
+  // (ZeRO-3: the compute copies, or the masters without them).
+  const int V = l.virtual_stages();
+  const int64_t zero_ranks = grad.ranks;
+  const int64_t master_bytes = l.element_bytes == 8 ? 8 : 4;
+  const int64_t weight_bytes = l.element_bytes == 2 ? 2 : master_bytes;
+  std::vector<std::vector<int64_t>> zero_groups(l.zero > 0 ? static_cast<size_t>(V) : 0);
+  for (size_t q = 0; q < zero_groups.size(); ++q) {
+    zero_groups[q] = model.stage_parameter_groups(static_cast<int>(q), V, l.tp);
+    for (int64_t& g : zero_groups[q]) g = (g + zero_ranks - 1) / zero_ranks;  // the shard
+  }
+  // The group of backward_by_layer's entry `layer` on virtual stage q (-1:
+  // the embedding, -2: the head, whose groups follow the layers).
+  auto group_shard = [&](size_t q, int64_t layer) -> int64_t {
+    const std::vector<int64_t>& g = zero_groups[q];
+    const PipelineStage& st = costs.stages[q].stage;
+    const size_t before = st.first() ? 1 : 0;
+    if (layer == -1) return st.first() ? g.front() : 0;
+    if (layer >= 0) return g[before + static_cast<size_t>(layer - st.first_layer)];
+    int64_t head = 0;
+    for (size_t i = before + static_cast<size_t>(st.end_layer - st.first_layer); i < g.size(); ++i)
+      head += g[i];
+    return head;
+  };
+  auto reduce_scatter_seconds = [&](int64_t shard) {
+    return c.collective(
+        CollectiveKind::ReduceScatter,
+        sim_payload(CollectiveKind::ReduceScatter, shard * l.grad_reduce_bytes, grad.ranks), grad);
+  };
+  auto all_gather_seconds = [&](int64_t shard) {
+    return c.collective(CollectiveKind::AllGather,
+                        sim_payload(CollectiveKind::AllGather, shard * weight_bytes, grad.ranks),
+                        grad);
+  };
   // Each micro-batch's forward, backward and their sends on every virtual
-  // stage, the last one's backward layer by layer with its buckets, and the
-  // tail's few tasks per stage.
+  // stage, the last one's backward layer by layer with its buckets (ZeRO-2
+  // and -3: every one's, ZeRO-3 with its gathers), and the tail's few tasks
+  // per stage.
   size_t tasks = 4 * M * costs.stages.size() + 8 * P;
-  for (const StageCost& sc : costs.stages) tasks += 2 * sc.backward_by_layer.size();
+  for (const StageCost& sc : costs.stages)
+    tasks += (l.zero >= 2 ? 4 * M : 2) * sc.backward_by_layer.size();
   s.reserve(tasks);
   // Each stage's gradient buckets: its comm stream's tasks before the
   // optimizer.
@@ -524,7 +569,6 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
   // previous (virtual) stage's send of that micro-batch; a backward the next
   // one's. Virtual stage q = chunk · pp + p ([q · M + micro-batch] below);
   // without interleaving q = p.
-  const int V = l.virtual_stages();
   const int64_t actions = 2 * m * l.pp_chunks;  // per stage
   const size_t Q = static_cast<size_t>(V);
   std::vector<int> fwd_send(Q * M, -1), bwd_send(Q * M, -1), fwd_task(Q * M, -1);
@@ -544,14 +588,38 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
         const size_t sq = static_cast<size_t>(q);
         const StageCost& sc = costs.stages[sq];
         const size_t i = static_cast<size_t>(a.micro_batch);
-        int deps[2];
+        int deps[3];
         size_t n = 0;
         if (!a.backward) {
           if (q > 0) {
             if (fwd_send[(sq - 1) * M + i] < 0) break;
             deps[n++] = fwd_send[(sq - 1) * M + i];
           }
-          const int f = place("forward", p, Stream::Compute, sc.forward, {deps, n});
+          int f = -1;
+          if (l.zero == 3 && grad.ranks > 1) {
+            // ZeRO-3: each group's weights gathered before its forward, the
+            // next prefetched while it runs: the gathers in order on the
+            // comm stream, the compute after the first, and the pass done
+            // once both are (a marker on the compute stream). The tied
+            // embedding is gathered again for the head.
+            const PipelineStage& st = sc.stage;
+            int first = -1, last_gather = -1;
+            for (size_t g = 0; g < zero_groups[sq].size(); ++g) {
+              last_gather = place(
+                  "all-gather weights", p, Stream::Comm, all_gather_seconds(zero_groups[sq][g]),
+                  first < 0 ? std::span<const int>(deps, n) : std::span<const int>());
+              if (first < 0) first = last_gather;
+            }
+            if (st.first() && st.last() && model.tied_embeddings())
+              last_gather = place("all-gather weights", p, Stream::Comm,
+                                  all_gather_seconds(zero_groups[sq][0]), {});
+            deps[n++] = first;
+            const int compute = place("forward", p, Stream::Compute, sc.forward, {deps, n});
+            const int both[2] = {compute, last_gather};
+            f = place("forward", p, Stream::Compute, 0.0, {both, 2});
+          } else {
+            f = place("forward", p, Stream::Compute, sc.forward, {deps, n});
+          }
           fwd_task[sq * M + i] = f;
           if (q < V - 1)
             fwd_send[sq * M + i] =
@@ -568,7 +636,47 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
                                                                        static_cast<double>(sc.parameters) / elementwise_rate
                                                                  : 0.0;
           int last = -1;
-          if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1 && !l.zero && l.grad_reduce_overlap) {
+          // (ZeRO-2 and -3 reduce during backward whatever --grad-reduce says:
+          // they keep no whole gradient to reduce after it.)
+          const bool zero_layers =
+              l.zero > 0 && grad.ranks > 1 &&
+              (l.zero >= 2 || (l.grad_reduce_overlap && static_cast<int64_t>(i) + 1 == m));
+          if (zero_layers) {
+            // ZeRO, layer by layer: each group's reduce-scatter once its
+            // backward is done (stage 1 on the last micro-batch, 2 and 3 on
+            // every one); ZeRO-3 gathers each group's weights first, the
+            // next one's issued before this one's reduce-scatter.
+            const auto& layers = sc.backward_by_layer;
+            const double accumulate_per_layer =
+                accumulate / static_cast<double>(std::max<size_t>(1, layers.size()));
+            int gathered = -1;
+            if (l.zero == 3 && !layers.empty()) {
+              const int64_t shard = group_shard(sq, layers.front().first);
+              if (shard > 0)
+                gathered = place("all-gather weights", p, Stream::Comm, all_gather_seconds(shard),
+                                 {deps, n});
+            }
+            for (size_t k = 0; k < layers.size(); ++k) {
+              if (gathered >= 0) deps[n++] = gathered;
+              last = place("backward", p, Stream::Compute, layers[k].second + accumulate_per_layer,
+                           {deps, n});
+              if (i == 0 && first_backward[sq] < 0) first_backward[sq] = last;
+              n = 0;
+              gathered = -1;
+              if (l.zero == 3 && k + 1 < layers.size()) {
+                const int64_t shard = group_shard(sq, layers[k + 1].first);
+                if (shard > 0)
+                  gathered =
+                      place("all-gather weights", p, Stream::Comm, all_gather_seconds(shard), {});
+              }
+              const int64_t shard = group_shard(sq, layers[k].first);
+              if (shard > 0) {
+                bucket_tasks[sp].push_back(place("reduce-scatter gradients", p, Stream::Comm,
+                                                 reduce_scatter_seconds(shard), {&last, 1}));
+              }
+            }
+          } else if (static_cast<int64_t>(i) + 1 == m && grad.ranks > 1 && !l.zero &&
+                     l.grad_reduce_overlap) {
             // The last micro-batch (of each chunk): layer by layer, each
             // layer's gradients reduced as soon as they are complete (DDP
             // buckets); the chunk's parameters are spread evenly over its
@@ -661,6 +769,12 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     const int stage = static_cast<int>(p);
     StepTailShape shape;
     shape.parameters = params;
+    if (l.zero > 0) {
+      for (int chunk = 0; chunk < l.pp_chunks; ++chunk) {
+        for (int64_t g : model.stage_parameter_groups(chunk * l.pp + stage, V, l.tp))
+          shape.groups.push_back(g);
+      }
+    }
     shape.tied_embedding = tied;
     shape.last_stage = stage + 1 == l.pp;
     shape.grad_reduce_bytes = l.grad_reduce_bytes;
@@ -670,6 +784,27 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     // the pipeline's activations and gradients, and the tail's collectives.
     int64_t shared = 0;
     if (l.pp > 1) shared += m * costs.boundary_bytes * sends;
+    // ZeRO-2 and -3's collectives during the micro-batches (the tail's
+    // reduction only waits for them): every micro-batch's reduce-scatter
+    // of each group, and under ZeRO-3 its gathers (forward's, and
+    // backward's; the tied embedding's twice in forward).
+    if (l.zero >= 2 && grad.ranks > 1) {
+      for (int chunk = 0; chunk < l.pp_chunks; ++chunk) {
+        const size_t q = static_cast<size_t>(chunk) * P + p;
+        const PipelineStage& st = costs.stages[q].stage;
+        for (size_t g = 0; g < zero_groups[q].size(); ++g) {
+          const int64_t shard = zero_groups[q][g];
+          shared += m * wire_bytes(CollectiveKind::ReduceScatter, grad.ranks,
+                                   shard * l.grad_reduce_bytes);
+          if (l.zero == 3) {
+            const int64_t gathers =
+                2 + (g == 0 && st.first() && st.last() && model.tied_embeddings() ? 1 : 0);
+            shared += gathers * m *
+                      wire_bytes(CollectiveKind::AllGather, grad.ranks, shard * weight_bytes);
+          }
+        }
+      }
+    }
     // The tail's ops in order: the reduction DDP overlaps with the last
     // backward (its buckets are laid out there; all at once after it with
     // --grad-reduce after-backward), then the update's ops one after another
@@ -692,6 +827,11 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           bucket_tasks[p].push_back(
               place(name, stage, Stream::Comm, collectives, {&stage_end[p], 1}));
         }
+        // Its own pass over the shards (ZeRO's average on the CPU) once
+        // the reductions are done.
+        if (op.bytes_read + op.bytes_written > 0)
+          previous = place(name, stage, Stream::Compute, memory_seconds(op),
+                           std::span<const int>(bucket_tasks[p]));
         continue;
       }
       std::span<const int> after = previous >= 0 ? std::span<const int>(&previous, 1)
@@ -769,7 +909,7 @@ MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
     return busiest_stage_memory(model.transnormer(), ml);
   }
   // GPT/Llama: the same optimizer-side terms as the TransNormer's (f32 master,
-  // bf16 copy, f32 gradients, AdamW m and v sharded by ZeRO-1 over dp·sp),
+  // bf16 copy, f32 gradients, AdamW m and v, sharded by ZeRO over dp·sp),
   // Korthikanti's per-layer activations for the micro-batches in flight and
   // the last stage's f32 logits of one micro-batch for the loss.
   const SoftmaxTransformerConfig& cfg = model.softmax();
@@ -786,17 +926,18 @@ MemoryBreakdown layout_memory(const SimModel& model, const SimLayout& l) {
     return bytes;
   };
   for (int p = 0; p < l.pp; ++p) {
-    int64_t params = 0;
-    for (int c = 0; c < l.pp_chunks; ++c) params += model.stage_parameters(c * l.pp + p, V, l.tp);
+    std::vector<int64_t> groups;
+    for (int c = 0; c < l.pp_chunks; ++c) {
+      for (int64_t g : model.stage_parameter_groups(c * l.pp + p, V, l.tp)) groups.push_back(g);
+    }
     MemoryBreakdown mb;
-    mb.parameters = params * (4 + (e == 2 ? 2 : 0));
-    mb.gradients = params * 4;
-    const int64_t shards = l.zero ? static_cast<int64_t>(l.dp) * l.sp : 1;
-    mb.optimizer_state = (params + shards - 1) / shards * 8;
+    const int tied = cfg.tie_embeddings && V == 1 ? 0 : -1;
+    fill_optimizer_side(mb, groups, l.zero, static_cast<int64_t>(l.dp) * l.sp, 4, e, tied);
     std::vector<int64_t> chunk_bytes;
     for (int c = 0; c < l.pp_chunks; ++c) chunk_bytes.push_back(activation_bytes(c * l.pp + p));
     fill_activations(mb, l.schedule, p, l.pp, chunk_bytes, m);
-    mb.total = mb.parameters + mb.gradients + mb.optimizer_state + mb.activations;
+    mb.total = mb.parameters + mb.gradients + mb.optimizer_state + mb.activations +
+               mb.communication_buffers;
     if (mb.total > best.total) best = mb;
   }
   return best;

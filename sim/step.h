@@ -215,5 +215,10 @@ StepPrediction simulate_step(const SimModel& model, const ClusterSpec& cluster, 
 
 // Parameters a pipeline stage's rank holds (its TP shard) of a TransNormerLLM.
 int64_t stage_parameters(const ModelConfig& model, int stage, int stages, int tp);
+// The same in the model's parameter groups, in order (TransNormerLLM::
+// parameter_groups: the embedding, each layer, the head), which ZeRO shards
+// one by one (parallel/zero.h); they sum to stage_parameters.
+std::vector<int64_t> stage_parameter_groups(const ModelConfig& model, int stage, int stages,
+                                            int tp);
 
 }  // namespace linpar::sim

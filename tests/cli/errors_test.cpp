@@ -48,7 +48,7 @@ TEST(CliErrors, LayoutsThatDoNotFitAreRefusedBeforeAnyCompute) {
   expect_user_error("train --dry-run --dp 2 --global-batch 6 --micro-batch 2",
                     "--global-batch 6 must be a multiple of --dp 2 × --micro-batch 2 = 4");
   expect_user_error("train --dry-run --dp 0", "--dp 0");
-  expect_user_error("train --dry-run --zero 2", "--zero 2");
+  expect_user_error("train --dry-run --zero 4", "--zero 4");
   expect_user_error("train --dry-run --tp 3", "heads 4 must be divisible by tp");
   expect_user_error("train --dry-run --tp 2 --glu-dim 127", "glu-dim 127 must be divisible by tp");
   expect_user_error("train --dry-run --pp 4", "2 layers do not give every stage a layer");

@@ -177,9 +177,17 @@ std::vector<PlannedOp> expected_tail(const TrainOptions& o, const ProcessGrid& g
   const PipelineStage stage = pipeline_stage(o.model, grid.coordinates().pp, o.layout.pp);
   StepTailShape shape;
   for (const Parameter& p : trainer.model().params().all()) {
-    shape.parameters += p.value.numel();
+    shape.parameters += shape_numel(p.box_shape);
     if (p.name == "embedding" && o.model.tie_embeddings && stage.size > 1)
-      shape.tied_embedding = p.value.numel();
+      shape.tied_embedding = shape_numel(p.box_shape);
+  }
+  // ZeRO's groups: the model's.
+  if (o.layout.zero > 0) {
+    for (const std::vector<Parameter*>& group : trainer.model().parameter_groups()) {
+      int64_t n = 0;
+      for (const Parameter* p : group) n += shape_numel(p->box_shape);
+      shape.groups.push_back(n);
+    }
   }
   shape.last_stage = stage.last();
   shape.grad_reduce_bytes = StepShape{.element_bytes = e}.gradient_bytes();

@@ -42,9 +42,11 @@ inline TrainingRun train(const TrainOptions& o, ProcessGrid& grid, int steps,
   Trainer trainer(o, grid, make_attention, make_outer);
   TrainingRun run;
   for (int s = 0; s < steps; ++s) run.steps.push_back(trainer.train_step());
+  for (const Tensor& value : trainer.parameter_values())
+    run.params.push_back(value.to(DType::F64).to_vector<double>());
   for (const Parameter& p : trainer.model().params().all()) {
-    run.params.push_back(p.value.to(DType::F64).to_vector<double>());
-    run.grads.push_back(p.grad.to(DType::F64).to_vector<double>());
+    // (ZeRO-2 and -3 keep no whole gradient after the step.)
+    if (p.grad.defined()) run.grads.push_back(p.grad.to(DType::F64).to_vector<double>());
   }
   return run;
 }

@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "core/plan_communicator.h"
 #include "lasp/factory.h"
@@ -98,10 +100,12 @@ TEST(MemoryRun, TheModelIsWhatTheCodeAllocates) {
 
 // The weights, gradients, optimizer state and ZeRO-1's buffers against the
 // code that holds them: the stage's model built on meta tensors, the
-// trainer's optimizer (ZeRO-1, or AdamW with DDP's buckets) over it and the
+// trainer's optimizer (ZeRO, or AdamW with DDP's buckets) over it and the
 // step's update run (parallel/step_update.h), every allocation counted. Over
 // 2-, 4- and 8-byte elements, TP, pipeline stages (a tied embedding's copy
-// on the last), ZeRO-1 and 1, 2 or 4 ranks averaging the gradients.
+// on the last), ZeRO stages 0–3 and 1, 2 or 4 ranks averaging the
+// gradients. ZeRO-2's and -3's buffers of a backward (the hooks run in
+// backward's order) stay within what the model counts for them.
 TEST(MemoryRun, TheStateIsWhatTheTrainerHolds) {
   int checked = 0;
   for (bool tied : {false, true}) {
@@ -113,7 +117,7 @@ TEST(MemoryRun, TheStateIsWhatTheTrainerHolds) {
       const DType weights = e == 2 ? DType::F32 : compute;
       for (int tp : {1, 2}) {
         for (int pp : {1, 2}) {
-          for (int zero : {0, 1}) {
+          for (int zero : {0, 1, 2, 3}) {
             for (int dp : {1, 2, 4}) {
               for (int stage = 0; stage < pp; ++stage) {
                 MemoryLayout l;
@@ -136,14 +140,26 @@ TEST(MemoryRun, TheStateIsWhatTheTrainerHolds) {
                 const TensorParallel shard{&tp_group, 0, tp};
                 const PipelineStage st = pipeline_stage(m, stage, pp);
                 TransNormerLLM net = TransNormerLLM::on_meta(m, weights, compute, shard, &st, {});
-                EXPECT_EQ(memory.live(), model.parameters + model.gradients) << where;
+                MemoryLayout without = l;
+                without.zero = 0;
+                const MemoryBreakdown plain = memory_per_gpu(m, without);
+                EXPECT_EQ(memory.live(), plain.parameters + plain.gradients) << where;
                 const int64_t held = memory.live();
                 const SumOverModelParallel sum = [&](Tensor& t) {
                   shard.all_reduce(t);
                   if (pp > 1) pp_group.all_reduce(t);
                 };
                 const StepOptimizer o =
-                    make_step_optimizer(net.params(), dp_group, zero, AdamWConfig{}, sum, 1 << 12);
+                    make_step_optimizer(net.params(), net.parameter_groups(), dp_group, zero,
+                                        AdamWConfig{}, sum, 1 << 12);
+                // What the model counts at rest: all but ZeRO-2's and -3's
+                // buffers of a backward; the padding in the buffers.
+                const int64_t zero_buffers =
+                    model.communication_buffers - plain.communication_buffers;
+                const int64_t at_rest = model.parameters - model.zero_gathered + model.gradients -
+                                        model.zero_gradient_buffers + model.optimizer_state +
+                                        zero_buffers;
+                EXPECT_EQ(memory.live(), at_rest) << where;
                 const int64_t state = memory.live() - held;
                 StepUpdate update;
                 update.params = &net.params();
@@ -158,21 +174,37 @@ TEST(MemoryRun, TheStateIsWhatTheTrainerHolds) {
                 update.update(1e-3, 1.0);
                 update.refresh_compute(false);
                 EXPECT_EQ(memory.live(), before) << where;
-                // The step's one temporary: the norm's 8-byte sum (ZeRO-1
+                // The step's one temporary: the norm's 8-byte sum (ZeRO
                 // reduces and gathers in place).
                 const int64_t temporary = memory.peak() - before;
                 EXPECT_EQ(temporary, 8) << where;
-                // The model holds ZeRO-1's padding in its communication
-                // buffers.
-                MemoryLayout without = l;
-                without.zero = 0;
-                const int64_t zero_buffers =
-                    model.communication_buffers - memory_per_gpu(m, without).communication_buffers;
-                EXPECT_EQ(state, model.optimizer_state + zero_buffers) << where;
-                // ZeRO-1 holds less than no ZeRO whenever it shards.
-                if (zero == 1 && dp > 1) {
-                  EXPECT_LT(model.total, memory_per_gpu(m, without).total) << where;
+                EXPECT_EQ(state, at_rest - plain.parameters - plain.gradients) << where;
+                if (zero >= 2) {
+                  // A backward's hooks in its order (the embedding, tied on
+                  // this stage, at the head's and the input's backward).
+                  ParameterHooks* hooks = o.hooks();
+                  std::vector<int> order;
+                  for (int g = static_cast<int>(net.parameter_groups().size()); g-- > 0;)
+                    order.push_back(g);
+                  if (tied && pp == 1) order.insert(order.begin(), 0);
+                  memory.reset_peak();
+                  for (int pass = 0; pass < 2; ++pass) {  // two micro-batches
+                    for (size_t k = 0; k < order.size(); ++k) {
+                      hooks->before_backward(order[k], k + 1 < order.size() ? order[k + 1] : -1);
+                      if (std::find(order.begin() + static_cast<std::ptrdiff_t>(k) + 1, order.end(),
+                                    order[k]) == order.end())
+                        hooks->after_backward(order[k], pass == 1);
+                    }
+                  }
+                  update.update(1e-3, 1.0);
+                  EXPECT_EQ(memory.live(), before) << where;
+                  EXPECT_GT(memory.peak() - before, 0) << where;
+                  EXPECT_LE(memory.peak() - before,
+                            model.zero_gathered + model.zero_gradient_buffers + 8)
+                      << where;
                 }
+                // ZeRO-1 holds less than no ZeRO whenever it shards.
+                if (zero == 1 && dp > 1) EXPECT_LT(model.total, plain.total) << where;
                 ++checked;
               }
             }
@@ -181,7 +213,7 @@ TEST(MemoryRun, TheStateIsWhatTheTrainerHolds) {
       }
     }
   }
-  EXPECT_EQ(checked, 2 * 3 * 2 * 3 * 2 * 3);
+  EXPECT_EQ(checked, 2 * 3 * 2 * 3 * 4 * 3);
 }
 
 }  // namespace linpar::sim

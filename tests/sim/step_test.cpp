@@ -30,9 +30,14 @@ double tail_bytes(const SimLayout& l, int64_t parameters) {
   shape.parameters = parameters;
   shape.grad_reduce_bytes = l.grad_reduce_bytes;
   shape.element_bytes = l.element_bytes;
+  // (ZeRO's groups: one; those of the models here hold even counts, so
+  // their shards pad nothing and sum to the same bytes.)
+  if (l.zero > 0) shape.groups = {parameters};
   double bytes = 0;
   for (const PlannedOp& op : plan_step_tail(l, shape)->ops) {
-    if (op.pass == Pass::Update) bytes += static_cast<double>(op.bytes_read + op.bytes_written);
+    // The update's passes and the reduction's own (ZeRO's average).
+    if (op.pass == Pass::Update || op.pass == Pass::Reduce)
+      bytes += static_cast<double>(op.bytes_read + op.bytes_written);
   }
   return bytes;
 }
