@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -64,6 +65,25 @@ std::vector<int> parse_chunks(const std::string& list) {
   return chunks;
 }
 
+std::vector<int> parse_zero_stages(const std::string& list) {
+  std::vector<int> stages;
+  for (const std::string& item : split_commas("zero", list)) {
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v > 3)
+      user_error("--zero {}: '{}' is not a ZeRO stage (0, 1, 2 or 3)", list, item);
+    if (std::find(stages.begin(), stages.end(), v) != stages.end())
+      user_error("--zero {}: stage {} is listed twice", list, v);
+    stages.push_back(v);
+  }
+  return stages;
+}
+
 std::string co2_name(int64_t tau) { return tau > 0 ? fmt::format("τ={}", tau) : "off"; }
 
 nlohmann::json layout_json(int rank, const sim::SearchResult& r, const SimSetup& setup) {
@@ -105,6 +125,7 @@ int search_command(const std::vector<std::string>& args) {
       ("max-micro-batch", po::value<int64_t>()->default_value(8), "largest micro-batch tried (powers of two)")
       ("sp-kinds", po::value<std::string>(), "SP kinds tried, comma-separated (default: lasp,lasp2,allgather,ulysses; GPT/Llama: ulysses)")
       ("co2-tau", po::value<std::string>()->default_value("0"), "CO2 τ values tried, comma-separated (0: synchronous DP), e.g. 0,4")
+      ("zero", po::value<std::string>()->default_value("0,1,2,3"), "ZeRO stages tried where dp·sp > 1, comma-separated")
       ("gpipe", po::bool_switch(), "also try GPipe pipelines (1F1B always)")
       ("pp-chunks", po::value<std::string>()->default_value("1"), "model chunks per stage tried with 1F1B, e.g. 1,2,4 (> 1: interleaved)")
       ("top", po::value<int>()->default_value(10), "layouts shown")
@@ -123,6 +144,7 @@ int search_command(const std::vector<std::string>& args) {
   space.global_batch = v["global-batch"].as<int64_t>();
   space.max_micro_batch = v["max-micro-batch"].as<int64_t>();
   space.co2_taus = parse_taus(v["co2-tau"].as<std::string>());
+  space.zero_stages = parse_zero_stages(v["zero"].as<std::string>());
   if (v.count("sp-kinds")) {
     for (const std::string& k : split_commas("sp-kinds", v["sp-kinds"].as<std::string>())) {
       space.sp_kinds.push_back(parse_sp_kind(k));

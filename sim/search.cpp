@@ -187,9 +187,9 @@ std::vector<SearchResult> search_layouts(const SimModel& model, const ClusterSpe
             if (pp > model.layers()) break;
             const int dp = gpus / tp / pp / sp;
             if (space.global_batch % dp != 0) continue;
-            // ZeRO-1 where there is more than one rank to shard over; CO2
-            // where there is more than one replica and ZeRO is off; a
-            // schedule where there is a pipeline.
+            // ZeRO's stages where there is more than one rank to shard
+            // over; CO2 where there is more than one replica and ZeRO is
+            // off; a schedule where there is a pipeline.
             std::vector<Variant> variants;
             for (PipelineSchedule schedule : space.schedules) {
               if (pp == 1 && schedule != space.schedules.front()) continue;
@@ -199,10 +199,16 @@ std::vector<SearchResult> search_layouts(const SimModel& model, const ClusterSpe
                                    pp * chunks > model.layers())) {
                   continue;
                 }
-                for (int64_t tau : dp > 1 ? space.co2_taus : std::vector<int64_t>{0}) {
-                  variants.push_back({schedule, chunks, 0, tau});
+                const bool sharded = dp * sp > 1;
+                for (int zero : sharded ? space.zero_stages : std::vector<int>{0}) {
+                  if (zero > 0) {
+                    variants.push_back({schedule, chunks, zero, 0});
+                    continue;
+                  }
+                  for (int64_t tau : dp > 1 ? space.co2_taus : std::vector<int64_t>{0}) {
+                    variants.push_back({schedule, chunks, 0, tau});
+                  }
                 }
-                if (dp * sp > 1) variants.push_back({schedule, chunks, 1, 0});
               }
             }
             SimLayout l;
@@ -413,10 +419,11 @@ std::string explain_winner(const std::vector<SearchResult>& results) {
     parts.push_back(fmt::format("sp {} ({}) cuts each sequence into {}-token chunks", l.sp,
                                 sp_kind_name(l.sp_kind), l.seq_len / l.sp));
   }
-  if (l.zero == 1) {
+  if (l.zero > 0) {
     SimLayout without = l;
     without.zero = 0;
-    if (std::string r = memory_reason(results, w, without, "ZeRO-1"); !r.empty())
+    if (std::string r = memory_reason(results, w, without, fmt::format("ZeRO-{}", l.zero));
+        !r.empty())
       parts.push_back(r);
   }
   if (l.recompute != Recompute::None) {

@@ -32,7 +32,7 @@ namespace linpar::sim {
 // and the sequence; dp = GPUs / (tp · pp · sp) must divide the global batch.
 // Each combination the model refuses (heads, widths, vocabulary, the SP kinds
 // its attention supports) is counted in SearchStats::rejected, not searched.
-// ZeRO-1 is tried where dp · sp > 1, CO2 where dp > 1 and ZeRO is off.
+// ZeRO's stages are tried where dp · sp > 1, CO2 where dp > 1 and ZeRO is off.
 struct SearchSpace {
   int64_t seq_len = 2048;    // tokens per sample (all SP ranks together)
   int64_t global_batch = 1;  // samples per step
@@ -44,6 +44,9 @@ struct SearchSpace {
   // CO2's τ values tried where CO2 applies (dp > 1, ZeRO off; 0: synchronous
   // DP); every other layout is synchronous.
   std::vector<int64_t> co2_taus{0};
+  // ZeRO stages tried where dp · sp > 1 (0: none, with CO2's τ values); a
+  // single rank per shard runs stage 0.
+  std::vector<int> zero_stages{0, 1, 2, 3};
   // Pipeline schedules tried where pp > 1 (a single stage has no schedule).
   std::vector<PipelineSchedule> schedules{PipelineSchedule::OneFOneB};
   // Model chunks per stage tried with 1F1B where pp > 1: 1 is plain 1F1B,

@@ -1,7 +1,7 @@
 // The memory model against the trainer's own run: on CPU ranks under mpirun,
 // the most bytes linpar's tensors hold at once during a training step
 // (core/allocator.h, CpuAllocator's peak: parameters, gradients, AdamW's
-// moments, ZeRO-1's vectors, the micro-batches' caches in flight, backward's
+// moments, ZeRO's shards and group buffers, the micro-batches' caches in flight, backward's
 // temporaries, the pipeline's buffers) is within 5% of what `linpar sim`
 // says each rank needs (sim::memory_per_gpu for its stage, f32 on the CPU),
 // over layouts of every ZeRO stage the trainer runs, every recompute kind,
@@ -74,8 +74,11 @@ TEST(MemoryMeasuredNp2, TheRunHoldsWhatTheModelSays) {
   for (const Case& c :
        {Case{"dp2", 2}, Case{"dp2 zero1", 2, 1, 1, 1, 1},
         Case{"dp2 zero1 full", 2, 1, 1, 1, 1, Recompute::Full},
-        Case{"dp2 selective", 2, 1, 1, 1, 0, Recompute::Selective}, Case{"tp2", 1, 2},
-        Case{"pp2 1f1b", 1, 1, 2},
+        Case{"dp2 selective", 2, 1, 1, 1, 0, Recompute::Selective},
+        Case{"dp2 zero2", 2, 1, 1, 1, 2},
+        Case{"dp2 zero2 selective", 2, 1, 1, 1, 2, Recompute::Selective},
+        Case{"dp2 zero3", 2, 1, 1, 1, 3}, Case{"dp2 zero3 full", 2, 1, 1, 1, 3, Recompute::Full},
+        Case{"tp2", 1, 2}, Case{"pp2 1f1b", 1, 1, 2},
         Case{"pp2 gpipe", 1, 1, 2, 1, 0, Recompute::None, PipelineSchedule::GPipe},
         Case{"pp2 full", 1, 1, 2, 1, 0, Recompute::Full},
         Case{"pp2 × 2", 1, 1, 2, 1, 0, Recompute::None, PipelineSchedule::OneFOneB, 2},
@@ -90,7 +93,10 @@ TEST(MemoryMeasuredNp4, TheRunHoldsWhatTheModelSays) {
        {Case{"dp2 pp2 zero1", 2, 1, 2, 1, 1}, Case{"tp2 sp2 full", 1, 2, 1, 2, 0, Recompute::Full},
         Case{"dp2 sp2 zero1 selective", 2, 1, 1, 2, 1, Recompute::Selective},
         Case{"pp4 gpipe", 1, 1, 4, 1, 0, Recompute::None, PipelineSchedule::GPipe},
-        Case{"pp2 × 2 sp2 full", 1, 1, 2, 2, 0, Recompute::Full, PipelineSchedule::OneFOneB, 2}}) {
+        Case{"pp2 × 2 sp2 full", 1, 1, 2, 2, 0, Recompute::Full, PipelineSchedule::OneFOneB, 2},
+        Case{"dp4 zero3", 4, 1, 1, 1, 3}, Case{"dp2 pp2 zero2", 2, 1, 2, 1, 2},
+        Case{"dp2 sp2 zero3 selective", 2, 1, 1, 2, 3, Recompute::Selective},
+        Case{"dp2 pp2 zero3 full", 2, 1, 2, 1, 3, Recompute::Full}}) {
     EXPECT_LT(check(c), 0.05) << c.name;
   }
 }

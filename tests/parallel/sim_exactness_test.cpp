@@ -23,7 +23,12 @@ struct Case {
 }  // namespace
 
 TEST(SimExactnessNp2, PredictedBytesEqualTheCountedBytes) {
-  for (const Case& c : {Case{"dp2", {2, 1, 1, 1}}, Case{"dp2-zero1", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 1},
+  for (const Case& c : {Case{"dp2", {2, 1, 1, 1}},
+                        Case{"dp2-zero1", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 1},
+                        Case{"dp2-zero2", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 2},
+                        Case{"dp2-zero3", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 3},
+                        Case{"sp2-zero3", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp, 3},
+                        Case{"pp2-zero2", {1, 1, 2, 1}, false, SequenceParallelKind::Lasp, 2},
                         Case{"tp2", {1, 2, 1, 1}}, Case{"tp2-sp", {1, 2, 1, 1}, true},
                         Case{"pp2", {1, 1, 2, 1}}, Case{"sp2-lasp", {1, 1, 1, 2}},
                         Case{"sp2-lasp2", {1, 1, 1, 2}, false, SequenceParallelKind::Lasp2},

@@ -20,6 +20,7 @@ SearchSpace tiny_space() {
   s.seq_len = 64;
   s.global_batch = 4;
   s.max_micro_batch = 2;
+  s.zero_stages = {0, 1};  // (the hand counts below; every stage: EveryZeroStageWhereItShards)
   return s;
 }
 
@@ -72,6 +73,28 @@ TEST(SimSearch, EnumeratesTheHandCountedLayouts) {
   SearchSpace ulysses = tiny_space();
   ulysses.sp_kinds = {SequenceParallelKind::Ulysses};
   EXPECT_EQ(search_layouts(m, c, ulysses).size(), 306u - 3u * 5u * 12u);
+}
+
+TEST(SimSearch, EveryZeroStageWhereItShards) {
+  // By default stages 0–3 where dp·sp > 1: the 141 ZeRO-1 layouts of the
+  // hand count above twice more (ZeRO-2, ZeRO-3); a single rank per shard
+  // runs stage 0 alone.
+  const SimModel m = SimModel::from_preset("tnl-tiny");
+  const ClusterSpec c = make_cluster("h100", 4, 1);
+  SearchSpace s = tiny_space();
+  s.zero_stages = SearchSpace{}.zero_stages;
+  const std::vector<SearchResult> all = search_layouts(m, c, s);
+  EXPECT_EQ(all.size(), 306u + 2u * 141u);
+  int per_stage[4] = {};
+  for (const SearchResult& r : all) {
+    ++per_stage[r.layout.zero];
+    if (r.layout.zero > 0) EXPECT_GT(r.layout.dp * r.layout.sp, 1) << describe_layout(r.layout);
+  }
+  EXPECT_EQ(per_stage[0], 306 - 141);
+  for (int z : {1, 2, 3}) EXPECT_EQ(per_stage[z], 141) << "zero " << z;
+  // Stage 0 alone: no ZeRO layout.
+  s.zero_stages = {0};
+  EXPECT_EQ(search_layouts(m, c, s).size(), 306u - 141u);
 }
 
 TEST(SimSearch, CombinationsTheModelRefusesAreCountedNotSearched) {
@@ -175,11 +198,13 @@ TEST(SimSearch, InterleavingIsTriedWhereTheMicroBatchesAndLayersAllowIt) {
 TEST(SimSearch, OverAFreeNetworkDataParallelismWins) {
   // Nothing to communicate costs anything, so every other degree only adds
   // work (TP repeats the unsplit norms, SP adds LASP's inter-chunk terms, a
-  // pipeline idles), recomputation adds work, and ZeRO-1 as the runtime runs
-  // it (reduce-scatter and all-gather in place in the parameters' own
-  // vectors) updates half the parameters: dp 2, no recomputation, ZeRO 1
-  // (until 2026-12-07 ZeRO-1 copied the gradients and values into flat
-  // vectors, 16 bytes a parameter more than it saved, and ZeRO 0 won).
+  // pipeline idles), recomputation adds work, and ZeRO updates half the
+  // parameters; ZeRO-3's update writes only its shards (AdamW writes the
+  // shard's bf16 copy; no refresh of every compute copy after an
+  // all-gather), and its gathers cost nothing here: dp 2, no
+  // recomputation, ZeRO 3 (until 2026-12-07 ZeRO-1 copied the gradients and
+  // values into flat vectors, 16 bytes a parameter more than it saved, and
+  // ZeRO 0 won; ZeRO-1 won until ZeRO-3 came, 2026-12-08).
   const SimModel m = SimModel::from_preset("tnl-385m");
   SearchSpace s;
   s.seq_len = 2048;
@@ -190,7 +215,7 @@ TEST(SimSearch, OverAFreeNetworkDataParallelismWins) {
   ASSERT_TRUE(all.front().fits);
   EXPECT_EQ(best.dp, 2) << describe_layout(best);
   EXPECT_EQ(best.recompute, Recompute::None);
-  EXPECT_EQ(best.zero, 1);
+  EXPECT_EQ(best.zero, 3);
   const std::string why = explain_winner(all);
   EXPECT_NE(why.find(describe_layout(best)), std::string::npos) << why;
   EXPECT_NE(why.find("the next best one change away"), std::string::npos) << why;
@@ -200,8 +225,10 @@ TEST(SimSearch, AModelTooLargeForOneGpuNeedsThePipeline) {
   // 4 layers of width 768 with 3 heads (so tp 2 is refused): 31M parameters,
   // 18 bytes each on a GPU (f32 master, bf16 copy, f32 gradient, AdamW m and
   // v) = 0.52 GiB per replica; on a 0.4-GiB GPU only pp 2 (half the layers
-  // per GPU) fits. Recomputation only adds work there, dp·sp = 1 leaves no
-  // ZeRO: the best is dp 1, tp 1, pp 2, sp 1, recompute none.
+  // per GPU) fits without ZeRO-3. Recomputation only adds work there, dp·sp
+  // = 1 leaves no ZeRO: the best is dp 1, tp 1, pp 2, sp 1, recompute none.
+  // ZeRO-3 over the 2 ranks (dp 2, or sp 2) shards the parameters instead
+  // (9 bytes each plus two layers gathered): then pp 1 fits too.
   ModelConfig cfg;
   cfg.name = "wide-4";
   cfg.n_layers = 4;
@@ -217,6 +244,7 @@ TEST(SimSearch, AModelTooLargeForOneGpuNeedsThePipeline) {
   s.seq_len = 256;
   s.global_batch = 8;
   s.max_micro_batch = 2;
+  s.zero_stages = {0, 1, 2};
   SearchStats stats;
   const std::vector<SearchResult> all = search_layouts(m, c, s, {}, &stats);
   ASSERT_GT(stats.fitting, 0);
@@ -232,6 +260,16 @@ TEST(SimSearch, AModelTooLargeForOneGpuNeedsThePipeline) {
   const std::string why = explain_winner(all);
   EXPECT_NE(why.find(describe_layout(best)), std::string::npos) << why;
   EXPECT_NE(why.find("pp 2 with"), std::string::npos) << why;
+  s.zero_stages = {0, 1, 2, 3};
+  bool zero3_without_pipeline = false;
+  for (const SearchResult& r : search_layouts(m, c, s)) {
+    if (r.fits && r.layout.pp == 1) {
+      EXPECT_EQ(r.layout.zero, 3) << describe_layout(r.layout);
+      EXPECT_EQ(r.layout.dp * r.layout.sp, 2) << describe_layout(r.layout);  // over dp or sp ranks
+      zero3_without_pipeline = true;
+    }
+  }
+  EXPECT_TRUE(zero3_without_pipeline);
   // On a GPU smaller than any half, nothing fits; the explanation names the smallest need.
   c.gpu.hbm_gib = 0.1;
   const std::vector<SearchResult> none = search_layouts(m, c, s);
