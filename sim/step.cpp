@@ -546,13 +546,37 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
                         sim_payload(CollectiveKind::AllGather, shard * weight_bytes, grad.ranks),
                         grad);
   };
+  // Per virtual stage, the seconds of a pass's collectives: forward's first
+  // gather and the rest (the tied embedding's again for the head),
+  // backward's first gather (its first group: the head's, or the last
+  // layer's) and the rest, and every reduce-scatter. The micro-batches
+  // before the last are laid out with these sums (the same comm-stream
+  // time; it hides behind the next micro-batch's work), the last group by
+  // group.
+  struct PassCollectives {
+    double forward_first = 0, forward_rest = 0, backward_first = 0, backward_rest = 0, reduce = 0;
+  };
+  std::vector<PassCollectives> zero_seconds(zero_groups.size());
+  for (size_t q = 0; q < zero_groups.size(); ++q) {
+    PassCollectives& z = zero_seconds[q];
+    const PipelineStage& st = costs.stages[q].stage;
+    const std::vector<int64_t>& g = zero_groups[q];
+    for (size_t k = 0; k < g.size(); ++k) {
+      const double gather = all_gather_seconds(g[k]);
+      (k == 0 ? z.forward_first : z.forward_rest) += gather;
+      (k + 1 == g.size() ? z.backward_first : z.backward_rest) += gather;
+      z.reduce += reduce_scatter_seconds(g[k]);
+    }
+    if (st.first() && st.last() && model.tied_embeddings())
+      z.forward_rest += all_gather_seconds(g[0]);
+  }
   // Each micro-batch's forward, backward and their sends on every virtual
-  // stage, the last one's backward layer by layer with its buckets (ZeRO-2
-  // and -3: every one's, ZeRO-3 with its gathers), and the tail's few tasks
-  // per stage.
+  // stage, the last one's backward layer by layer with its buckets (ZeRO-3
+  // with its gathers; ZeRO-2 and -3's earlier ones a few tasks each), and
+  // the tail's few tasks per stage.
   size_t tasks = 4 * M * costs.stages.size() + 8 * P;
   for (const StageCost& sc : costs.stages)
-    tasks += (l.zero >= 2 ? 4 * M : 2) * sc.backward_by_layer.size();
+    tasks += 4 * sc.backward_by_layer.size() + (l.zero >= 2 ? 6 * M : 0);
   s.reserve(tasks);
   // Each stage's gradient buckets: its comm stream's tasks before the
   // optimizer.
@@ -598,21 +622,14 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           int f = -1;
           if (l.zero == 3 && grad.ranks > 1) {
             // ZeRO-3: each group's weights gathered before its forward, the
-            // next prefetched while it runs: the gathers in order on the
-            // comm stream, the compute after the first, and the pass done
-            // once both are (a marker on the compute stream). The tied
-            // embedding is gathered again for the head.
-            const PipelineStage& st = sc.stage;
-            int first = -1, last_gather = -1;
-            for (size_t g = 0; g < zero_groups[sq].size(); ++g) {
-              last_gather = place(
-                  "all-gather weights", p, Stream::Comm, all_gather_seconds(zero_groups[sq][g]),
-                  first < 0 ? std::span<const int>(deps, n) : std::span<const int>());
-              if (first < 0) first = last_gather;
-            }
-            if (st.first() && st.last() && model.tied_embeddings())
-              last_gather = place("all-gather weights", p, Stream::Comm,
-                                  all_gather_seconds(zero_groups[sq][0]), {});
+            // next prefetched while it runs: the first gather, the rest on
+            // the comm stream after it, the compute after the first, and
+            // the pass done once both are (a marker on the compute stream).
+            const PassCollectives& z = zero_seconds[sq];
+            const int first =
+                place("all-gather weights", p, Stream::Comm, z.forward_first, {deps, n});
+            const int last_gather =
+                place("all-gather weights", p, Stream::Comm, z.forward_rest, {});
             deps[n++] = first;
             const int compute = place("forward", p, Stream::Compute, sc.forward, {deps, n});
             const int both[2] = {compute, last_gather};
@@ -638,10 +655,29 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           int last = -1;
           // (ZeRO-2 and -3 reduce during backward whatever --grad-reduce says:
           // they keep no whole gradient to reduce after it.)
-          const bool zero_layers =
-              l.zero > 0 && grad.ranks > 1 &&
-              (l.zero >= 2 || (l.grad_reduce_overlap && static_cast<int64_t>(i) + 1 == m));
-          if (zero_layers) {
+          const bool last_micro_batch = static_cast<int64_t>(i) + 1 == m;
+          const bool zero_layers = l.zero > 0 && grad.ranks > 1 && last_micro_batch &&
+                                   (l.zero >= 2 || l.grad_reduce_overlap);
+          if (l.zero >= 2 && grad.ranks > 1 && !last_micro_batch) {
+            // An earlier micro-batch's ZeRO-2/3 collectives in sums (above):
+            // ZeRO-3's first gather before the backward, the rest beside it,
+            // then every reduce-scatter.
+            const PassCollectives& z = zero_seconds[sq];
+            if (l.zero == 3) {
+              const int gathered =
+                  place("all-gather weights", p, Stream::Comm, z.backward_first, {deps, n});
+              deps[n++] = gathered;
+            }
+            last = place("backward", p, Stream::Compute, sc.backward + accumulate, {deps, n});
+            if (i == 0) first_backward[sq] = last;
+            if (l.zero == 3) {
+              const int rest = place("all-gather weights", p, Stream::Comm, z.backward_rest, {});
+              const int both[2] = {last, rest};
+              last = place("backward", p, Stream::Compute, 0.0, {both, 2});
+            }
+            bucket_tasks[sp].push_back(
+                place("reduce-scatter gradients", p, Stream::Comm, z.reduce, {&last, 1}));
+          } else if (zero_layers) {
             // ZeRO, layer by layer: each group's reduce-scatter once its
             // backward is done (stage 1 on the last micro-batch, 2 and 3 on
             // every one); ZeRO-3 gathers each group's weights first, the
