@@ -86,8 +86,31 @@ TEST(TrainingCudaNp1, GpuCheckpointsResumeOnTheGpuAndLoadOnTheCpu) {
   for (size_t p = 0; p < loaded.size(); ++p) EXPECT_EQ(loaded[p], weights[p]) << "parameter " << p;
 }
 
+// ZeRO's stages on one GPU (bf16 compute, NCCL over one rank): the groups'
+// buffers, ZeRO-2's gradient shards and ZeRO-3's gathered bf16 weights with
+// AdamW writing the shards' bf16 copies train what --zero 0 trains (4
+// steps, 1e-4), and ZeRO-3's gathered values are the run's.
+TEST(TrainingCudaNp1, EveryZeroStageOnTheGpuTrainsWhatZeroZeroTrains) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device on this machine";
+  ProcessGrid grid({1, 1, 1, 1}, MPI_COMM_WORLD, Device::CUDA);
+  const TrainingRun want = train(gpu_options(DType::BF16), grid, 4);
+  for (int zero : {1, 2, 3}) {
+    TrainOptions o = gpu_options(DType::BF16);
+    o.layout.zero = zero;
+    const TrainingRun got = train(o, grid, 4);
+    for (size_t s = 0; s < want.steps.size(); ++s) {
+      EXPECT_LT(relative(got.steps[s].loss, want.steps[s].loss), 1e-4) << "zero " << zero << " step " << s + 1;
+      EXPECT_LT(relative(got.steps[s].grad_norm, want.steps[s].grad_norm), 1e-3)
+          << "zero " << zero << " step " << s + 1;
+    }
+    ASSERT_EQ(got.params.size(), want.params.size());
+    for (size_t p = 0; p < want.params.size(); ++p)
+      EXPECT_LT(tensor_difference(want.params[p], got.params[p]), 1e-3) << "zero " << zero << " parameter " << p;
+  }
+}
+
 // On two GPUs with NCCL (one per rank, by node-local rank): DP, DP with
-// ZeRO-1, Megatron TP (with and without its sequence parallelism) and a
+// every ZeRO stage, Megatron TP (with and without its sequence parallelism) and a
 // two-stage 1F1B pipeline train the model a one-process CPU run trains (f32:
 // within 1e-4 over 4 steps).
 TEST(TrainingCudaNp2, EveryLayoutOnTwoGpusTracksTheCpu) {
@@ -101,6 +124,7 @@ TEST(TrainingCudaNp2, EveryLayoutOnTwoGpusTracksTheCpu) {
     bool tp_sp;
   };
   for (const Layout& l : {Layout{"dp2", {2, 1, 1, 1}, 0, false}, Layout{"dp2 zero1", {2, 1, 1, 1}, 1, false},
+                          Layout{"dp2 zero2", {2, 1, 1, 1}, 2, false}, Layout{"dp2 zero3", {2, 1, 1, 1}, 3, false},
                           Layout{"tp2", {1, 2, 1, 1}, 0, false}, Layout{"tp2 tp-sp", {1, 2, 1, 1}, 0, true},
                           Layout{"pp2", {1, 1, 2, 1}, 0, false}}) {
     TrainOptions o = gpu_options(DType::F32);
