@@ -1,5 +1,6 @@
 #include "parallel/step_plan.h"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <unordered_map>
@@ -85,13 +86,58 @@ StepTail plan(const Layout& l, const StepTailShape& s) {
   StepTail tail;
   {
     OpRecorder recorder;
+    if (l.zero >= 2) {
+      // The micro-batches' hooks as the model calls them (model/transnormer.cpp),
+      // outside any op as in the run: ZeRO-3's gathers in forward (the
+      // embedding again for a head it is tied to), then backward's order.
+      ParameterHooks* hooks = o.hooks();
+      const int G = static_cast<int>(groups.size());
+      std::vector<int> order;
+      for (int g = 0; g < G; ++g) order.push_back(g);
+      if (s.embedding_at_both_ends) order.push_back(0);
+      for (int64_t micro = 0; micro < l.micro_batches(); ++micro) {
+        for (size_t k = 0; k < order.size(); ++k) {
+          hooks->before_forward(order[k], k + 1 < order.size() ? order[k + 1] : -1);
+          hooks->after_forward(order[k]);
+        }
+        for (size_t k = order.size(); k-- > 0;) {
+          hooks->before_backward(order[k], k > 0 ? order[k - 1] : -1);
+          if (std::find(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order[k]) ==
+              order.begin() + static_cast<std::ptrdiff_t>(k))
+            hooks->after_backward(order[k], micro + 1 == l.micro_batches());
+        }
+      }
+    }
     update.update(1e-3, 1.0);
     update.refresh_compute(false);  // (CO2 replaces the values at a round's end only)
     std::vector<RecordedOp> ran = recorder.take_ops();
-    LINPAR_CHECK(recorder.outside().collectives.empty() && recorder.outside().bytes_read == 0,
+    // The hooks' collectives are the reduction's (their passes over the
+    // shards, outside ops in the run too, are not planned).
+    LINPAR_CHECK(l.zero >= 2 ||
+                     (recorder.outside().collectives.empty() && recorder.outside().bytes_read == 0),
                  "a step's update did work outside its ops");
     tail.ops.reserve(ran.size() + 1);
     for (RecordedOp& r : ran) tail.ops.push_back(planned_op(std::move(r)));
+    if (l.zero >= 2) {
+      for (PlannedOp& op : tail.ops) {
+        if (op.pass != Pass::Reduce) continue;
+        // Summed by kind and group (their bytes are what the simulator
+        // reads of them; it times them group by group itself, sim/step.cpp).
+        for (const RecordedCollective& c : recorder.outside().collectives) {
+          const PlannedCollective planned{c.kind, comm_group_named(c.group), c.bytes};
+          auto same = std::find_if(op.collectives.begin(), op.collectives.end(),
+                                   [&](const PlannedCollective& x) {
+                                     return x.kind == planned.kind && x.group == planned.group;
+                                   });
+          if (same != op.collectives.end()) {
+            same->bytes += planned.bytes;
+          } else {
+            op.collectives.push_back(planned);
+          }
+        }
+        break;
+      }
+    }
   }
   if (co2) {
     // The outer reduction of the pseudo-gradient (the master values' dtype),
@@ -120,6 +166,7 @@ StepTail plan(const Layout& l, const StepTailShape& s) {
 struct TailKey {
   StepTailShape shape;
   int dp, tp, pp, sp, zero;
+  int64_t micro_batches;  // ZeRO-2 and -3's hooks run once per micro-batch (else 0)
   bool co2, co2_shard_outer;
   bool operator==(const TailKey&) const = default;
 };
@@ -131,7 +178,8 @@ struct TailKeyHash {
     for (int64_t v :
          {s.tied_embedding, int64_t{s.last_stage}, int64_t{s.rank}, s.grad_reduce_bytes,
           s.element_bytes, int64_t{s.averages_inside}, int64_t{k.dp}, int64_t{k.tp}, int64_t{k.pp},
-          int64_t{k.sp}, int64_t{k.zero}, int64_t{k.co2}, int64_t{k.co2_shard_outer}}) {
+          int64_t{k.sp}, int64_t{k.zero}, int64_t{k.co2}, int64_t{k.co2_shard_outer},
+          k.micro_batches, int64_t{s.embedding_at_both_ends}}) {
       h = h * 1000003u ^ std::hash<int64_t>()(v);
     }
     return h;
@@ -144,7 +192,15 @@ std::shared_ptr<const StepTail> plan_step_tail(const Layout& l, const StepTailSh
   // A layout search asks for the same few tails many times; a few thousand
   // cover one (past that, start over).
   thread_local std::unordered_map<TailKey, std::shared_ptr<const StepTail>, TailKeyHash> kept;
-  const TailKey key{s, l.dp, l.tp, l.pp, l.sp, l.zero, l.co2_tau > 0, l.co2_shard_outer};
+  const TailKey key{s,
+                    l.dp,
+                    l.tp,
+                    l.pp,
+                    l.sp,
+                    l.zero,
+                    l.zero >= 2 ? l.micro_batches() : 0,
+                    l.co2_tau > 0,
+                    l.co2_shard_outer};
   if (auto it = kept.find(key); it != kept.end()) return it->second;
   if (kept.size() >= 4096) kept.clear();
   auto tail = std::make_shared<const StepTail>(plan(l, s));

@@ -35,6 +35,9 @@ struct StepTailShape {
   // head), which ZeRO shards one by one; summing to `parameters`. Empty
   // without ZeRO (DDP's buckets are one reduction).
   std::vector<int64_t> groups;
+  // The first group (the embedding) is also the head's (tied on one stage):
+  // ZeRO-3 gathers it for both in forward.
+  bool embedding_at_both_ends = false;
   int64_t tied_embedding =
       0;  // of them, a tied embedding's copy (first and last stage under PP), or 0
   bool last_stage = false;        // that copy is the last stage's (the norm leaves it out)
@@ -50,7 +53,10 @@ struct StepTailShape {
 };
 
 // The step's tail op by op in execution order: pass Reduce (the gradient
-// reduction DDP overlaps with the last backward), then Update, then Outer
+// reduction DDP overlaps with the last backward; under ZeRO-2 and -3 also
+// the collectives their hooks make during every micro-batch: the trainer's
+// hooks run on the plan's groups in forward's and backward's order, and
+// what they send is the Reduce op's), then Update, then Outer
 // (CO2's round end, once per τ steps). Ops that do not run in this layout are
 // absent.
 struct StepTail {

@@ -811,6 +811,9 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
           shape.groups.push_back(g);
       }
     }
+    // (ZeRO-3 gathers the embedding tied to a head on this stage twice.)
+    shape.embedding_at_both_ends =
+        l.zero > 0 && l.pp == 1 && l.pp_chunks == 1 && model.tied_embeddings();
     shape.tied_embedding = tied;
     shape.last_stage = stage + 1 == l.pp;
     shape.grad_reduce_bytes = l.grad_reduce_bytes;
@@ -820,27 +823,6 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
     // the pipeline's activations and gradients, and the tail's collectives.
     int64_t shared = 0;
     if (l.pp > 1) shared += m * costs.boundary_bytes * sends;
-    // ZeRO-2 and -3's collectives during the micro-batches (the tail's
-    // reduction only waits for them): every micro-batch's reduce-scatter
-    // of each group, and under ZeRO-3 its gathers (forward's, and
-    // backward's; the tied embedding's twice in forward).
-    if (l.zero >= 2 && grad.ranks > 1) {
-      for (int chunk = 0; chunk < l.pp_chunks; ++chunk) {
-        const size_t q = static_cast<size_t>(chunk) * P + p;
-        const PipelineStage& st = costs.stages[q].stage;
-        for (size_t g = 0; g < zero_groups[q].size(); ++g) {
-          const int64_t shard = zero_groups[q][g];
-          shared += m * wire_bytes(CollectiveKind::ReduceScatter, grad.ranks,
-                                   shard * l.grad_reduce_bytes);
-          if (l.zero == 3) {
-            const int64_t gathers =
-                2 + (g == 0 && st.first() && st.last() && model.tied_embeddings() ? 1 : 0);
-            shared += gathers * m *
-                      wire_bytes(CollectiveKind::AllGather, grad.ranks, shard * weight_bytes);
-          }
-        }
-      }
-    }
     // The tail's ops in order: the reduction DDP overlaps with the last
     // backward (its buckets are laid out there; all at once after it with
     // --grad-reduce after-backward), then the update's ops one after another
@@ -859,7 +841,9 @@ StepPrediction schedule_step(const SimModel& model, const ClusterSpec& cluster, 
       }
       shared += wire(op);
       if (op.pass == Pass::Reduce) {
-        if (!l.grad_reduce_overlap && !op.collectives.empty()) {
+        // (ZeRO-2 and -3's collectives, the micro-batches' own, are laid
+        // out with them above; the op holds their bytes.)
+        if (!l.grad_reduce_overlap && l.zero < 2 && !op.collectives.empty()) {
           bucket_tasks[p].push_back(
               place(name, stage, Stream::Comm, collectives, {&stage_end[p], 1}));
         }

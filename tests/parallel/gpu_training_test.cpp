@@ -99,13 +99,15 @@ TEST(TrainingCudaNp1, EveryZeroStageOnTheGpuTrainsWhatZeroZeroTrains) {
     o.layout.zero = zero;
     const TrainingRun got = train(o, grid, 4);
     for (size_t s = 0; s < want.steps.size(); ++s) {
-      EXPECT_LT(relative(got.steps[s].loss, want.steps[s].loss), 1e-4) << "zero " << zero << " step " << s + 1;
+      EXPECT_LT(relative(got.steps[s].loss, want.steps[s].loss), 1e-4)
+          << "zero " << zero << " step " << s + 1;
       EXPECT_LT(relative(got.steps[s].grad_norm, want.steps[s].grad_norm), 1e-3)
           << "zero " << zero << " step " << s + 1;
     }
     ASSERT_EQ(got.params.size(), want.params.size());
     for (size_t p = 0; p < want.params.size(); ++p)
-      EXPECT_LT(tensor_difference(want.params[p], got.params[p]), 1e-3) << "zero " << zero << " parameter " << p;
+      EXPECT_LT(tensor_difference(want.params[p], got.params[p]), 1e-3)
+          << "zero " << zero << " parameter " << p;
   }
 }
 
@@ -123,10 +125,11 @@ TEST(TrainingCudaNp2, EveryLayoutOnTwoGpusTracksTheCpu) {
     int zero;
     bool tp_sp;
   };
-  for (const Layout& l : {Layout{"dp2", {2, 1, 1, 1}, 0, false}, Layout{"dp2 zero1", {2, 1, 1, 1}, 1, false},
-                          Layout{"dp2 zero2", {2, 1, 1, 1}, 2, false}, Layout{"dp2 zero3", {2, 1, 1, 1}, 3, false},
-                          Layout{"tp2", {1, 2, 1, 1}, 0, false}, Layout{"tp2 tp-sp", {1, 2, 1, 1}, 0, true},
-                          Layout{"pp2", {1, 1, 2, 1}, 0, false}}) {
+  for (const Layout& l :
+       {Layout{"dp2", {2, 1, 1, 1}, 0, false}, Layout{"dp2 zero1", {2, 1, 1, 1}, 1, false},
+        Layout{"dp2 zero2", {2, 1, 1, 1}, 2, false}, Layout{"dp2 zero3", {2, 1, 1, 1}, 3, false},
+        Layout{"tp2", {1, 2, 1, 1}, 0, false}, Layout{"tp2 tp-sp", {1, 2, 1, 1}, 0, true},
+        Layout{"pp2", {1, 1, 2, 1}, 0, false}}) {
     TrainOptions o = gpu_options(DType::F32);
     o.layout = with_degrees(o.layout, l.layout);
     o.layout.zero = l.zero;

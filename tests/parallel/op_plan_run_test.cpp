@@ -190,6 +190,8 @@ std::vector<PlannedOp> expected_tail(const TrainOptions& o, const ProcessGrid& g
     }
   }
   shape.last_stage = stage.last();
+  shape.embedding_at_both_ends =
+      o.layout.zero > 0 && o.model.tie_embeddings && stage.size == 1 && o.layout.pp_chunks == 1;
   shape.grad_reduce_bytes = StepShape{.element_bytes = e}.gradient_bytes();
   shape.element_bytes = e;
   shape.averages_inside = o.device == Device::CUDA;
@@ -305,6 +307,16 @@ void expect_the_plan_runs(const Case& c, Device device = Device::CPU, DType dtyp
 TEST(OpPlanRunNp2, EveryStrategyRunsItsPlanOpByOp) {
   for (const Case& c : {Case{"dp2", {2, 1, 1, 1}},
                         Case{"dp2 zero1", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 1},
+                        Case{"dp2 zero2", {2, 1, 1, 1}, false, SequenceParallelKind::Lasp, 2},
+                        Case{"dp2 zero3 tied",
+                             {2, 1, 1, 1},
+                             false,
+                             SequenceParallelKind::Lasp,
+                             3,
+                             PipelineSchedule::OneFOneB,
+                             0,
+                             false,
+                             true},
                         Case{"dp2 co2",
                              {2, 1, 1, 1},
                              false,
@@ -413,6 +425,22 @@ TEST(OpPlanRunNp4, MixedLayoutsRunTheirPlansOpByOp) {
                 Recompute::Selective),
             2),
         interleaved(Case{"pp4 × 2", {1, 1, 4, 1}}, 2),
+        // ZeRO-2 and -3: the hooks' collectives of every micro-batch are the
+        // tail's reduction's.
+        Case{"dp2 pp2 tied zero3",
+             {2, 1, 2, 1},
+             false,
+             SequenceParallelKind::Lasp,
+             3,
+             PipelineSchedule::OneFOneB,
+             0,
+             false,
+             true},
+        recomputing(
+            Case{"dp2 sp2 lasp2 zero2", {2, 1, 1, 2}, false, SequenceParallelKind::Lasp2, 2},
+            Recompute::Full),
+        interleaved(Case{"dp2 pp2 × 2 zero3", {2, 1, 2, 1}, false, SequenceParallelKind::Lasp, 3},
+                    2),
         recomputing(
             Case{"tp2 tp-sp sp2 ulysses", {1, 2, 1, 2}, true, SequenceParallelKind::Ulysses},
             Recompute::Full)}) {
