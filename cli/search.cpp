@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -32,54 +33,49 @@ std::vector<std::string> split_commas(const std::string& option, const std::stri
   return items;
 }
 
-std::vector<int64_t> parse_taus(const std::string& list) {
-  std::vector<int64_t> taus;
-  for (const std::string& item : split_commas("co2-tau", list)) {
+// The integers of a comma-separated --option list; UserError naming the
+// item that is not one.
+std::vector<int64_t> parse_integers(const char* option, const std::string& list) {
+  std::vector<int64_t> values;
+  for (const std::string& item : split_commas(option, list)) {
     size_t used = 0;
-    int64_t tau = -1;
+    int64_t v = 0;
     try {
-      tau = std::stoll(item, &used);
+      v = std::stoll(item, &used);
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != item.size()) user_error("--co2-tau {}: '{}' is not an integer", list, item);
+    if (used != item.size()) user_error("--{} {}: '{}' is not an integer", option, list, item);
+    values.push_back(v);
+  }
+  return values;
+}
+
+std::vector<int64_t> parse_taus(const std::string& list) {
+  std::vector<int64_t> taus = parse_integers("co2-tau", list);
+  for (int64_t tau : taus) {
     if (tau < 0) user_error("--co2-tau {}: {} must be 0 (off) or positive", list, tau);
-    taus.push_back(tau);
   }
   return taus;
 }
 
 std::vector<int> parse_chunks(const std::string& list) {
   std::vector<int> chunks;
-  for (const std::string& item : split_commas("pp-chunks", list)) {
-    size_t used = 0;
-    int v = 0;
-    try {
-      v = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size()) user_error("--pp-chunks {}: '{}' is not an integer", list, item);
-    chunks.push_back(v);  // positive and distinct: checked by the search
+  for (int64_t v : parse_integers("pp-chunks", list)) {
+    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max())
+      user_error("--pp-chunks {}: {} is out of range", list, v);
+    chunks.push_back(static_cast<int>(v));  // positive and distinct: checked by the search
   }
   return chunks;
 }
 
 std::vector<int> parse_zero_stages(const std::string& list) {
   std::vector<int> stages;
-  for (const std::string& item : split_commas("zero", list)) {
-    size_t used = 0;
-    int v = -1;
-    try {
-      v = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != item.size() || v < 0 || v > 3)
-      user_error("--zero {}: '{}' is not a ZeRO stage (0, 1, 2 or 3)", list, item);
+  for (int64_t v : parse_integers("zero", list)) {
+    if (v < 0 || v > 3) user_error("--zero {}: {} is not a ZeRO stage (0, 1, 2 or 3)", list, v);
     if (std::find(stages.begin(), stages.end(), v) != stages.end())
       user_error("--zero {}: stage {} is listed twice", list, v);
-    stages.push_back(v);
+    stages.push_back(static_cast<int>(v));
   }
   return stages;
 }

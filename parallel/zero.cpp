@@ -12,6 +12,7 @@ namespace linpar {
 
 struct ZeroOptimizer::Group {
   std::vector<Parameter*> params;
+  std::vector<size_t> indices;   // each parameter's index in the set
   std::vector<int64_t> offsets;  // each parameter's place in the group's flat elements
   std::vector<Shape> shapes;     // and its values' shape (as the model uses them)
   int64_t size = 0, shard = 0;
@@ -66,6 +67,7 @@ ZeroOptimizer::ZeroOptimizer(int stage, ParameterSet& params,
     g->params = std::move(members);
     for (Parameter* p : g->params) {
       LINPAR_CHECK(index.count(p) == 1, "ZeRO group holds a parameter not in the set");
+      g->indices.push_back(index[p]);
       g->offsets.push_back(g->size);
       g->shapes.push_back(p->value.shape());
       g->size += p->value.numel();
@@ -111,8 +113,9 @@ ZeroOptimizer::ZeroOptimizer(int stage, ParameterSet& params,
       const int64_t begin = std::max(lo, g->offsets[k]);
       const int64_t end = std::min(hi, g->offsets[k] + shape_numel(p.box_shape));
       if (begin >= end) continue;
-      slices_.push_back({index[&p], begin - g->offsets[k], end - g->offsets[k]});
+      slices_.push_back({g->indices[k], begin - g->offsets[k], end - g->offsets[k]});
       slice_group_.push_back(groups_.size());
+      slice_member_.push_back(k);
       AdamWSegment s;
       s.weight_decay = p.weight_decay;
       if (stage == 3) {
@@ -319,9 +322,7 @@ void ZeroOptimizer::gather_moments(std::vector<Tensor>& m, std::vector<Tensor>& 
     for (size_t k = 0; k < slices_.size(); ++k) {
       const Group& g = *groups_[slice_group_[k]];
       const Slice& s = slices_[k];
-      size_t member = 0;
-      while (&params_.all()[s.parameter] != g.params[member]) ++member;
-      const int64_t at = g.offsets[member] + s.begin - dp_.rank() * g.shard;
+      const int64_t at = g.offsets[slice_member_[k]] + s.begin - dp_.rank() * g.shard;
       blocks[slice_group_[k]].slice0(at, at + (s.end - s.begin)).copy_from((*moments)[k]);
     }
     for (size_t i = 0; i < groups_.size(); ++i) {
@@ -329,9 +330,7 @@ void ZeroOptimizer::gather_moments(std::vector<Tensor>& m, std::vector<Tensor>& 
       Tensor flat = Tensor::empty({g.shard * dp_.size()}, value_dtype_, device_);
       dp_.all_gather(blocks[i], flat);
       for (size_t k = 0; k < g.params.size(); ++k) {
-        size_t at = 0;
-        while (&params_.all()[at] != g.params[k]) ++at;
-        (*whole)[at] =
+        (*whole)[g.indices[k]] =
             flat.slice0(g.offsets[k], g.offsets[k] + shape_numel(g.params[k]->box_shape)).clone();
       }
     }

@@ -112,6 +112,7 @@ class ZeroOptimizer final : public ParameterHooks {
   std::vector<std::unique_ptr<Group>> groups_;
   std::vector<Slice> slices_;
   std::vector<size_t> slice_group_;    // each slice's group
+  std::vector<size_t> slice_member_;   // and its place among the group's parameters
   std::vector<Tensor> segment_grads_;  // each slice's gradient shard (the norm's)
   std::unique_ptr<AdamW> optimizer_;
 };
